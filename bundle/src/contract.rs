@@ -1,0 +1,141 @@
+//! The `[contract]` of a manifest: what a release of the model must show.
+//!
+//! Every key is optional; a missing one means its check is skipped, and
+//! reports say so (skipped is not passed).
+
+use serde::{Deserialize, Serialize};
+
+/// All budgets of one model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Contract {
+    pub parity: Option<Tolerance>,
+    pub latency: Option<LatencyBudget>,
+    pub size: Option<SizeBudget>,
+    pub quality: Option<QualityBudget>,
+    /// The fast fallback's own quality budget on the hold-out (a Preflight extension).
+    pub fallback: Option<QualityBudget>,
+    pub monotonic: Vec<Monotonic>,
+}
+
+/// How far a served value may be from the expected one:
+/// `|served - expected| <= abs + rel * |expected|`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    #[serde(default)]
+    pub abs: f64,
+    #[serde(default)]
+    pub rel: f64,
+}
+
+impl Tolerance {
+    pub fn new(abs: f64, rel: f64) -> Self {
+        Self { abs, rel }
+    }
+
+    /// The largest difference allowed around `expected`.
+    pub fn allowance(&self, expected: f64) -> f64 {
+        self.abs + self.rel * expected.abs()
+    }
+
+    /// Whether `served` is close enough to `expected`. NaN is never close.
+    pub fn accepts(&self, served: f64, expected: f64) -> bool {
+        (served - expected).abs() <= self.allowance(expected)
+    }
+}
+
+/// The open-loop latency test: its load and its percentile budgets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LatencyBudget {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub rate_per_s: f64,
+    pub requests: u64,
+    /// How much p99 may grow against the baseline release (0.2 = 20%).
+    #[serde(default)]
+    pub max_p99_regression: Option<f64>,
+}
+
+/// The artifact's size budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SizeBudget {
+    #[serde(default)]
+    pub max_model_bytes: Option<u64>,
+    /// How much the artifact may grow against the baseline release (0.25 = 25%).
+    #[serde(default)]
+    pub max_growth: Option<f64>,
+}
+
+/// A quality budget on the hold-out: an absolute bound and a regression limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QualityBudget {
+    pub metric: Metric,
+    /// Upper bound, for metrics where lower is better.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Lower bound, for metrics where higher is better.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// How much worse than the baseline the metric may get (0.05 = 5%).
+    #[serde(default)]
+    pub max_regression: Option<f64>,
+}
+
+/// A hold-out quality metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Metric {
+    /// Mean absolute error.
+    Mae,
+    /// Root mean squared error.
+    Rmse,
+    /// Mean absolute percentage error, in percent.
+    Mape,
+    /// Share of correct labels.
+    Accuracy,
+    /// Mean negative log-likelihood of the true label.
+    LogLoss,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Mae => "mae",
+            Metric::Rmse => "rmse",
+            Metric::Mape => "mape",
+            Metric::Accuracy => "accuracy",
+            Metric::LogLoss => "log_loss",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::Accuracy)
+    }
+
+    pub fn for_regression(self) -> bool {
+        matches!(self, Metric::Mae | Metric::Rmse | Metric::Mape)
+    }
+}
+
+/// An input the output must move with in one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monotonic {
+    pub input: String,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Increasing,
+    Decreasing,
+}

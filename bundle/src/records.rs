@@ -1,0 +1,198 @@
+//! `samples.jsonl` and `holdout.jsonl`: rows of inputs with the outputs the
+//! training process gave, or the true target.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, ErrorKind};
+use crate::manifest::{Feature, Manifest};
+use crate::{Value, fs_read_to_string};
+
+/// One row of a samples or hold-out file, typed by the manifest.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Record {
+    /// The 1-based line in its file.
+    pub line: usize,
+    /// The row's `id`, or `line N` where the file gives none.
+    pub id: String,
+    /// One value per manifest input, in manifest order.
+    pub inputs: Vec<Value>,
+    /// One value per manifest output: the training process's predictions.
+    pub outputs: Option<Vec<Value>>,
+    /// The fast fallback's predictions in the training process (a Preflight extension).
+    pub fallback_outputs: Option<Vec<Value>>,
+    /// One value per manifest output: the true target (hold-out rows).
+    pub target: Option<Vec<Value>>,
+}
+
+/// Which file a set of records comes from, and so what each row must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFile {
+    /// `samples.jsonl`: every row has `outputs`.
+    Samples,
+    /// `holdout.jsonl`: every row has `target`.
+    Holdout,
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    #[serde(default)]
+    id: Option<String>,
+    inputs: Map<String, Json>,
+    #[serde(default)]
+    outputs: Option<Map<String, Json>>,
+    #[serde(default)]
+    fallback_outputs: Option<Map<String, Json>>,
+    #[serde(default)]
+    target: Option<Map<String, Json>>,
+}
+
+/// Reads a JSON Lines file of records and checks each against the manifest.
+pub fn read_records(
+    path: &Path,
+    manifest: &Manifest,
+    file: RecordFile,
+) -> Result<Vec<Record>, Error> {
+    let text = fs_read_to_string(path)?;
+    parse_records(&text, path, manifest, file)
+}
+
+/// Parses JSON Lines text of records; `path` is only used in errors.
+pub fn parse_records(
+    text: &str,
+    path: &Path,
+    manifest: &Manifest,
+    file: RecordFile,
+) -> Result<Vec<Record>, Error> {
+    let mut records = Vec::new();
+    let mut ids = HashSet::new();
+    for (index, line_text) in text.lines().enumerate() {
+        let line = index + 1;
+        if line_text.trim().is_empty() {
+            continue;
+        }
+        let fail = |kind, key: &str, message: String| {
+            Error::new(kind, path, message)
+                .at_line(Some(line))
+                .at_key(key)
+        };
+        let raw: RawRecord = serde_json::from_str(line_text).map_err(|e| {
+            // serde_json's message ends with its own "at line 1 column N":
+            // within one line of the file only the column means anything.
+            let text = e.to_string();
+            let reason = text
+                .rfind(" at line ")
+                .map_or(text.as_str(), |end| &text[..end]);
+            let message = format!("not a JSON record: {reason} (column {})", e.column());
+            Error::new(ErrorKind::Syntax, path, message).at_line(Some(line))
+        })?;
+        let id = raw.id.unwrap_or_else(|| format!("line {line}"));
+        if !ids.insert(id.clone()) {
+            return Err(fail(
+                ErrorKind::Conformance,
+                "id",
+                format!("'{id}' is used by an earlier row"),
+            ));
+        }
+        let conform =
+            |key: &str, map: &Map<String, Json>, features: &[Feature], check_domain: bool| {
+                read_row(map, features, check_domain).map_err(|(name, message)| {
+                    fail(
+                        ErrorKind::Conformance,
+                        &format!("{key}.{name}"),
+                        format!("row '{id}': {message}"),
+                    )
+                })
+            };
+        let inputs = conform("inputs", &raw.inputs, &manifest.inputs, true)?;
+        let outputs = raw
+            .outputs
+            .as_ref()
+            .map(|m| conform("outputs", m, &manifest.outputs, true))
+            .transpose()?;
+        let fallback_outputs = raw
+            .fallback_outputs
+            .as_ref()
+            .map(|m| conform("fallback_outputs", m, &manifest.outputs, true))
+            .transpose()?;
+        // The true target may lie outside the range the model's outputs are held to.
+        let target = raw
+            .target
+            .as_ref()
+            .map(|m| conform("target", m, &manifest.outputs, false))
+            .transpose()?;
+        match file {
+            RecordFile::Samples if outputs.is_none() => {
+                return Err(fail(
+                    ErrorKind::Conformance,
+                    "outputs",
+                    format!(
+                        "row '{id}' has no outputs; a verification sample needs the training process's prediction"
+                    ),
+                ));
+            }
+            RecordFile::Holdout if target.is_none() => {
+                return Err(fail(
+                    ErrorKind::Conformance,
+                    "target",
+                    format!("row '{id}' has no target; a hold-out row needs the true value"),
+                ));
+            }
+            _ => {}
+        }
+        records.push(Record {
+            line,
+            id,
+            inputs,
+            outputs,
+            fallback_outputs,
+            target,
+        });
+    }
+    if records.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Conformance,
+            path,
+            "the file has no rows",
+        ));
+    }
+    Ok(records)
+}
+
+/// Reads a map of name to value into manifest order; on failure, the name at fault and why.
+fn read_row(
+    map: &Map<String, Json>,
+    features: &[Feature],
+    check_domain: bool,
+) -> Result<Vec<Value>, (String, String)> {
+    if let Some(unknown) = map.keys().find(|k| !features.iter().any(|f| &f.name == *k)) {
+        let known: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
+        return Err((
+            unknown.clone(),
+            format!(
+                "'{unknown}' is not declared in the manifest (declared: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    features
+        .iter()
+        .map(|f| {
+            let json = map
+                .get(&f.name)
+                .ok_or_else(|| (f.name.clone(), format!("'{}' is missing", f.name)))?;
+            let value = f
+                .read(json)
+                .map_err(|m| (f.name.clone(), format!("'{}' {m}", f.name)))?;
+            if check_domain {
+                f.check_domain(&value)
+                    .map_err(|m| (f.name.clone(), format!("'{}' = {m}", f.name)))?;
+            }
+            Ok(value)
+        })
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! Every committed fixture bundle is a valid bundle, and its fallback
+//! reproduces the training process's linear predictions.
+
+use std::path::Path;
+
+use preflight_bundle::{Bundle, Repository, Tolerance};
+
+use crate::fixtures;
+
+/// The fallback is evaluated in f64 like scikit-learn; only the order of the
+/// additions differs.
+const FALLBACK_PARITY: Tolerance = Tolerance {
+    abs: 1e-9,
+    rel: 1e-9,
+};
+
+/// Opens every version of every model in a repository and checks its files.
+fn check_repository(root: &Path) -> usize {
+    let repo = Repository::scan(root).unwrap_or_else(|e| panic!("{e}"));
+    assert!(repo.problems().is_empty(), "{:#?}", repo.problems());
+    let mut bundles = 0;
+    for model in repo.models() {
+        for version in &model.versions {
+            check_bundle(&version.dir);
+            bundles += 1;
+        }
+    }
+    bundles
+}
+
+fn check_bundle(dir: &Path) {
+    let bundle = Bundle::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    let samples = bundle
+        .samples()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("samples.jsonl");
+    let holdout = bundle
+        .holdout()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("holdout.jsonl");
+    bundle
+        .reference()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reference.json");
+    assert!(
+        samples.len() >= 500,
+        "{}: {} samples",
+        dir.display(),
+        samples.len()
+    );
+    assert!(
+        holdout.len() >= 1000,
+        "{}: {} hold-out rows",
+        dir.display(),
+        holdout.len()
+    );
+    let nullable: Vec<usize> = (0..bundle.manifest().inputs.len())
+        .filter(|&i| bundle.manifest().inputs[i].nullable)
+        .collect();
+    assert!(
+        nullable
+            .iter()
+            .all(|&i| samples.iter().any(|s| s.inputs[i].is_null())),
+        "{}: the samples should exercise every nullable input with a null",
+        dir.display()
+    );
+
+    let fallback = bundle.fallback().expect("every fixture has a fallback");
+    let (out, _) = bundle
+        .manifest()
+        .output(fallback.output())
+        .expect("fallback output");
+    for sample in &samples {
+        let expected = sample.fallback_outputs.as_ref().expect("fallback_outputs")[out]
+            .as_f64()
+            .expect("number");
+        let got = fallback.predict(&sample.inputs);
+        assert!(
+            FALLBACK_PARITY.accepts(got, expected),
+            "{} row '{}': fallback gave {got}, the training process {expected}",
+            dir.display(),
+            sample.id
+        );
+    }
+    let mut covered = fallback.inputs();
+    covered.sort_unstable();
+    let mut declared: Vec<&str> = bundle
+        .manifest()
+        .inputs
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    declared.sort_unstable();
+    assert_eq!(
+        covered,
+        declared,
+        "{}: the fallback covers every input",
+        dir.display()
+    );
+}
+
+#[test]
+fn committed_models_are_valid_bundles() {
+    let repo = Repository::scan(&fixtures().join("models")).expect("scan");
+    assert!(repo.models().len() >= 6, "at least six cities");
+    assert!(
+        repo.models()
+            .iter()
+            .filter(|m| m.versions.len() >= 2)
+            .count()
+            >= 2,
+        "two cities have a version 2"
+    );
+    assert_eq!(check_repository(&fixtures().join("models")), 8);
+}
+
+#[test]
+fn committed_defect_bundles_are_valid_bundles() {
+    // A defect lives in what the artifact computes, never in the format: the
+    // bundle itself must pass every check here.
+    let defects = fixtures().join("defects/bundles");
+    for entry in std::fs::read_dir(&defects).expect("defects/bundles") {
+        let path = entry.expect("entry").path();
+        assert_eq!(check_repository(&path), 1, "{}", path.display());
+    }
+}
