@@ -13,6 +13,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  test       run every test of the workspace (what CI runs)
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
 ";
@@ -20,6 +21,7 @@ commands:
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
+        Some("test") => test(&workspace_root(), args.collect()),
         Some("fixtures") => fixtures::run(&workspace_root()),
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
@@ -27,6 +29,17 @@ fn main() -> Result<()> {
         }
         Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
     }
+}
+
+/// `cargo xtask test [ARGS]`: every test of the workspace; ARGS go to `cargo test`.
+fn test(root: &Path, args: Vec<String>) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    exec(
+        Command::new(cargo)
+            .current_dir(root)
+            .args(["test", "--workspace", "--locked"])
+            .args(args),
+    )
 }
 
 /// The workspace root: xtask lives one level below it.
