@@ -3,6 +3,7 @@
 //! Every command a person runs locally is the one CI runs; see README.md.
 
 mod fixtures;
+mod ort;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,7 @@ usage: cargo xtask <command>
 
 commands:
   test       run every test of the workspace (what CI runs)
+  ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
 ";
@@ -23,6 +25,7 @@ fn main() -> Result<()> {
     match args.next().as_deref() {
         Some("test") => test(&workspace_root(), args.collect()),
         Some("fixtures") => fixtures::run(&workspace_root()),
+        Some("ort") => ort::ensure(&workspace_root()).map(drop),
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
             Ok(())
@@ -33,10 +36,12 @@ fn main() -> Result<()> {
 
 /// `cargo xtask test [ARGS]`: every test of the workspace; ARGS go to `cargo test`.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
+    let lib = ort::ensure(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     exec(
         Command::new(cargo)
             .current_dir(root)
+            .env("ORT_DYLIB_PATH", lib)
             .args(["test", "--workspace", "--locked"])
             .args(args),
     )
@@ -53,7 +58,8 @@ fn workspace_root() -> PathBuf {
 /// Runs a command to completion, failing with the command line when it fails.
 fn exec(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
-    eprintln!("$ {shown}");
+    // An inline script would fill the screen: show its first line only.
+    eprintln!("$ {}", shown.lines().next().unwrap_or_default());
     let status = command
         .status()
         .with_context(|| format!("could not start {shown}"))?;

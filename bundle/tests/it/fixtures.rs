@@ -127,8 +127,11 @@ fn committed_defect_bundles_are_valid_bundles() {
 
 #[test]
 fn defect_catalogue_refers_to_what_exists() {
-    const SUITES: [&str; 8] = ["unit", "parity", "property", "nullable", "latency", "size", "quality", "fallback"];
-    let text = std::fs::read_to_string(fixtures().join("defects/catalogue.toml")).expect("catalogue");
+    const SUITES: [&str; 8] = [
+        "unit", "parity", "property", "nullable", "latency", "size", "quality", "fallback",
+    ];
+    let text =
+        std::fs::read_to_string(fixtures().join("defects/catalogue.toml")).expect("catalogue");
     let catalogue: toml::Table = toml::from_str(&text).expect("catalogue parses");
     let defects = catalogue["defect"].as_array().expect("[[defect]]");
     assert!(defects.len() >= 10);
@@ -136,22 +139,38 @@ fn defect_catalogue_refers_to_what_exists() {
     for defect in defects {
         let name = defect["name"].as_str().expect("name");
         let model = defect["model"].as_str().expect("model");
-        assert!(models.model(model).is_some(), "{name}: model '{model}' is not in fixtures/models");
+        assert!(
+            models.model(model).is_some(),
+            "{name}: model '{model}' is not in fixtures/models"
+        );
         match defect["lives_in"].as_str() {
             Some("bundle") => {
-                let repo = Repository::scan(&fixtures().join("defects/bundles").join(name)).expect("defect bundle");
-                assert!(repo.model(model).is_some(), "{name}: bundles/{name} holds no '{model}'");
+                let repo = Repository::scan(&fixtures().join("defects/bundles").join(name))
+                    .expect("defect bundle");
+                assert!(
+                    repo.model(model).is_some(),
+                    "{name}: bundles/{name} holds no '{model}'"
+                );
             }
-            Some("endpoint") => assert!(defect["fault"].is_str(), "{name}: an endpoint defect names its fault"),
+            Some("endpoint") => assert!(
+                defect["fault"].is_str(),
+                "{name}: an endpoint defect names its fault"
+            ),
             other => panic!("{name}: lives_in is {other:?}"),
         }
         let fails = defect["fails"].as_array().expect("fails");
         let reasons = defect["reasons"].as_table().expect("reasons");
-        assert!(!fails.is_empty(), "{name}: a defect fails at least one suite");
+        assert!(
+            !fails.is_empty(),
+            "{name}: a defect fails at least one suite"
+        );
         for suite in fails {
             let suite = suite.as_str().expect("suite name");
             assert!(SUITES.contains(&suite), "{name}: unknown suite '{suite}'");
-            assert!(reasons.contains_key(suite), "{name}: no reason given for '{suite}'");
+            assert!(
+                reasons.contains_key(suite),
+                "{name}: no reason given for '{suite}'"
+            );
         }
     }
 }

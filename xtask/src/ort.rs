@@ -1,0 +1,91 @@
+//! `cargo xtask ort`: fetch the pinned ONNX Runtime shared library.
+//!
+//! The library comes from the `onnxruntime` wheel on PyPI (the one registry
+//! every machine here reaches), checked against its sha256, and is extracted
+//! into `target/ort/`, where the server and the tests look for it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::exec;
+
+/// The one place the ONNX Runtime version is pinned.
+pub(crate) const VERSION: &str = "1.32.0";
+const WHEEL: &str = "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl";
+const WHEEL_SHA256: &str = "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d";
+
+/// The library's path once fetched.
+pub(crate) fn library(root: &Path) -> PathBuf {
+    root.join("target/ort")
+        .join(format!("libonnxruntime.so.{VERSION}"))
+}
+
+/// Fetches the library unless it is already in place; returns its path.
+pub(crate) fn ensure(root: &Path) -> Result<PathBuf> {
+    let lib = library(root);
+    if lib.is_file() {
+        return Ok(lib);
+    }
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        bail!(
+            "the pinned ONNX Runtime wheel is for Linux x86_64; on this platform set ORT_DYLIB_PATH to a libonnxruntime {VERSION}"
+        );
+    }
+    let dir = root.join("target/ort");
+    let download = dir.join("download");
+    std::fs::create_dir_all(&download)
+        .with_context(|| format!("creating {}", download.display()))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let wheel = download.join(WHEEL);
+    if !wheel.is_file() {
+        exec(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                ])
+                .args([
+                    "--only-binary=:all:",
+                    "--python-version",
+                    "3.11",
+                    "--platform",
+                    "manylinux_2_28_x86_64",
+                ])
+                .arg(format!("onnxruntime=={VERSION}"))
+                .arg("--dest")
+                .arg(&download),
+        )
+        .context("downloading the onnxruntime wheel from PyPI with pip")?;
+    }
+    // Python's standard library checks the hash and unpacks the wheel, so
+    // xtask needs no zip or hashing crate.
+    let script = r#"
+import hashlib, sys, zipfile, os
+wheel, expected, dest, version = sys.argv[1:]
+digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+if digest != expected:
+    sys.exit(f"{wheel}: sha256 {digest}, expected {expected}; delete it and run again")
+name = f"onnxruntime/capi/libonnxruntime.so.{version}"
+tmp = os.path.join(dest, f".libonnxruntime.so.{version}.part")
+with zipfile.ZipFile(wheel) as z, z.open(name) as src, open(tmp, "wb") as out:
+    out.write(src.read())
+os.replace(tmp, os.path.join(dest, f"libonnxruntime.so.{version}"))
+"#;
+    exec(
+        Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&wheel)
+            .arg(WHEEL_SHA256)
+            .arg(&dir)
+            .arg(VERSION),
+    )?;
+    eprintln!("ONNX Runtime {VERSION}: {}", lib.display());
+    Ok(lib)
+}
