@@ -1,0 +1,254 @@
+//! A batch of rows in columns, decoded from a request and checked against
+//! the manifest before any model sees it.
+
+use preflight_bundle::{Datatype, Feature, Manifest, Value};
+use serde_json::Value as Json;
+
+use crate::error::ApiError;
+use crate::protocol::{InferRequest, RequestInput, TensorData};
+
+/// N rows, one column per manifest input, in manifest order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub rows: usize,
+    pub columns: Vec<TensorData>,
+}
+
+/// The datatypes a column can hold; the others are refused at load time.
+pub(crate) fn supported(datatype: Datatype) -> bool {
+    matches!(
+        datatype,
+        Datatype::Fp32
+            | Datatype::Fp64
+            | Datatype::Int64
+            | Datatype::Int32
+            | Datatype::Bool
+            | Datatype::Bytes
+    )
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+}
+
+impl Batch {
+    /// Row `i` as values in manifest order, for the fallback.
+    pub fn row(&self, i: usize) -> Vec<Value> {
+        self.columns
+            .iter()
+            .map(|c| match c {
+                TensorData::F32(v) if v[i].is_nan() => Value::Null,
+                TensorData::F32(v) => Value::Float(f64::from(v[i])),
+                TensorData::F64(v) if v[i].is_nan() => Value::Null,
+                TensorData::F64(v) => Value::Float(v[i]),
+                TensorData::I64(v) => Value::Int(v[i]),
+                TensorData::I32(v) => Value::Int(i64::from(v[i])),
+                TensorData::Bool(v) => Value::Bool(v[i]),
+                TensorData::Text(v) => Value::Text(v[i].clone()),
+            })
+            .collect()
+    }
+}
+
+/// Appends checked JSON values to one column of the feature's type.
+struct ColumnBuilder<'a> {
+    feature: &'a Feature,
+    data: TensorData,
+}
+
+impl<'a> ColumnBuilder<'a> {
+    fn new(feature: &'a Feature, capacity: usize) -> Self {
+        let data = match feature.datatype {
+            Datatype::Fp64 => TensorData::F64(Vec::with_capacity(capacity)),
+            Datatype::Int64 => TensorData::I64(Vec::with_capacity(capacity)),
+            Datatype::Int32 => TensorData::I32(Vec::with_capacity(capacity)),
+            Datatype::Bool => TensorData::Bool(Vec::with_capacity(capacity)),
+            Datatype::Bytes => TensorData::Text(Vec::with_capacity(capacity)),
+            // Load time refuses any other datatype; FP32 is the default.
+            _ => TensorData::F32(Vec::with_capacity(capacity)),
+        };
+        Self { feature, data }
+    }
+
+    /// Reads one value; on failure, why (the caller adds model, input and row).
+    fn push(&mut self, json: &Json) -> Result<(), String> {
+        let value = self.feature.read(json)?;
+        match (&mut self.data, value) {
+            (TensorData::F32(v), Value::Null) => v.push(f32::NAN),
+            (TensorData::F64(v), Value::Null) => v.push(f64::NAN),
+            (TensorData::F32(v), Value::Float(x)) => v.push(x as f32),
+            (TensorData::F64(v), Value::Float(x)) => v.push(x),
+            (TensorData::I64(v), Value::Int(x)) => v.push(x),
+            (TensorData::I32(v), Value::Int(x)) => {
+                v.push(i32::try_from(x).map_err(|_| format!("{x} does not fit in INT32"))?)
+            }
+            (TensorData::Bool(v), Value::Bool(x)) => v.push(x),
+            (TensorData::Text(v), Value::Text(x)) => v.push(x),
+            (_, other) => return Err(format!("{other:?} does not fit {}", self.feature.datatype)),
+        }
+        Ok(())
+    }
+}
+
+/// Who a request is for, for error messages: `model 'eta-madrid' version 1`.
+pub(crate) fn subject(manifest: &Manifest) -> String {
+    format!(
+        "model '{}' version {}",
+        manifest.model.name, manifest.model.version
+    )
+}
+
+/// Decodes an Open Inference Protocol request: one tensor per input, shape
+/// `[N]` or `[N, 1]`, every input present once, data of the declared type.
+pub(crate) fn decode_tensors(
+    manifest: &Manifest,
+    request: &InferRequest,
+    limits: Limits,
+) -> Result<Batch, ApiError> {
+    let who = subject(manifest);
+    let bad = |message: String| ApiError::BadRequest(format!("{who}: {message}"));
+    for (i, input) in request.inputs.iter().enumerate() {
+        if manifest.input(&input.name).is_none() {
+            let known: Vec<&str> = manifest.inputs.iter().map(|f| f.name.as_str()).collect();
+            return Err(bad(format!(
+                "input '{}' is not an input of the model (inputs: {})",
+                input.name,
+                known.join(", ")
+            )));
+        }
+        if request.inputs[..i]
+            .iter()
+            .any(|earlier| earlier.name == input.name)
+        {
+            return Err(bad(format!("input '{}' is given twice", input.name)));
+        }
+    }
+    let mut rows = None;
+    let mut columns = Vec::with_capacity(manifest.inputs.len());
+    for feature in &manifest.inputs {
+        let input = request
+            .inputs
+            .iter()
+            .find(|i| i.name == feature.name)
+            .ok_or_else(|| bad(format!("input '{}' is required but missing", feature.name)))?;
+        let n = tensor_rows(feature, input)
+            .map_err(|m| bad(format!("input '{}': {m}", feature.name)))?;
+        if n > limits.max_rows {
+            return Err(bad(format!(
+                "input '{}' has {n} rows; this server takes at most {} per request",
+                feature.name, limits.max_rows
+            )));
+        }
+        match rows {
+            None => rows = Some(n),
+            Some(first) if first != n => {
+                return Err(bad(format!(
+                    "input '{}' has {n} rows but '{}' has {first}; every input needs one value per row",
+                    feature.name, manifest.inputs[0].name
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut values = Vec::with_capacity(n);
+        flatten(&input.data, &mut values);
+        if values.len() != n {
+            return Err(bad(format!(
+                "input '{}' has shape {:?} but {} values",
+                feature.name,
+                input.shape,
+                values.len()
+            )));
+        }
+        let mut column = ColumnBuilder::new(feature, n);
+        for (row, value) in values.into_iter().enumerate() {
+            column
+                .push(value)
+                .map_err(|m| bad(format!("input '{}' row {row}: the value {m}", feature.name)))?;
+        }
+        columns.push(column.data);
+    }
+    let rows = rows.unwrap_or(0);
+    if rows == 0 {
+        return Err(bad("the request has no rows".to_owned()));
+    }
+    Ok(Batch { rows, columns })
+}
+
+/// Decodes KServe v1 `instances`: one JSON object per row, keyed by input name.
+pub(crate) fn decode_instances(
+    manifest: &Manifest,
+    instances: &[Json],
+    limits: Limits,
+) -> Result<Batch, ApiError> {
+    let who = subject(manifest);
+    let bad = |message: String| ApiError::BadRequest(format!("{who}: {message}"));
+    if instances.is_empty() {
+        return Err(bad("'instances' is empty".to_owned()));
+    }
+    if instances.len() > limits.max_rows {
+        return Err(bad(format!(
+            "{} instances; this server takes at most {} per request",
+            instances.len(),
+            limits.max_rows
+        )));
+    }
+    let mut columns: Vec<ColumnBuilder<'_>> = manifest
+        .inputs
+        .iter()
+        .map(|f| ColumnBuilder::new(f, instances.len()))
+        .collect();
+    for (row, instance) in instances.iter().enumerate() {
+        let Json::Object(fields) = instance else {
+            return Err(bad(format!(
+                "instance {row} is not an object of input values"
+            )));
+        };
+        if let Some(unknown) = fields.keys().find(|k| manifest.input(k).is_none()) {
+            return Err(bad(format!(
+                "instance {row}: '{unknown}' is not an input of the model"
+            )));
+        }
+        for column in &mut columns {
+            let name = &column.feature.name;
+            let value = fields
+                .get(name)
+                .ok_or_else(|| bad(format!("input '{name}' row {row}: required but missing")))?;
+            column
+                .push(value)
+                .map_err(|m| bad(format!("input '{name}' row {row}: the value {m}")))?;
+        }
+    }
+    Ok(Batch {
+        rows: instances.len(),
+        columns: columns.into_iter().map(|c| c.data).collect(),
+    })
+}
+
+/// The number of rows a tensor declares, checking its datatype and shape.
+fn tensor_rows(feature: &Feature, input: &RequestInput) -> Result<usize, String> {
+    if input.datatype != feature.datatype.as_str() {
+        return Err(format!(
+            "datatype {} does not match the model's {}",
+            input.datatype, feature.datatype
+        ));
+    }
+    match input.shape.as_slice() {
+        [n] | [n, 1] if *n >= 0 => {
+            usize::try_from(*n).map_err(|_| format!("shape {:?} is too large", input.shape))
+        }
+        _ => Err(format!(
+            "shape {:?} is not [N] or [N, 1]: tabular inputs are one column per feature",
+            input.shape
+        )),
+    }
+}
+
+/// Row-major flattening of nested arrays; anything else is one element.
+fn flatten<'j>(json: &'j Json, out: &mut Vec<&'j Json>) {
+    match json {
+        Json::Array(items) => items.iter().for_each(|item| flatten(item, out)),
+        other => out.push(other),
+    }
+}

@@ -1,0 +1,68 @@
+//! Errors of the HTTP API, and the one place they become status codes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// What went wrong with a request, from the client's point of view.
+///
+/// Every message names the model, version, input and row where they apply,
+/// so a client can fix the request without reading the server's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed or does not fit the model: the client's fault.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such model, version or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The body is over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A protected endpoint was called without the right bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The model exists but cannot answer now (still loading, or failed with no fallback).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of the server or the model, never of the request.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code of each kind: the only mapping in the server.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short name of the outcome, for logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => "bad_request",
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,187 @@
+//! `preflight-serve`: serve a model repository over the Open Inference Protocol.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use preflight_serving::{
+    AppState, OrtBackend, OrtOptions, Registry, ServeConfig, VersionPolicy, app, find_library,
+    init_ort,
+};
+
+/// Serve every model of a model repository over the Open Inference Protocol
+/// (KServe v2 REST), with ONNX Runtime for the main models and the native
+/// fast fallback when a main model errors, overruns its deadline or cannot be
+/// loaded.
+///
+/// Example:
+///   preflight-serve --models fixtures/models --addr 127.0.0.1:8080
+///   curl localhost:8080/v2/models/eta-madrid
+#[derive(Debug, Parser)]
+#[command(version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// The model repository: one folder per model, one numbered folder per version.
+    #[arg(long, value_name = "DIR")]
+    models: PathBuf,
+
+    /// Address to listen on. Port 0 picks a free port; the address bound is
+    /// printed on standard output as `listening on http://ADDR`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+
+    /// The ONNX Runtime shared library (libonnxruntime.so). Default: the
+    /// ORT_DYLIB_PATH environment variable, else target/ort/ as fetched by
+    /// `cargo xtask ort`.
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+
+    /// Which versions of each model to load: every version, or the highest only.
+    #[arg(long, value_enum, default_value_t = Policy::All)]
+    version_policy: Policy,
+
+    /// ONNX Runtime sessions per model version. Sessions run one batch at a
+    /// time; more let one model use more cores at the cost of memory. The
+    /// first is made at load, the others on demand when requests overlap.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sessions_per_model: u16,
+
+    /// Threads ONNX Runtime may use inside one batch.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    intra_op_threads: u16,
+
+    /// Largest request body, in bytes; larger requests get 413.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+
+    /// Most rows in one request; more get 400.
+    #[arg(long, default_value_t = 100_000)]
+    max_rows: usize,
+
+    /// Bearer token for the repository API (load, unload, index). Without
+    /// one, the repository API is open.
+    #[arg(long, env = "PREFLIGHT_REPOSITORY_TOKEN", hide_env_values = true)]
+    repository_token: Option<String>,
+
+    /// Threads that load models at start.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    load_threads: usize,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter, as RUST_LOG: `debug` logs one line per request.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Policy {
+    All,
+    Latest,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("--log '{}' is not a valid filter", cli.log))?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+    }
+
+    let library = find_library(cli.ort_lib.as_deref())?;
+    init_ort(&library)?;
+    let backend = OrtBackend::new(OrtOptions {
+        sessions_per_model: cli.sessions_per_model.into(),
+        intra_op_threads: cli.intra_op_threads.into(),
+    });
+    let config = ServeConfig {
+        models: cli.models.clone(),
+        version_policy: match cli.version_policy {
+            Policy::All => VersionPolicy::All,
+            Policy::Latest => VersionPolicy::Latest,
+        },
+        max_body_bytes: cli.max_body_bytes,
+        max_rows: cli.max_rows,
+        repository_token: cli.repository_token.clone(),
+        load_threads: cli.load_threads,
+    };
+    if !config.models.is_dir() {
+        anyhow::bail!("--models {}: not a folder", config.models.display());
+    }
+    let registry = Arc::new(Registry::new(
+        &config.models,
+        Arc::new(backend),
+        config.version_policy,
+        config.load_threads,
+    ));
+    let state = Arc::new(AppState::new(Arc::clone(&registry), &config));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("cannot listen on {}", cli.addr))?;
+        let bound = listener.local_addr()?;
+        // The one line on standard output: how a supervisor finds the port.
+        #[allow(clippy::print_stdout)]
+        {
+            println!("listening on http://{bound}");
+        }
+        tracing::info!(addr = %bound, models = %config.models.display(), "listening; loading models");
+
+        // Liveness answers at once; readiness once every model is loaded.
+        let loader_state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match loader_state.registry.load_all() {
+                Ok(()) => {
+                    let states = loader_state.registry.states();
+                    tracing::info!(?states, seconds = started.elapsed().as_secs_f64(), "models loaded; ready");
+                    loader_state.mark_ready();
+                }
+                Err(error) => tracing::error!(%error, "cannot read the model repository"),
+            }
+        });
+
+        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,111 @@
+//! The Open Inference Protocol (KServe v2) REST messages.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+/// `POST .../infer` request body.
+#[derive(Debug, Deserialize)]
+pub struct InferRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Map<String, Json>>,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    #[serde(default)]
+    pub parameters: Option<Map<String, Json>>,
+    /// Row-major, flat or nested.
+    pub data: Json,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestOutput {
+    pub name: String,
+}
+
+/// `POST .../infer` response body.
+#[derive(Debug, Serialize)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Json>>,
+    pub outputs: Vec<ResponseOutput>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResponseOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: &'static str,
+    pub data: TensorData,
+}
+
+/// A tensor's values, flat. FP32 values serialise as the shortest decimal
+/// that reads back as the same f32, not as the f64 they widen to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    Bool(Vec<bool>),
+    Text(Vec<String>),
+}
+
+impl TensorData {
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
+            TensorData::Text(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `GET /v2/models/{m}` response body.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: &'static str,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    /// Preflight extension: `ready`, or `degraded` when only the fallback answers.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TensorMetadata {
+    pub name: String,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2` response body.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServerMetadata {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub extensions: Vec<&'static str>,
+}

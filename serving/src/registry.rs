@@ -1,0 +1,319 @@
+//! The models being served: loaded from the repository at start, swapped
+//! whole by the repository API, read by every request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use preflight_bundle::{Bundle, Fallback, Manifest, ModelEntry, Repository};
+
+use crate::backend::{Backend, Predictor};
+use crate::batch::supported;
+use crate::error::ApiError;
+
+/// Which versions of a model to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionPolicy {
+    /// Every version in the repository; requests without a version get the highest.
+    All,
+    /// Only the highest version.
+    Latest,
+}
+
+/// One served model version.
+pub struct Served {
+    pub manifest: Manifest,
+    pub main: Main,
+    pub fallback: Option<Fallback>,
+    pub model_bytes: u64,
+}
+
+/// The main model's state.
+pub enum Main {
+    Ready(Arc<dyn Predictor>),
+    /// Why it could not be loaded; the fallback answers, if there is one.
+    Failed(String),
+}
+
+impl Served {
+    pub fn state(&self) -> &'static str {
+        match (&self.main, &self.fallback) {
+            (Main::Ready(_), _) => "ready",
+            (Main::Failed(_), Some(_)) => "degraded",
+            (Main::Failed(_), None) => "unavailable",
+        }
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        match &self.main {
+            Main::Failed(reason) => Some(reason),
+            Main::Ready(_) => None,
+        }
+    }
+}
+
+/// All versions of one model, and which one answers requests without a version.
+pub(crate) struct ModelSlot {
+    pub versions: BTreeMap<u64, Arc<Served>>,
+    pub default_version: u64,
+}
+
+/// A row of the repository index.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub struct Registry {
+    root: PathBuf,
+    backend: Arc<dyn Backend>,
+    policy: VersionPolicy,
+    load_threads: usize,
+    models: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
+}
+
+impl Registry {
+    pub fn new(
+        root: &Path,
+        backend: Arc<dyn Backend>,
+        policy: VersionPolicy,
+        load_threads: usize,
+    ) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            backend,
+            policy,
+            load_threads: load_threads.max(1),
+            models: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn platform(&self) -> &'static str {
+        self.backend.platform()
+    }
+
+    /// Loads every model of the repository, on `load_threads` threads. A
+    /// bundle that fails is logged with its file and reason and skipped.
+    pub fn load_all(&self) -> Result<(), preflight_bundle::Error> {
+        let repo = Repository::scan(&self.root)?;
+        for problem in repo.problems() {
+            tracing::warn!(%problem, "skipped a folder of the model repository");
+        }
+        let entries = repo.models();
+        let next = AtomicUsize::new(0);
+        let loaded = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..self.load_threads.min(entries.len()) {
+                scope.spawn(|| {
+                    while let Some(entry) = entries.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Some(slot) = self.load_entry(entry, None) {
+                            if let Ok(mut loaded) = loaded.lock() {
+                                loaded.push((entry.name.clone(), Arc::new(slot)));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let loaded = loaded.into_inner().unwrap_or_default();
+        if let Ok(mut models) = self.models.write() {
+            models.extend(loaded);
+        }
+        Ok(())
+    }
+
+    /// Loads (or reloads) one model from the repository, optionally pinning a version.
+    pub fn load(&self, name: &str, pin: Option<u64>) -> Result<(), ApiError> {
+        let repo = Repository::scan(&self.root)
+            .map_err(|e| ApiError::Internal(format!("cannot read the model repository: {e}")))?;
+        let entry = repo.model(name).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "model '{name}' is not in the repository {}",
+                self.root.display()
+            ))
+        })?;
+        if let Some(v) = pin {
+            if entry.version(v).is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "model '{name}' has no version {v} in the repository"
+                )));
+            }
+        }
+        let slot = self.load_entry(entry, pin).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "model '{name}': no version could be loaded; the server log says why"
+            ))
+        })?;
+        if let Ok(mut models) = self.models.write() {
+            models.insert(name.to_owned(), Arc::new(slot));
+        }
+        Ok(())
+    }
+
+    pub fn unload(&self, name: &str) -> Result<(), ApiError> {
+        let removed = self
+            .models
+            .write()
+            .ok()
+            .and_then(|mut models| models.remove(name));
+        removed
+            .map(drop)
+            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))
+    }
+
+    /// The served version of `name`: `version` where given, else the default.
+    pub fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<Served>, Vec<u64>), ApiError> {
+        let slot = self
+            .models
+            .read()
+            .ok()
+            .and_then(|models| models.get(name).cloned())
+            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
+        let versions: Vec<u64> = slot.versions.keys().copied().collect();
+        let wanted = match version {
+            None => slot.default_version,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|v| slot.versions.contains_key(v))
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "model '{name}' has no version '{v}' loaded (loaded: {})",
+                        join(&versions)
+                    ))
+                })?,
+        };
+        let served = slot.versions.get(&wanted).cloned().ok_or_else(|| {
+            ApiError::NotFound(format!("model '{name}' version {wanted} is not loaded"))
+        })?;
+        Ok((served, versions))
+    }
+
+    /// Every loaded model version and its state.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let Ok(models) = self.models.read() else {
+            return Vec::new();
+        };
+        models
+            .iter()
+            .flat_map(|(name, slot)| {
+                slot.versions.iter().map(move |(v, served)| IndexEntry {
+                    name: name.clone(),
+                    version: v.to_string(),
+                    state: served.state(),
+                    reason: served.failure().map(str::to_owned),
+                })
+            })
+            .collect()
+    }
+
+    fn load_entry(&self, entry: &ModelEntry, pin: Option<u64>) -> Option<ModelSlot> {
+        let wanted: Vec<_> = match (pin, self.policy) {
+            (Some(v), _) => entry.versions.iter().filter(|e| e.version == v).collect(),
+            (None, VersionPolicy::Latest) => vec![entry.latest()],
+            (None, VersionPolicy::All) => entry.versions.iter().collect(),
+        };
+        let mut versions = BTreeMap::new();
+        for version in wanted {
+            match self.load_version(&version.dir) {
+                Ok(served) => {
+                    if let Some(reason) = served.failure() {
+                        tracing::warn!(model = %entry.name, version = version.version, state = served.state(), %reason, "main model not loaded");
+                    }
+                    versions.insert(version.version, Arc::new(served));
+                }
+                Err(reason) => {
+                    tracing::warn!(model = %entry.name, version = version.version, %reason, "bundle skipped")
+                }
+            }
+        }
+        let default_version = *versions.keys().next_back()?;
+        Some(ModelSlot {
+            versions,
+            default_version,
+        })
+    }
+
+    /// Opens a bundle and loads its main model. A bundle that cannot be read
+    /// is an error; a main model that cannot be loaded is a `Main::Failed`,
+    /// so the fallback can still serve.
+    fn load_version(&self, dir: &Path) -> Result<Served, String> {
+        let bundle = Bundle::open(dir).map_err(|e| e.to_string())?;
+        let manifest = bundle.manifest().clone();
+        let model_bytes = bundle.model_bytes().unwrap_or(0);
+        let unsupported = manifest
+            .inputs
+            .iter()
+            .chain(&manifest.outputs)
+            .find(|f| !supported(f.datatype));
+        let main = match unsupported {
+            Some(f) => Main::Failed(format!(
+                "'{}' is {}, which preflight-serve does not take (FP32, FP64, INT32, INT64, BOOL and BYTES)",
+                f.name, f.datatype
+            )),
+            None => match self.backend.load(&bundle) {
+                Ok(predictor) => Main::Ready(predictor),
+                Err(reason) => Main::Failed(reason),
+            },
+        };
+        Ok(Served {
+            fallback: bundle.fallback().cloned(),
+            manifest,
+            main,
+            model_bytes,
+        })
+    }
+
+    /// How many model versions are in each state, for metrics.
+    pub fn states(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for entry in self.index() {
+            *counts.entry(entry.state).or_default() += 1;
+        }
+        counts
+    }
+}
+
+pub(crate) fn join(versions: &[u64]) -> String {
+    versions
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("model", &self.manifest.model)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Main {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Main::Ready(_) => f.write_str("Ready"),
+            Main::Failed(reason) => f.debug_tuple("Failed").field(reason).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("root", &self.root)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
