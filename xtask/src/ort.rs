@@ -76,6 +76,11 @@ tmp = os.path.join(dest, f".libonnxruntime.so.{version}.part")
 with zipfile.ZipFile(wheel) as z, z.open(name) as src, open(tmp, "wb") as out:
     out.write(src.read())
 os.replace(tmp, os.path.join(dest, f"libonnxruntime.so.{version}"))
+# The unversioned name is what the server looks for; the version lives here only.
+link = os.path.join(dest, "libonnxruntime.so")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(f"libonnxruntime.so.{version}", link)
 "#;
     exec(
         Command::new(&python)
