@@ -74,7 +74,14 @@ impl<'a> ColumnBuilder<'a> {
 
     /// Reads one value; on failure, why (the caller adds model, input and row).
     fn push(&mut self, json: &Json) -> Result<(), String> {
-        let value = self.feature.read(json)?;
+        let value = self.feature.read(json).map_err(|message| match json {
+            // The one mistake worth a hint: NaN and Infinity smuggled in as strings.
+            Json::String(s) if self.feature.datatype.is_float() && s.trim().parse::<f64>().is_ok() => format!(
+                "is the string {json}: numbers must be JSON numbers, and NaN and Infinity are not JSON{}",
+                if self.feature.nullable { "; send null for a missing value" } else { "" }
+            ),
+            _ => message,
+        })?;
         match (&mut self.data, value) {
             (TensorData::F32(v), Value::Null) => v.push(f32::NAN),
             (TensorData::F64(v), Value::Null) => v.push(f64::NAN),

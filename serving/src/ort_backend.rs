@@ -144,11 +144,11 @@ impl Backend for OrtBackend {
 fn new_session(path: &Path, options: OrtOptions) -> Result<Session, String> {
     let environment = ENVIRONMENT.get().ok_or("ONNX Runtime is not initialised")?;
     let build = || -> ort::Result<Session> {
-        Ok(Session::builder(environment)?
+        Session::builder(environment)?
             .with_optimization_level(GraphOptimizationLevel::Level3)?
             .with_intra_threads(options.intra_op_threads)?
             .with_inter_threads(1)?
-            .commit_from_file(path)?)
+            .commit_from_file(path)
     };
     build().map_err(|e| format!("ONNX Runtime cannot load it: {e}"))
 }
@@ -284,15 +284,12 @@ impl Binding {
         let mut outputs = Vec::new();
         for feature in &manifest.outputs {
             // A single output matches whatever the exporter named it ("variable").
-            let found = graph_outputs
-                .iter()
-                .find(|(n, _)| n == &feature.name)
-                .or_else(
-                    || match (manifest.outputs.len(), graph_outputs.as_slice()) {
-                        (1, [only]) => Some(only),
-                        _ => None,
-                    },
-                );
+            let found = graph_outputs.iter().find(|(n, _)| n == &feature.name).or(
+                match (manifest.outputs.len(), graph_outputs.as_slice()) {
+                    (1, [only]) => Some(only),
+                    _ => None,
+                },
+            );
             let (name, tensor) = found.ok_or_else(|| {
                 format!(
                     "the manifest's output '{}' is not an output of the graph (graph outputs: {})",
@@ -342,23 +339,23 @@ impl OrtPredictor {
     /// the first, waiting for it.
     fn session(&self) -> MutexGuard<'_, Option<Session>> {
         for slot in &self.slots {
-            if let Ok(guard) = slot.try_lock() {
-                if guard.is_some() {
-                    return guard;
-                }
+            if let Ok(guard) = slot.try_lock()
+                && guard.is_some()
+            {
+                return guard;
             }
         }
         for slot in &self.slots[1..] {
-            if let Ok(mut guard) = slot.try_lock() {
-                if guard.is_none() {
-                    match new_session(&self.path, self.options) {
-                        Ok(session) => {
-                            *guard = Some(session);
-                            return guard;
-                        }
-                        Err(error) => {
-                            tracing::warn!(path = %self.path.display(), %error, "could not add a session")
-                        }
+            if let Ok(mut guard) = slot.try_lock()
+                && guard.is_none()
+            {
+                match new_session(&self.path, self.options) {
+                    Ok(session) => {
+                        *guard = Some(session);
+                        return guard;
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %self.path.display(), %error, "could not add a session")
                     }
                 }
             }

@@ -111,10 +111,10 @@ impl Registry {
             for _ in 0..self.load_threads.min(entries.len()) {
                 scope.spawn(|| {
                     while let Some(entry) = entries.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Some(slot) = self.load_entry(entry, None) {
-                            if let Ok(mut loaded) = loaded.lock() {
-                                loaded.push((entry.name.clone(), Arc::new(slot)));
-                            }
+                        if let Some(slot) = self.load_entry(entry, None)
+                            && let Ok(mut loaded) = loaded.lock()
+                        {
+                            loaded.push((entry.name.clone(), Arc::new(slot)));
                         }
                     }
                 });
@@ -137,12 +137,12 @@ impl Registry {
                 self.root.display()
             ))
         })?;
-        if let Some(v) = pin {
-            if entry.version(v).is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "model '{name}' has no version {v} in the repository"
-                )));
-            }
+        if let Some(v) = pin
+            && entry.version(v).is_none()
+        {
+            return Err(ApiError::NotFound(format!(
+                "model '{name}' has no version {v} in the repository"
+            )));
         }
         let slot = self.load_entry(entry, pin).ok_or_else(|| {
             ApiError::BadRequest(format!(

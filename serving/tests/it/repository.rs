@@ -1,0 +1,168 @@
+//! The repository: hundreds of models, broken bundles among them, and the
+//! repository API for loading, pinning and unloading.
+
+use preflight_bundle::{Bundle, Record};
+use serde_json::{Value, json};
+
+use crate::{Server, config, copy_bundle, fixtures, infer_request, output};
+
+fn index_of(body: &Value) -> Vec<(String, String, String)> {
+    body.as_array()
+        .expect("index")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["version"].as_str().expect("version").to_owned(),
+                e["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_models_are_all_served() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = fixtures().join("models/eta-nairobi/1");
+    for i in 0..300 {
+        copy_bundle(&source, tmp.path(), &format!("eta-city-{i:03}"), 1);
+    }
+    let server = Server::start(tmp.path()).await;
+    let (status, body) = server.post("/v2/repository/index", &json!({})).await;
+    assert_eq!(status, 200);
+    let index = index_of(&body);
+    assert_eq!(index.len(), 300);
+    assert!(
+        index.iter().all(|(_, _, state)| state == "ready"),
+        "{index:?}"
+    );
+
+    let bundle = Bundle::open(&source).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let rows: Vec<&Record> = samples.iter().take(3).collect();
+    let request = infer_request(bundle.manifest(), &rows, None);
+    let mut answers = Vec::new();
+    for i in [0, 149, 299] {
+        let (status, body) = server
+            .post(&format!("/v2/models/eta-city-{i:03}/infer"), &request)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(output(&body, "eta_minutes"));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "copies of one model answer alike"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_bundles_do_not_stop_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = fixtures().join("models/eta-lisbon/1");
+    copy_bundle(&source, tmp.path(), "eta-good", 1);
+    let bad_manifest = copy_bundle(&source, tmp.path(), "eta-bad-manifest", 1);
+    std::fs::write(bad_manifest.join("manifest.toml"), "[model]\nname = ").expect("write");
+    let wrong_version = copy_bundle(&source, tmp.path(), "eta-misplaced", 1);
+    std::fs::rename(&wrong_version, wrong_version.with_file_name("3")).expect("rename");
+    std::fs::create_dir_all(tmp.path().join("Not A Model/1")).expect("mkdir");
+    let server = Server::start(tmp.path()).await;
+
+    let (_, body) = server.post("/v2/repository/index", &json!({})).await;
+    assert_eq!(
+        index_of(&body),
+        [("eta-good".to_owned(), "1".to_owned(), "ready".to_owned())]
+    );
+    assert_eq!(server.get("/v2/health/ready").await.0, 200);
+    assert_eq!(server.get("/v2/models/eta-bad-manifest").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_pin_and_unload() {
+    let server = Server::start(&fixtures().join("models")).await;
+    let bundle = Bundle::open(&fixtures().join("models/eta-madrid/1")).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let request = infer_request(bundle.manifest(), &[&samples[0]], None);
+
+    let (_, body) = server.post("/v2/models/eta-madrid/infer", &request).await;
+    assert_eq!(
+        body["model_version"], "2",
+        "the highest version answers by default"
+    );
+
+    // Roll back: pin version 1.
+    let (status, body) = server
+        .post(
+            "/v2/repository/models/eta-madrid/load",
+            &json!({"parameters": {"version": "1"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, meta) = server.get("/v2/models/eta-madrid").await;
+    assert_eq!(meta["versions"], json!(["1"]));
+    let (_, body) = server.post("/v2/models/eta-madrid/infer", &request).await;
+    assert_eq!(body["model_version"], "1");
+
+    let (status, _) = server
+        .post("/v2/repository/models/eta-madrid/unload", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.post("/v2/models/eta-madrid/infer", &request).await.0,
+        404
+    );
+    assert_eq!(
+        server
+            .post("/v2/repository/models/eta-madrid/unload", &json!({}))
+            .await
+            .0,
+        404
+    );
+
+    let (status, _) = server
+        .post_raw("/v2/repository/models/eta-madrid/load", Vec::new())
+        .await;
+    assert_eq!(status, 200);
+    let (_, meta) = server.get("/v2/models/eta-madrid").await;
+    assert_eq!(meta["versions"], json!(["1", "2"]));
+
+    assert_eq!(
+        server
+            .post("/v2/repository/models/eta-atlantis/load", &json!({}))
+            .await
+            .0,
+        404
+    );
+    let (status, body) = server
+        .post(
+            "/v2/repository/models/eta-madrid/load",
+            &json!({"parameters": {"version": "9"}}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_api_takes_a_bearer_token() {
+    let mut config = config(&fixtures().join("models"));
+    config.repository_token = Some("s3cret".into());
+    let server = Server::with_config(config).await;
+    let (status, body) = server.post("/v2/repository/index", &json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        server
+            .post("/v2/repository/models/eta-madrid/unload", &json!({}))
+            .await
+            .0,
+        401
+    );
+    let response = server
+        .client
+        .post(format!("{}/v2/repository/index", server.url))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .expect("index");
+    assert_eq!(response.status(), 200);
+    // Inference is not behind the token.
+    assert_eq!(server.get("/v2/models/eta-madrid").await.0, 200);
+}
