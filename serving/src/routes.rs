@@ -449,8 +449,27 @@ async fn read_json<T: DeserializeOwned>(body: Body, limit: usize, served: &Serve
             "{who}: the request body is over this server's limit of {limit} bytes"
         ))
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let hint = non_json_number_hint(&bytes, &e);
+        ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}{hint}"))
+    })
+}
+
+/// Clients that serialise NumPy (tritonclient's JSON mode, for one) write NaN
+/// and Infinity as bare tokens; say what to send instead.
+fn non_json_number_hint(body: &[u8], error: &serde_json::Error) -> &'static str {
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(error.line().saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    let at = &body[(line_start + error.column().saturating_sub(1)).min(body.len())..];
+    let at = at.strip_prefix(b"-").unwrap_or(at);
+    if at.starts_with(b"NaN") || at.starts_with(b"Infinity") {
+        " (NaN and Infinity are not JSON: send null for a missing value of a nullable input)"
+    } else {
+        ""
+    }
 }
 
 async fn repository_index(

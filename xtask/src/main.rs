@@ -2,6 +2,7 @@
 //!
 //! Every command a person runs locally is the one CI runs; see README.md.
 
+mod clients;
 mod fixtures;
 mod ort;
 
@@ -14,7 +15,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test       run every test of the workspace (what CI runs)
+  test [ARGS]   run every test of the workspace and the client check (what CI runs);
+                ARGS go to `cargo test` and skip the client check
+  client-check  a real third-party client (tritonclient) against preflight-serve
   ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
@@ -25,6 +28,7 @@ fn main() -> Result<()> {
     match args.next().as_deref() {
         Some("test") => test(&workspace_root(), args.collect()),
         Some("fixtures") => fixtures::run(&workspace_root()),
+        Some("client-check") => clients::run(&workspace_root()),
         Some("ort") => ort::ensure(&workspace_root()).map(drop),
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
@@ -34,17 +38,26 @@ fn main() -> Result<()> {
     }
 }
 
-/// `cargo xtask test [ARGS]`: every test of the workspace; ARGS go to `cargo test`.
+/// `cargo xtask test [ARGS]`: every test of the workspace, then the
+/// third-party client check. ARGS go to `cargo test` and skip the client check.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
     let lib = ort::ensure(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     exec(
-        Command::new(cargo)
+        Command::new(cargo())
             .current_dir(root)
             .env("ORT_DYLIB_PATH", lib)
             .args(["test", "--workspace", "--locked"])
-            .args(args),
-    )
+            .args(&args),
+    )?;
+    if args.is_empty() {
+        clients::run(root)?;
+    }
+    Ok(())
+}
+
+/// The cargo that runs xtask, so the pinned toolchain builds everything.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 /// The workspace root: xtask lives one level below it.

@@ -69,6 +69,11 @@ async fn bad_requests_get_a_clear_4xx() {
         ),
         ("no inputs field", INFER, json!({"id": "x"})),
         (
+            "bare NaN token",
+            INFER,
+            Value::String(valid().to_string().replacen("8.7", "NaN", 1)),
+        ),
+        (
             "wrong datatype",
             INFER,
             with_input("hour", "datatype", json!("FP32")),
