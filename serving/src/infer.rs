@@ -38,8 +38,11 @@ pub(crate) struct Prediction {
     pub fallback: Option<FallbackReason>,
 }
 
-/// Runs the main model on a blocking thread, bounded by `deadline` when a
-/// fallback can answer instead; errors fall back too.
+/// Batches up to this many rows run on the async worker itself.
+const INLINE_ROWS: usize = 16;
+
+/// Runs the main model, bounded by `deadline` when a fallback can answer
+/// instead; errors fall back too. Large batches run on a blocking thread.
 pub(crate) async fn predict(
     served: Arc<Served>,
     batch: Arc<Batch>,
@@ -61,19 +64,31 @@ pub(crate) async fn predict(
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
     }
-    let run_batch = Arc::clone(&batch);
-    let task = tokio::task::spawn_blocking(move || predictor.predict(&run_batch));
-    let result = match deadline {
-        Some(budget) => match tokio::time::timeout(budget, task).await {
-            Ok(joined) => joined,
-            // The main model keeps running to completion on its thread; its
-            // answer is dropped.
-            Err(_) => {
-                return with_fallback(&served, &batch, FallbackReason::Deadline)
-                    .ok_or_else(|| unreachable_fallback(&served));
-            }
-        },
-        None => task.await,
+    let result = if batch.rows <= INLINE_ROWS {
+        // A few rows take microseconds: a hand-off to the blocking pool would
+        // cost more than the model. The deadline is then checked afterwards.
+        let started = std::time::Instant::now();
+        let outputs = predictor.predict(&batch);
+        if deadline.is_some_and(|budget| started.elapsed() > budget) {
+            return with_fallback(&served, &batch, FallbackReason::Deadline)
+                .ok_or_else(|| unreachable_fallback(&served));
+        }
+        Ok(outputs)
+    } else {
+        let run_batch = Arc::clone(&batch);
+        let task = tokio::task::spawn_blocking(move || predictor.predict(&run_batch));
+        match deadline {
+            Some(budget) => match tokio::time::timeout(budget, task).await {
+                Ok(joined) => joined,
+                // The main model keeps running to completion on its thread;
+                // its answer is dropped.
+                Err(_) => {
+                    return with_fallback(&served, &batch, FallbackReason::Deadline)
+                        .ok_or_else(|| unreachable_fallback(&served));
+                }
+            },
+            None => task.await,
+        }
     };
     let failure = match result {
         Ok(Ok(outputs)) => {

@@ -2,6 +2,7 @@
 //!
 //! Every command a person runs locally is the one CI runs; see README.md.
 
+mod bench;
 mod clients;
 mod fixtures;
 mod ort;
@@ -17,6 +18,7 @@ usage: cargo xtask <command>
 commands:
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
+  bench      the server under open-loop load, and the cost of 300 models
   client-check  a real third-party client (tritonclient) against preflight-serve
   ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
     match args.next().as_deref() {
         Some("test") => test(&workspace_root(), args.collect()),
         Some("fixtures") => fixtures::run(&workspace_root()),
+        Some("bench") => bench::run(&workspace_root()),
         Some("client-check") => clients::run(&workspace_root()),
         Some("ort") => ort::ensure(&workspace_root()).map(drop),
         Some("-h" | "--help") | None => {

@@ -1,0 +1,184 @@
+//! `cargo xtask bench`: the server under load on loopback, and the cost of a
+//! repository of 300 models. Prints the figures recorded in benches/README.md.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, exec, ort};
+
+/// Offered single-row request rates, per second.
+const RATES: [u32; 4] = [500, 1000, 2000, 4000];
+const COPIES: usize = 300;
+
+pub(crate) fn run(root: &Path) -> Result<()> {
+    let lib = ort::ensure(root)?;
+    exec(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "preflight-serving",
+        "--bin",
+        "preflight-serve",
+        "--package",
+        "preflight-benches",
+        "--bin",
+        "load",
+    ]))?;
+    let release = root.join("target/release");
+
+    eprintln!(
+        "== open-loop load, single-row requests, eta-madrid/1 (scikit-learn GBDT, 200 trees)"
+    );
+    let server = Server::start(
+        &release.join("preflight-serve"),
+        &root.join("fixtures/models"),
+        &lib,
+    )?;
+    server.wait_ready(Duration::from_secs(60))?;
+    for rate in RATES {
+        exec(
+            Command::new(release.join("load"))
+                .args([
+                    "--url",
+                    &server.url,
+                    "--rate",
+                    &rate.to_string(),
+                    "--seconds",
+                    "5",
+                    "--bundle",
+                ])
+                .arg(root.join("fixtures/models/eta-madrid/1")),
+        )?;
+    }
+    drop(server);
+
+    eprintln!("== {COPIES} models (copies of eta-madrid/1)");
+    let repo = root.join("target/bench-repository");
+    copies(&root.join("fixtures/models/eta-madrid/1"), &repo, COPIES)?;
+    let started = Instant::now();
+    let server = Server::start(&release.join("preflight-serve"), &repo, &lib)?;
+    server.wait_ready(Duration::from_secs(300))?;
+    let ready = started.elapsed();
+    let rss = resident_kib(server.child.id())?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "{COPIES} models: ready in {:.2} s, resident memory {} MiB ({:.1} MiB per model)",
+            ready.as_secs_f64(),
+            rss / 1024,
+            rss as f64 / 1024.0 / COPIES as f64
+        );
+    }
+    Ok(())
+}
+
+/// `n` copies of a bundle as `<repo>/eta-copy-NNN/1`, their files hard-linked.
+fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
+    if repo.exists() {
+        std::fs::remove_dir_all(repo)?;
+    }
+    let manifest = std::fs::read_to_string(bundle.join("manifest.toml"))?;
+    let model = bundle
+        .parent()
+        .and_then(Path::file_name)
+        .context("model folder")?
+        .to_string_lossy()
+        .into_owned();
+    for i in 0..n {
+        let name = format!("eta-copy-{i:03}");
+        let dir = repo.join(&name).join("1");
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(bundle)? {
+            let entry = entry?;
+            let target = dir.join(entry.file_name());
+            if entry.file_name() == "manifest.toml" {
+                std::fs::write(
+                    &target,
+                    manifest.replacen(
+                        &format!("name = \"{model}\""),
+                        &format!("name = \"{name}\""),
+                        1,
+                    ),
+                )?;
+            } else if std::fs::hard_link(entry.path(), &target).is_err() {
+                std::fs::copy(entry.path(), &target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resident memory of a process, from /proc.
+fn resident_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading /proc (Linux only)")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(binary: &PathBuf, models: &Path, lib: &Path) -> Result<Self> {
+        let mut child = Command::new(binary)
+            .args(["--addr", "127.0.0.1:0", "--log", "warn", "--models"])
+            .arg(models)
+            .env("ORT_DYLIB_PATH", lib)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting preflight-serve")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .context("no `listening on` line")?
+            .to_owned();
+        Ok(Self { child, url })
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let addr = self.url.trim_start_matches("http://");
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if http_status(addr, "/v2/health/ready") == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("{} not ready within {limit:?}", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a plain HTTP/1.1 GET; xtask keeps no HTTP client crate.
+pub(crate) fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
