@@ -1,0 +1,229 @@
+//! The harness's only way to the model service: HTTP, Open Inference Protocol.
+
+use std::time::Duration;
+
+use preflight_bundle::{Manifest, Record};
+use serde_json::{Value, json};
+
+/// How long one request may take before the endpoint counts as hanging.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The endpoint could not be reached or did not answer in time: exit code 3.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{url}: {reason}")]
+pub struct Unreachable {
+    pub url: String,
+    pub reason: String,
+}
+
+/// What the endpoint answered to one infer request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// One column per manifest output, in manifest order, where the answer is a 200.
+    pub outputs: Vec<Vec<f64>>,
+    /// `parameters.fallback_reason` where the fallback answered.
+    pub fallback: Option<String>,
+    /// The error message of a non-200 answer, or why a 200 could not be read.
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.status == 200 && self.error.is_none()
+    }
+
+    /// `500: internal error` or `200 but ...`: for messages.
+    pub fn describe(&self) -> String {
+        match &self.error {
+            Some(e) => format!("{} {e}", self.status),
+            None => self.status.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+
+    /// `GET path`: the status, or why nothing answered.
+    pub async fn status(&self, path: &str) -> Result<u16, Unreachable> {
+        let url = format!("{}{path}", self.base);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| unreachable(&url, &e))
+    }
+
+    /// Infers `rows` (manifest input order) as one columnar request.
+    pub async fn infer(
+        &self,
+        manifest: &Manifest,
+        rows: &[&[preflight_bundle::Value]],
+        parameters: Option<Value>,
+    ) -> Result<Answer, Unreachable> {
+        let body = request_body(manifest, rows, parameters);
+        self.post_infer(manifest, &body, rows.len()).await
+    }
+
+    /// Sends a prepared request body.
+    pub async fn post_infer(
+        &self,
+        manifest: &Manifest,
+        body: &Value,
+        rows: usize,
+    ) -> Result<Answer, Unreachable> {
+        let url = format!(
+            "{}/v2/models/{}/versions/{}/infer",
+            self.base, manifest.model.name, manifest.model.version
+        );
+        let response = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
+        Ok(read_answer(manifest, status, &text, rows))
+    }
+}
+
+fn unreachable(url: &str, error: &reqwest::Error) -> Unreachable {
+    let reason = if error.is_timeout() {
+        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
+    } else if error.is_connect() {
+        "connection refused or failed".to_owned()
+    } else {
+        error.to_string()
+    };
+    Unreachable {
+        url: url.to_owned(),
+        reason,
+    }
+}
+
+/// The Open Inference Protocol request for rows of values in manifest order.
+pub fn request_body(
+    manifest: &Manifest,
+    rows: &[&[preflight_bundle::Value]],
+    parameters: Option<Value>,
+) -> Value {
+    let inputs: Vec<Value> = manifest
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let data: Vec<Value> = rows.iter().map(|r| r[i].to_json()).collect();
+            json!({"name": f.name, "datatype": f.datatype.as_str(), "shape": [rows.len(), 1], "data": data})
+        })
+        .collect();
+    let mut body = json!({ "inputs": inputs });
+    if let Some(p) = parameters {
+        body["parameters"] = p;
+    }
+    body
+}
+
+/// Reads an answer; a single-output model's output is matched whatever the
+/// server calls it (Seldon MLServer calls it `predict`).
+fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Answer {
+    let fail = |error: String| Answer {
+        status,
+        outputs: Vec::new(),
+        fallback: None,
+        error: Some(error),
+    };
+    let body: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            return fail(format!(
+                "body is not JSON: {}",
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+    };
+    if status != 200 {
+        return fail(
+            body["error"]
+                .as_str()
+                .map_or_else(|| body.to_string(), str::to_owned),
+        );
+    }
+    let Some(outputs) = body["outputs"].as_array() else {
+        return fail("the answer has no outputs".to_owned());
+    };
+    let mut columns = Vec::new();
+    for feature in &manifest.outputs {
+        let found = outputs
+            .iter()
+            .find(|o| o["name"] == feature.name.as_str())
+            .or_else(|| match (manifest.outputs.len(), outputs.as_slice()) {
+                (1, [only]) => Some(only),
+                _ => None,
+            });
+        let Some(output) = found else {
+            return fail(format!("the answer has no output '{}'", feature.name));
+        };
+        let mut values = Vec::with_capacity(rows);
+        flatten(&output["data"], &mut values);
+        if values.len() != rows {
+            return fail(format!(
+                "output '{}' has {} values for {rows} rows",
+                feature.name,
+                values.len()
+            ));
+        }
+        columns.push(values);
+    }
+    let fallback = (body["parameters"]["fallback"] == true).then(|| {
+        body["parameters"]["fallback_reason"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned()
+    });
+    Answer {
+        status,
+        outputs: columns,
+        fallback,
+        error: None,
+    }
+}
+
+fn flatten(data: &Value, out: &mut Vec<f64>) {
+    match data {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN)),
+        // A null or a string where a number belongs reads as NaN: never close to anything.
+        _ => out.push(f64::NAN),
+    }
+}
+
+/// The expected value of output `index` of a record, as a number.
+pub fn expected(record: &Record, index: usize) -> f64 {
+    record
+        .outputs
+        .as_ref()
+        .and_then(|o| o.get(index))
+        .and_then(preflight_bundle::Value::as_f64)
+        .unwrap_or(f64::NAN)
+}

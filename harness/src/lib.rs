@@ -1,0 +1,20 @@
+//! `preflight`: derives unit, parity, nullable, latency, size, quality and
+//! fallback suites from each bundle's contract, runs them against an Open
+//! Inference Protocol endpoint, and writes release reports.
+//!
+//! The harness only speaks HTTP to the endpoint; it never links the server.
+//! It runs ONNX Runtime itself only for the `unit` suite's artifact parity.
+
+mod artifact;
+pub mod client;
+pub mod exit;
+pub mod output;
+pub mod report;
+pub mod suites;
+pub mod target;
+pub mod verify;
+
+pub use report::{Check, ModelReport, Report, SuiteReport, Verdict};
+pub use suites::Suite;
+pub use target::TargetSpec;
+pub use verify::{VerifyConfig, VerifyError, verify};

@@ -1,0 +1,174 @@
+//! The report files, each written whole to a temporary name and renamed, so
+//! a reader never sees half a report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::report::{Report, Verdict};
+use crate::suites::Suite;
+
+/// Writes `report.json`, `summary.md` and `junit.xml` into `out`.
+pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
+    let files = [
+        ("report.json", json),
+        ("summary.md", markdown(report)),
+        ("junit.xml", junit(report)),
+    ];
+    files
+        .into_iter()
+        .map(|(name, text)| write_atomic(&out.join(name), &text))
+        .collect()
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<PathBuf, String> {
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+fn mark(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Passed => "✅ passed",
+        Verdict::Failed => "❌ failed",
+        Verdict::Skipped => "➖ skipped",
+    }
+}
+
+/// The summary for a pull request comment or `$GITHUB_STEP_SUMMARY`.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let failed = report
+        .models
+        .iter()
+        .filter(|m| m.verdict == Verdict::Failed)
+        .count();
+    let _ = writeln!(md, "# Preflight: {}\n", mark(report.verdict));
+    let _ = writeln!(
+        md,
+        "{} models verified against `{}`, {failed} failed.\n",
+        report.models.len(),
+        report.target
+    );
+    let suites: Vec<&str> = Suite::ALL
+        .iter()
+        .map(|s| s.name())
+        .filter(|s| report.models.iter().any(|m| m.suite(s).is_some()))
+        .collect();
+    let _ = writeln!(md, "| model | version | {} |", suites.join(" | "));
+    let _ = writeln!(md, "| --- | --- |{}", " --- |".repeat(suites.len()));
+    for model in &report.models {
+        let cells: Vec<&str> = suites
+            .iter()
+            .map(|s| model.suite(s).map_or("", |r| mark(r.verdict)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            model.name,
+            model.version,
+            cells.join(" | ")
+        );
+    }
+    let failures: Vec<String> = report
+        .models
+        .iter()
+        .flat_map(|m| {
+            m.suites
+                .iter()
+                .filter(|s| s.verdict == Verdict::Failed)
+                .map(move |s| {
+                    format!(
+                        "- **{} {}** `{}`: {}",
+                        m.name,
+                        m.version,
+                        s.suite,
+                        s.failures()
+                    )
+                })
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(md, "\n## Failures\n\n{}", failures.join("\n"));
+    }
+    md
+}
+
+/// JUnit XML: a testsuite per model, a testcase per check.
+pub fn junit(report: &Report) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let count = |f: &dyn Fn(Verdict) -> bool| {
+        report
+            .models
+            .iter()
+            .flat_map(|m| &m.suites)
+            .flat_map(|s| &s.checks)
+            .filter(|c| f(c.verdict))
+            .count()
+    };
+    let _ = writeln!(
+        xml,
+        "<testsuites name=\"preflight\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+        count(&|_| true),
+        count(&|v| v == Verdict::Failed),
+        count(&|v| v == Verdict::Skipped),
+        report.duration_ms / 1000.0
+    );
+    for model in &report.models {
+        let checks: Vec<_> = model
+            .suites
+            .iter()
+            .flat_map(|s| s.checks.iter().map(move |c| (s, c)))
+            .collect();
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+            escape(&format!("{} {}", model.name, model.version)),
+            checks.len(),
+            checks
+                .iter()
+                .filter(|(_, c)| c.verdict == Verdict::Failed)
+                .count(),
+            checks
+                .iter()
+                .filter(|(_, c)| c.verdict == Verdict::Skipped)
+                .count(),
+            model.suites.iter().map(|s| s.duration_ms).sum::<f64>() / 1000.0
+        );
+        for (suite, check) in checks {
+            let _ = write!(
+                xml,
+                "    <testcase classname=\"{}.{}\" name=\"{}\">",
+                escape(&model.name),
+                suite.suite,
+                escape(&check.name)
+            );
+            match check.verdict {
+                Verdict::Passed => {}
+                Verdict::Failed => {
+                    let _ = write!(
+                        xml,
+                        "<failure message=\"{}\">{}</failure>",
+                        escape(&check.message),
+                        escape(&check.message)
+                    );
+                }
+                Verdict::Skipped => {
+                    let _ = write!(xml, "<skipped message=\"{}\"/>", escape(&check.message));
+                }
+            }
+            let _ = writeln!(xml, "</testcase>");
+        }
+        let _ = writeln!(xml, "  </testsuite>");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

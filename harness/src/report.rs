@@ -1,0 +1,168 @@
+//! The release report: a verdict per model and suite, with the evidence.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the report's JSON shape.
+pub const REPORT_FORMAT: u32 = 1;
+
+/// Passed, failed, or not run (and why): skipped is not passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl Verdict {
+    /// The verdict of a group: failed if any failed, passed if any passed.
+    pub fn of(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let mut any_passed = false;
+        for v in verdicts {
+            match v {
+                Verdict::Failed => return Verdict::Failed,
+                Verdict::Passed => any_passed = true,
+                Verdict::Skipped => {}
+            }
+        }
+        if any_passed {
+            Verdict::Passed
+        } else {
+            Verdict::Skipped
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// One check of a suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    /// Why it passed, failed or was skipped, in one sentence.
+    pub message: String,
+}
+
+impl Check {
+    pub fn new(name: &str, passed: bool, message: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            verdict: if passed {
+                Verdict::Passed
+            } else {
+                Verdict::Failed
+            },
+            message: message.into(),
+        }
+    }
+
+    pub fn skipped(name: &str, why: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            verdict: Verdict::Skipped,
+            message: why.into(),
+        }
+    }
+}
+
+/// One suite's result for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub suite: String,
+    pub verdict: Verdict,
+    pub checks: Vec<Check>,
+    /// Figures other reports compare against (`p99_ms`, `mae`, `model_bytes`, ...).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// Suite-specific evidence: worst rows, histograms.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+    pub duration_ms: f64,
+}
+
+impl SuiteReport {
+    pub fn new(suite: &str, checks: Vec<Check>) -> Self {
+        let verdict = Verdict::of(checks.iter().map(|c| c.verdict));
+        Self {
+            suite: suite.to_owned(),
+            verdict,
+            checks,
+            metrics: BTreeMap::new(),
+            details: serde_json::Value::Null,
+            duration_ms: 0.0,
+        }
+    }
+
+    /// The messages of the failed checks, joined: what a reader needs first.
+    pub fn failures(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Failed)
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    pub name: String,
+    pub version: u64,
+    pub verdict: Verdict,
+    pub suites: Vec<SuiteReport>,
+}
+
+impl ModelReport {
+    pub fn suite(&self, name: &str) -> Option<&SuiteReport> {
+        self.suites.iter().find(|s| s.suite == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    pub preflight_version: String,
+    pub verdict: Verdict,
+    /// What was verified: the repository and the endpoint.
+    pub repository: String,
+    pub target: String,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub models: Vec<ModelReport>,
+}
+
+impl Report {
+    pub fn model(&self, name: &str) -> Option<&ModelReport> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the report: {e}", path.display()))?;
+        let report: Report = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}: not a preflight report: {e}",
+                path.display(),
+                e.line()
+            )
+        })?;
+        if report.format != REPORT_FORMAT {
+            return Err(format!(
+                "{}: report format {} is not the {REPORT_FORMAT} this preflight reads",
+                path.display(),
+                report.format
+            ));
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,107 @@
+//! `fallback`: with `deadline_ms = 0` the fast fallback answers and says so;
+//! its quality on the hold-out is within the fallback's budget; and it is
+//! faster than the main model on a large batch.
+
+use std::time::Instant;
+
+use preflight_bundle::Record;
+use serde_json::json;
+
+use super::quality::{bound_check, score};
+use super::{ModelUnderTest, Suite, rows, skipped};
+use crate::client::Unreachable;
+use crate::report::{Check, SuiteReport};
+
+/// Timed requests per side when comparing the fallback's speed with the model's.
+const TIMINGS: usize = 5;
+
+pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
+    let manifest = model.bundle.manifest();
+    if model.bundle.fallback().is_none() {
+        return Ok(skipped(Suite::Fallback, "the bundle has no fallback"));
+    }
+    let Some(holdout) = &model.holdout else {
+        return Ok(skipped(Suite::Fallback, "needs holdout.jsonl"));
+    };
+    let forced = Some(json!({"deadline_ms": 0}));
+    let records: Vec<&Record> = holdout.iter().collect();
+    let mut checks = Vec::new();
+
+    let answer = model
+        .client
+        .infer(manifest, &rows(&records[..1]), forced.clone())
+        .await?;
+    checks.push(match (answer.ok(), answer.fallback.as_deref()) {
+        (true, Some("deadline")) => Check::new(
+            "answers and says so",
+            true,
+            "parameters.fallback_reason = \"deadline\" with deadline_ms = 0",
+        ),
+        (true, other) => Check::new(
+            "answers and says so",
+            false,
+            format!(
+                "with deadline_ms = 0 the answer's fallback reason is {other:?}, not \"deadline\""
+            ),
+        ),
+        (false, _) => Check::new(
+            "answers and says so",
+            false,
+            format!("with deadline_ms = 0: answered {}", answer.describe()),
+        ),
+    });
+
+    let mut metrics = std::collections::BTreeMap::new();
+    match &manifest.contract.fallback {
+        None => checks.push(Check::skipped("quality", "needs contract.fallback")),
+        Some(budget) => match score(model, holdout, budget.metric, forced.clone()).await? {
+            Ok(value) => {
+                metrics.insert(budget.metric.as_str().to_owned(), value);
+                let mut check = bound_check(budget, value);
+                check.name = "quality".to_owned();
+                checks.push(check);
+            }
+            Err(why) => checks.push(Check::new("quality", false, why)),
+        },
+    }
+
+    // Big batches, so the models' own cost outweighs HTTP and JSON.
+    let batch = rows(&records);
+    let mut main = Vec::new();
+    let mut fallback = Vec::new();
+    for _ in 0..TIMINGS {
+        for (parameters, times) in [(None, &mut main), (forced.clone(), &mut fallback)] {
+            let started = Instant::now();
+            let answer = model.client.infer(manifest, &batch, parameters).await?;
+            if answer.ok() {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    checks.push(match (median(&mut main), median(&mut fallback)) {
+        (Some(m), Some(f)) => {
+            metrics.insert("batch_ms".to_owned(), f);
+            Check::new(
+                "faster than the model",
+                f < m,
+                format!(
+                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (medians of {TIMINGS})",
+                    batch.len()
+                ),
+            )
+        }
+        _ => Check::new(
+            "faster than the model",
+            false,
+            "the timed batches were not answered",
+        ),
+    });
+    let mut report = SuiteReport::new(Suite::Fallback.name(), checks);
+    report.metrics = metrics;
+    Ok(report)
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}

@@ -1,0 +1,122 @@
+//! The suites, each derived from a bundle's manifest and files with no
+//! per-model code. A suite returns checks; the runner turns them into a report.
+
+mod fallback;
+mod latency;
+mod nullable;
+mod parity;
+mod quality;
+mod size;
+mod unit;
+
+use std::time::Instant;
+
+use preflight_bundle::{Bundle, Record};
+
+use crate::client::{Client, Unreachable};
+use crate::report::{Check, ModelReport, SuiteReport};
+
+/// A suite, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Suite {
+    Unit,
+    Parity,
+    Nullable,
+    Latency,
+    Size,
+    Quality,
+    Fallback,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 7] = [
+        Suite::Unit,
+        Suite::Parity,
+        Suite::Nullable,
+        Suite::Latency,
+        Suite::Size,
+        Suite::Quality,
+        Suite::Fallback,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Unit => "unit",
+            Suite::Parity => "parity",
+            Suite::Nullable => "nullable",
+            Suite::Latency => "latency",
+            Suite::Size => "size",
+            Suite::Quality => "quality",
+            Suite::Fallback => "fallback",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Reads the endpoint's resident memory in bytes, where the target can tell.
+pub type MemoryProbe = std::sync::Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// Everything a suite may look at for one model.
+pub struct ModelUnderTest {
+    pub bundle: Bundle,
+    pub samples: Option<Vec<Record>>,
+    pub holdout: Option<Vec<Record>>,
+    /// The artifact's own outputs for the samples, or why it could not run them.
+    pub artifact: Option<Result<Vec<Vec<f64>>, String>>,
+    pub baseline: Option<ModelReport>,
+    pub client: Client,
+    pub memory: Option<MemoryProbe>,
+}
+
+impl std::fmt::Debug for ModelUnderTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelUnderTest")
+            .field("model", &self.bundle.name())
+            .field("version", &self.bundle.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelUnderTest {
+    /// A metric of the baseline release's report.
+    pub fn baseline_metric(&self, suite: Suite, metric: &str) -> Option<f64> {
+        self.baseline
+            .as_ref()?
+            .suite(suite.name())?
+            .metrics
+            .get(metric)
+            .copied()
+    }
+}
+
+/// Runs one suite; `Err` only when the endpoint stops answering.
+pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
+    let started = Instant::now();
+    let mut report = match suite {
+        Suite::Unit => unit::run(model),
+        Suite::Parity => parity::run(model).await?,
+        Suite::Nullable => nullable::run(model).await?,
+        Suite::Latency => latency::run(model).await?,
+        Suite::Size => size::run(model),
+        Suite::Quality => quality::run(model).await?,
+        Suite::Fallback => fallback::run(model).await?,
+    };
+    report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(report)
+}
+
+/// A suite that could not run at all, with why.
+fn skipped(suite: Suite, why: impl Into<String>) -> SuiteReport {
+    SuiteReport::new(suite.name(), vec![Check::skipped(suite.name(), why)])
+}
+
+/// Rows in one request when a suite sends many.
+const CHUNK: usize = 250;
+
+/// Values of a record's inputs, borrowed, for a request.
+fn rows<'r>(records: &[&'r Record]) -> Vec<&'r [preflight_bundle::Value]> {
+    records.iter().map(|r| r.inputs.as_slice()).collect()
+}

@@ -1,0 +1,120 @@
+//! `unit`: the bundle alone, before any endpoint. The files conform to the
+//! format, the fallback covers the inputs, and the ONNX artifact, run
+//! in-process, reproduces the training process's outputs (artifact parity).
+
+use preflight_bundle::Tolerance;
+
+use super::{ModelUnderTest, Suite};
+use crate::client::expected;
+use crate::report::{Check, SuiteReport};
+
+pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
+    let manifest = model.bundle.manifest();
+    let mut checks = vec![Check::new(
+        "manifest",
+        true,
+        format!(
+            "{} inputs, {} outputs",
+            manifest.inputs.len(),
+            manifest.outputs.len()
+        ),
+    )];
+    checks.push(match &model.samples {
+        Some(s) => Check::new("samples conform", true, format!("{} rows", s.len())),
+        None => Check::skipped("samples conform", "the bundle has no samples.jsonl"),
+    });
+    checks.push(match &model.holdout {
+        Some(h) => Check::new("holdout conforms", true, format!("{} rows", h.len())),
+        None => Check::skipped("holdout conforms", "the bundle has no holdout.jsonl"),
+    });
+    checks.push(match model.bundle.fallback() {
+        Some(fallback) => {
+            let covered = fallback.inputs();
+            let missing: Vec<&str> = manifest
+                .inputs
+                .iter()
+                .map(|f| f.name.as_str())
+                .filter(|n| !covered.contains(n))
+                .collect();
+            Check::new(
+                "fallback covers the inputs",
+                missing.is_empty(),
+                if missing.is_empty() {
+                    "every input has a term".to_owned()
+                } else {
+                    format!("no term for {}", missing.join(", "))
+                },
+            )
+        }
+        None => Check::skipped("fallback covers the inputs", "the bundle has no fallback"),
+    });
+    checks.push(artifact_parity(model));
+    SuiteReport::new(Suite::Unit.name(), checks)
+}
+
+fn artifact_parity(model: &ModelUnderTest) -> Check {
+    const NAME: &str = "artifact parity";
+    let (Some(samples), Some(tolerance)) =
+        (&model.samples, model.bundle.manifest().contract.parity)
+    else {
+        return Check::skipped(NAME, "needs samples and contract.parity");
+    };
+    match &model.artifact {
+        None => Check::skipped(NAME, "the artifact was not run"),
+        Some(Err(reason)) => Check::new(
+            NAME,
+            false,
+            format!("training → artifact: the artifact cannot run the samples: {reason}"),
+        ),
+        Some(Ok(outputs)) => {
+            let (off, worst) = compare(samples, outputs, tolerance);
+            match worst {
+                None => Check::new(
+                    NAME,
+                    true,
+                    format!(
+                        "{} rows within |Δ| <= {} + {}·|expected|",
+                        samples.len(),
+                        tolerance.abs,
+                        tolerance.rel
+                    ),
+                ),
+                Some((id, got, want)) => Check::new(
+                    NAME,
+                    false,
+                    format!(
+                        "training → artifact: {off} of {} rows off; worst row '{id}': artifact {got}, training {want}",
+                        samples.len()
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// Rows outside the tolerance, and the worst of them (id, got, expected).
+pub(super) fn compare(
+    samples: &[preflight_bundle::Record],
+    outputs: &[Vec<f64>],
+    tolerance: Tolerance,
+) -> (usize, Option<(String, f64, f64)>) {
+    let mut off = 0;
+    let mut worst: Option<(f64, String, f64, f64)> = None;
+    for (o, column) in outputs.iter().enumerate() {
+        for (sample, &got) in samples.iter().zip(column) {
+            let want = expected(sample, o);
+            if !tolerance.accepts(got, want) {
+                off += 1;
+                let excess = if got.is_nan() {
+                    f64::INFINITY
+                } else {
+                    (got - want).abs() - tolerance.allowance(want)
+                };
+                if worst.as_ref().is_none_or(|w| excess > w.0) {
+                    worst = Some((excess, sample.id.clone(), got, want));
+                }
+            }
+        }
+    }
+    (off, worst.map(|(_, id, got, want)| (id, got, want)))
+}
