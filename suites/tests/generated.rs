@@ -1,0 +1,287 @@
+//! `cargo test` over the fixtures, one test per suite and defect:
+//!
+//! - `parity::eta-madrid` and so on: every clean bundle passes every suite;
+//! - `defect::imputer-skipped` and so on: every defect of the catalogue fails
+//!   exactly the suites its entry names, each with the reason it names.
+//!
+//! The endpoints are real: `preflight-serve` on the fixtures, and for the
+//! serving-side defects `preflight-faulty` in front of it. Both binaries are
+//! built by `cargo test --workspace`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use preflight_bundle::Repository;
+use preflight_harness::{Report, Suite, TargetSpec, Verdict, VerifyConfig, verify};
+use serde::Deserialize;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary of the workspace, built beside this test.
+fn binary(name: &str) -> Result<PathBuf, Failed> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{name} is not built; run `cargo xtask test` or `cargo build --workspace` first"
+            )
+            .into()
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct Catalogue {
+    defect: Vec<Defect>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Defect {
+    name: String,
+    lives_in: String,
+    model: String,
+    #[serde(default)]
+    baseline: Option<String>,
+    #[serde(default)]
+    fault: Option<String>,
+    fails: Vec<String>,
+    reasons: std::collections::BTreeMap<String, String>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn run_verify(
+    models: &Path,
+    target: TargetSpec,
+    only: &[&str],
+    baseline: Option<PathBuf>,
+) -> Result<Report, Failed> {
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = VerifyConfig {
+        models: models.to_path_buf(),
+        target,
+        baseline,
+        out: out.path().to_path_buf(),
+        only: only.iter().map(|s| (*s).to_owned()).collect(),
+        suites: Suite::ALL.to_vec(),
+        jobs: 1,
+        serve_bin: Some(binary("preflight-serve")?),
+    };
+    runtime()
+        .block_on(verify(&config, &|_| {}))
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+/// The clean repository verified once, shared by every clean trial.
+fn clean_report() -> Result<&'static Report, Failed> {
+    static REPORT: OnceLock<Result<Report, String>> = OnceLock::new();
+    REPORT
+        .get_or_init(|| {
+            run_verify(
+                &root().join("fixtures/models"),
+                TargetSpec::Process,
+                &[],
+                None,
+            )
+            .map_err(|e| e.message().unwrap_or("verify failed").to_owned())
+        })
+        .as_ref()
+        .map_err(|e| Failed::from(e.clone()))
+}
+
+fn clean(suite: Suite, model: &str) -> Result<(), Failed> {
+    let report = clean_report()?;
+    let m = report
+        .model(model)
+        .ok_or_else(|| format!("no report for {model}"))?;
+    let s = m
+        .suite(suite.name())
+        .ok_or_else(|| format!("{model}: no {} suite", suite.name()))?;
+    match s.verdict {
+        Verdict::Passed => Ok(()),
+        Verdict::Failed => Err(format!("false alarm: {}", s.failures()).into()),
+        Verdict::Skipped => Err(format!(
+            "skipped on a clean bundle: {}",
+            s.checks
+                .iter()
+                .map(|c| c.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+        .into()),
+    }
+}
+
+/// A process killed when dropped.
+struct Running(Child, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(binary: &Path, args: &[&str]) -> Result<Running, Failed> {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("{}: no `listening on` line", binary.display()))?
+        .to_owned();
+    Ok(Running(child, url))
+}
+
+/// The report of one version of a clean model, as a baseline.
+fn baseline_report(spec: &str, dir: &Path) -> Result<PathBuf, Failed> {
+    let (model, version) = spec
+        .split_once('/')
+        .ok_or("baseline must be MODEL/VERSION")?;
+    let repo = dir.join("baseline-repository");
+    let bundle = repo.join(model).join(version);
+    std::fs::create_dir_all(bundle.parent().ok_or("path")?).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(
+        root().join("fixtures/models").join(model).join(version),
+        &bundle,
+    )
+    .map_err(|e| e.to_string())?;
+    let report = run_verify(&repo, TargetSpec::Process, &[], None)?;
+    let path = dir.join("baseline.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string(&report).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+fn defect(d: &Defect) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let baseline = d
+        .baseline
+        .as_deref()
+        .map(|b| baseline_report(b, tmp.path()))
+        .transpose()?;
+    let report = match d.lives_in.as_str() {
+        "bundle" => run_verify(
+            &root().join("fixtures/defects/bundles").join(&d.name),
+            TargetSpec::Process,
+            &[&d.model],
+            baseline,
+        )?,
+        "endpoint" => {
+            let serve = binary("preflight-serve")?;
+            let models = root().join("fixtures/models");
+            let server = start(
+                &serve,
+                &[
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--models",
+                    &models.display().to_string(),
+                ],
+            )?;
+            let fault = d
+                .fault
+                .as_deref()
+                .ok_or("an endpoint defect needs a fault")?;
+            let proxy = start(
+                &binary("preflight-faulty")?,
+                &["--upstream", &server.1, "--fault", fault],
+            )?;
+            run_verify(
+                &models,
+                TargetSpec::Url(proxy.1.clone()),
+                &[&d.model],
+                baseline,
+            )?
+        }
+        other => return Err(format!("lives_in = {other:?}").into()),
+    };
+    let model = report
+        .model(&d.model)
+        .ok_or_else(|| format!("no report for {}", d.model))?;
+    let failed: BTreeSet<&str> = model
+        .suites
+        .iter()
+        .filter(|s| s.verdict == Verdict::Failed)
+        .map(|s| s.suite.as_str())
+        .collect();
+    let expected: BTreeSet<&str> = d.fails.iter().map(String::as_str).collect();
+    let mut problems = Vec::new();
+    for missed in expected.difference(&failed) {
+        problems.push(format!("missed: '{missed}' should fail but did not"));
+    }
+    for alarm in failed.difference(&expected) {
+        let suite = model.suite(alarm).map(|s| s.failures()).unwrap_or_default();
+        problems.push(format!("false alarm: '{alarm}' failed: {suite}"));
+    }
+    for suite in failed.intersection(&expected) {
+        let reason = d
+            .reasons
+            .get(*suite)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let failures = model.suite(suite).map(|s| s.failures()).unwrap_or_default();
+        if !failures.contains(reason) {
+            problems.push(format!(
+                "'{suite}' failed without the reason '{reason}': {failures}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // The latency suites measure the machine: one trial at a time.
+    args.test_threads = Some(1);
+    let mut trials = Vec::new();
+    let repo = Repository::scan(&root().join("fixtures/models")).expect("fixtures/models");
+    for model in repo.models() {
+        for suite in Suite::ALL {
+            let name = model.name.clone();
+            trials.push(Trial::test(
+                format!("{}::{}", suite.name(), model.name),
+                move || clean(suite, &name),
+            ));
+        }
+    }
+    let text =
+        std::fs::read_to_string(root().join("fixtures/defects/catalogue.toml")).expect("catalogue");
+    let catalogue: Catalogue = toml::from_str(&text).expect("catalogue parses");
+    for d in catalogue.defect {
+        trials.push(Trial::test(format!("defect::{}", d.name), move || {
+            defect(&d)
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
