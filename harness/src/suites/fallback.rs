@@ -1,6 +1,6 @@
 //! `fallback`: with `deadline_ms = 0` the fast fallback answers and says so;
-//! its quality on the hold-out is within the fallback's budget; and it is
-//! faster than the main model on a large batch.
+//! its quality on the hold-out is within the fallback's budget; and it is not
+//! slower than the main model on a large batch.
 
 use std::time::Instant;
 
@@ -14,6 +14,9 @@ use crate::report::{Check, SuiteReport};
 
 /// Timed requests per side when comparing the fallback's speed with the model's.
 const TIMINGS: usize = 5;
+/// How much slower than the model the fallback may time before it fails:
+/// with a model as small as the fallback, both are HTTP and JSON, and equal.
+const SPEED_MARGIN: f64 = 0.10;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
@@ -82,16 +85,17 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         (Some(m), Some(f)) => {
             metrics.insert("batch_ms".to_owned(), f);
             Check::new(
-                "faster than the model",
-                f < m,
+                "not slower than the model",
+                f <= m * (1.0 + SPEED_MARGIN),
                 format!(
-                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (medians of {TIMINGS})",
-                    batch.len()
+                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (medians of {TIMINGS}; margin {:.0}%)",
+                    batch.len(),
+                    SPEED_MARGIN * 100.0
                 ),
             )
         }
         _ => Check::new(
-            "faster than the model",
+            "not slower than the model",
             false,
             "the timed batches were not answered",
         ),
