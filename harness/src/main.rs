@@ -43,7 +43,7 @@ enum Commands {
         /// Only models whose name matches one of these globs (`eta-*`).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// Suites to run, comma-separated: unit, parity, nullable, latency, size, quality, fallback.
+        /// Suites to run, comma-separated: unit, parity, property, nullable, latency, size, quality, fallback.
         #[arg(long, value_delimiter = ',', value_parser = parse_suite)]
         suites: Vec<Suite>,
         /// Models verified at once. Latency figures are only clean with 1.
@@ -57,7 +57,7 @@ enum Commands {
 
 fn parse_suite(name: &str) -> Result<Suite, String> {
     Suite::parse(name).ok_or_else(|| {
-        format!("unknown suite '{name}' (unit, parity, nullable, latency, size, quality, fallback)")
+        format!("unknown suite '{name}' (unit, parity, property, nullable, latency, size, quality, fallback)")
     })
 }
 

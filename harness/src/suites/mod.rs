@@ -5,6 +5,7 @@ mod fallback;
 mod latency;
 mod nullable;
 mod parity;
+mod property;
 mod quality;
 mod size;
 mod unit;
@@ -21,6 +22,7 @@ use crate::report::{Check, ModelReport, SuiteReport};
 pub enum Suite {
     Unit,
     Parity,
+    Property,
     Nullable,
     Latency,
     Size,
@@ -29,9 +31,10 @@ pub enum Suite {
 }
 
 impl Suite {
-    pub const ALL: [Suite; 7] = [
+    pub const ALL: [Suite; 8] = [
         Suite::Unit,
         Suite::Parity,
+        Suite::Property,
         Suite::Nullable,
         Suite::Latency,
         Suite::Size,
@@ -43,6 +46,7 @@ impl Suite {
         match self {
             Suite::Unit => "unit",
             Suite::Parity => "parity",
+            Suite::Property => "property",
             Suite::Nullable => "nullable",
             Suite::Latency => "latency",
             Suite::Size => "size",
@@ -98,6 +102,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
     let mut report = match suite {
         Suite::Unit => unit::run(model),
         Suite::Parity => parity::run(model).await?,
+        Suite::Property => property::run(model).await,
         Suite::Nullable => nullable::run(model).await?,
         Suite::Latency => latency::run(model).await?,
         Suite::Size => size::run(model),

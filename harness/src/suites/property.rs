@@ -1,0 +1,357 @@
+//! `property`: generated rows from the input schema (bounds, categories,
+//! nulls, edge values) and from `reference.json` where there are no bounds.
+//! Every valid batch is answered 200 with finite outputs in the declared
+//! range, twice the same; a row in a batch answers as it does alone; declared
+//! monotonic inputs hold; invalid rows get a 4xx, never a 5xx. A failure is
+//! shrunk to a minimal case and reported with a ready-to-paste `curl`.
+
+use preflight_bundle::{
+    Datatype, Direction, Feature, Manifest, Reference, Stats, Tolerance, Value,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use serde_json::json;
+
+use super::{ModelUnderTest, Suite};
+use crate::client::{Client, request_body};
+use crate::report::{Check, SuiteReport};
+
+/// Generated cases per property; the runner's seed is fixed, so a run repeats.
+const CASES: u32 = 48;
+/// Cases of the large-batch property: each is thousands of rows.
+const LARGE_CASES: u32 = 3;
+/// Rows of the one large batch.
+const LARGE_BATCH: usize = 2000;
+/// Two answers to the same row, alone or in a batch, go through the same trees.
+const SAME: Tolerance = Tolerance {
+    abs: 0.0,
+    rel: 1e-6,
+};
+
+pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
+    let manifest = model.bundle.manifest().clone();
+    let reference = model.bundle.reference().ok().flatten();
+    let row = row_strategy(&manifest, reference.as_ref());
+    let client = model.client.clone();
+    let handle = tokio::runtime::Handle::current();
+    // proptest drives a blocking closure; each case blocks on its HTTP calls.
+    tokio::task::block_in_place(move || {
+        let call = |rows: &[Vec<Value>], parameters: Option<serde_json::Value>| {
+            let borrowed: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+            handle.block_on(client.infer(&manifest, &borrowed, parameters))
+        };
+        let mut checks = Vec::new();
+
+        let batches = prop::collection::vec(row.clone(), 1..6);
+        checks.push(property(
+            "valid rows are answered in range, the same twice and alone",
+            &manifest,
+            &client,
+            batches,
+            |rows| {
+                let first = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if !first.ok() {
+                    return Err(TestCaseError::fail(format!(
+                        "a valid batch was answered {}",
+                        first.describe()
+                    )));
+                }
+                for (feature, column) in manifest.outputs.iter().zip(&first.outputs) {
+                    if let Some(x) = column.iter().find(|x| {
+                        !x.is_finite()
+                            || feature.min.is_some_and(|m| **x < m)
+                            || feature.max.is_some_and(|m| **x > m)
+                    }) {
+                        return Err(TestCaseError::fail(format!(
+                            "output '{}' = {x} is not finite or outside [{:?}, {:?}]",
+                            feature.name, feature.min, feature.max
+                        )));
+                    }
+                }
+                let second = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if !second.ok() || !same(&first.outputs, &second.outputs) {
+                    return Err(TestCaseError::fail(format!(
+                        "the same request twice gave different answers: {:?} then {:?} ({})",
+                        first.outputs,
+                        second.outputs,
+                        second.describe()
+                    )));
+                }
+                let last = rows.len() - 1;
+                let alone =
+                    call(&rows[last..], None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let in_batch: Vec<Vec<f64>> = first.outputs.iter().map(|c| vec![c[last]]).collect();
+                if !alone.ok() || !same(&alone.outputs, &in_batch) {
+                    return Err(TestCaseError::fail(format!(
+                        "a row in a batch of {} answered {in_batch:?}{} but alone {:?}{} ({})",
+                        rows.len(),
+                        first
+                            .fallback
+                            .as_deref()
+                            .map(|r| format!(" (fallback: {r})"))
+                            .unwrap_or_default(),
+                        alone.outputs,
+                        alone
+                            .fallback
+                            .as_deref()
+                            .map(|r| format!(" (fallback: {r})"))
+                            .unwrap_or_default(),
+                        alone.describe()
+                    )));
+                }
+                Ok(())
+            },
+        ));
+
+        let large = prop::collection::vec(row.clone(), LARGE_BATCH..=LARGE_BATCH);
+        checks.push(property(
+            &format!("a batch of {LARGE_BATCH} rows is answered"),
+            &manifest,
+            &client,
+            large,
+            |rows| {
+                let answer = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if answer.ok() {
+                    Ok(())
+                } else {
+                    Err(TestCaseError::fail(format!(
+                        "a batch of {} valid rows was answered {}",
+                        rows.len(),
+                        answer.describe()
+                    )))
+                }
+            },
+        ));
+
+        for monotonic in &manifest.contract.monotonic {
+            let Some((index, feature)) = manifest.input(&monotonic.input) else {
+                continue;
+            };
+            let tolerance = manifest.contract.parity.unwrap_or(Tolerance {
+                abs: 1e-4,
+                rel: 0.0,
+            });
+            let pair = (
+                row.clone(),
+                value_strategy(feature, reference.as_ref(), false),
+                value_strategy(feature, reference.as_ref(), false),
+            );
+            let direction = monotonic.direction;
+            let name = format!(
+                "'{}' is monotonic {}",
+                monotonic.input,
+                if direction == Direction::Increasing {
+                    "increasing"
+                } else {
+                    "decreasing"
+                }
+            );
+            checks.push(property(
+                &name,
+                &manifest,
+                &client,
+                pair.prop_map(move |(row, a, b)| {
+                    let (lo, hi) = if a.as_f64() <= b.as_f64() {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    let (mut low, mut high) = (row.clone(), row);
+                    low[index] = lo;
+                    high[index] = hi;
+                    vec![low, high]
+                }),
+                |rows| {
+                    let answer =
+                        call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    if !answer.ok() {
+                        return Err(TestCaseError::fail(format!(
+                            "answered {}",
+                            answer.describe()
+                        )));
+                    }
+                    let (low, high) = (answer.outputs[0][0], answer.outputs[0][1]);
+                    let holds = match direction {
+                        Direction::Increasing => high >= low - tolerance.allowance(low),
+                        Direction::Decreasing => high <= low + tolerance.allowance(low),
+                    };
+                    if holds {
+                        Ok(())
+                    } else {
+                        Err(TestCaseError::fail(format!(
+                            "{low} at the lower value, {high} at the higher"
+                        )))
+                    }
+                },
+            ));
+        }
+
+        let invalid = (row, 0..manifest.inputs.len(), 0..3_u8).prop_filter_map(
+            "no invalid variant for this input",
+            {
+                let manifest = manifest.clone();
+                move |(row, index, kind)| invalidate(&manifest, row, index, kind)
+            },
+        );
+        checks.push(property(
+            "invalid rows get a 4xx, never a 5xx",
+            &manifest,
+            &client,
+            invalid,
+            |cases| {
+                let (body, what) = (&cases.0, &cases.1);
+                let answer = handle
+                    .block_on(client.post_infer(&manifest, body, 1))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if (400..500).contains(&answer.status) {
+                    Ok(())
+                } else {
+                    Err(TestCaseError::fail(format!(
+                        "{what}: answered {} instead of a 4xx",
+                        answer.describe()
+                    )))
+                }
+            },
+        ));
+        SuiteReport::new(Suite::Property.name(), checks)
+    })
+}
+
+fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| SAME.accepts(*p, *q)))
+}
+
+/// Runs one property; a failure becomes a check with the minimal case and a curl.
+fn property<S: Strategy>(
+    name: &str,
+    manifest: &Manifest,
+    client: &Client,
+    strategy: S,
+    test: impl Fn(&S::Value) -> Result<(), TestCaseError>,
+) -> Check
+where
+    S::Value: Curl,
+{
+    let config = Config {
+        cases: CASES,
+        failure_persistence: None,
+        max_shrink_iters: 256,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    match runner.run(&strategy, |value| test(&value)) {
+        Ok(()) => Check::new(name, true, format!("{cases} generated cases")),
+        Err(TestError::Fail(reason, minimal)) => Check::new(
+            name,
+            false,
+            format!("{reason}; minimal case: {}", minimal.curl(manifest, client)),
+        ),
+        Err(TestError::Abort(reason)) => Check::new(name, false, format!("aborted: {reason}")),
+    }
+}
+
+/// A ready-to-paste command that sends a failing case.
+trait Curl {
+    fn curl(&self, manifest: &Manifest, client: &Client) -> String;
+}
+
+fn curl_for(manifest: &Manifest, client: &Client, body: &serde_json::Value) -> String {
+    format!(
+        "curl -s -X POST {}/v2/models/{}/versions/{}/infer -H 'content-type: application/json' -d '{}'",
+        client.base,
+        manifest.model.name,
+        manifest.model.version,
+        body.to_string().replace('\'', "'\\''")
+    )
+}
+
+impl Curl for Vec<Vec<Value>> {
+    fn curl(&self, manifest: &Manifest, client: &Client) -> String {
+        let rows: Vec<&[Value]> = self.iter().map(Vec::as_slice).collect();
+        curl_for(manifest, client, &request_body(manifest, &rows, None))
+    }
+}
+
+impl Curl for (serde_json::Value, String) {
+    fn curl(&self, manifest: &Manifest, client: &Client) -> String {
+        curl_for(manifest, client, &self.0)
+    }
+}
+
+/// One valid row: a value per input.
+fn row_strategy(manifest: &Manifest, reference: Option<&Reference>) -> BoxedStrategy<Vec<Value>> {
+    let columns: Vec<BoxedStrategy<Value>> = manifest
+        .inputs
+        .iter()
+        .map(|f| value_strategy(f, reference, f.nullable))
+        .collect();
+    columns.prop_map(|v| v).boxed()
+}
+
+/// Values of one input: edges and a spread inside its bounds (or the
+/// reference's observed range), a category, and null one time in eight.
+fn value_strategy(
+    feature: &Feature,
+    reference: Option<&Reference>,
+    nullable: bool,
+) -> BoxedStrategy<Value> {
+    let observed = reference.and_then(|r| match r.inputs.get(&feature.name) {
+        Some(Stats::Numeric(n)) => Some((n.min, n.max)),
+        _ => None,
+    });
+    let (lo, hi) = match (feature.min, feature.max, observed) {
+        (Some(lo), Some(hi), _) => (lo, hi),
+        (lo, hi, Some((a, b))) => (lo.unwrap_or(a), hi.unwrap_or(b)),
+        (lo, hi, None) => (lo.unwrap_or(-1e3), hi.unwrap_or(1e3)),
+    };
+    let base: BoxedStrategy<Value> = match feature.datatype {
+        Datatype::Bytes => {
+            let categories = feature.categories.clone().unwrap_or_else(|| vec!["a".to_owned(), "b".to_owned()]);
+            prop::sample::select(categories).prop_map(Value::Text).boxed()
+        }
+        Datatype::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+        dt if dt.is_integer() => {
+            let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
+            prop_oneof![1 => Just(Value::Int(lo)), 1 => Just(Value::Int(hi)), 6 => (lo..=hi).prop_map(Value::Int)].boxed()
+        }
+        // Two decimals, as clients send them; edges included.
+        _ => prop_oneof![1 => Just(Value::Float(lo)), 1 => Just(Value::Float(hi)), 6 => (lo..=hi).prop_map(|x| Value::Float((x * 100.0).round() / 100.0))].boxed(),
+    };
+    if nullable {
+        prop_oneof![1 => Just(Value::Null), 7 => base].boxed()
+    } else {
+        base
+    }
+}
+
+/// A request made invalid at one input: a string in a number, a null where
+/// none is allowed, or the input left out. `None` where the kind does not apply.
+fn invalidate(
+    manifest: &Manifest,
+    row: Vec<Value>,
+    index: usize,
+    kind: u8,
+) -> Option<(serde_json::Value, String)> {
+    let feature = &manifest.inputs[index];
+    let mut body = request_body(manifest, &[row.as_slice()], None);
+    let what = match kind {
+        0 if feature.datatype != Datatype::Bytes => {
+            body["inputs"][index]["data"] = json!(["12.5"]);
+            format!("a string in '{}' ({})", feature.name, feature.datatype)
+        }
+        1 if !feature.nullable => {
+            body["inputs"][index]["data"] = json!([null]);
+            format!("null in the non-nullable '{}'", feature.name)
+        }
+        2 => {
+            body["inputs"].as_array_mut()?.remove(index);
+            format!("'{}' left out", feature.name)
+        }
+        _ => return None,
+    };
+    Some((body, what))
+}
