@@ -47,9 +47,9 @@ pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64
     let environment = environment()?;
     let path: &Path = &bundle.model_path();
     let build = || -> ort::Result<Session> {
-        Ok(Session::builder(environment)?
+        Session::builder(environment)?
             .with_intra_threads(1)?
-            .commit_from_file(path)?)
+            .commit_from_file(path)
     };
     let mut session = build().map_err(|e| {
         format!(

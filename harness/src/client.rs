@@ -177,7 +177,7 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
         let found = outputs
             .iter()
             .find(|o| o["name"] == feature.name.as_str())
-            .or_else(|| match (manifest.outputs.len(), outputs.as_slice()) {
+            .or(match (manifest.outputs.len(), outputs.as_slice()) {
                 (1, [only]) => Some(only),
                 _ => None,
             });

@@ -45,6 +45,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
         let batches = prop::collection::vec(row.clone(), 1..6);
         checks.push(property(
             "valid rows are answered in range, the same twice and alone",
+            CASES,
             &manifest,
             &client,
             batches,
@@ -106,6 +107,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
         let large = prop::collection::vec(row.clone(), LARGE_BATCH..=LARGE_BATCH);
         checks.push(property(
             &format!("a batch of {LARGE_BATCH} rows is answered"),
+            LARGE_CASES,
             &manifest,
             &client,
             large,
@@ -148,6 +150,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
             );
             checks.push(property(
                 &name,
+                CASES,
                 &manifest,
                 &client,
                 pair.prop_map(move |(row, a, b)| {
@@ -195,6 +198,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
         );
         checks.push(property(
             "invalid rows get a 4xx, never a 5xx",
+            CASES,
             &manifest,
             &client,
             invalid,
@@ -227,6 +231,7 @@ fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
 /// Runs one property; a failure becomes a check with the minimal case and a curl.
 fn property<S: Strategy>(
     name: &str,
+    cases: u32,
     manifest: &Manifest,
     client: &Client,
     strategy: S,
@@ -236,7 +241,7 @@ where
     S::Value: Curl,
 {
     let config = Config {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         max_shrink_iters: 256,
         ..Config::default()
