@@ -52,6 +52,9 @@ enum Commands {
         /// The preflight-serve binary for `--target process` (default: beside preflight).
         #[arg(long, value_name = "PATH", env = "PREFLIGHT_SERVE")]
         serve_bin: Option<PathBuf>,
+        /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
+        #[arg(long, default_value_t = 30)]
+        ready_timeout: u64,
     },
 }
 
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         suites,
         jobs,
         serve_bin,
+        ready_timeout,
     } = cli.command;
     let suites = if suites.is_empty() {
         Suite::ALL.to_vec()
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         suites,
         jobs,
         serve_bin,
+        ready_timeout: std::time::Duration::from_secs(ready_timeout),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

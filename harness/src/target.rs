@@ -12,8 +12,6 @@ use crate::suites::MemoryProbe;
 
 /// How long a started server may take to load its repository.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a given URL may take to say it is ready.
-const URL_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `--target` as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,16 +74,18 @@ impl Drop for Endpoint {
 impl Endpoint {
     /// Connects to or starts the target; the error says what happened and
     /// where the server's log is.
+    /// A `url=` target has `ready_timeout` to say it is ready.
     pub async fn start(
         spec: &TargetSpec,
         models: &Path,
         out: &Path,
         serve_bin: Option<&Path>,
+        ready_timeout: Duration,
     ) -> Result<Self, String> {
         match spec {
             TargetSpec::Url(url) => {
                 let client = Client::new(url);
-                wait_ready(&client, URL_READY_TIMEOUT, None).await?;
+                wait_ready(&client, ready_timeout, None).await?;
                 Ok(Self {
                     client,
                     memory: None,
@@ -176,7 +176,13 @@ async fn wait_ready(
 ) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        if let Ok(200) = client.status("/v2/health/ready").await {
+        // A server that accepts and never answers must not outlast the limit.
+        let remaining = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        if let Ok(Ok(200)) =
+            tokio::time::timeout(remaining, client.status("/v2/health/ready")).await
+        {
             return Ok(());
         }
         if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

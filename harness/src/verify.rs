@@ -27,6 +27,8 @@ pub struct VerifyConfig {
     /// Models verified at once.
     pub jobs: usize,
     pub serve_bin: Option<PathBuf>,
+    /// How long a `url=` target may take to say it is ready.
+    pub ready_timeout: std::time::Duration,
 }
 
 /// Why a run ended without a report.
@@ -76,6 +78,7 @@ pub async fn verify(
         &config.models,
         &config.out,
         config.serve_bin.as_deref(),
+        config.ready_timeout,
     )
     .await
     .map_err(VerifyError::Endpoint)?;

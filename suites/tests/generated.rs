@@ -81,6 +81,7 @@ fn run_verify(
         suites: Suite::ALL.to_vec(),
         jobs: 1,
         serve_bin: Some(binary("preflight-serve")?),
+        ready_timeout: std::time::Duration::from_secs(30),
     };
     runtime()
         .block_on(verify(&config, &|_| {}))

@@ -16,7 +16,7 @@ use crate::report::{Check, SuiteReport};
 const TIMINGS: usize = 5;
 /// How much slower than the model the fallback may time before it fails:
 /// with a model as small as the fallback, both are HTTP and JSON, and equal.
-const SPEED_MARGIN: f64 = 0.10;
+const SPEED_MARGIN: f64 = 0.25;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
@@ -72,16 +72,23 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let batch = rows(&records);
     let mut main = Vec::new();
     let mut fallback = Vec::new();
+    let mut model_answered = true;
     for _ in 0..TIMINGS {
         for (parameters, times) in [(None, &mut main), (forced.clone(), &mut fallback)] {
             let started = Instant::now();
-            let answer = model.client.infer(manifest, &batch, parameters).await?;
+            let answer = model
+                .client
+                .infer(manifest, &batch, parameters.clone())
+                .await?;
             if answer.ok() {
                 times.push(started.elapsed().as_secs_f64() * 1000.0);
             }
+            model_answered &= parameters.is_some() || answer.fallback.is_none();
         }
     }
     checks.push(match (median(&mut main), median(&mut fallback)) {
+        // Parity reports a model that never answers; here there is nothing to compare.
+        _ if !model_answered => Check::skipped("not slower than the model", "the main model did not answer the timed batches: the fallback answered both sides"),
         (Some(m), Some(f)) => {
             metrics.insert("batch_ms".to_owned(), f);
             Check::new(

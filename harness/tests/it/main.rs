@@ -1,0 +1,283 @@
+//! The `preflight` binary as CI and release managers use it: exit codes,
+//! errors, a URL target started by the test, and the reports it writes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const PREFLIGHT: &str = env!("CARGO_BIN_EXE_preflight");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn preflight(args: &[&str]) -> Output {
+    Command::new(PREFLIGHT)
+        .args(args)
+        .output()
+        .expect("run preflight")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// preflight-serve, built beside preflight, on `models`; killed when dropped.
+struct Serve(Child, String);
+
+impl Serve {
+    fn start(models: &Path) -> Serve {
+        let binary = Path::new(PREFLIGHT).with_file_name("preflight-serve");
+        let mut child = Command::new(&binary)
+            .args(["--addr", "127.0.0.1:0", "--models"])
+            .arg(models)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}; build the workspace first", binary.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_owned();
+        Serve(child, url)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn usage_and_bundle_errors_exit_2() {
+    let out = preflight(&["verify", "--models", "/nonexistent", "--target", "process"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
+
+    let out = preflight(&["verify", "--models", "x", "--target", "carrier-pigeon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected url=http://HOST:PORT or process"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = preflight(&[
+        "verify", "--models", "x", "--target", "process", "--suites", "vibes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown suite 'vibes'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = tmp.path().join("eta-broken/1");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::write(
+        bundle.join("manifest.toml"),
+        "[model]\nname = \"eta-broken\"\nversion = 1\n",
+    )
+    .expect("write");
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &tmp.path().display().to_string(),
+        "--target",
+        "process",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("eta-broken/1/manifest.toml"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &fixtures().join("models").display().to_string(),
+        "--target",
+        "process",
+        "--only",
+        "eta-atlantis",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no model in"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_endpoint_that_is_dead_or_hangs_exits_3_in_bounded_time() {
+    let models = fixtures().join("models").display().to_string();
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        &format!("url=http://127.0.0.1:{port}"),
+        "--ready-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was not ready within 1 s"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A listener that accepts and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("url=http://{}", hanging.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        &url,
+        "--ready-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a hanging endpoint must not hang the run"
+    );
+
+    // A server that exits at start: its log is named.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(PREFLIGHT)
+        .args([
+            "verify",
+            "--models",
+            &models,
+            "--target",
+            "process",
+            "--out",
+            &tmp.path().display().to_string(),
+        ])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("preflight-serve.log"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_url_target_started_by_the_test_passes_and_reports() {
+    let models = fixtures().join("models");
+    let server = Serve::start(&models);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out_dir = tmp.path().join("report");
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models.display().to_string(),
+        "--target",
+        &format!("url={}", server.1),
+        "--only",
+        "eta-nairobi,eta-bar*",
+        "--suites",
+        "unit,parity,nullable,size,quality,fallback",
+        "--out",
+        &out_dir.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
+    insta::assert_snapshot!("summary", summary.replace(&server.1, "<url>"));
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).expect("junit.xml");
+    insta::assert_snapshot!("junit", redact_times(&junit));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    assert_eq!(report["format"], 1);
+    assert_eq!(report["verdict"], "passed");
+    let names: Vec<&str> = report["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["eta-barcelona", "eta-nairobi"]);
+
+    // The same release against itself as baseline: every comparison runs, and passes.
+    let again = tmp.path().join("again");
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models.display().to_string(),
+        "--target",
+        &format!("url={}", server.1),
+        "--only",
+        "eta-nairobi",
+        "--suites",
+        "size,quality",
+        "--baseline",
+        &out_dir.join("report.json").display().to_string(),
+        "--out",
+        &again.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("report.json")).expect("report"))
+            .expect("json");
+    let checks: Vec<(String, String)> = report["models"][0]["suites"]
+        .as_array()
+        .expect("suites")
+        .iter()
+        .flat_map(|s| {
+            s["checks"].as_array().expect("checks").iter().map(|c| {
+                (
+                    c["name"].as_str().expect("n").to_owned(),
+                    c["verdict"].as_str().expect("v").to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert!(
+        checks.contains(&(
+            "growth against the baseline".to_owned(),
+            "passed".to_owned()
+        )),
+        "{checks:?}"
+    );
+    assert!(
+        checks.contains(&("against the baseline".to_owned(), "passed".to_owned())),
+        "{checks:?}"
+    );
+}
+
+/// `time="1.234"` → `time="<t>"`, so the snapshot does not move with the machine.
+fn redact_times(xml: &str) -> String {
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("time=\"") {
+        out.push_str(&rest[..start + 6]);
+        rest = &rest[start + 6..];
+        let end = rest.find('"').unwrap_or(0);
+        out.push_str("<t>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
