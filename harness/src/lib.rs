@@ -7,7 +7,9 @@
 
 mod artifact;
 pub mod client;
+pub mod diff;
 pub mod exit;
+mod html;
 pub mod output;
 pub mod report;
 pub mod suites;

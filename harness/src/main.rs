@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use preflight_harness::{Suite, TargetSpec, VerifyConfig, exit, output, verify};
+use preflight_harness::{Report, Suite, TargetSpec, Verdict, VerifyConfig, exit, output, verify};
 
 /// Release verification for ML model services.
 ///
 /// Examples:
 ///   preflight verify --models fixtures/models --target process --out target/preflight
 ///   preflight verify --models fixtures/models --target url=http://127.0.0.1:8080 --only 'eta-*' --suites parity,quality
+///   preflight report diff last-release/report.json target/preflight/report.json
 ///
 /// Exit codes: 0 every suite passed (or was skipped), 1 a suite failed,
 /// 2 a usage, bundle or baseline error, 3 the endpoint could not be reached,
@@ -24,6 +25,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Work with reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Derive the suites from each bundle and run them against the target.
     Verify {
         /// The model repository; each model's highest version is verified.
@@ -58,10 +64,20 @@ enum Commands {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Print what changed between two reports: models, versions, suite
+    /// verdicts, and figures that moved by more than 1%.
+    Diff {
+        /// The earlier report.json.
+        old: PathBuf,
+        /// The later report.json.
+        new: PathBuf,
+    },
+}
+
 fn parse_suite(name: &str) -> Result<Suite, String> {
-    Suite::parse(name).ok_or_else(|| {
-        format!("unknown suite '{name}' (unit, parity, property, nullable, latency, size, quality, fallback)")
-    })
+    Suite::parse(name).ok_or_else(|| format!("unknown suite '{name}' (unit, parity, property, nullable, latency, size, quality, fallback)"))
 }
 
 fn main() -> ExitCode {
@@ -77,33 +93,61 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let Commands::Verify {
-        models,
-        target,
-        baseline,
-        out,
-        only,
-        suites,
-        jobs,
-        serve_bin,
-        ready_timeout,
-    } = cli.command;
-    let suites = if suites.is_empty() {
-        Suite::ALL.to_vec()
-    } else {
-        suites
+    let code = match cli.command {
+        Commands::Report {
+            command: ReportCommand::Diff { old, new },
+        } => diff(&old, &new),
+        Commands::Verify {
+            models,
+            target,
+            baseline,
+            out,
+            only,
+            suites,
+            jobs,
+            serve_bin,
+            ready_timeout,
+        } => {
+            let suites = if suites.is_empty() {
+                Suite::ALL.to_vec()
+            } else {
+                suites
+            };
+            let ready_timeout = std::time::Duration::from_secs(ready_timeout);
+            run_verify(VerifyConfig {
+                models,
+                target,
+                baseline,
+                out,
+                only,
+                suites,
+                jobs,
+                serve_bin,
+                ready_timeout,
+            })
+        }
     };
-    let config = VerifyConfig {
-        models,
-        target,
-        baseline,
-        out: out.clone(),
-        only,
-        suites,
-        jobs,
-        serve_bin,
-        ready_timeout: std::time::Duration::from_secs(ready_timeout),
-    };
+    ExitCode::from(code)
+}
+
+#[allow(clippy::print_stdout)] // The diff is the command's output.
+fn diff(old: &std::path::Path, new: &std::path::Path) -> u8 {
+    match (Report::read(old), Report::read(new)) {
+        (Ok(old), Ok(new)) => {
+            print!(
+                "{}",
+                preflight_harness::diff::render(&preflight_harness::diff::changes(&old, &new))
+            );
+            exit::PASSED
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("preflight: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn run_verify(config: VerifyConfig) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,31 +155,37 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("preflight: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::USAGE);
+            return exit::USAGE;
         }
     };
     let progress = |line: &str| eprintln!("{line}");
-    match runtime.block_on(verify(&config, &progress)) {
+    let report = match runtime.block_on(verify(&config, &progress)) {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("preflight: {e}");
-            ExitCode::from(e.exit_code())
+            return e.exit_code();
         }
-        Ok(report) => match output::write_all(&report, &out) {
-            Err(e) => {
-                eprintln!("preflight: {e}");
-                ExitCode::from(exit::USAGE)
+    };
+    // verify() has read it already; a failure here is impossible short of a race.
+    let baseline = config
+        .baseline
+        .as_deref()
+        .and_then(|p| Report::read(p).ok());
+    match output::write_all(&report, baseline.as_ref(), &config.out) {
+        Err(e) => {
+            eprintln!("preflight: {e}");
+            exit::USAGE
+        }
+        Ok(files) => {
+            eprintln!("\n{}", output::markdown(&report));
+            for file in files {
+                eprintln!("wrote {}", file.display());
             }
-            Ok(files) => {
-                eprintln!("\n{}", output::markdown(&report));
-                for file in files {
-                    eprintln!("wrote {}", file.display());
-                }
-                ExitCode::from(if report.verdict == preflight_harness::Verdict::Failed {
-                    exit::FAILED
-                } else {
-                    exit::PASSED
-                })
+            if report.verdict == Verdict::Failed {
+                exit::FAILED
+            } else {
+                exit::PASSED
             }
-        },
+        }
     }
 }

@@ -7,13 +7,19 @@ use std::path::{Path, PathBuf};
 use crate::report::{Report, Verdict};
 use crate::suites::Suite;
 
-/// Writes `report.json`, `summary.md` and `junit.xml` into `out`.
-pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, String> {
+/// Writes `report.json`, `summary.md`, `junit.xml` and `report.html` into
+/// `out`; the baseline, where given, is what the HTML compares with.
+pub fn write_all(
+    report: &Report,
+    baseline: Option<&Report>,
+    out: &Path,
+) -> Result<Vec<PathBuf>, String> {
     let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
     let files = [
         ("report.json", json),
         ("summary.md", markdown(report)),
         ("junit.xml", junit(report)),
+        ("report.html", crate::html::render_html(report, baseline)),
     ];
     files
         .into_iter()

@@ -86,6 +86,12 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             })
             .collect();
         let key = if mode == "batch" { "batch" } else { "single" };
+        if mode == "batch" {
+            details.insert(
+                "error_histogram".to_owned(),
+                error_histogram(samples, &served),
+            );
+        }
         metrics.insert(format!("{key}_passed"), passed as f64);
         metrics.insert(format!("{key}_max_abs_error"), max_abs);
         metrics.insert(format!("{key}_max_rel_error"), max_rel);
@@ -134,4 +140,30 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     report.metrics = metrics;
     report.details = serde_json::Value::Object(details);
     Ok(report)
+}
+
+/// Rows per decade of |served − expected|, `[[exponent, count], ...]`; an
+/// exact match counts in the lowest decade, a missing answer is left out.
+fn error_histogram(samples: &[Record], served: &[Vec<f64>]) -> serde_json::Value {
+    const LOWEST: i32 = -9;
+    let mut counts = std::collections::BTreeMap::<i32, u64>::new();
+    for (o, column) in served.iter().enumerate() {
+        for (sample, &got) in samples.iter().zip(column) {
+            let error = (got - expected(sample, o)).abs();
+            if error.is_finite() {
+                let decade = if error > 0.0 {
+                    (error.log10().floor() as i32).max(LOWEST)
+                } else {
+                    LOWEST
+                };
+                *counts.entry(decade).or_default() += 1;
+            }
+        }
+    }
+    json!(
+        counts
+            .into_iter()
+            .map(|(d, c)| json!([d, c]))
+            .collect::<Vec<_>>()
+    )
 }

@@ -265,6 +265,42 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
         checks.contains(&("against the baseline".to_owned(), "passed".to_owned())),
         "{checks:?}"
     );
+
+    let html = std::fs::read_to_string(again.join("report.html")).expect("report.html");
+    assert!(
+        html.contains("<h2>Verdicts</h2>") && html.contains("id=\"eta-nairobi\""),
+        "verdict matrix and drill-down"
+    );
+    assert!(
+        !html.contains("No baseline report"),
+        "the baseline section compares"
+    );
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    assert!(
+        html.contains("<svg") && html.contains("Parity error"),
+        "a parity-error distribution"
+    );
+
+    // Diff: the second run dropped a model and every suite but size and quality.
+    let out = preflight(&[
+        "report",
+        "diff",
+        &out_dir.join("report.json").display().to_string(),
+        &again.join("report.json").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("eta-barcelona") && diff.contains("version 1 → absent"),
+        "{diff}"
+    );
+    let out = preflight(&[
+        "report",
+        "diff",
+        "/nonexistent.json",
+        &again.join("report.json").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// `time="1.234"` → `time="<t>"`, so the snapshot does not move with the machine.
