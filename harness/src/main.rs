@@ -1,9 +1,11 @@
 //! `preflight`: verify a release of a model repository against an endpoint.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use preflight_harness::{Report, Suite, TargetSpec, Verdict, VerifyConfig, exit, output, verify};
 
 /// Release verification for ML model services.
@@ -158,8 +160,33 @@ fn run_verify(config: VerifyConfig) -> u8 {
             return exit::USAGE;
         }
     };
-    let progress = |line: &str| eprintln!("{line}");
-    let report = match runtime.block_on(verify(&config, &progress)) {
+    // A spinner on a terminal; plain lines in CI logs.
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message("starting the endpoint and running the suites");
+        bar
+    });
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |line: &str| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        match &spinner {
+            Some(bar) => {
+                bar.println(line);
+                bar.set_message(format!("{n} suites done"));
+            }
+            None => eprintln!("{line}"),
+        }
+    };
+    let outcome = runtime.block_on(verify(&config, &progress));
+    if let Some(bar) = &spinner {
+        bar.finish_and_clear();
+    }
+    let report = match outcome {
         Ok(report) => report,
         Err(e) => {
             eprintln!("preflight: {e}");

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The version of the report's JSON shape.
 pub const REPORT_FORMAT: u32 = 1;
 
 /// Passed, failed, or not run (and why): skipped is not passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Passed,
@@ -45,7 +46,7 @@ impl Verdict {
 }
 
 /// One check of a suite.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
     pub name: String,
     pub verdict: Verdict,
@@ -76,7 +77,7 @@ impl Check {
 }
 
 /// One suite's result for one model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SuiteReport {
     pub suite: String,
     pub verdict: Verdict,
@@ -114,7 +115,7 @@ impl SuiteReport {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelReport {
     pub name: String,
     pub version: u64,
@@ -128,7 +129,7 @@ impl ModelReport {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     pub format: u32,
     pub preflight_version: String,
@@ -142,6 +143,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// The JSON Schema of `report.json`, generated from these types; the
+    /// committed `harness/report.schema.json` is checked against it.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Report);
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
+
     pub fn model(&self, name: &str) -> Option<&ModelReport> {
         self.models.iter().find(|m| m.name == name)
     }

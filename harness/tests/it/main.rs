@@ -317,3 +317,19 @@ fn redact_times(xml: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[test]
+fn the_committed_report_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("report.schema.json");
+    let generated = preflight_harness::Report::json_schema();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        // Write the fresh schema so that a local run fixes it; the test still
+        // fails, so that a stale file never passes CI.
+        std::fs::write(&path, &generated).expect("write report.schema.json");
+        panic!(
+            "{} was stale and has been regenerated; review and commit it",
+            path.display()
+        );
+    }
+}
