@@ -53,8 +53,13 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(md, "# Preflight: {}\n", mark(report.verdict));
     let _ = writeln!(
         md,
-        "{} models verified against `{}`, {failed} failed.\n",
+        "{} {} verified against `{}`, {failed} failed.\n",
         report.models.len(),
+        if report.models.len() == 1 {
+            "model"
+        } else {
+            "models"
+        },
         report.target
     );
     let suites: Vec<&str> = Suite::ALL

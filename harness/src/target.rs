@@ -50,6 +50,8 @@ impl TargetSpec {
 pub struct Endpoint {
     pub client: Client,
     pub memory: Option<MemoryProbe>,
+    /// Resident memory right after the endpoint became ready.
+    pub memory_after_load: Option<u64>,
     child: Option<Child>,
 }
 
@@ -89,6 +91,7 @@ impl Endpoint {
                 Ok(Self {
                     client,
                     memory: None,
+                    memory_after_load: None,
                     child: None,
                 })
             }
@@ -162,10 +165,12 @@ async fn start_process(
     let mut endpoint = Endpoint {
         client: Client::new(url),
         memory: Some(memory),
+        memory_after_load: None,
         child: Some(child),
     };
     let waited = wait_ready(&endpoint.client, READY_TIMEOUT, endpoint.child.as_mut()).await;
     waited.map_err(|e| format!("{e}; its log: {}", log_path.display()))?;
+    endpoint.memory_after_load = resident_bytes(pid);
     Ok(endpoint)
 }
 

@@ -209,6 +209,7 @@ async fn prepare(
         baseline,
         client: endpoint.client.clone(),
         memory: endpoint.memory.clone(),
+        memory_after_load: endpoint.memory_after_load,
     })
 }
 

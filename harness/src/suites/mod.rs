@@ -73,6 +73,8 @@ pub struct ModelUnderTest {
     pub baseline: Option<ModelReport>,
     pub client: Client,
     pub memory: Option<MemoryProbe>,
+    /// The endpoint's resident memory once it had loaded the repository.
+    pub memory_after_load: Option<u64>,
 }
 
 impl std::fmt::Debug for ModelUnderTest {
