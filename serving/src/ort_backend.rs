@@ -3,12 +3,13 @@
 //!
 //! `Session::run` takes `&mut self`, so a session runs one batch at a time.
 //! Each model version keeps a small pool of sessions: one made at load, more
-//! (up to `sessions_per_model`) made only when requests to that model
-//! overlap. Different models never wait for each other, a hot model can use
+//! (up to `sessions_per_model`) made on a background thread only when
+//! requests to that model overlap. Different models never wait for each other, a hot model can use
 //! every core, and a repository of hundreds of cold models costs one session
 //! each.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use ort::environment::Environment;
@@ -131,7 +132,8 @@ impl Backend for OrtBackend {
         Ok(Arc::new(OrtPredictor {
             path,
             options: self.options,
-            slots,
+            slots: Arc::new(slots),
+            growing: Arc::new(AtomicBool::new(false)),
             binding,
         }))
     }
@@ -325,7 +327,9 @@ struct OrtPredictor {
     path: PathBuf,
     options: OrtOptions,
     /// Slot 0 always holds a session; the others are filled on demand.
-    slots: Vec<Mutex<Option<Session>>>,
+    slots: Arc<Vec<Mutex<Option<Session>>>>,
+    /// Set while a thread is making a new session.
+    growing: Arc<AtomicBool>,
     binding: Binding,
 }
 
@@ -335,30 +339,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl OrtPredictor {
-    /// A free session: an idle one, else a new one in an empty slot, else
-    /// the first, waiting for it.
+    /// A free session: an idle one, else the first, waiting for it. When
+    /// every session is busy and the pool may grow, a new session is made on
+    /// another thread: making one takes tens of milliseconds, which must not
+    /// land on a request.
     fn session(&self) -> MutexGuard<'_, Option<Session>> {
-        for slot in &self.slots {
+        for slot in self.slots.iter() {
             if let Ok(guard) = slot.try_lock()
                 && guard.is_some()
             {
                 return guard;
             }
         }
-        for slot in &self.slots[1..] {
-            if let Ok(mut guard) = slot.try_lock()
-                && guard.is_none()
-            {
-                match new_session(&self.path, self.options) {
-                    Ok(session) => {
-                        *guard = Some(session);
-                        return guard;
-                    }
-                    Err(error) => {
-                        tracing::warn!(path = %self.path.display(), %error, "could not add a session")
+        let can_grow = self.slots[1..]
+            .iter()
+            .any(|s| s.try_lock().is_ok_and(|g| g.is_none()));
+        if can_grow && !self.growing.swap(true, Ordering::AcqRel) {
+            let (slots, growing, path, options) = (
+                Arc::clone(&self.slots),
+                Arc::clone(&self.growing),
+                self.path.clone(),
+                self.options,
+            );
+            std::thread::spawn(move || {
+                if let Some(mut empty) = slots[1..].iter().map(|s| lock(s)).find(|g| g.is_none()) {
+                    match new_session(&path, options) {
+                        Ok(session) => *empty = Some(session),
+                        Err(error) => {
+                            tracing::warn!(path = %path.display(), %error, "could not add a session")
+                        }
                     }
                 }
-            }
+                growing.store(false, Ordering::Release);
+            });
         }
         lock(&self.slots[0])
     }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, exec, ort};
+use crate::{cargo, exec, ort, python_env};
 
 /// Bundles the client checks: one scikit-learn and one LightGBM export.
 const BUNDLES: [&str; 2] = [
@@ -18,23 +18,10 @@ const BUNDLES: [&str; 2] = [
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let lib = ort::ensure(root)?;
-    let venv = root.join("target/client-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        exec(Command::new(system_python).arg("-m").arg("venv").arg(&venv))?;
-    }
-    exec(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(root.join("xtask/clients/requirements.txt")),
+    let python = python_env(
+        root,
+        "client-venv",
+        &root.join("xtask/clients/requirements.txt"),
     )?;
     exec(Command::new(cargo()).current_dir(root).args([
         "build",

@@ -11,28 +11,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::exec;
+use crate::{exec, python_env};
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let generate = root.join("fixtures/generate");
-    let venv = root.join("target/fixtures-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        exec(Command::new(system_python).arg("-m").arg("venv").arg(&venv))?;
-    }
-    exec(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(generate.join("requirements.txt")),
-    )?;
+    let python = python_env(root, "fixtures-venv", &generate.join("requirements.txt"))?;
 
     let staging = root.join("target/fixtures-staging");
     remove_if_present(&staging)?;

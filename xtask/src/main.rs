@@ -58,6 +58,29 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// A virtual environment `target/<name>` with `requirements` installed; its python.
+fn python_env(root: &Path, name: &str, requirements: &Path) -> Result<PathBuf> {
+    let venv = root.join("target").join(name);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        exec(Command::new(system_python).arg("-m").arg("venv").arg(&venv))?;
+    }
+    exec(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(requirements),
+    )?;
+    Ok(python)
+}
+
 /// The cargo that runs xtask, so the pinned toolchain builds everything.
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())

@@ -15,6 +15,8 @@ use crate::report::{Check, SuiteReport};
 
 /// How much p99 may grow against the baseline when the contract does not say.
 const DEFAULT_P99_REGRESSION: f64 = 0.2;
+/// At most this many warm-up requests precede the measured run.
+const WARM_UP_MAX: u64 = 100;
 /// Below this, a p99 difference is timer noise, not a regression.
 const P99_SLACK_MS: f64 = 1.0;
 
@@ -31,66 +33,11 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         .map(|s| request_body(manifest, &[s.inputs.as_slice()], None))
         .collect();
     let interval = Duration::from_secs_f64(1.0 / budget.rate_per_s);
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| Unreachable {
-            url: model.client.base.clone(),
-            reason: e.to_string(),
-        })?,
-    ));
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
-    let start = tokio::time::Instant::now() + Duration::from_millis(20);
-    let mut tasks = Vec::new();
-    for i in 0..budget.requests {
-        let intended = start + interval.mul_f64(i as f64);
-        // tokio's timer has millisecond resolution: sleep most of the way, then yield.
-        tokio::time::sleep_until(
-            intended
-                .checked_sub(Duration::from_millis(1))
-                .unwrap_or(intended),
-        )
-        .await;
-        while tokio::time::Instant::now() < intended {
-            tokio::task::yield_now().await;
-        }
-        let client = model.client.clone();
-        let body = bodies[i as usize % bodies.len()].clone();
-        let (histogram, failures) = (Arc::clone(&histogram), Arc::clone(&failures));
-        let manifest = manifest.clone();
-        tasks.push(tokio::spawn(async move {
-            let outcome = client.post_infer(&manifest, &body, 1).await;
-            let micros = u64::try_from(intended.elapsed().as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            let _ = histogram
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .record(micros);
-            match outcome {
-                Ok(answer) if answer.ok() => Ok(()),
-                Ok(answer) => {
-                    failures
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(answer.describe());
-                    Ok(())
-                }
-                Err(unreachable) => Err(unreachable),
-            }
-        }));
-    }
-    for task in tasks {
-        if let Ok(Err(unreachable)) = task.await {
-            return Err(unreachable);
-        }
-    }
-    let h = histogram
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let failures = failures
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    // A short unrecorded run first, as load tests do: it opens connections
+    // and lets the endpoint settle (a pool that grows, a cold cache).
+    let warm_up = (budget.requests / 10).clamp(1, WARM_UP_MAX);
+    open_loop(model, &bodies, interval, warm_up).await?;
+    let (h, failures) = open_loop(model, &bodies, interval, budget.requests).await?;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let (p50, p90, p99, max) = (ms(0.5), ms(0.9), ms(0.99), h.max() as f64 / 1000.0);
     let error_rate = failures.len() as f64 / budget.requests as f64;
@@ -160,4 +107,76 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         .collect();
     report.details = json!({ "histogram_ms": buckets });
     Ok(report)
+}
+
+/// Sends `count` single-row requests at a constant rate, each timed from its
+/// intended send time; the latencies, and the failed answers.
+async fn open_loop(
+    model: &ModelUnderTest,
+    bodies: &[serde_json::Value],
+    interval: Duration,
+    count: u64,
+) -> Result<(Histogram<u64>, Vec<String>), Unreachable> {
+    let manifest = model.bundle.manifest();
+    let histogram =
+        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).map_err(|e| Unreachable {
+            url: model.client.base.clone(),
+            reason: e.to_string(),
+        })?;
+    let histogram = Arc::new(Mutex::new(histogram));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let intended = start + interval.mul_f64(i as f64);
+        // tokio's timer has millisecond resolution: sleep most of the way, then yield.
+        tokio::time::sleep_until(
+            intended
+                .checked_sub(Duration::from_millis(1))
+                .unwrap_or(intended),
+        )
+        .await;
+        while tokio::time::Instant::now() < intended {
+            tokio::task::yield_now().await;
+        }
+        let client = model.client.clone();
+        let body = bodies[i as usize % bodies.len()].clone();
+        let (histogram, failures) = (Arc::clone(&histogram), Arc::clone(&failures));
+        let manifest = manifest.clone();
+        tasks.push(tokio::spawn(async move {
+            let outcome = client.post_infer(&manifest, &body, 1).await;
+            let micros = u64::try_from(intended.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let _ = histogram
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(micros);
+            match outcome {
+                Ok(answer) if answer.ok() => Ok(()),
+                Ok(answer) => {
+                    failures
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(answer.describe());
+                    Ok(())
+                }
+                Err(unreachable) => Err(unreachable),
+            }
+        }));
+    }
+    for task in tasks {
+        if let Ok(Err(unreachable)) = task.await {
+            return Err(unreachable);
+        }
+    }
+    let h = histogram
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let failures = failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    Ok((h, failures))
 }
