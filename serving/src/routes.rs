@@ -349,7 +349,15 @@ async fn predict_v1_inner(
 
 fn to_json_values(data: &TensorData) -> Vec<Json_> {
     match data {
-        TensorData::F32(v) => v.iter().map(|&x| json!(x)).collect(),
+        // The shortest decimal that reads back as the same f32, as on the v2 route.
+        TensorData::F32(v) => v
+            .iter()
+            .map(|&x| {
+                x.to_string()
+                    .parse::<f64>()
+                    .map_or(Json_::Null, |w| json!(w))
+            })
+            .collect(),
         TensorData::F64(v) => v.iter().map(|&x| json!(x)).collect(),
         TensorData::I64(v) => v.iter().map(|&x| json!(x)).collect(),
         TensorData::I32(v) => v.iter().map(|&x| json!(x)).collect(),

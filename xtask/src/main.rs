@@ -5,6 +5,7 @@
 mod bench;
 mod clients;
 mod fixtures;
+mod image;
 mod ort;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ commands:
                 ARGS go to `cargo test` and skip the client check
   bench      the server under open-loop load, and the cost of 300 models
   client-check  a real third-party client (tritonclient) against preflight-serve
+  image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
         Some("fixtures") => fixtures::run(&workspace_root()),
         Some("bench") => bench::run(&workspace_root()),
         Some("client-check") => clients::run(&workspace_root()),
+        Some("image") => image::build(&workspace_root()).map(drop),
         Some("ort") => ort::ensure(&workspace_root()).map(drop),
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
