@@ -7,6 +7,7 @@
 
 mod artifact;
 pub mod client;
+pub mod container;
 pub mod diff;
 pub mod exit;
 mod html;
@@ -18,5 +19,5 @@ pub mod verify;
 
 pub use report::{Check, ModelReport, Report, SuiteReport, Verdict};
 pub use suites::Suite;
-pub use target::TargetSpec;
+pub use target::{TargetOptions, TargetSpec};
 pub use verify::{VerifyConfig, VerifyError, verify};

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use preflight_harness::{Report, Suite, TargetSpec, Verdict, VerifyConfig, exit, output, verify};
+use preflight_harness::container::Limits;
+use preflight_harness::{
+    Report, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output, verify,
+};
 
 /// Release verification for ML model services.
 ///
@@ -37,8 +40,9 @@ enum Commands {
         /// The model repository; each model's highest version is verified.
         #[arg(long, value_name = "DIR")]
         models: PathBuf,
-        /// `url=http://HOST:PORT` (any Open Inference Protocol server) or
-        /// `process` (start preflight-serve on the repository for this run).
+        /// `url=http://HOST:PORT` (any Open Inference Protocol server),
+        /// `process` (start preflight-serve on the repository for this run) or
+        /// `container=IMAGE` (the serving image on the local Docker engine; never pulled).
         #[arg(long, value_parser = TargetSpec::parse)]
         target: TargetSpec,
         /// The previous release's report.json: drives every comparison with
@@ -63,6 +67,12 @@ enum Commands {
         /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
         #[arg(long, default_value_t = 30)]
         ready_timeout: u64,
+        /// CPUs given to a `container=` target.
+        #[arg(long, default_value_t = 1.0)]
+        cpus: f64,
+        /// Memory given to a `container=` target, in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory_mib: u64,
     },
 }
 
@@ -109,6 +119,8 @@ fn main() -> ExitCode {
             jobs,
             serve_bin,
             ready_timeout,
+            cpus,
+            memory_mib,
         } => {
             let suites = if suites.is_empty() {
                 Suite::ALL.to_vec()
@@ -124,8 +136,14 @@ fn main() -> ExitCode {
                 only,
                 suites,
                 jobs,
-                serve_bin,
-                ready_timeout,
+                target_options: TargetOptions {
+                    serve_bin,
+                    ready_timeout,
+                    limits: Limits {
+                        cpus,
+                        memory_bytes: memory_mib * 1024 * 1024,
+                    },
+                },
             })
         }
     };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
+use crate::container::{Container, Limits};
 use crate::suites::MemoryProbe;
 
 /// How long a started server may take to load its repository.
@@ -20,6 +21,8 @@ pub enum TargetSpec {
     Url(String),
     /// `preflight-serve` started on the repository for this run.
     Process,
+    /// The serving image, run by the local Docker engine (never pulled).
+    Container(String),
 }
 
 impl TargetSpec {
@@ -32,6 +35,9 @@ impl TargetSpec {
                 "--target url={url}: the URL must start with http:// or https://"
             )),
             None if text == "process" => Ok(Self::Process),
+            Some(("container", image)) if !image.is_empty() => {
+                Ok(Self::Container(image.to_owned()))
+            }
             _ => Err(format!(
                 "--target {text}: expected url=http://HOST:PORT or process"
             )),
@@ -42,6 +48,7 @@ impl TargetSpec {
         match self {
             Self::Url(url) => format!("url={url}"),
             Self::Process => "process".to_owned(),
+            Self::Container(image) => format!("container={image}"),
         }
     }
 }
@@ -52,7 +59,33 @@ pub struct Endpoint {
     pub memory: Option<MemoryProbe>,
     /// Resident memory right after the endpoint became ready.
     pub memory_after_load: Option<u64>,
+    /// The image's size, for a container target.
+    pub image_bytes: Option<u64>,
+    /// Where the server's log is (or will be, once `finish` has run).
+    pub log: Option<PathBuf>,
     child: Option<Child>,
+    container: Option<Container>,
+}
+
+/// How targets are started; the defaults are production-like.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// `preflight-serve` for the process target.
+    pub serve_bin: Option<PathBuf>,
+    /// How long a `url=` target may take to say it is ready.
+    pub ready_timeout: Duration,
+    /// CPU and memory of a container target.
+    pub limits: Limits,
+}
+
+impl Default for TargetOptions {
+    fn default() -> Self {
+        Self {
+            serve_bin: None,
+            ready_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -76,28 +109,82 @@ impl Drop for Endpoint {
 impl Endpoint {
     /// Connects to or starts the target; the error says what happened and
     /// where the server's log is.
-    /// A `url=` target has `ready_timeout` to say it is ready.
     pub async fn start(
         spec: &TargetSpec,
         models: &Path,
         out: &Path,
-        serve_bin: Option<&Path>,
-        ready_timeout: Duration,
+        options: &TargetOptions,
     ) -> Result<Self, String> {
         match spec {
             TargetSpec::Url(url) => {
                 let client = Client::new(url);
-                wait_ready(&client, ready_timeout, None).await?;
-                Ok(Self {
-                    client,
-                    memory: None,
-                    memory_after_load: None,
-                    child: None,
-                })
+                wait_ready(&client, options.ready_timeout, None).await?;
+                Ok(Self::bare(client))
             }
-            TargetSpec::Process => start_process(models, out, serve_bin).await,
+            TargetSpec::Process => start_process(models, out, options.serve_bin.as_deref()).await,
+            TargetSpec::Container(image) => {
+                start_container(image, models, out, options.limits).await
+            }
         }
     }
+
+    fn bare(client: Client) -> Self {
+        Self {
+            client,
+            memory: None,
+            memory_after_load: None,
+            image_bytes: None,
+            log: None,
+            child: None,
+            container: None,
+        }
+    }
+
+    /// Stops the endpoint the harness started, keeping its log; returns where the log is.
+    pub async fn finish(mut self) -> Option<PathBuf> {
+        if let (Some(container), Some(log)) = (self.container.take(), &self.log) {
+            if let Err(e) = container.save_log(log).await {
+                eprintln!("preflight: cannot keep the container's log: {e}");
+            }
+            container.remove().await;
+        }
+        self.log.clone()
+    }
+}
+
+/// The serving image in a container, ready; its log goes to `out/container.log` at the end.
+async fn start_container(
+    image: &str,
+    models: &Path,
+    out: &Path,
+    limits: Limits,
+) -> Result<Endpoint, String> {
+    let log = out.join("container.log");
+    let container = crate::container::start(image, models, limits).await?;
+    let client = Client::new(&container.url);
+    let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
+        matches!(client.status("/v2/health/ready").await, Ok(200))
+    })
+    .await;
+    if let Err(e) = ready {
+        let _ = container.save_log(&log).await;
+        container.remove().await;
+        return Err(format!("{image}: {e}; its log: {}", log.display()));
+    }
+    let id = container.id().to_owned();
+    let memory_after_load = crate::container::memory_of(&id).await;
+    // The size suite reads memory from synchronous code on the multi-thread runtime.
+    let memory: MemoryProbe = Arc::new(move || {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(crate::container::memory_of(&id)))
+    });
+    let mut endpoint = Endpoint::bare(client);
+    endpoint.image_bytes = container.image_bytes;
+    endpoint.memory = Some(memory);
+    endpoint.memory_after_load = memory_after_load;
+    endpoint.log = Some(log);
+    endpoint.container = Some(container);
+    Ok(endpoint)
 }
 
 /// `preflight-serve`: `--serve-bin`, else `PREFLIGHT_SERVE`, else beside this executable.
@@ -162,12 +249,10 @@ async fn start_process(
     };
     let pid = child.id();
     let memory: MemoryProbe = Arc::new(move || resident_bytes(pid));
-    let mut endpoint = Endpoint {
-        client: Client::new(url),
-        memory: Some(memory),
-        memory_after_load: None,
-        child: Some(child),
-    };
+    let mut endpoint = Endpoint::bare(Client::new(url));
+    endpoint.memory = Some(memory);
+    endpoint.log = Some(log_path.clone());
+    endpoint.child = Some(child);
     let waited = wait_ready(&endpoint.client, READY_TIMEOUT, endpoint.child.as_mut()).await;
     waited.map_err(|e| format!("{e}; its log: {}", log_path.display()))?;
     endpoint.memory_after_load = resident_bytes(pid);

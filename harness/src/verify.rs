@@ -9,7 +9,7 @@ use preflight_bundle::{Bundle, Repository};
 use crate::client::Unreachable;
 use crate::report::{ModelReport, REPORT_FORMAT, Report, Verdict};
 use crate::suites::{self, ModelUnderTest, Suite};
-use crate::target::{Endpoint, TargetSpec};
+use crate::target::{Endpoint, TargetOptions, TargetSpec};
 
 /// What to verify, and against what.
 #[derive(Debug, Clone)]
@@ -26,9 +26,8 @@ pub struct VerifyConfig {
     pub suites: Vec<Suite>,
     /// Models verified at once.
     pub jobs: usize,
-    pub serve_bin: Option<PathBuf>,
-    /// How long a `url=` target may take to say it is ready.
-    pub ready_timeout: std::time::Duration,
+    /// How the target is started.
+    pub target_options: TargetOptions,
 }
 
 /// Why a run ended without a report.
@@ -77,8 +76,7 @@ pub async fn verify(
         &config.target,
         &config.models,
         &config.out,
-        config.serve_bin.as_deref(),
-        config.ready_timeout,
+        &config.target_options,
     )
     .await
     .map_err(VerifyError::Endpoint)?;
@@ -108,9 +106,20 @@ pub async fn verify(
     }
     let mut models = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (index, name, version, suites) = joined
-            .map_err(|e| VerifyError::Endpoint(format!("a verification task failed: {e}")))?
-            .map_err(|e| VerifyError::Endpoint(format!("the endpoint stopped answering: {e}")))?;
+        let outcome = joined
+            .map_err(|e| format!("a verification task failed: {e}"))
+            .and_then(|r| r.map_err(|e| format!("the endpoint stopped answering: {e}")));
+        let (index, name, version, suites) = match outcome {
+            Ok(done) => done,
+            Err(message) => {
+                tasks.abort_all();
+                let log = endpoint.finish().await;
+                let hint = log
+                    .map(|l| format!("; the server's log: {}", l.display()))
+                    .unwrap_or_default();
+                return Err(VerifyError::Endpoint(format!("{message}{hint}")));
+            }
+        };
         for suite in &suites {
             progress(&format!(
                 "{name} {version}: {} {} ({:.1} s){}",
@@ -137,7 +146,7 @@ pub async fn verify(
     }
     models.sort_by_key(|(index, _)| *index);
     let models: Vec<ModelReport> = models.into_iter().map(|(_, m)| m).collect();
-    drop(endpoint);
+    endpoint.finish().await;
     Ok(Report {
         format: REPORT_FORMAT,
         preflight_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -210,6 +219,7 @@ async fn prepare(
         client: endpoint.client.clone(),
         memory: endpoint.memory.clone(),
         memory_after_load: endpoint.memory_after_load,
+        image_bytes: endpoint.image_bytes,
     })
 }
 

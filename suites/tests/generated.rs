@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use preflight_bundle::Repository;
-use preflight_harness::{Report, Suite, TargetSpec, Verdict, VerifyConfig, verify};
+use preflight_harness::{Report, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify};
 use serde::Deserialize;
 
 fn root() -> PathBuf {
@@ -80,8 +80,10 @@ fn run_verify(
         only: only.iter().map(|s| (*s).to_owned()).collect(),
         suites: Suite::ALL.to_vec(),
         jobs: 1,
-        serve_bin: Some(binary("preflight-serve")?),
-        ready_timeout: std::time::Duration::from_secs(30),
+        target_options: TargetOptions {
+            serve_bin: Some(binary("preflight-serve")?),
+            ..TargetOptions::default()
+        },
     };
     runtime()
         .block_on(verify(&config, &|_| {}))

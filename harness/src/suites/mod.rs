@@ -75,6 +75,8 @@ pub struct ModelUnderTest {
     pub memory: Option<MemoryProbe>,
     /// The endpoint's resident memory once it had loaded the repository.
     pub memory_after_load: Option<u64>,
+    /// The size of the image that serves, for a container target.
+    pub image_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for ModelUnderTest {

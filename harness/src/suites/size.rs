@@ -56,10 +56,20 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     report
         .metrics
         .insert("model_bytes".to_owned(), bytes as f64);
+    if let Some(bytes) = model.image_bytes {
+        report
+            .metrics
+            .insert("image_bytes".to_owned(), bytes as f64);
+    }
     if let Some(rss) = model.memory_after_load {
         report
             .metrics
             .insert("endpoint_resident_bytes_after_load".to_owned(), rss as f64);
+    }
+    if let Some(bytes) = model.image_bytes {
+        report
+            .metrics
+            .insert("image_bytes".to_owned(), bytes as f64);
     }
     if let Some(rss) = model.memory_after_load {
         report
