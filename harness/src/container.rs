@@ -57,8 +57,14 @@ fn split_image(image: &str) -> (&str, &str) {
 }
 
 /// Starts the image on `models` (mounted read-only) and returns once the
-/// container listens; readiness is the caller's to wait for.
-pub async fn start(image: &str, models: &Path, limits: Limits) -> Result<Container, String> {
+/// container listens; readiness is the caller's to wait for. Where the
+/// container fails, its output is written to `log` first.
+pub async fn start(
+    image: &str,
+    models: &Path,
+    limits: Limits,
+    log: &Path,
+) -> Result<Container, String> {
     let docker = testcontainers::core::client::docker_client_instance()
         .await
         .map_err(|e| format!("cannot reach the Docker engine: {e}"))?;
@@ -94,15 +100,28 @@ pub async fn start(image: &str, models: &Path, limits: Limits) -> Result<Contain
         .start()
         .await
         .map_err(|e| format!("container of {image} did not start: {e}"))?;
-    let port = inner
-        .get_host_port_ipv4(PORT.tcp())
-        .await
-        .map_err(|e| format!("container of {image}: no port {PORT}: {e}"))?;
-    Ok(Container {
-        inner,
-        url: format!("http://127.0.0.1:{port}"),
-        image_bytes: inspected.size.and_then(|s| u64::try_from(s).ok()),
-    })
+    let image_bytes = inspected.size.and_then(|s| u64::try_from(s).ok());
+    match inner.get_host_port_ipv4(PORT.tcp()).await {
+        Ok(port) => Ok(Container {
+            inner,
+            url: format!("http://127.0.0.1:{port}"),
+            image_bytes,
+        }),
+        // An exited container has no port: say so, and keep what it printed.
+        Err(e) => {
+            let container = Container {
+                inner,
+                url: String::new(),
+                image_bytes,
+            };
+            let _ = container.save_log(log).await;
+            container.remove().await;
+            Err(format!(
+                "the container of {image} exited at start ({e}); its log: {}",
+                log.display()
+            ))
+        }
+    }
 }
 
 impl Container {

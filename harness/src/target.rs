@@ -160,7 +160,7 @@ async fn start_container(
     limits: Limits,
 ) -> Result<Endpoint, String> {
     let log = out.join("container.log");
-    let container = crate::container::start(image, models, limits).await?;
+    let container = crate::container::start(image, models, limits, &log).await?;
     let client = Client::new(&container.url);
     let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
         matches!(client.status("/v2/health/ready").await, Ok(200))

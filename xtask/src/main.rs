@@ -7,9 +7,10 @@ mod clients;
 mod fixtures;
 mod image;
 mod ort;
+mod verify;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
@@ -17,6 +18,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  verify [--refresh-baseline]
+             the release gate: build the image, verify it as a container on
+             fixtures/models against fixtures/baseline/report.json, reports in
+             target/preflight/; --refresh-baseline stores a passing run as the baseline
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
   bench      the server under open-loop load, and the cost of 300 models
@@ -27,18 +32,35 @@ commands:
              replace fixtures/models and fixtures/defects/bundles with them
 ";
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<u8> {
+    let root = workspace_root();
     let mut args = std::env::args().skip(1);
+    let done = |r: Result<()>| r.map(|()| 0);
     match args.next().as_deref() {
-        Some("test") => test(&workspace_root(), args.collect()),
-        Some("fixtures") => fixtures::run(&workspace_root()),
-        Some("bench") => bench::run(&workspace_root()),
-        Some("client-check") => clients::run(&workspace_root()),
-        Some("image") => image::build(&workspace_root()).map(drop),
-        Some("ort") => ort::ensure(&workspace_root()).map(drop),
+        Some("test") => done(test(&root, args.collect())),
+        Some("verify") => match args.next().as_deref() {
+            None => verify::run(&root, false),
+            Some("--refresh-baseline") => verify::run(&root, true),
+            Some(other) => bail!("unknown option '{other}' of verify\n\n{USAGE}"),
+        },
+        Some("fixtures") => done(fixtures::run(&root)),
+        Some("bench") => done(bench::run(&root)),
+        Some("client-check") => done(clients::run(&root)),
+        Some("image") => done(image::build(&root).map(drop)),
+        Some("ort") => done(ort::ensure(&root).map(drop)),
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
-            Ok(())
+            Ok(0)
         }
         Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
     }
@@ -48,13 +70,29 @@ fn main() -> Result<()> {
 /// third-party client check. ARGS go to `cargo test` and skip the client check.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
     let lib = ort::ensure(root)?;
-    exec(
-        Command::new(cargo())
-            .current_dir(root)
-            .env("ORT_DYLIB_PATH", lib)
-            .args(["test", "--workspace", "--locked"])
-            .args(&args),
-    )?;
+    // The container tests run whenever a Docker engine answers; without one
+    // they fail, unless they are skipped on purpose.
+    let skip_containers = std::env::var("PREFLIGHT_SKIP_CONTAINER_TESTS").is_ok_and(|v| v == "1");
+    let image = if skip_containers {
+        None
+    } else if docker_answers() {
+        Some(image::build(root)?)
+    } else {
+        bail!(
+            "no Docker engine answers (`docker info` failed): the container tests need one; set PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them"
+        );
+    };
+    let mut command = Command::new(cargo());
+    command
+        .current_dir(root)
+        .env("ORT_DYLIB_PATH", lib)
+        .args(["test", "--workspace", "--locked"])
+        .args(&args);
+    match &image {
+        Some(tag) => command.env("PREFLIGHT_IMAGE", tag),
+        None => command.env("PREFLIGHT_SKIP_CONTAINER_TESTS", "1"),
+    };
+    exec(&mut command)?;
     if args.is_empty() {
         clients::run(root)?;
     }
@@ -82,6 +120,14 @@ fn python_env(root: &Path, name: &str, requirements: &Path) -> Result<PathBuf> {
             .arg(requirements),
     )?;
     Ok(python)
+}
+
+/// Whether a Docker engine answers on this machine.
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The cargo that runs xtask, so the pinned toolchain builds everything.

@@ -1,6 +1,8 @@
 //! The `preflight` binary as CI and release managers use it: exit codes,
 //! errors, a URL target started by the test, and the reports it writes.
 
+mod container;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

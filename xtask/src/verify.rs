@@ -1,0 +1,59 @@
+//! `cargo xtask verify`: the release gate. Builds the serving image, runs
+//! `preflight verify` against the real container on `fixtures/models`
+//! (against the committed baseline report when there is one), writes the
+//! reports to `target/preflight/`, and exits with the harness's exit code.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, exec, image};
+
+/// The last release's report that every run is compared with.
+const BASELINE: &str = "fixtures/baseline/report.json";
+const OUT: &str = "target/preflight";
+
+/// Runs the gate; `refresh` also stores a passing run's report as the new baseline.
+pub(crate) fn run(root: &Path, refresh: bool) -> Result<u8> {
+    let tag = image::build(root)?;
+    exec(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "preflight-harness",
+        "--bin",
+        "preflight",
+    ]))?;
+    let mut verify = Command::new(root.join("target/release/preflight"));
+    verify.current_dir(root).args([
+        "verify",
+        "--models",
+        "fixtures/models",
+        "--target",
+        &format!("container={tag}"),
+        "--out",
+        OUT,
+    ]);
+    let baseline = root.join(BASELINE);
+    if baseline.is_file() && !refresh {
+        verify.arg("--baseline").arg(&baseline);
+    }
+    eprintln!("$ {verify:?}");
+    let status = verify.status().context("running preflight")?;
+    let code = status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(1);
+    eprintln!(
+        "reports: {}/{{report.html,summary.md,junit.xml,report.json}}",
+        root.join(OUT).display()
+    );
+    if refresh && code == 0 {
+        std::fs::create_dir_all(baseline.parent().context("baseline folder")?)?;
+        std::fs::copy(root.join(OUT).join("report.json"), &baseline)?;
+        eprintln!("baseline refreshed: {BASELINE}; review and commit it");
+    }
+    Ok(code)
+}
