@@ -18,9 +18,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  verify [--refresh-baseline]
+  verify [--models DIR] [--refresh-baseline]
              the release gate: build the image, verify it as a container on
-             fixtures/models against fixtures/baseline/report.json, reports in
+             fixtures/models (or DIR) against fixtures/baseline/report.json, reports in
              target/preflight/; --refresh-baseline stores a passing run as the baseline
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
@@ -48,11 +48,17 @@ fn run() -> Result<u8> {
     let done = |r: Result<()>| r.map(|()| 0);
     match args.next().as_deref() {
         Some("test") => done(test(&root, args.collect())),
-        Some("verify") => match args.next().as_deref() {
-            None => verify::run(&root, false),
-            Some("--refresh-baseline") => verify::run(&root, true),
-            Some(other) => bail!("unknown option '{other}' of verify\n\n{USAGE}"),
-        },
+        Some("verify") => {
+            let (mut models, mut refresh) = ("fixtures/models".to_owned(), false);
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--refresh-baseline" => refresh = true,
+                    "--models" => models = args.next().context("--models needs a folder")?,
+                    other => bail!("unknown option '{other}' of verify\n\n{USAGE}"),
+                }
+            }
+            verify::run(&root, &models, refresh)
+        }
         Some("fixtures") => done(fixtures::run(&root)),
         Some("bench") => done(bench::run(&root)),
         Some("client-check") => done(clients::run(&root)),

@@ -14,8 +14,9 @@ use crate::{cargo, exec, image};
 const BASELINE: &str = "fixtures/baseline/report.json";
 const OUT: &str = "target/preflight";
 
-/// Runs the gate; `refresh` also stores a passing run's report as the new baseline.
-pub(crate) fn run(root: &Path, refresh: bool) -> Result<u8> {
+/// Runs the gate on `models` (a repository path relative to the root);
+/// `refresh` also stores a passing run's report as the new baseline.
+pub(crate) fn run(root: &Path, models: &str, refresh: bool) -> Result<u8> {
     let tag = image::build(root)?;
     exec(Command::new(cargo()).current_dir(root).args([
         "build",
@@ -30,7 +31,7 @@ pub(crate) fn run(root: &Path, refresh: bool) -> Result<u8> {
     verify.current_dir(root).args([
         "verify",
         "--models",
-        "fixtures/models",
+        models,
         "--target",
         &format!("container={tag}"),
         "--out",
