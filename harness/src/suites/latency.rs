@@ -17,8 +17,9 @@ use crate::report::{Check, SuiteReport};
 const DEFAULT_P99_REGRESSION: f64 = 0.2;
 /// At most this many warm-up requests precede the measured run.
 const WARM_UP_MAX: u64 = 100;
-/// Below this, a p99 difference is timer noise, not a regression.
-const P99_SLACK_MS: f64 = 1.0;
+/// Below this, a p99 difference is noise of a shared machine, not a
+/// regression: single-digit p99s move by a few milliseconds run to run.
+const P99_SLACK_MS: f64 = 5.0;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();

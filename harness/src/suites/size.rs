@@ -66,16 +66,6 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
             .metrics
             .insert("endpoint_resident_bytes_after_load".to_owned(), rss as f64);
     }
-    if let Some(bytes) = model.image_bytes {
-        report
-            .metrics
-            .insert("image_bytes".to_owned(), bytes as f64);
-    }
-    if let Some(rss) = model.memory_after_load {
-        report
-            .metrics
-            .insert("endpoint_resident_bytes_after_load".to_owned(), rss as f64);
-    }
     // The suites run in order, so this is after the latency run.
     if let Some(rss) = model.memory.as_ref().and_then(|read| read()) {
         report
