@@ -1,14 +1,14 @@
 //! `cargo xtask bench`: the server under load on loopback, and the cost of a
 //! repository of 300 models. Prints the figures recorded in benches/README.md.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::{cargo, exec, ort};
+use crate::server::Server;
+use crate::{build_release, exec, ort};
 
 /// Offered single-row request rates, per second.
 const RATES: [u32; 4] = [500, 1000, 2000, 4000];
@@ -16,20 +16,13 @@ const COPIES: usize = 300;
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let lib = ort::ensure(root)?;
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "preflight-serving",
-        "--bin",
-        "preflight-serve",
-        "--package",
-        "preflight-benches",
-        "--bin",
-        "load",
-    ]))?;
-    let release = root.join("target/release");
+    let release = build_release(
+        root,
+        &[
+            ("preflight-serving", "preflight-serve"),
+            ("preflight-benches", "load"),
+        ],
+    )?;
 
     eprintln!(
         "== open-loop load, single-row requests, eta-madrid/1 (scikit-learn GBDT, 200 trees)"
@@ -122,63 +115,4 @@ fn resident_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in /proc/PID/status")
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(binary: &PathBuf, models: &Path, lib: &Path) -> Result<Self> {
-        let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0", "--log", "warn", "--models"])
-            .arg(models)
-            .env("ORT_DYLIB_PATH", lib)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting preflight-serve")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("no `listening on` line")?
-            .to_owned();
-        Ok(Self { child, url })
-    }
-
-    fn wait_ready(&self, limit: Duration) -> Result<()> {
-        let addr = self.url.trim_start_matches("http://");
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if http_status(addr, "/v2/health/ready") == Some(200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("{} not ready within {limit:?}", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The status of a plain HTTP/1.1 GET; xtask keeps no HTTP client crate.
-pub(crate) fn http_status(addr: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
 }

@@ -2,12 +2,12 @@
 //! `tritonclient[http]` from PyPI) gets correct predictions from
 //! `preflight-serve` running on the fixtures.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
+use crate::server::Server;
 use crate::{cargo, exec, ort, python_env};
 
 /// Bundles the client checks: one scikit-learn and one LightGBM export.
@@ -32,21 +32,12 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "preflight-serve",
     ]))?;
 
-    let mut server = Server(
-        Command::new(root.join("target/debug/preflight-serve"))
-            .args(["--addr", "127.0.0.1:0", "--models"])
-            .arg(root.join("fixtures/models"))
-            .env("ORT_DYLIB_PATH", &lib)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting preflight-serve")?,
-    );
-    let stdout = server.0.stdout.take().context("preflight-serve's stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix("listening on ") else {
-        bail!("preflight-serve did not say where it listens (first line: {line:?})");
-    };
+    let server = Server::start(
+        &root.join("target/debug/preflight-serve"),
+        &root.join("fixtures/models"),
+        &lib,
+    )?;
+    let url = &server.url;
     for bundle in BUNDLES {
         exec(
             Command::new(&python)
@@ -56,14 +47,4 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Stops the server however the check ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

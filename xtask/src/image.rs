@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, exec, ort};
+use crate::{build_release, exec, ort};
 
 /// The image's name; tagged with the crate version and `dev`.
 pub(crate) const IMAGE: &str = "preflight-serve";
@@ -28,16 +28,8 @@ CMD ["--models", "/models", "--addr", "0.0.0.0:8080", "--log-format", "json"]
 /// Builds the image; returns the `name:version` tag.
 pub(crate) fn build(root: &Path) -> Result<String> {
     let lib = std::fs::canonicalize(ort::ensure(root)?)?;
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "preflight-serving",
-        "--bin",
-        "preflight-serve",
-    ]))?;
-    let binary = root.join("target/release/preflight-serve");
+    let binary =
+        build_release(root, &[("preflight-serving", "preflight-serve")])?.join("preflight-serve");
 
     let context = root.join("target/image");
     if context.exists() {

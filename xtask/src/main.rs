@@ -7,6 +7,7 @@ mod clients;
 mod fixtures;
 mod image;
 mod ort;
+mod server;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -134,6 +135,19 @@ fn docker_answers() -> bool {
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Builds binaries in release mode, each `(package, binary)`; returns `target/release`.
+fn build_release(root: &Path, binaries: &[(&str, &str)]) -> Result<PathBuf> {
+    let mut command = Command::new(cargo());
+    command
+        .current_dir(root)
+        .args(["build", "--release", "--locked"]);
+    for (package, binary) in binaries {
+        command.args(["--package", package, "--bin", binary]);
+    }
+    exec(&mut command)?;
+    Ok(root.join("target/release"))
 }
 
 /// The cargo that runs xtask, so the pinned toolchain builds everything.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::{cargo, exec, image};
+use crate::{build_release, image};
 
 /// The last release's report that every run is compared with.
 const BASELINE: &str = "fixtures/baseline/report.json";
@@ -18,16 +18,8 @@ const OUT: &str = "target/preflight";
 /// `refresh` also stores a passing run's report as the new baseline.
 pub(crate) fn run(root: &Path, models: &str, refresh: bool) -> Result<u8> {
     let tag = image::build(root)?;
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "preflight-harness",
-        "--bin",
-        "preflight",
-    ]))?;
-    let mut verify = Command::new(root.join("target/release/preflight"));
+    let release = build_release(root, &[("preflight-harness", "preflight")])?;
+    let mut verify = Command::new(release.join("preflight"));
     verify.current_dir(root).args([
         "verify",
         "--models",
