@@ -54,9 +54,37 @@ pub struct LatencyBudget {
     pub p99_ms: f64,
     pub rate_per_s: f64,
     pub requests: u64,
-    /// How much p99 may grow against the baseline release (0.2 = 20%).
+    /// How much p99 may grow against the last release (0.2 = 20%), judged
+    /// statistically on the two versions measured in the same run.
     #[serde(default)]
     pub max_p99_regression: Option<f64>,
+    /// How much p50 may grow against the last release; `max_p99_regression`
+    /// when absent (a Preflight extension).
+    #[serde(default)]
+    pub max_p50_regression: Option<f64>,
+    /// The share of latency requests the fallback may answer (0 when absent):
+    /// a main model that meets its deadline only because the fallback answers
+    /// for it is not fast.
+    #[serde(default)]
+    pub max_fallback_rate: Option<f64>,
+}
+
+impl LatencyBudget {
+    /// `max_p99_regression` when given, else 20%.
+    pub fn p99_regression(&self) -> f64 {
+        self.max_p99_regression.unwrap_or(0.2)
+    }
+
+    /// `max_p50_regression` when given, else the p99 limit.
+    pub fn p50_regression(&self) -> f64 {
+        self.max_p50_regression
+            .unwrap_or_else(|| self.p99_regression())
+    }
+
+    /// `max_fallback_rate` when given, else 0.
+    pub fn fallback_rate(&self) -> f64 {
+        self.max_fallback_rate.unwrap_or(0.0)
+    }
 }
 
 /// The artifact's size budget.

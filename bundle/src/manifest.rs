@@ -328,11 +328,25 @@ impl Validator<'_> {
                     format!("{} is below p50_ms {}", b.p99_ms, b.p50_ms),
                 ));
             }
-            if b.max_p99_regression.is_some_and(|r| !non_negative(r)) {
+            for (key, limit) in [
+                ("max_p99_regression", b.max_p99_regression),
+                ("max_p50_regression", b.max_p50_regression),
+            ] {
+                if limit.is_some_and(|r| !non_negative(r)) {
+                    return Err(self.error(
+                        l,
+                        format!("contract.latency.{key}"),
+                        "must not be negative",
+                    ));
+                }
+            }
+            if b.max_fallback_rate
+                .is_some_and(|r| !(non_negative(r) && r <= 1.0))
+            {
                 return Err(self.error(
                     l,
-                    "contract.latency.max_p99_regression",
-                    "must not be negative",
+                    "contract.latency.max_fallback_rate",
+                    "must be a share between 0 and 1",
                 ));
             }
         }

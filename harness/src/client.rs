@@ -84,26 +84,46 @@ impl Client {
         self.post_infer(manifest, &body, rows.len()).await
     }
 
-    /// Sends a prepared request body.
+    /// Sends a prepared request body to the manifest's model and version.
     pub async fn post_infer(
         &self,
         manifest: &Manifest,
         body: &Value,
         rows: usize,
     ) -> Result<Answer, Unreachable> {
-        let url = format!(
-            "{}/v2/models/{}/versions/{}/infer",
-            self.base, manifest.model.name, manifest.model.version
-        );
+        let url = self.infer_url(&manifest.model.name, Some(manifest.model.version));
+        let body = bytes::Bytes::from(body.to_string());
+        self.post_body(&url, manifest, body, rows).await
+    }
+
+    /// The infer URL of a model: of one version, or of the version the
+    /// server serves by default.
+    pub fn infer_url(&self, model: &str, version: Option<u64>) -> String {
+        match version {
+            Some(v) => format!("{}/v2/models/{model}/versions/{v}/infer", self.base),
+            None => format!("{}/v2/models/{model}/infer", self.base),
+        }
+    }
+
+    /// Sends a serialized request body to an infer URL; the answer is read
+    /// against `manifest`'s outputs.
+    pub async fn post_body(
+        &self,
+        url: &str,
+        manifest: &Manifest,
+        body: bytes::Bytes,
+        rows: usize,
+    ) -> Result<Answer, Unreachable> {
         let response = self
             .http
-            .post(&url)
-            .json(body)
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
-            .map_err(|e| unreachable(&url, &e))?;
+            .map_err(|e| unreachable(url, &e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
+        let text = response.text().await.map_err(|e| unreachable(url, &e))?;
         Ok(read_answer(manifest, status, &text, rows))
     }
 }

@@ -1,5 +1,5 @@
-//! `preflight`: derives unit, parity, nullable, latency, size, quality and
-//! fallback suites from each bundle's contract, runs them against an Open
+//! `preflight`: derives unit, parity, property, nullable, latency, size,
+//! quality and fallback suites from each bundle's contract, runs them against an Open
 //! Inference Protocol endpoint, and writes release reports.
 //!
 //! The harness only speaks HTTP to the endpoint; it never links the server.
@@ -10,14 +10,18 @@ pub mod client;
 pub mod container;
 pub mod diff;
 pub mod exit;
+pub mod fleet;
 mod html;
+pub mod merge;
 pub mod output;
 pub mod report;
+pub mod shard;
 pub mod suites;
 pub mod target;
 pub mod verify;
 
-pub use report::{Check, ModelReport, Report, SuiteReport, Verdict};
+pub use report::{Check, LatencyRun, ModelReport, Report, SuiteReport, Verdict};
+pub use shard::Shard;
 pub use suites::Suite;
 pub use target::{TargetOptions, TargetSpec};
 pub use verify::{VerifyConfig, VerifyError, verify};

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use preflight_harness::container::Limits;
 use preflight_harness::{
-    Report, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output, verify,
+    Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output, verify,
 };
 
 /// Release verification for ML model services.
@@ -46,9 +46,17 @@ enum Commands {
         #[arg(long, value_parser = TargetSpec::parse)]
         target: TargetSpec,
         /// The previous release's report.json: drives every comparison with
-        /// the last release; without it those checks are skipped.
+        /// the last release that is not measured in this run; without it
+        /// those checks are skipped.
         #[arg(long, value_name = "REPORT")]
         baseline: Option<PathBuf>,
+        /// The last release's endpoint, timed beside the target request by
+        /// request in the latency run (same forms as --target; a process or
+        /// container is started on the same repository). Without it, the
+        /// version below each model's highest in the repository is the last
+        /// release, where the target serves it.
+        #[arg(long, value_parser = TargetSpec::parse, value_name = "TARGET")]
+        baseline_target: Option<TargetSpec>,
         /// Where report.json, summary.md, junit.xml and the server log go.
         #[arg(long, default_value = "target/preflight")]
         out: PathBuf,
@@ -58,9 +66,14 @@ enum Commands {
         /// Suites to run, comma-separated: unit, parity, property, nullable, latency, size, quality, fallback.
         #[arg(long, value_delimiter = ',', value_parser = parse_suite)]
         suites: Vec<Suite>,
-        /// Models verified at once. Latency figures are only clean with 1.
-        #[arg(long, default_value_t = 1)]
+        /// Models whose functional suites run at once. Latency is measured
+        /// afterwards for the whole fleet in one schedule, whatever this is.
+        #[arg(long, default_value_t = 4)]
         jobs: usize,
+        /// Verify only shard K of N (`--shard 2/4`): the models whose name
+        /// hashes to it. `preflight report merge` joins the shards' reports.
+        #[arg(long, value_parser = Shard::parse, value_name = "K/N")]
+        shard: Option<Shard>,
         /// The preflight-serve binary for `--target process` (default: beside preflight).
         #[arg(long, value_name = "PATH", env = "PREFLIGHT_SERVE")]
         serve_bin: Option<PathBuf>,
@@ -86,6 +99,20 @@ enum ReportCommand {
         /// The later report.json.
         new: PathBuf,
     },
+    /// Join the reports of every shard of one release (`verify --shard K/N`)
+    /// into the four reports of the whole release; exits with the merged
+    /// verdict's code.
+    Merge {
+        /// report.json of each shard, every shard exactly once.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Where the merged report.json, summary.md, junit.xml and report.html go.
+        #[arg(long, default_value = "target/preflight")]
+        out: PathBuf,
+        /// The previous release's report.json, for the changes in report.html.
+        #[arg(long, value_name = "REPORT")]
+        baseline: Option<PathBuf>,
+    },
 }
 
 fn parse_suite(name: &str) -> Result<Suite, String> {
@@ -109,14 +136,24 @@ fn main() -> ExitCode {
         Commands::Report {
             command: ReportCommand::Diff { old, new },
         } => diff(&old, &new),
+        Commands::Report {
+            command:
+                ReportCommand::Merge {
+                    shards,
+                    out,
+                    baseline,
+                },
+        } => merge(shards, &out, baseline.as_deref()),
         Commands::Verify {
             models,
             target,
             baseline,
+            baseline_target,
             out,
             only,
             suites,
             jobs,
+            shard,
             serve_bin,
             ready_timeout,
             cpus,
@@ -132,8 +169,10 @@ fn main() -> ExitCode {
                 models,
                 target,
                 baseline,
+                baseline_target,
                 out,
                 only,
+                shard,
                 suites,
                 jobs,
                 target_options: TargetOptions {
@@ -216,13 +255,18 @@ fn run_verify(config: VerifyConfig) -> u8 {
         .baseline
         .as_deref()
         .and_then(|p| Report::read(p).ok());
-    match output::write_all(&report, baseline.as_ref(), &config.out) {
+    write_reports(&report, baseline.as_ref(), &config.out)
+}
+
+/// Writes the four reports and prints the summary; the exit code of the verdict.
+fn write_reports(report: &Report, baseline: Option<&Report>, out: &std::path::Path) -> u8 {
+    match output::write_all(report, baseline, out) {
         Err(e) => {
             eprintln!("preflight: {e}");
             exit::USAGE
         }
         Ok(files) => {
-            eprintln!("\n{}", output::markdown(&report));
+            eprintln!("\n{}", output::markdown(report));
             for file in files {
                 eprintln!("wrote {}", file.display());
             }
@@ -231,6 +275,25 @@ fn run_verify(config: VerifyConfig) -> u8 {
             } else {
                 exit::PASSED
             }
+        }
+    }
+}
+
+fn merge(shards: Vec<PathBuf>, out: &std::path::Path, baseline: Option<&std::path::Path>) -> u8 {
+    let read = || -> Result<(Report, Option<Report>), String> {
+        let reports = shards
+            .into_iter()
+            .map(|p| Report::read(&p).map(|r| (p, r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = preflight_harness::merge::merge(reports)?;
+        let baseline = baseline.map(Report::read).transpose()?;
+        Ok((merged, baseline))
+    };
+    match read() {
+        Ok((merged, baseline)) => write_reports(&merged, baseline.as_ref(), out),
+        Err(e) => {
+            eprintln!("preflight: {e}");
+            exit::USAGE
         }
     }
 }

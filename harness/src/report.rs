@@ -139,7 +139,37 @@ pub struct Report {
     pub target: String,
     pub started_at: String,
     pub duration_ms: f64,
+    /// `K/N` when this run verified one shard of the release; absent for a
+    /// whole release, merged shards included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The fleet latency run: what was asked, offered and sent. One per run;
+    /// a merged report keeps each shard's, in shard order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_runs: Vec<LatencyRun>,
     pub models: Vec<ModelReport>,
+}
+
+/// The one latency run of a verification, for the whole fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LatencyRun {
+    /// Models timed.
+    pub models: usize,
+    /// Requests per second the target and the harness sustained together in
+    /// the closed-loop warm-up.
+    pub capacity_per_s: f64,
+    /// The sum of the contract rates of every timed version.
+    pub asked_per_s: f64,
+    /// What the first round offered: the asked rate, scaled down to half the
+    /// capacity when it would not fit.
+    pub offered_per_s: f64,
+    /// `offered_per_s / asked_per_s`.
+    pub scale: f64,
+    /// The first round and the extensions for inconclusive verdicts.
+    pub rounds: u32,
+    /// Timed requests sent, all rounds.
+    pub requests: u64,
+    pub duration_ms: f64,
 }
 
 impl Report {

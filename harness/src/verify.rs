@@ -1,5 +1,10 @@
 //! `preflight verify`: every selected model, every selected suite, one report.
+//!
+//! A verification runs in phases (`suites::Phase`): the functional suites of
+//! every model, `jobs` models at once; then one latency run for the whole
+//! fleet (`crate::fleet`); then the suites that read the endpoint after load.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -7,8 +12,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use preflight_bundle::{Bundle, Repository};
 
 use crate::client::Unreachable;
-use crate::report::{ModelReport, REPORT_FORMAT, Report, Verdict};
-use crate::suites::{self, ModelUnderTest, Suite};
+use crate::fleet::{self, FleetOptions};
+use crate::report::{ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
+use crate::shard::Shard;
+use crate::suites::{self, ModelUnderTest, Phase, Suite};
 use crate::target::{Endpoint, TargetOptions, TargetSpec};
 
 /// What to verify, and against what.
@@ -19,12 +26,18 @@ pub struct VerifyConfig {
     pub target: TargetSpec,
     /// The previous release's report.
     pub baseline: Option<PathBuf>,
+    /// The previous release's endpoint, timed beside the target by the
+    /// latency run (started on the same repository when it is a process or
+    /// a container).
+    pub baseline_target: Option<TargetSpec>,
     /// Where the server's log goes (reports are written by the caller).
     pub out: PathBuf,
     /// Glob patterns on model names (`eta-*`); empty means every model.
     pub only: Vec<String>,
+    /// This run's share of the models, when the release is split over runners.
+    pub shard: Option<Shard>,
     pub suites: Vec<Suite>,
-    /// Models verified at once.
+    /// Models whose functional suites run at once.
     pub jobs: usize,
     /// How the target is started.
     pub target_options: TargetOptions,
@@ -51,6 +64,12 @@ impl VerifyError {
     }
 }
 
+/// A model selected for verification: its served version and the one below.
+struct Selected {
+    bundle: Bundle,
+    previous: Option<Bundle>,
+}
+
 /// Runs the suites; `progress` is told of each suite as it ends.
 pub async fn verify(
     config: &VerifyConfig,
@@ -61,9 +80,9 @@ pub async fn verify(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let bundles = select(&config.models, &config.only)?;
+    let selected = select(&config.models, &config.only, config.shard)?;
     let baseline = match &config.baseline {
-        Some(path) => Some(crate::report::Report::read(path).map_err(VerifyError::Usage)?),
+        Some(path) => Some(Report::read(path).map_err(VerifyError::Usage)?),
         None => None,
     };
     std::fs::create_dir_all(&config.out).map_err(|e| {
@@ -80,73 +99,44 @@ pub async fn verify(
     )
     .await
     .map_err(VerifyError::Endpoint)?;
-
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(config.jobs.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, bundle) in bundles.into_iter().enumerate() {
-        let model = prepare(bundle, baseline.as_ref(), &endpoint, &config.suites).await?;
-        let (semaphore, suites) = (Arc::clone(&semaphore), config.suites.clone());
-        tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let mut reports = Vec::new();
-            for suite in suites {
-                reports.push(
-                    suites::run(suite, &model)
-                        .await
-                        .map_err(|u: Unreachable| u.to_string())?,
-                );
-            }
-            Ok::<_, String>((
-                index,
-                model.bundle.name().to_owned(),
-                model.bundle.version(),
-                reports,
-            ))
-        });
-    }
-    let mut models = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined
-            .map_err(|e| format!("a verification task failed: {e}"))
-            .and_then(|r| r.map_err(|e| format!("the endpoint stopped answering: {e}")));
-        let (index, name, version, suites) = match outcome {
-            Ok(done) => done,
-            Err(message) => {
-                tasks.abort_all();
-                let log = endpoint.finish().await;
-                let hint = log
-                    .map(|l| format!("; the server's log: {}", l.display()))
-                    .unwrap_or_default();
-                return Err(VerifyError::Endpoint(format!("{message}{hint}")));
-            }
-        };
-        for suite in &suites {
-            progress(&format!(
-                "{name} {version}: {} {} ({:.1} s){}",
-                suite.suite,
-                suite.verdict.as_str(),
-                suite.duration_ms / 1000.0,
-                if suite.verdict == Verdict::Failed {
-                    format!(": {}", suite.failures())
-                } else {
-                    String::new()
+    let baseline_endpoint = match &config.baseline_target {
+        None => None,
+        Some(spec) => {
+            let out = config.out.join("baseline-target");
+            let started = async {
+                std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                Endpoint::start(spec, &config.models, &out, &config.target_options).await
+            };
+            match started.await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    endpoint.finish().await;
+                    return Err(VerifyError::Endpoint(format!("--baseline-target: {e}")));
                 }
-            ));
+            }
         }
-        let verdict = Verdict::of(suites.iter().map(|s| s.verdict));
-        models.push((
-            index,
-            ModelReport {
-                name,
-                version,
-                verdict,
-                suites,
-            },
-        ));
+    };
+
+    let outcome = run_phases(
+        config,
+        selected,
+        baseline.as_ref(),
+        &endpoint,
+        baseline_endpoint.as_ref(),
+        progress,
+    )
+    .await;
+    if let Some(b) = baseline_endpoint {
+        b.finish().await;
     }
-    models.sort_by_key(|(index, _)| *index);
-    let models: Vec<ModelReport> = models.into_iter().map(|(_, m)| m).collect();
-    endpoint.finish().await;
+    let log = endpoint.finish().await;
+    let (models, latency_run) = outcome.map_err(|e| match e {
+        VerifyError::Endpoint(message) => VerifyError::Endpoint(match log {
+            Some(log) => format!("{message}; the server's log: {}", log.display()),
+            None => message,
+        }),
+        usage => usage,
+    })?;
     Ok(Report {
         format: REPORT_FORMAT,
         preflight_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -155,23 +145,178 @@ pub async fn verify(
         target: config.target.describe(),
         started_at: format!("{started_at}"),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        shard: config.shard.map(|s| s.to_string()),
+        latency_runs: latency_run.into_iter().collect(),
         models,
     })
 }
 
-/// The served (highest) version of every model whose name matches `only`.
-fn select(models: &Path, only: &[String]) -> Result<Vec<Bundle>, VerifyError> {
+type Phased = (Vec<ModelReport>, Option<crate::report::LatencyRun>);
+
+async fn run_phases(
+    config: &VerifyConfig,
+    selected: Vec<Selected>,
+    baseline: Option<&Report>,
+    endpoint: &Endpoint,
+    baseline_endpoint: Option<&Endpoint>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Phased, VerifyError> {
+    let wanted = |phase: Phase| -> Vec<Suite> {
+        config
+            .suites
+            .iter()
+            .copied()
+            .filter(|s| s.phase() == phase)
+            .collect()
+    };
+    let stopped =
+        |u: Unreachable| VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"));
+    let models = functional(
+        config,
+        selected,
+        baseline,
+        endpoint,
+        &wanted(Phase::Functional),
+        progress,
+    )
+    .await?;
+    let mut reports: Vec<BTreeMap<Suite, SuiteReport>> =
+        models.iter().map(|(_, r)| r.clone()).collect();
+    let models: Vec<Arc<ModelUnderTest>> = models.into_iter().map(|(m, _)| m).collect();
+
+    let mut latency_run = None;
+    if !wanted(Phase::Fleet).is_empty() {
+        let options = FleetOptions {
+            baseline_target: baseline_endpoint.map(|e| e.client.clone()),
+        };
+        let (latency, run) = fleet::run(&models, &options).await.map_err(stopped)?;
+        for (position, report) in latency {
+            tell(progress, &models[position], &report);
+            reports[position].insert(Suite::Latency, report);
+        }
+        latency_run = run;
+    }
+    for suite in wanted(Phase::After) {
+        for (model, reports) in models.iter().zip(&mut reports) {
+            let report = suites::run(suite, model).await.map_err(stopped)?;
+            tell(progress, model, &report);
+            reports.insert(suite, report);
+        }
+    }
+    let models = models
+        .iter()
+        .zip(reports)
+        .map(|(model, mut by_suite)| {
+            let suites: Vec<SuiteReport> = config
+                .suites
+                .iter()
+                .filter_map(|s| by_suite.remove(s))
+                .collect();
+            ModelReport {
+                name: model.bundle.name().to_owned(),
+                version: model.bundle.version(),
+                verdict: Verdict::of(suites.iter().map(|s| s.verdict)),
+                suites,
+            }
+        })
+        .collect();
+    Ok((models, latency_run))
+}
+
+type Verified = (Arc<ModelUnderTest>, BTreeMap<Suite, SuiteReport>);
+
+/// Prepares every model and runs its functional suites, `jobs` models at
+/// once; the models come back in the order they were selected.
+async fn functional(
+    config: &VerifyConfig,
+    selected: Vec<Selected>,
+    baseline: Option<&Report>,
+    endpoint: &Endpoint,
+    suites: &[Suite],
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<Verified>, VerifyError> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(config.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let needs_artifact = suites
+        .iter()
+        .any(|s| matches!(s, Suite::Unit | Suite::Parity));
+    for (index, selected) in selected.into_iter().enumerate() {
+        let baseline = baseline
+            .and_then(|b| b.model(selected.bundle.name()))
+            .cloned();
+        let (semaphore, suites) = (Arc::clone(&semaphore), suites.to_vec());
+        let endpoint = EndpointFacts::of(endpoint);
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let model = Arc::new(prepare(selected, baseline, endpoint, needs_artifact).await?);
+            let mut reports = BTreeMap::new();
+            for suite in suites {
+                let report = suites::run(suite, &model).await.map_err(|u| {
+                    VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"))
+                })?;
+                reports.insert(suite, report);
+            }
+            Ok::<_, VerifyError>((index, model, reports))
+        });
+    }
+    let mut done = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, model, reports) = match joined {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(VerifyError::Endpoint(format!(
+                    "a verification task failed: {e}"
+                )));
+            }
+        };
+        for report in reports.values() {
+            tell(progress, &model, report);
+        }
+        done.push((index, (model, reports)));
+    }
+    done.sort_by_key(|(index, _)| *index);
+    Ok(done.into_iter().map(|(_, v)| v).collect())
+}
+
+fn tell(progress: &(dyn Fn(&str) + Sync), model: &ModelUnderTest, suite: &SuiteReport) {
+    progress(&format!(
+        "{} {}: {} {} ({:.1} s){}",
+        model.bundle.name(),
+        model.bundle.version(),
+        suite.suite,
+        suite.verdict.as_str(),
+        suite.duration_ms / 1000.0,
+        if suite.verdict == Verdict::Failed {
+            format!(": {}", suite.failures())
+        } else {
+            String::new()
+        }
+    ));
+}
+
+/// The served (highest) version of every model whose name matches `only`
+/// and falls in `shard`, with the version below it.
+fn select(
+    models: &Path,
+    only: &[String],
+    shard: Option<Shard>,
+) -> Result<Vec<Selected>, VerifyError> {
     let repo = Repository::scan(models).map_err(|e| VerifyError::Usage(e.to_string()))?;
     if let Some(problem) = repo.problems().first() {
         return Err(VerifyError::Usage(problem.to_string()));
     }
-    let selected: Vec<Bundle> = repo
+    let open = |dir: &Path| Bundle::open(dir).map_err(|e| VerifyError::Usage(e.to_string()));
+    let matching: Vec<_> = repo
         .models()
         .iter()
         .filter(|m| only.is_empty() || only.iter().any(|pattern| glob_match(pattern, &m.name)))
-        .map(|m| Bundle::open(&m.latest().dir).map_err(|e| VerifyError::Usage(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    if selected.is_empty() {
+        .collect();
+    if matching.is_empty() {
         return Err(VerifyError::Usage(format!(
             "no model in {} matches {}",
             models.display(),
@@ -182,22 +327,55 @@ fn select(models: &Path, only: &[String]) -> Result<Vec<Bundle>, VerifyError> {
             }
         )));
     }
-    Ok(selected)
+    // An empty shard is not an error: a release of few models split over
+    // many runners leaves some with nothing to do.
+    matching
+        .into_iter()
+        .filter(|m| shard.is_none_or(|s| s.holds(&m.name)))
+        .map(|m| {
+            let previous = match m.versions.len() {
+                0 | 1 => None,
+                n => Some(open(&m.versions[n - 2].dir)?),
+            };
+            Ok(Selected {
+                bundle: open(&m.latest().dir)?,
+                previous,
+            })
+        })
+        .collect()
+}
+
+/// What every model's suites need of the endpoint.
+#[derive(Clone)]
+struct EndpointFacts {
+    client: crate::client::Client,
+    memory: Option<suites::MemoryProbe>,
+    memory_after_load: Option<u64>,
+    image_bytes: Option<u64>,
+}
+
+impl EndpointFacts {
+    fn of(endpoint: &Endpoint) -> Self {
+        Self {
+            client: endpoint.client.clone(),
+            memory: endpoint.memory.clone(),
+            memory_after_load: endpoint.memory_after_load,
+            image_bytes: endpoint.image_bytes,
+        }
+    }
 }
 
 /// Reads what the suites need; a file that breaks the format is a usage error.
 async fn prepare(
-    bundle: Bundle,
-    baseline: Option<&Report>,
-    endpoint: &Endpoint,
-    suites: &[Suite],
+    selected: Selected,
+    baseline: Option<ModelReport>,
+    endpoint: EndpointFacts,
+    needs_artifact: bool,
 ) -> Result<ModelUnderTest, VerifyError> {
+    let Selected { bundle, previous } = selected;
     let usage = |e: preflight_bundle::Error| VerifyError::Usage(e.to_string());
     let samples = bundle.samples().map_err(usage)?;
     let holdout = bundle.holdout().map_err(usage)?;
-    let needs_artifact = suites
-        .iter()
-        .any(|s| matches!(s, Suite::Unit | Suite::Parity));
     let artifact = match (&samples, needs_artifact) {
         (Some(records), true) => {
             let (bundle, records) = (bundle.clone(), records.clone());
@@ -209,15 +387,15 @@ async fn prepare(
         }
         _ => None,
     };
-    let baseline = baseline.and_then(|b| b.model(bundle.name())).cloned();
     Ok(ModelUnderTest {
         bundle,
+        previous,
         samples,
         holdout,
         artifact,
         baseline,
-        client: endpoint.client.clone(),
-        memory: endpoint.memory.clone(),
+        client: endpoint.client,
+        memory: endpoint.memory,
         memory_after_load: endpoint.memory_after_load,
         image_bytes: endpoint.image_bytes,
     })

@@ -76,10 +76,12 @@ fn run_verify(
         models: models.to_path_buf(),
         target,
         baseline,
+        baseline_target: None,
         out: out.path().to_path_buf(),
         only: only.iter().map(|s| (*s).to_owned()).collect(),
+        shard: None,
         suites: Suite::ALL.to_vec(),
-        jobs: 1,
+        jobs: 2,
         target_options: TargetOptions {
             serve_bin: Some(binary("preflight-serve")?),
             ..TargetOptions::default()

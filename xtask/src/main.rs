@@ -5,6 +5,7 @@
 mod bench;
 mod clients;
 mod fixtures;
+mod fleet;
 mod image;
 mod ort;
 mod server;
@@ -25,7 +26,14 @@ commands:
              target/preflight/; --refresh-baseline stores a passing run as the baseline
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
-  bench      the server under open-loop load, and the cost of 300 models
+  bench [server]  the server under open-loop load, and the cost of 300 models
+  bench fleet [--models N] [--runs R] [--container]
+             `preflight verify` with every suite on N models (default 300), each
+             with two versions, made from copies of every fixture model; wall
+             time and false alarms of each run
+  bench verdicts [--runs R]
+             how often latency fails on the clean fixtures and on the slower
+             releases of the defect catalogue, over R runs (default 10)
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -61,7 +69,7 @@ fn run() -> Result<u8> {
             verify::run(&root, &models, refresh)
         }
         Some("fixtures") => done(fixtures::run(&root)),
-        Some("bench") => done(bench::run(&root)),
+        Some("bench") => done(bench_command(&root, args.collect())),
         Some("client-check") => done(clients::run(&root)),
         Some("image") => done(image::build(&root).map(drop)),
         Some("ort") => done(ort::ensure(&root).map(drop)),
@@ -70,6 +78,40 @@ fn run() -> Result<u8> {
             Ok(0)
         }
         Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// `cargo xtask bench [server|fleet|verdicts] [OPTIONS]`.
+fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
+    let mut args = args.into_iter();
+    let which = args.next();
+    let mut bench = fleet::FleetBench {
+        models: 300,
+        runs: 1,
+        container: false,
+    };
+    let mut runs = None;
+    while let Some(arg) = args.next() {
+        let mut number = |what: &str| -> Result<usize> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{what} needs a number"))
+        };
+        match arg.as_str() {
+            "--models" => bench.models = number("--models")?,
+            "--runs" => runs = Some(number("--runs")?),
+            "--container" => bench.container = true,
+            other => bail!("unknown option '{other}' of bench\n\n{USAGE}"),
+        }
+    }
+    match which.as_deref() {
+        None | Some("server") => bench::run(root),
+        Some("fleet") => {
+            bench.runs = runs.unwrap_or(1);
+            fleet::fleet(root, &bench)
+        }
+        Some("verdicts") => fleet::verdicts(root, runs.unwrap_or(10)),
+        Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! per-model code. A suite returns checks; the runner turns them into a report.
 
 mod fallback;
-mod latency;
+pub mod latency;
 mod nullable;
 mod parity;
 mod property;
@@ -58,6 +58,27 @@ impl Suite {
     pub fn parse(name: &str) -> Option<Suite> {
         Suite::ALL.into_iter().find(|s| s.name() == name)
     }
+
+    /// When the suite runs in a verification.
+    pub fn phase(self) -> Phase {
+        match self {
+            Suite::Latency => Phase::Fleet,
+            // Resident memory is read after the latency run has exercised every model.
+            Suite::Size => Phase::After,
+            _ => Phase::Functional,
+        }
+    }
+}
+
+/// The order of a verification: the functional suites of every model first,
+/// several models at once; then the one latency run of the whole fleet, with
+/// nothing else of the harness competing with it; then what reads the
+/// endpoint after load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Functional,
+    Fleet,
+    After,
 }
 
 /// Reads the endpoint's resident memory in bytes, where the target can tell.
@@ -66,6 +87,9 @@ pub type MemoryProbe = std::sync::Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 /// Everything a suite may look at for one model.
 pub struct ModelUnderTest {
     pub bundle: Bundle,
+    /// The version below `bundle` in the repository: the last release,
+    /// timed beside the candidate by the latency run.
+    pub previous: Option<Bundle>,
     pub samples: Option<Vec<Record>>,
     pub holdout: Option<Vec<Record>>,
     /// The artifact's own outputs for the samples, or why it could not run them.
@@ -100,7 +124,8 @@ impl ModelUnderTest {
     }
 }
 
-/// Runs one suite; `Err` only when the endpoint stops answering.
+/// Runs one suite of one model; `Err` only when the endpoint stops answering.
+/// Latency is measured for the whole fleet at once (`crate::fleet::run`).
 pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let started = Instant::now();
     let mut report = match suite {
@@ -108,7 +133,10 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Parity => parity::run(model).await?,
         Suite::Property => property::run(model).await,
         Suite::Nullable => nullable::run(model).await?,
-        Suite::Latency => latency::run(model).await?,
+        Suite::Latency => skipped(
+            Suite::Latency,
+            "latency is measured for the whole fleet at once, not model by model",
+        ),
         Suite::Size => size::run(model),
         Suite::Quality => quality::run(model).await?,
         Suite::Fallback => fallback::run(model).await?,

@@ -1,0 +1,285 @@
+//! The fleet latency run: one open-loop schedule for every selected model,
+//! each beside its last release where that can be served, instead of one
+//! load test per model. `docs/harness.md` ("Latency at fleet scale") gives
+//! the design and its trade-offs.
+//!
+//! 1. Every version to be timed becomes an [`load::Arm`]; a closed-loop
+//!    probe warms them all up and measures what the target can take.
+//! 2. A round interleaves every model's requests at its contract rate,
+//!    scaled down uniformly to a share of that capacity.
+//! 3. Each model is judged on its samples; a model whose verdict is still
+//!    inconclusive gets another round, up to its contract's `requests`.
+
+pub mod load;
+pub mod schedule;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use preflight_bundle::{LatencyBudget, Manifest, Record};
+
+use crate::client::{Client, Unreachable, request_body};
+use crate::report::{LatencyRun, SuiteReport};
+use crate::suites::ModelUnderTest;
+use crate::suites::latency::{self, Baseline, Measured};
+use load::{Arm, Sample};
+use schedule::{Lane, Offer};
+
+/// The share of the probed capacity the schedule offers: enough headroom
+/// that latencies measure the target, not a queue in front of it.
+const UTILISATION: f64 = 0.5;
+/// Unrecorded warm-up requests per arm, which are also the capacity probe.
+const WARM_UP_PER_ARM: u64 = 4;
+/// The probe runs at least this long, so that its rate means something.
+const PROBE_TIME: Duration = Duration::from_millis(1000);
+/// Rounds at most: the first, and extensions for inconclusive verdicts.
+const MAX_ROUNDS: u32 = 4;
+
+/// Requests per version in a model's first round: the count the 95 %
+/// interval of p99 needs to span about p98.1 to p99.9 (`stats::requests_for`).
+pub fn first_round_requests() -> u64 {
+    stats::requests_for(0.99, 0.009)
+}
+
+/// Where the last release of each model is served, when not beside the
+/// candidate in the same repository.
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    /// `--baseline-target`: the last release's endpoint; its default version
+    /// of each model is the baseline.
+    pub baseline_target: Option<Client>,
+}
+
+/// Runs the fleet and judges every model that has what latency needs;
+/// the reports are keyed by the models' positions in `models`.
+pub async fn run(
+    models: &[Arc<ModelUnderTest>],
+    options: &FleetOptions,
+) -> Result<(BTreeMap<usize, SuiteReport>, Option<LatencyRun>), Unreachable> {
+    let started = Instant::now();
+    let mut reports = BTreeMap::new();
+    let mut arms = Vec::new();
+    let mut entries = Vec::new();
+    for (position, model) in models.iter().enumerate() {
+        match latency::needs(model) {
+            Err(skip) => {
+                reports.insert(position, skip);
+            }
+            Ok(budget) => {
+                let entry = Entry::new(position, model, budget, options, &mut arms).await?;
+                entries.push(entry);
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Ok((reports, None));
+    }
+    let arms: Arc<[Arm]> = arms.into();
+    let capacity = load::probe(&arms, WARM_UP_PER_ARM, PROBE_TIME).await?;
+    let mut summary = LatencyRun {
+        models: entries.len(),
+        capacity_per_s: capacity,
+        asked_per_s: 0.0,
+        offered_per_s: 0.0,
+        scale: 1.0,
+        rounds: 0,
+        requests: 0,
+        duration_ms: 0.0,
+    };
+    let mut pending: Vec<usize> = (0..entries.len()).collect();
+    while !pending.is_empty() && summary.rounds < MAX_ROUNDS {
+        let lanes: Vec<Lane> = pending.iter().map(|&e| entries[e].next_lane()).collect();
+        let offer = Offer::new(&lanes, capacity * UTILISATION);
+        if summary.rounds == 0 {
+            (summary.asked_per_s, summary.offered_per_s, summary.scale) =
+                (offer.asked, offer.offered, offer.scale);
+        }
+        let sends = schedule::interleave(&lanes, offer.scale);
+        summary.requests += sends.len() as u64;
+        summary.rounds += 1;
+        let samples = load::run(&arms, sends).await?;
+        for &e in &pending {
+            entries[e].record(&samples, offer.scale);
+        }
+        pending.retain(|&e| {
+            let entry = &entries[e];
+            entry.requested() < entry.cap
+                && latency::judge(&models[entry.position], &entry.measured()).undecided
+        });
+    }
+    summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    for entry in &entries {
+        let judged = latency::judge(&models[entry.position], &entry.measured());
+        reports.insert(entry.position, judged.report);
+    }
+    Ok((reports, Some(summary)))
+}
+
+/// One model in the fleet run: its arms and what they measured so far.
+struct Entry {
+    position: usize,
+    candidate: usize,
+    baseline: Option<(usize, Baseline)>,
+    /// Why there is no baseline arm, for the report.
+    no_baseline: Option<String>,
+    rate: f64,
+    /// The most requests per version (`contract.latency.requests`).
+    cap: u64,
+    candidate_samples: Vec<Sample>,
+    baseline_samples: Vec<Sample>,
+    offered_rate: f64,
+    rounds: u32,
+}
+
+impl Entry {
+    async fn new(
+        position: usize,
+        model: &ModelUnderTest,
+        budget: &LatencyBudget,
+        options: &FleetOptions,
+        arms: &mut Vec<Arm>,
+    ) -> Result<Self, Unreachable> {
+        let manifest = Arc::new(model.bundle.manifest().clone());
+        let samples = model.samples.as_deref().unwrap_or_default();
+        let bodies = bodies(&manifest, samples);
+        let name = manifest.model.name.clone();
+        arms.push(Arm {
+            client: model.client.clone(),
+            url: model.client.infer_url(&name, Some(manifest.model.version)),
+            manifest: Arc::clone(&manifest),
+            bodies: Arc::clone(&bodies),
+        });
+        let candidate = arms.len() - 1;
+        let (baseline, no_baseline) = match baseline_arm(model, options, &manifest, &bodies).await?
+        {
+            Ok((arm, which)) => {
+                arms.push(arm);
+                (Some((arms.len() - 1, which)), None)
+            }
+            Err(why) => (None, Some(why)),
+        };
+        Ok(Self {
+            position,
+            candidate,
+            baseline,
+            no_baseline,
+            rate: budget.rate_per_s,
+            cap: budget.requests,
+            candidate_samples: Vec::new(),
+            baseline_samples: Vec::new(),
+            offered_rate: budget.rate_per_s,
+            rounds: 0,
+        })
+    }
+
+    fn requested(&self) -> u64 {
+        self.candidate_samples.len() as u64
+    }
+
+    fn next_lane(&self) -> Lane {
+        let done = self.requested();
+        Lane {
+            candidate: self.candidate,
+            baseline: self.baseline.as_ref().map(|(arm, _)| *arm),
+            rate: self.rate,
+            first: done,
+            pairs: first_round_requests()
+                .min(self.cap.saturating_sub(done))
+                .max(1),
+        }
+    }
+
+    fn record(&mut self, samples: &[Sample], scale: f64) {
+        let baseline = self.baseline.as_ref().map(|(arm, _)| *arm);
+        for s in samples {
+            if s.arm == self.candidate {
+                self.candidate_samples.push(s.clone());
+            } else if Some(s.arm) == baseline {
+                self.baseline_samples.push(s.clone());
+            }
+        }
+        self.candidate_samples.sort_by_key(|s| s.index);
+        self.baseline_samples.sort_by_key(|s| s.index);
+        self.offered_rate = self.rate * scale;
+        self.rounds += 1;
+    }
+
+    fn measured(&self) -> Measured<'_> {
+        Measured {
+            candidate: &self.candidate_samples,
+            baseline: self
+                .baseline
+                .as_ref()
+                .map(|(_, which)| (which.clone(), self.baseline_samples.as_slice())),
+            no_baseline: self.no_baseline.as_deref(),
+            rate_per_s: self.offered_rate,
+            rounds: self.rounds,
+            cap: self.cap,
+        }
+    }
+}
+
+/// Single-row bodies of every sample, serialized once.
+fn bodies(manifest: &Manifest, samples: &[Record]) -> Arc<[Bytes]> {
+    samples
+        .iter()
+        .map(|s| Bytes::from(request_body(manifest, &[s.inputs.as_slice()], None).to_string()))
+        .collect()
+}
+
+/// The arm of the model's last release, or why there is none.
+async fn baseline_arm(
+    model: &ModelUnderTest,
+    options: &FleetOptions,
+    manifest: &Arc<Manifest>,
+    bodies: &Arc<[Bytes]>,
+) -> Result<Result<(Arm, Baseline), String>, Unreachable> {
+    let name = &manifest.model.name;
+    if let Some(client) = &options.baseline_target {
+        let arm = Arm {
+            client: client.clone(),
+            url: client.infer_url(name, None),
+            manifest: Arc::clone(manifest),
+            bodies: Arc::clone(bodies),
+        };
+        return Ok(Ok((arm, Baseline::Target(client.base.clone()))));
+    }
+    let Some(previous) = &model.previous else {
+        return Ok(Err(format!(
+            "version {} is the only version of '{name}' in the repository",
+            manifest.model.version
+        )));
+    };
+    let version = previous.version();
+    let ready = format!("/v2/models/{name}/versions/{version}/ready");
+    if model.client.status(&ready).await? != 200 {
+        return Ok(Err(format!(
+            "version {version} is in the repository but the endpoint does not serve it"
+        )));
+    }
+    let theirs = previous.manifest();
+    // The same rows to both versions where they take the same inputs, so that
+    // a pair differs only by the version; otherwise each its own samples.
+    let bodies = if theirs.inputs == manifest.inputs {
+        Arc::clone(bodies)
+    } else {
+        match previous.samples() {
+            Ok(Some(samples)) => self::bodies(theirs, &samples),
+            _ => {
+                return Ok(Err(format!(
+                    "version {version} takes other inputs and has no readable samples.jsonl"
+                )));
+            }
+        }
+    };
+    let arm = Arm {
+        client: model.client.clone(),
+        url: model.client.infer_url(name, Some(version)),
+        manifest: Arc::new(theirs.clone()),
+        bodies,
+    };
+    Ok(Ok((arm, Baseline::Version(version))))
+}

@@ -1,0 +1,156 @@
+//! The fleet's open-loop schedule: every selected model's requests, and its
+//! last release's, interleaved in one timeline at the contract rates, scaled
+//! down uniformly to what the target can take.
+
+use std::time::Duration;
+
+/// One model's part of a round: `pairs` requests to each of its arms, from
+/// sample index `first` on, at `rate` requests per second per arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lane {
+    pub candidate: usize,
+    pub baseline: Option<usize>,
+    pub rate: f64,
+    pub first: u64,
+    pub pairs: u64,
+}
+
+impl Lane {
+    fn arms(&self) -> f64 {
+        if self.baseline.is_some() { 2.0 } else { 1.0 }
+    }
+}
+
+/// One request of the schedule: when, to which arm, which sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Send {
+    /// From the start of the round.
+    pub at: Duration,
+    pub arm: usize,
+    pub index: u64,
+}
+
+/// What a round offers in total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Offer {
+    /// The sum of the lanes' contract rates, requests per second.
+    pub asked: f64,
+    /// What the schedule sends, after scaling.
+    pub offered: f64,
+    /// `offered / asked`: 1 when the target takes every contract rate.
+    pub scale: f64,
+}
+
+impl Offer {
+    /// Scales the lanes' rates uniformly so that their sum stays within `capacity`.
+    pub fn new(lanes: &[Lane], capacity: f64) -> Self {
+        let asked: f64 = lanes.iter().map(|l| l.rate * l.arms()).sum();
+        let scale = if asked > capacity && asked > 0.0 {
+            capacity / asked
+        } else {
+            1.0
+        };
+        Self {
+            asked,
+            offered: asked * scale,
+            scale,
+        }
+    }
+}
+
+/// Interleaves the lanes into one timeline, sorted by send time.
+///
+/// Within a lane, the two arms of pair `j` are half an interval apart, and
+/// which goes first alternates with `j`, so neither version is always the one
+/// that finds the other's request in the server. Lanes start staggered over
+/// one interval so that the fleet does not fire in step.
+pub fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
+    let mut sends = Vec::with_capacity(lanes.iter().map(|l| l.pairs as usize * 2).sum());
+    for (k, lane) in lanes.iter().enumerate() {
+        let interval = 1.0 / (lane.rate * scale);
+        let offset = interval * k as f64 / lanes.len() as f64;
+        for j in 0..lane.pairs {
+            let t = offset + interval * j as f64;
+            let index = lane.first + j;
+            let (first, second) = match (lane.baseline, j % 2) {
+                (None, _) => (lane.candidate, None),
+                (Some(b), 0) => (lane.candidate, Some(b)),
+                (Some(b), _) => (b, Some(lane.candidate)),
+            };
+            sends.push(Send {
+                at: Duration::from_secs_f64(t),
+                arm: first,
+                index,
+            });
+            if let Some(arm) = second {
+                sends.push(Send {
+                    at: Duration::from_secs_f64(t + interval / 2.0),
+                    arm,
+                    index,
+                });
+            }
+        }
+    }
+    sends.sort_by_key(|s| s.at);
+    sends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(candidate: usize, baseline: Option<usize>, rate: f64, pairs: u64) -> Lane {
+        Lane {
+            candidate,
+            baseline,
+            rate,
+            first: 0,
+            pairs,
+        }
+    }
+
+    #[test]
+    fn rates_are_scaled_uniformly_to_the_capacity() {
+        let lanes = [lane(0, Some(1), 100.0, 10), lane(2, None, 200.0, 10)];
+        let fits = Offer::new(&lanes, 1_000.0);
+        assert_eq!((fits.asked, fits.offered, fits.scale), (400.0, 400.0, 1.0));
+        let scaled = Offer::new(&lanes, 200.0);
+        assert_eq!((scaled.offered, scaled.scale), (200.0, 0.5));
+    }
+
+    #[test]
+    fn pairs_alternate_and_lanes_interleave() {
+        let lanes = [lane(0, Some(1), 100.0, 3), lane(2, None, 100.0, 2)];
+        let sends = interleave(&lanes, 1.0);
+        let order: Vec<(u128, usize, u64)> = sends
+            .iter()
+            .map(|s| (s.at.as_micros(), s.arm, s.index))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 0, 0),
+                (5_000, 1, 0),
+                (5_000, 2, 0),
+                (10_000, 1, 1),
+                (15_000, 0, 1),
+                (15_000, 2, 1),
+                (20_000, 0, 2),
+                (25_000, 1, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scaled_round_lasts_longer_by_the_scale() {
+        let lanes = [lane(0, Some(1), 100.0, 100)];
+        let last = |scale| {
+            interleave(&lanes, scale)
+                .last()
+                .map(|s| s.at)
+                .unwrap_or_default()
+        };
+        assert_eq!(last(1.0), Duration::from_millis(995));
+        assert_eq!(last(0.5), Duration::from_millis(1990));
+    }
+}

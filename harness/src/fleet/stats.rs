@@ -1,0 +1,241 @@
+//! Percentiles with their confidence intervals, and the paired comparison of
+//! a candidate with its last release.
+//!
+//! Everything here is distribution-free: request latencies have long,
+//! irregular tails, so no normal approximation of the latencies themselves
+//! is made. Intervals are 95 %.
+
+/// The standard normal quantile of a two-sided 95 % interval.
+const Z95: f64 = 1.959_964;
+
+/// A figure with its 95 % confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} [{:.2}, {:.2}]", self.value, self.low, self.high)
+    }
+}
+
+/// Requests a q-quantile needs so that its 95 % interval spans at most
+/// `±precision` in quantile terms (`0.009` around p99: from about p98.1 to
+/// p99.9). From the normal approximation of the binomial count of samples
+/// below the quantile: `n = z² q (1 − q) / precision²`.
+pub fn requests_for(q: f64, precision: f64) -> u64 {
+    (Z95 * Z95 * q * (1.0 - q) / (precision * precision)).ceil() as u64
+}
+
+/// The q-quantile of sorted samples by nearest rank.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[rank(n, q)],
+    }
+}
+
+/// The 0-based nearest rank of the q-quantile among `n` samples.
+fn rank(n: usize, q: f64) -> usize {
+    ((q * n as f64).ceil() as usize).clamp(1, n) - 1
+}
+
+/// The q-quantile of sorted samples with its distribution-free 95 % interval:
+/// the order statistics at ranks `n q ± z √(n q (1 − q))`. Where the sample
+/// is too small for the interval to close, an end is the smallest or largest
+/// sample, and so wider than 95 %, never narrower.
+pub fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
+    let n = sorted.len();
+    if n == 0 {
+        return Estimate {
+            value: f64::NAN,
+            low: f64::NAN,
+            high: f64::NAN,
+        };
+    }
+    let centre = n as f64 * q;
+    let spread = Z95 * (centre * (1.0 - q)).sqrt();
+    let low = ((centre - spread).floor() as usize).clamp(1, n) - 1;
+    let high = ((centre + spread).ceil() as usize + 1).clamp(1, n) - 1;
+    Estimate {
+        value: quantile(sorted, q),
+        low: sorted[low],
+        high: sorted[high],
+    }
+}
+
+/// The ratio candidate / baseline of the q-quantile, for each of `quantiles`,
+/// with a paired bootstrap 95 % interval (percentile method).
+///
+/// `candidate[i]` and `baseline[i]` were sent back to back, so a burst of
+/// machine noise lands on both; resampling whole pairs keeps that shared part
+/// in every resample, which is what makes the interval narrow enough to judge
+/// a tail percentile on a busy machine.
+pub fn paired_ratios(
+    candidate: &[f64],
+    baseline: &[f64],
+    quantiles: &[f64],
+    resamples: usize,
+    seed: u64,
+) -> Vec<Estimate> {
+    let n = candidate.len().min(baseline.len());
+    let point = |q: f64| {
+        let (mut c, mut b) = (candidate[..n].to_vec(), baseline[..n].to_vec());
+        c.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        quantile(&c, q) / quantile(&b, q)
+    };
+    if n == 0 {
+        return quantiles
+            .iter()
+            .map(|_| Estimate {
+                value: f64::NAN,
+                low: f64::NAN,
+                high: f64::NAN,
+            })
+            .collect();
+    }
+    let mut rng = SplitMix64(seed);
+    let mut ratios = vec![Vec::with_capacity(resamples); quantiles.len()];
+    let (mut c, mut b) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..resamples {
+        for slot in 0..n {
+            let i = rng.below(n);
+            c[slot] = candidate[i];
+            b[slot] = baseline[i];
+        }
+        for (k, q) in quantiles.iter().enumerate() {
+            let r = rank(n, *q);
+            let (_, cq, _) = c.select_nth_unstable_by(r, f64::total_cmp);
+            let cq = *cq;
+            let (_, bq, _) = b.select_nth_unstable_by(r, f64::total_cmp);
+            ratios[k].push(cq / *bq);
+        }
+    }
+    quantiles
+        .iter()
+        .zip(ratios)
+        .map(|(q, mut r)| {
+            r.sort_by(f64::total_cmp);
+            Estimate {
+                value: point(*q),
+                low: quantile(&r, 0.025),
+                high: quantile(&r, 0.975),
+            }
+        })
+        .collect()
+}
+
+/// Where an interval lies against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Against {
+    /// The whole interval is at or below the limit.
+    Within,
+    /// The whole interval is above the limit.
+    Beyond,
+    /// The interval straddles the limit: more samples would tell.
+    Inconclusive,
+}
+
+impl Against {
+    pub fn judge(estimate: Estimate, limit: f64) -> Self {
+        if estimate.high <= limit {
+            Against::Within
+        } else if estimate.low > limit {
+            Against::Beyond
+        } else {
+            Against::Inconclusive
+        }
+    }
+}
+
+/// A small, seeded generator for resampling: the same run resamples the
+/// same way, so a report can be reproduced from its samples.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2⁻³²
+    /// for the sample sizes used here).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_gives_a_few_hundred_requests_for_p99() {
+        assert_eq!(requests_for(0.99, 0.009), 470);
+        // p50 needs far fewer for the same precision... and more for a finer one.
+        assert!(requests_for(0.5, 0.05) < 400);
+    }
+
+    #[test]
+    fn quantile_interval_brackets_the_quantile() {
+        let sorted: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let p99 = quantile_interval(&sorted, 0.99);
+        assert_eq!(p99.value, 990.0);
+        // Ranks 990 ± 1.96·√9.9 ≈ 990 ± 6.2.
+        assert_eq!((p99.low, p99.high), (983.0, 998.0));
+        let p50 = quantile_interval(&sorted, 0.5);
+        assert_eq!(p50.value, 500.0);
+        assert!(p50.low >= 468.0 && p50.high <= 533.0, "{p50}");
+    }
+
+    #[test]
+    fn small_samples_widen_to_the_extremes() {
+        let sorted = [1.0, 2.0, 3.0];
+        let p99 = quantile_interval(&sorted, 0.99);
+        assert_eq!((p99.value, p99.low, p99.high), (3.0, 2.0, 3.0));
+    }
+
+    /// Latencies with a shared noise term per pair: the paired interval of
+    /// the ratio must cover the true ratio and exclude 1 when the candidate
+    /// is 1.5× slower.
+    #[test]
+    fn paired_ratio_sees_through_shared_noise() {
+        let mut rng = SplitMix64(7);
+        let (mut candidate, mut baseline) = (Vec::new(), Vec::new());
+        for _ in 0..500 {
+            let noise = if rng.below(50) == 0 {
+                20.0
+            } else {
+                (rng.below(1000) as f64) / 1000.0
+            };
+            baseline.push(1.0 + noise);
+            candidate.push(1.5 + noise * 1.5);
+        }
+        let ratios = paired_ratios(&candidate, &baseline, &[0.5, 0.99], 1000, 1);
+        assert_eq!(ratios.len(), 2);
+        for r in ratios {
+            assert!(r.low > 1.3 && r.low <= 1.5 && r.high >= 1.5, "{r}");
+        }
+        let same = paired_ratios(&baseline, &baseline, &[0.99], 200, 1)[0];
+        assert_eq!((same.value, same.low, same.high), (1.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn judging_an_interval() {
+        let e = |low, high| Estimate {
+            value: (low + high) / 2.0,
+            low,
+            high,
+        };
+        assert_eq!(Against::judge(e(0.9, 1.1), 1.2), Against::Within);
+        assert_eq!(Against::judge(e(1.3, 1.6), 1.2), Against::Beyond);
+        assert_eq!(Against::judge(e(1.1, 1.3), 1.2), Against::Inconclusive);
+    }
+}
