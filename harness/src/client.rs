@@ -91,39 +91,40 @@ impl Client {
         body: &Value,
         rows: usize,
     ) -> Result<Answer, Unreachable> {
-        let url = self.infer_url(&manifest.model.name, Some(manifest.model.version));
+        let url = self.infer_url(&manifest.model.name, Some(manifest.model.version))?;
         let body = bytes::Bytes::from(body.to_string());
         self.post_body(&url, manifest, body, rows).await
     }
 
     /// The infer URL of a model: of one version, or of the version the
-    /// server serves by default.
-    pub fn infer_url(&self, model: &str, version: Option<u64>) -> String {
-        match version {
+    /// server serves by default. Parsed once, for callers that send many.
+    pub fn infer_url(&self, model: &str, version: Option<u64>) -> Result<reqwest::Url, Unreachable> {
+        let url = match version {
             Some(v) => format!("{}/v2/models/{model}/versions/{v}/infer", self.base),
             None => format!("{}/v2/models/{model}/infer", self.base),
-        }
+        };
+        reqwest::Url::parse(&url).map_err(|e| Unreachable { reason: format!("not a URL: {e}"), url })
     }
 
     /// Sends a serialized request body to an infer URL; the answer is read
     /// against `manifest`'s outputs.
     pub async fn post_body(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         manifest: &Manifest,
         body: bytes::Bytes,
         rows: usize,
     ) -> Result<Answer, Unreachable> {
         let response = self
             .http
-            .post(url)
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
             .await
-            .map_err(|e| unreachable(url, &e))?;
+            .map_err(|e| unreachable(url.as_str(), &e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| unreachable(url, &e))?;
+        let text = response.text().await.map_err(|e| unreachable(url.as_str(), &e))?;
         Ok(read_answer(manifest, status, &text, rows))
     }
 }

@@ -16,7 +16,9 @@ use std::sync::OnceLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use preflight_bundle::Repository;
-use preflight_harness::{Report, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify};
+use preflight_harness::{
+    Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify,
+};
 use serde::Deserialize;
 
 fn root() -> PathBuf {
@@ -71,6 +73,16 @@ fn run_verify(
     only: &[&str],
     baseline: Option<PathBuf>,
 ) -> Result<Report, Failed> {
+    run_shard(models, target, only, baseline, None)
+}
+
+fn run_shard(
+    models: &Path,
+    target: TargetSpec,
+    only: &[&str],
+    baseline: Option<PathBuf>,
+    shard: Option<Shard>,
+) -> Result<Report, Failed> {
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = VerifyConfig {
         models: models.to_path_buf(),
@@ -79,7 +91,7 @@ fn run_verify(
         baseline_target: None,
         out: out.path().to_path_buf(),
         only: only.iter().map(|s| (*s).to_owned()).collect(),
-        shard: None,
+        shard,
         suites: Suite::ALL.to_vec(),
         jobs: 2,
         target_options: TargetOptions {
@@ -265,6 +277,63 @@ fn defect(d: &Defect) -> Result<(), Failed> {
     }
 }
 
+/// The fixtures verified as four shards and merged give the same models,
+/// suites, checks and verdicts as the unsharded run. Latency verdicts and the
+/// fallback's timing are measurements of the machine at that moment, so for
+/// them the checks must match by name and the suites by verdict only.
+fn merged_shards() -> Result<(), Failed> {
+    let whole = clean_report()?;
+    let mut reports = Vec::new();
+    for k in 1..=4 {
+        let shard = Shard::parse(&format!("{k}/4")).map_err(Failed::from)?;
+        let report = run_shard(
+            &root().join("fixtures/models"),
+            TargetSpec::Process,
+            &[],
+            None,
+            Some(shard),
+        )?;
+        reports.push((PathBuf::from(format!("shard-{k}/report.json")), report));
+    }
+    let merged = preflight_harness::merge::merge(reports).map_err(Failed::from)?;
+    let timed = |suite: &str, check: &str| {
+        suite == "latency" || (suite == "fallback" && check == "not slower than the model")
+    };
+    let outline = |r: &Report| -> Vec<String> {
+        let mut lines = vec![format!("release {}", r.verdict.as_str())];
+        for m in &r.models {
+            lines.push(format!("{} {} {}", m.name, m.version, m.verdict.as_str()));
+            for s in &m.suites {
+                lines.push(format!("  {} {}", s.suite, s.verdict.as_str()));
+                for c in &s.checks {
+                    let verdict = if timed(&s.suite, &c.name) { "(timed)" } else { c.verdict.as_str() };
+                    lines.push(format!("    {} {verdict}", c.name));
+                }
+            }
+        }
+        lines
+    };
+    let (want, got) = (outline(whole), outline(&merged));
+    if want == got {
+        Ok(())
+    } else {
+        let differences: Vec<String> = want
+            .iter()
+            .zip(&got)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("unsharded '{a}', merged '{b}'"))
+            .take(5)
+            .collect();
+        Err(format!(
+            "the merged shards differ from the unsharded run ({} against {} lines): {}",
+            got.len(),
+            want.len(),
+            differences.join("; ")
+        )
+        .into())
+    }
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // The latency suites measure the machine: one trial at a time.
@@ -288,5 +357,6 @@ fn main() {
             defect(&d)
         }));
     }
+    trials.push(Trial::test("merge::four-shards", merged_shards));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -20,10 +20,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  verify [--models DIR] [--refresh-baseline]
+  verify [--models DIR] [--shard K/N] [--refresh-baseline]
              the release gate: build the image, verify it as a container on
              fixtures/models (or DIR) against fixtures/baseline/report.json, reports in
-             target/preflight/; --refresh-baseline stores a passing run as the baseline
+             target/preflight/; --shard verifies one shard (CI's matrix);
+             --refresh-baseline stores a passing run as the baseline
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
   bench [server]  the server under open-loop load, and the cost of 300 models
@@ -58,15 +59,16 @@ fn run() -> Result<u8> {
     match args.next().as_deref() {
         Some("test") => done(test(&root, args.collect())),
         Some("verify") => {
-            let (mut models, mut refresh) = ("fixtures/models".to_owned(), false);
+            let (mut models, mut refresh, mut shard) = ("fixtures/models".to_owned(), false, None);
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     "--refresh-baseline" => refresh = true,
                     "--models" => models = args.next().context("--models needs a folder")?,
+                    "--shard" => shard = Some(args.next().context("--shard needs K/N")?),
                     other => bail!("unknown option '{other}' of verify\n\n{USAGE}"),
                 }
             }
-            verify::run(&root, &models, refresh)
+            verify::run(&root, &models, refresh, shard.as_deref())
         }
         Some("fixtures") => done(fixtures::run(&root)),
         Some("bench") => done(bench_command(&root, args.collect())),

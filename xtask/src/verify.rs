@@ -16,7 +16,8 @@ const OUT: &str = "target/preflight";
 
 /// Runs the gate on `models` (a repository path relative to the root);
 /// `refresh` also stores a passing run's report as the new baseline.
-pub(crate) fn run(root: &Path, models: &str, refresh: bool) -> Result<u8> {
+/// `shard` (`K/N`) verifies one shard of the models, as CI's matrix does.
+pub(crate) fn run(root: &Path, models: &str, refresh: bool, shard: Option<&str>) -> Result<u8> {
     let tag = image::build(root)?;
     let release = build_release(root, &[("preflight-harness", "preflight")])?;
     let mut verify = Command::new(release.join("preflight"));
@@ -29,6 +30,9 @@ pub(crate) fn run(root: &Path, models: &str, refresh: bool) -> Result<u8> {
         "--out",
         OUT,
     ]);
+    if let Some(shard) = shard {
+        verify.args(["--shard", shard]);
+    }
     let baseline = root.join(BASELINE);
     if baseline.is_file() && !refresh {
         verify.arg("--baseline").arg(&baseline);

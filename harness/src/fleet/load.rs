@@ -16,7 +16,7 @@ use crate::client::{Answer, Client, Unreachable};
 pub struct Arm {
     pub client: Client,
     /// The infer URL of this version.
-    pub url: String,
+    pub url: reqwest::Url,
     /// The manifest the answers are read against.
     pub manifest: Arc<Manifest>,
     /// Single-row request bodies, serialized once; request `i` sends body `i % len`.

@@ -23,9 +23,9 @@ impl std::fmt::Display for Estimate {
 }
 
 /// Requests a q-quantile needs so that its 95 % interval spans at most
-/// `±precision` in quantile terms (`0.009` around p99: from about p98.1 to
-/// p99.9). From the normal approximation of the binomial count of samples
-/// below the quantile: `n = z² q (1 − q) / precision²`.
+/// `±precision` in quantile terms (`0.01` around p99: from p98 up). From the
+/// normal approximation of the binomial count of samples below the quantile:
+/// `n = z² q (1 − q) / precision²`.
 pub fn requests_for(q: f64, precision: f64) -> u64 {
     (Z95 * Z95 * q * (1.0 - q) / (precision * precision)).ceil() as u64
 }
@@ -140,6 +140,20 @@ pub enum Against {
     Inconclusive,
 }
 
+impl Estimate {
+    /// Whether more samples could plausibly settle an interval that straddles
+    /// `limit`: its half on the limit's side, narrowed by `shrink` (the
+    /// interval narrows as one over the square root of the samples), would
+    /// no longer reach the limit.
+    pub fn could_settle(&self, limit: f64, shrink: f64) -> bool {
+        if self.value > limit {
+            self.value - (self.value - self.low) * shrink > limit
+        } else {
+            self.value + (self.high - self.value) * shrink <= limit
+        }
+    }
+}
+
 impl Against {
     pub fn judge(estimate: Estimate, limit: f64) -> Self {
         if estimate.high <= limit {
@@ -178,7 +192,8 @@ mod tests {
 
     #[test]
     fn the_rule_gives_a_few_hundred_requests_for_p99() {
-        assert_eq!(requests_for(0.99, 0.009), 470);
+        assert_eq!(requests_for(0.99, 0.01), 381);
+        assert_eq!(requests_for(0.99, 0.0113), 298);
         // p50 needs far fewer for the same precision... and more for a finer one.
         assert!(requests_for(0.5, 0.05) < 400);
     }
@@ -237,5 +252,10 @@ mod tests {
         assert_eq!(Against::judge(e(0.9, 1.1), 1.2), Against::Within);
         assert_eq!(Against::judge(e(1.3, 1.6), 1.2), Against::Beyond);
         assert_eq!(Against::judge(e(1.1, 1.3), 1.2), Against::Inconclusive);
+        // Twice the samples narrow an interval to 71%: [1.1, 1.3] around 1.2
+        // cannot leave 1.2, but [1.0, 1.25] around 1.125 can fall below it.
+        assert!(!e(1.1, 1.3).could_settle(1.2, 0.71));
+        assert!(e(1.0, 1.25).could_settle(1.2, 0.71));
+        assert!(!e(0.8, 1.4).could_settle(1.2, 0.71));
     }
 }

@@ -13,7 +13,10 @@ use crate::client::Unreachable;
 use crate::report::{Check, SuiteReport};
 
 /// Timed requests per side when comparing the fallback's speed with the model's.
-const TIMINGS: usize = 5;
+const TIMINGS: usize = 3;
+/// Hold-out rows in each timed batch: enough for the models' own cost to
+/// outweigh HTTP and JSON, few enough to keep a fleet's run short.
+const TIMED_ROWS: usize = 500;
 /// How much slower than the model the fallback may time before it fails:
 /// with a model as small as the fallback, both are HTTP and JSON, and equal.
 const SPEED_MARGIN: f64 = 0.25;
@@ -69,7 +72,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     }
 
     // Big batches, so the models' own cost outweighs HTTP and JSON.
-    let batch = rows(&records);
+    let batch = rows(&records[..records.len().min(TIMED_ROWS)]);
     let mut main = Vec::new();
     let mut fallback = Vec::new();
     let mut model_answered = true;
@@ -86,7 +89,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             model_answered &= parameters.is_some() || answer.fallback.is_none();
         }
     }
-    checks.push(match (median(&mut main), median(&mut fallback)) {
+    checks.push(match (fastest(&main), fastest(&fallback)) {
         // Parity reports a model that never answers; here there is nothing to compare.
         _ if !model_answered => Check::skipped("not slower than the model", "the main model did not answer the timed batches: the fallback answered both sides"),
         (Some(m), Some(f)) => {
@@ -95,7 +98,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 "not slower than the model",
                 f <= m * (1.0 + SPEED_MARGIN),
                 format!(
-                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (medians of {TIMINGS}; margin {:.0}%)",
+                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, alternating; margin {:.0}%)",
                     batch.len(),
                     SPEED_MARGIN * 100.0
                 ),
@@ -112,7 +115,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     Ok(report)
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied()
+/// The fastest of the timings: a busy machine can only slow a request down,
+/// so the minimum is the estimate of a batch's own cost that load disturbs least.
+fn fastest(values: &[f64]) -> Option<f64> {
+    values.iter().copied().min_by(f64::total_cmp)
 }

@@ -15,6 +15,8 @@ use crate::fleet::load::{Outcome, Sample};
 use crate::fleet::stats::{self, Against, Estimate};
 use crate::report::{Check, SuiteReport};
 
+/// How a failed comparison with the last release begins.
+const SLOWER: &str = "slower than the last release: ";
 /// Bootstrap resamples of the paired ratios.
 const RESAMPLES: usize = 1000;
 
@@ -39,12 +41,13 @@ pub struct Measured<'a> {
     /// The rate each version was offered, requests per second.
     pub rate_per_s: f64,
     pub rounds: u32,
-    /// The most requests per version the contract allows.
-    pub cap: u64,
+    /// Requests per version another round would add: 0 once the contract's
+    /// `requests` are spent.
+    pub next_round: u64,
 }
 
-/// A model's latency report, and whether more samples could settle a check
-/// that is still inconclusive.
+/// A model's latency report, and whether another round could plausibly
+/// settle a check that is still inconclusive (`Estimate::could_settle`).
 #[derive(Debug)]
 pub struct Judged {
     pub report: SuiteReport,
@@ -74,8 +77,10 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     let n = ms.len() as u64;
     let p50 = stats::quantile_interval(&ms, 0.5);
     let p99 = stats::quantile_interval(&ms, 0.99);
-    let mut undecided = false;
-    let more = measured.rounds > 0 && n < measured.cap;
+    let mut settle = Settle {
+        shrink: (n as f64 / (n + measured.next_round).max(1) as f64).sqrt(),
+        undecided: false,
+    };
     let few = if n < crate::fleet::first_round_requests() {
         format!(
             "; only {n} requests: fewer than the {} an interval of p99 needs, so it is wide",
@@ -85,13 +90,13 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         String::new()
     };
     let mut checks = vec![
-        budget_check("p50", p50, budget.p50_ms, n, &mut undecided, ""),
+        budget_check("p50", p50, budget.p50_ms, n, &mut settle, ""),
         budget_check(
             "p99",
             p99,
             budget.p99_ms,
             n,
-            &mut undecided,
+            &mut settle,
             &format!(
                 " (p90 {:.2} ms, max {:.2} ms){few}",
                 stats::quantile(&ms, 0.9),
@@ -132,7 +137,7 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
                 baseline,
                 samples,
                 &mut checks,
-                &mut undecided,
+                &mut settle,
             );
             metrics.extend(ratios);
             method
@@ -144,7 +149,7 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
             p99,
             measured.no_baseline,
             &mut checks,
-            &mut undecided,
+            &mut settle,
         ),
     };
     let mut report = SuiteReport::new(Suite::Latency.name(), checks);
@@ -156,7 +161,29 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     });
     Judged {
         report,
-        undecided: undecided && more,
+        undecided: settle.undecided,
+    }
+}
+
+/// Whether another round could settle an inconclusive check.
+struct Settle {
+    /// How much another round would narrow an interval (1: no round left).
+    shrink: f64,
+    undecided: bool,
+}
+
+impl Settle {
+    /// The check of an estimate against its limit. An inconclusive one is
+    /// skipped with why, and asks for another round if that could settle it.
+    fn check(&mut self, name: &str, e: Estimate, limit: f64, text: String, beyond: &str) -> Check {
+        match Against::judge(e, limit) {
+            Against::Within => Check::new(name, true, text),
+            Against::Beyond => Check::new(name, false, format!("{beyond}{text}")),
+            Against::Inconclusive => {
+                self.undecided |= self.shrink < 1.0 && e.could_settle(limit, self.shrink);
+                Check::skipped(name, format!("inconclusive: {text}"))
+            }
+        }
     }
 }
 
@@ -166,18 +193,11 @@ fn budget_check(
     e: Estimate,
     budget: f64,
     n: u64,
-    undecided: &mut bool,
+    settle: &mut Settle,
     extra: &str,
 ) -> Check {
     let text = format!("{name} {e} ms (95% interval, {n} requests), budget {budget} ms{extra}");
-    match Against::judge(e, budget) {
-        Against::Within => Check::new(name, true, text),
-        Against::Beyond => Check::new(name, false, text),
-        Against::Inconclusive => {
-            *undecided = true;
-            Check::skipped(name, format!("inconclusive: {text}"))
-        }
-    }
+    settle.check(name, e, budget, text, "")
 }
 
 /// The failed answers and the fallback's answers among the samples.
@@ -238,7 +258,7 @@ fn paired(
     baseline: &Baseline,
     samples: &[Sample],
     checks: &mut Vec<Check>,
-    undecided: &mut bool,
+    settle: &mut Settle,
 ) -> (Vec<(String, f64)>, String) {
     let (c, b) = pairs(candidate, samples);
     let seed = stable_hash(model.bundle.name());
@@ -264,18 +284,7 @@ fn paired(
             c.len(),
             1.0 + limit
         );
-        checks.push(match Against::judge(ratio, 1.0 + limit) {
-            Against::Within => Check::new(&name, true, text),
-            Against::Beyond => Check::new(
-                &name,
-                false,
-                format!("slower than the last release: {text}"),
-            ),
-            Against::Inconclusive => {
-                *undecided = true;
-                Check::skipped(&name, format!("inconclusive: {text}"))
-            }
-        });
+        checks.push(settle.check(&name, ratio, 1.0 + limit, text, SLOWER));
         metrics.extend([
             (key.to_owned(), ratio.value),
             (format!("{key}_low"), ratio.low),
@@ -305,7 +314,7 @@ fn against_report(
     p99: Estimate,
     no_baseline: Option<&str>,
     checks: &mut Vec<Check>,
-    undecided: &mut bool,
+    settle: &mut Settle,
 ) -> String {
     let why = no_baseline.unwrap_or("no last release was served");
     let mut method = "none".to_owned();
@@ -331,18 +340,7 @@ fn against_report(
             "{label} {e} ms against the baseline report's {base:.2} ms (upper bound {high:.2} ms; limit +{:.0}%: {allowed:.2} ms); {why}, so the two runs' noise is not shared",
             limit * 100.0
         );
-        checks.push(match Against::judge(e, allowed) {
-            Against::Within => Check::new(&name, true, text),
-            Against::Beyond => Check::new(
-                &name,
-                false,
-                format!("slower than the last release: {text}"),
-            ),
-            Against::Inconclusive => {
-                *undecided = true;
-                Check::skipped(&name, format!("inconclusive: {text}"))
-            }
-        });
+        checks.push(settle.check(&name, e, allowed, text, SLOWER));
     }
     method
 }

@@ -9,6 +9,9 @@ use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::{Answer, Unreachable, expected};
 use crate::report::{Check, SuiteReport};
 
+/// One row per request for every this many samples.
+const SINGLE_ROW_STEP: usize = 10;
+
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
     let (Some(samples), Some(tolerance)) = (&model.samples, manifest.contract.parity) else {
@@ -20,7 +23,15 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let mut checks = Vec::new();
     let mut metrics = std::collections::BTreeMap::new();
     let mut details = serde_json::Map::new();
+    let every = samples.len();
     for mode in ["batch", "single row"] {
+        // Batches carry every sample; one row per request, every tenth
+        // sample, which is enough to see an endpoint that answers a row
+        // alone differently, at a tenth of the round trips.
+        let step = if mode == "batch" { 1 } else { SINGLE_ROW_STEP };
+        let positions: Vec<usize> = (0..every).step_by(step).collect();
+        let chosen: Vec<Record> = positions.iter().map(|&i| samples[i].clone()).collect();
+        let samples = chosen.as_slice();
         let mut served: Vec<Vec<f64>> =
             vec![Vec::with_capacity(samples.len()); manifest.outputs.len()];
         let mut failed_requests: Vec<String> = Vec::new();
@@ -63,7 +74,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 } else {
                     worst.push((if abs.is_nan() { f64::INFINITY } else { abs }, i, o));
                     match model.artifact.as_ref().and_then(|a| a.as_ref().ok()) {
-                        Some(artifact) if tolerance.accepts(artifact[o][i], want) => stages.1 += 1,
+                        Some(artifact) if tolerance.accepts(artifact[o][positions[i]], want) => stages.1 += 1,
                         Some(_) => stages.0 += 1,
                         None => {}
                     }
