@@ -98,12 +98,19 @@ impl Client {
 
     /// The infer URL of a model: of one version, or of the version the
     /// server serves by default. Parsed once, for callers that send many.
-    pub fn infer_url(&self, model: &str, version: Option<u64>) -> Result<reqwest::Url, Unreachable> {
+    pub fn infer_url(
+        &self,
+        model: &str,
+        version: Option<u64>,
+    ) -> Result<reqwest::Url, Unreachable> {
         let url = match version {
             Some(v) => format!("{}/v2/models/{model}/versions/{v}/infer", self.base),
             None => format!("{}/v2/models/{model}/infer", self.base),
         };
-        reqwest::Url::parse(&url).map_err(|e| Unreachable { reason: format!("not a URL: {e}"), url })
+        reqwest::Url::parse(&url).map_err(|e| Unreachable {
+            reason: format!("not a URL: {e}"),
+            url,
+        })
     }
 
     /// Sends a serialized request body to an infer URL; the answer is read
@@ -124,7 +131,10 @@ impl Client {
             .await
             .map_err(|e| unreachable(url.as_str(), &e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| unreachable(url.as_str(), &e))?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| unreachable(url.as_str(), &e))?;
         Ok(read_answer(manifest, status, &text, rows))
     }
 }

@@ -306,7 +306,11 @@ fn merged_shards() -> Result<(), Failed> {
             for s in &m.suites {
                 lines.push(format!("  {} {}", s.suite, s.verdict.as_str()));
                 for c in &s.checks {
-                    let verdict = if timed(&s.suite, &c.name) { "(timed)" } else { c.verdict.as_str() };
+                    let verdict = if timed(&s.suite, &c.name) {
+                        "(timed)"
+                    } else {
+                        c.verdict.as_str()
+                    };
                     lines.push(format!("    {} {verdict}", c.name));
                 }
             }

@@ -54,7 +54,11 @@ fn the_workflow_runs_the_tests_and_the_sharded_gate_and_keeps_the_reports() {
             .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action)))
     };
     let kept = uses("verify", "actions/upload-artifact").expect("each shard keeps its report");
-    assert_eq!(kept["if"].as_str(), Some("always()"), "a failing shard still keeps its report");
+    assert_eq!(
+        kept["if"].as_str(),
+        Some("always()"),
+        "a failing shard still keeps its report"
+    );
 
     // The merge job gates, whatever the shards did, and publishes.
     assert_eq!(jobs["gate"]["needs"].as_str(), Some("verify"));
@@ -62,12 +66,20 @@ fn the_workflow_runs_the_tests_and_the_sharded_gate_and_keeps_the_reports() {
     let gate = runs_of("gate");
     assert!(gate.iter().any(|r| r.contains("report merge")), "{gate:?}");
     assert!(
-        gate.iter().any(|r| r.contains("summary.md") && r.contains("GITHUB_STEP_SUMMARY")),
+        gate.iter()
+            .any(|r| r.contains("summary.md") && r.contains("GITHUB_STEP_SUMMARY")),
         "{gate:?}"
     );
     let upload = uses("gate", "actions/upload-artifact").expect("the reports are uploaded");
     assert_eq!(upload["with"]["path"].as_str(), Some("target/preflight/"));
-    assert_eq!(upload["if"].as_str(), Some("always()"), "a failing gate still keeps its reports");
+    assert_eq!(
+        upload["if"].as_str(),
+        Some("always()"),
+        "a failing gate still keeps its reports"
+    );
     let junit = uses("gate", "mikepenz/action-junit-report").expect("junit.xml is published");
-    assert_eq!(junit["with"]["report_paths"].as_str(), Some("target/preflight/junit.xml"));
+    assert_eq!(
+        junit["with"]["report_paths"].as_str(),
+        Some("target/preflight/junit.xml")
+    );
 }

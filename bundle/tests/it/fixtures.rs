@@ -121,7 +121,7 @@ fn committed_defect_bundles_are_valid_bundles() {
     let defects = fixtures().join("defects/bundles");
     for entry in std::fs::read_dir(&defects).expect("defects/bundles") {
         let path = entry.expect("entry").path();
-        assert_eq!(check_repository(&path), 1, "{}", path.display());
+        assert!(check_repository(&path) >= 1, "{}", path.display());
     }
 }
 

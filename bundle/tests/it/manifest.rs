@@ -72,6 +72,16 @@ fn bad_manifests() {
         ("unknown contract key", "p99_ms = 20.0", "p99ms = 20.0"),
         ("p50 above p99", "p50_ms = 5.0", "p50_ms = 50.0"),
         (
+            "fallback rate above one",
+            "p99_ms = 20.0",
+            "p99_ms = 20.0, max_fallback_rate = 1.5"
+        ),
+        (
+            "negative p50 regression",
+            "p99_ms = 20.0",
+            "p99_ms = 20.0, max_p50_regression = -0.1"
+        ),
+        (
             "metric of another task",
             r#"metric = "mae""#,
             r#"metric = "accuracy""#

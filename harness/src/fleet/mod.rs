@@ -62,7 +62,10 @@ pub struct FleetOptions {
 
 /// Runs the fleet and judges every model that has what latency needs;
 /// the reports are keyed by the models' positions in `models`.
-pub async fn run(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Result<Timed, Unreachable> {
+pub async fn run(
+    models: &[Arc<ModelUnderTest>],
+    options: &FleetOptions,
+) -> Result<Timed, Unreachable> {
     // The run has a single-threaded runtime of its own, on a thread of its
     // own, with HTTP clients of its own: every request's tasks, connections
     // and wake-ups stay on one thread, which halves the harness's cost per
@@ -70,18 +73,32 @@ pub async fn run(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Resu
     // and leaves more of the machine to the endpoint.
     let (models, options) = (models.to_vec(), options.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let thread = std::thread::Builder::new().name("preflight-fleet".to_owned()).spawn(move || {
-        let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run_here(&models, &options)),
-            Err(e) => Err(Unreachable { url: "the latency run".to_owned(), reason: format!("cannot start its runtime: {e}") }),
-        };
-        let _ = tx.send(outcome);
-    });
+    let thread = std::thread::Builder::new()
+        .name("preflight-fleet".to_owned())
+        .spawn(move || {
+            let outcome = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run_here(&models, &options)),
+                Err(e) => Err(Unreachable {
+                    url: "the latency run".to_owned(),
+                    reason: format!("cannot start its runtime: {e}"),
+                }),
+            };
+            let _ = tx.send(outcome);
+        });
     if let Err(e) = thread {
-        return Err(Unreachable { url: "the latency run".to_owned(), reason: format!("cannot start its thread: {e}") });
+        return Err(Unreachable {
+            url: "the latency run".to_owned(),
+            reason: format!("cannot start its thread: {e}"),
+        });
     }
     rx.await.unwrap_or_else(|_| {
-        Err(Unreachable { url: "the latency run".to_owned(), reason: "its thread ended without a result".to_owned() })
+        Err(Unreachable {
+            url: "the latency run".to_owned(),
+            reason: "its thread ended without a result".to_owned(),
+        })
     })
 }
 
@@ -89,7 +106,10 @@ pub async fn run(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Resu
 /// position, and the run's summary.
 pub type Timed = (BTreeMap<usize, SuiteReport>, Option<LatencyRun>);
 
-async fn run_here(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Result<Timed, Unreachable> {
+async fn run_here(
+    models: &[Arc<ModelUnderTest>],
+    options: &FleetOptions,
+) -> Result<Timed, Unreachable> {
     let started = Instant::now();
     let mut clients = Clients::default();
     let mut reports = BTreeMap::new();
@@ -101,7 +121,8 @@ async fn run_here(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Res
                 reports.insert(position, skip);
             }
             Ok(budget) => {
-                let entry = Entry::new(position, model, budget, options, &mut clients, &mut arms).await?;
+                let entry =
+                    Entry::new(position, model, budget, options, &mut clients, &mut arms).await?;
                 entries.push(entry);
             }
         }
@@ -139,15 +160,20 @@ async fn run_here(models: &[Arc<ModelUnderTest>], options: &FleetOptions) -> Res
         for &e in &pending {
             entries[e].record(&mut by_arm, offer.scale);
         }
+        // A model's report is its last round's judgement.
         pending.retain(|&e| {
             let entry = &entries[e];
-            latency::judge(&models[entry.position], &entry.measured()).undecided
+            let judged = latency::judge(&models[entry.position], &entry.measured());
+            reports.insert(entry.position, judged.report);
+            judged.undecided
         });
     }
     summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     for entry in &entries {
-        let judged = latency::judge(&models[entry.position], &entry.measured());
-        reports.insert(entry.position, judged.report);
+        if let Some(report) = reports.get_mut(&entry.position) {
+            // Every model was timed for the whole run, side by side.
+            report.duration_ms = summary.duration_ms;
+        }
     }
     Ok((reports, Some(summary)))
 }
@@ -189,7 +215,10 @@ impl Entry {
             bodies: Arc::clone(&bodies),
         });
         let candidate = arms.len() - 1;
-        let baseline_target = options.baseline_target.as_ref().map(|c| clients.to(&c.base));
+        let baseline_target = options
+            .baseline_target
+            .as_ref()
+            .map(|c| clients.to(&c.base));
         let found = baseline_arm(model, &client, baseline_target, &manifest, &bodies).await?;
         let (baseline, no_baseline) = match found {
             Ok((arm, which)) => {
@@ -325,6 +354,9 @@ struct Clients(BTreeMap<String, Client>);
 
 impl Clients {
     fn to(&mut self, base: &str) -> Client {
-        self.0.entry(base.to_owned()).or_insert_with(|| Client::new(base)).clone()
+        self.0
+            .entry(base.to_owned())
+            .or_insert_with(|| Client::new(base))
+            .clone()
     }
 }

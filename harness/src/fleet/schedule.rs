@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::stats::mix64;
+
 /// One model's part of a round: `pairs` requests to each of its arms, from
 /// sample index `first` on, at `rate` requests per second per arm.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +63,10 @@ impl Offer {
 /// Interleaves the lanes into one timeline, sorted by send time.
 ///
 /// Within a lane, the two arms of pair `j` are half an interval apart, and
-/// which goes first alternates with `j`, so neither version is always the one
-/// that finds the other's request in the server. Lanes start staggered over
+/// which goes first is a seeded coin toss per pair: neither version is always
+/// the one that finds the other's request in the server, and no periodic
+/// disturbance (a job every n requests, a timer) can line up with one
+/// version, as it would with a strict ABAB order. Lanes start staggered over
 /// one interval so that the fleet does not fire in step.
 pub fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
     let mut sends = Vec::with_capacity(lanes.iter().map(|l| l.pairs as usize * 2).sum());
@@ -72,10 +76,11 @@ pub fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
         for j in 0..lane.pairs {
             let t = offset + interval * j as f64;
             let index = lane.first + j;
-            let (first, second) = match (lane.baseline, j % 2) {
+            let candidate_first = mix64(((k as u64) << 32) ^ index) & 1 == 0;
+            let (first, second) = match (lane.baseline, candidate_first) {
                 (None, _) => (lane.candidate, None),
-                (Some(b), 0) => (lane.candidate, Some(b)),
-                (Some(b), _) => (b, Some(lane.candidate)),
+                (Some(b), true) => (lane.candidate, Some(b)),
+                (Some(b), false) => (b, Some(lane.candidate)),
             };
             sends.push(Send {
                 at: Duration::from_secs_f64(t),
@@ -119,26 +124,55 @@ mod tests {
     }
 
     #[test]
-    fn pairs_alternate_and_lanes_interleave() {
+    fn pairs_are_half_an_interval_apart_and_lanes_interleave() {
         let lanes = [lane(0, Some(1), 100.0, 3), lane(2, None, 100.0, 2)];
         let sends = interleave(&lanes, 1.0);
-        let order: Vec<(u128, usize, u64)> = sends
-            .iter()
-            .map(|s| (s.at.as_micros(), s.arm, s.index))
-            .collect();
-        assert_eq!(
-            order,
-            [
-                (0, 0, 0),
-                (5_000, 1, 0),
-                (5_000, 2, 0),
-                (10_000, 1, 1),
-                (15_000, 0, 1),
-                (15_000, 2, 1),
-                (20_000, 0, 2),
-                (25_000, 1, 2),
-            ]
+        let times = |arm: usize| -> Vec<(u64, u128)> {
+            sends
+                .iter()
+                .filter(|s| s.arm == arm)
+                .map(|s| (s.index, s.at.as_micros()))
+                .collect()
+        };
+        // Pair j of lane 0 takes the slots 10j ms and 10j + 5 ms, in either order.
+        for ((index, a), (_, b)) in times(0).into_iter().zip(times(1)) {
+            let slots = (a.min(b), a.max(b));
+            assert_eq!(
+                slots,
+                (
+                    10_000 * u128::from(index),
+                    10_000 * u128::from(index) + 5_000
+                )
+            );
+        }
+        // Lane 1 starts half an interval later: staggered over the lanes.
+        assert_eq!(times(2), [(0, 5_000), (1, 15_000)]);
+        assert!(
+            sends.windows(2).all(|w| w[0].at <= w[1].at),
+            "sorted by time"
         );
+    }
+
+    /// A disturbance every n-th request must not land on one version only.
+    #[test]
+    fn which_version_goes_first_is_not_periodic() {
+        let lanes = [lane(0, Some(1), 100.0, 1000)];
+        let sends = interleave(&lanes, 1.0);
+        for period in [2, 4, 20] {
+            let hit = |arm| {
+                sends
+                    .iter()
+                    .step_by(period)
+                    .filter(|s| s.arm == arm)
+                    .count()
+            };
+            let (candidate, baseline) = (hit(0), hit(1));
+            let share = candidate as f64 / (candidate + baseline) as f64;
+            assert!(
+                (0.4..=0.6).contains(&share),
+                "every {period}th: {candidate} against {baseline}"
+            );
+        }
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 } else {
                     worst.push((if abs.is_nan() { f64::INFINITY } else { abs }, i, o));
                     match model.artifact.as_ref().and_then(|a| a.as_ref().ok()) {
-                        Some(artifact) if tolerance.accepts(artifact[o][positions[i]], want) => stages.1 += 1,
+                        Some(artifact) if tolerance.accepts(artifact[o][positions[i]], want) => {
+                            stages.1 += 1
+                        }
                         Some(_) => stages.0 += 1,
                         None => {}
                     }
