@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use super::stats::mix64;
 
+/// How far apart the two requests of a pair are sent, at most: less than
+/// one request takes, so that a stall of the machine, which lasts longer,
+/// lands on both.
+const PAIR_GAP: f64 = 0.000_25;
+
 /// One model's part of a round: `pairs` requests to each of its arms, from
 /// sample index `first` on, at `rate` requests per second per arm.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +67,8 @@ impl Offer {
 
 /// Interleaves the lanes into one timeline, sorted by send time.
 ///
-/// Within a lane, the two arms of pair `j` are half an interval apart, and
+/// Within a lane, the two arms of pair `j` are `PAIR_GAP` apart (or half an
+/// interval, if that is less), and
 /// which goes first is a seeded coin toss per pair: neither version is always
 /// the one that finds the other's request in the server, and no periodic
 /// disturbance (a job every n requests, a timer) can line up with one
@@ -89,7 +95,7 @@ pub fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
             });
             if let Some(arm) = second {
                 sends.push(Send {
-                    at: Duration::from_secs_f64(t + interval / 2.0),
+                    at: Duration::from_secs_f64(t + (interval / 2.0).min(PAIR_GAP)),
                     arm,
                     index,
                 });
@@ -124,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn pairs_are_half_an_interval_apart_and_lanes_interleave() {
+    fn pairs_are_close_and_lanes_interleave() {
         let lanes = [lane(0, Some(1), 100.0, 3), lane(2, None, 100.0, 2)];
         let sends = interleave(&lanes, 1.0);
         let times = |arm: usize| -> Vec<(u64, u128)> {
@@ -134,14 +140,14 @@ mod tests {
                 .map(|s| (s.index, s.at.as_micros()))
                 .collect()
         };
-        // Pair j of lane 0 takes the slots 10j ms and 10j + 5 ms, in either order.
+        // Pair j of lane 0 takes the slots 10j ms and 10j ms + 250 µs, in either order.
         for ((index, a), (_, b)) in times(0).into_iter().zip(times(1)) {
             let slots = (a.min(b), a.max(b));
             assert_eq!(
                 slots,
                 (
                     10_000 * u128::from(index),
-                    10_000 * u128::from(index) + 5_000
+                    10_000 * u128::from(index) + 250
                 )
             );
         }
@@ -184,7 +190,7 @@ mod tests {
                 .map(|s| s.at)
                 .unwrap_or_default()
         };
-        assert_eq!(last(1.0), Duration::from_millis(995));
-        assert_eq!(last(0.5), Duration::from_millis(1990));
+        assert_eq!(last(1.0), Duration::from_micros(990_250));
+        assert_eq!(last(0.5), Duration::from_micros(1_980_250));
     }
 }
