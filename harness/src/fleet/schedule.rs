@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use super::stats::mix64;
 
-/// How far apart the two requests of a pair are sent, at most: less than
-/// one request takes, so that a stall of the machine, which lasts longer,
-/// lands on both.
-const PAIR_GAP: f64 = 0.000_25;
+/// How far apart the two requests of a pair are sent, at most. Close enough
+/// that a stall of the machine (tens of milliseconds) lands on both; far
+/// enough that the two rarely run at once and slow each other down, which
+/// would pull their ratio towards 1 (at 250 µs, a pair of models of 4 and
+/// 6 ms per call measured 1.25× instead of 1.34×).
+const PAIR_GAP: f64 = 0.005;
 
 /// One model's part of a round: `pairs` requests to each of its arms, from
 /// sample index `first` on, at `rate` requests per second per arm.
@@ -130,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn pairs_are_close_and_lanes_interleave() {
+    fn pairs_are_5_ms_apart_and_lanes_interleave() {
         let lanes = [lane(0, Some(1), 100.0, 3), lane(2, None, 100.0, 2)];
         let sends = interleave(&lanes, 1.0);
         let times = |arm: usize| -> Vec<(u64, u128)> {
@@ -140,14 +142,14 @@ mod tests {
                 .map(|s| (s.index, s.at.as_micros()))
                 .collect()
         };
-        // Pair j of lane 0 takes the slots 10j ms and 10j ms + 250 µs, in either order.
+        // Pair j of lane 0 takes the slots 10j ms and 10j + 5 ms, in either order.
         for ((index, a), (_, b)) in times(0).into_iter().zip(times(1)) {
             let slots = (a.min(b), a.max(b));
             assert_eq!(
                 slots,
                 (
                     10_000 * u128::from(index),
-                    10_000 * u128::from(index) + 250
+                    10_000 * u128::from(index) + 5_000
                 )
             );
         }
@@ -190,7 +192,8 @@ mod tests {
                 .map(|s| s.at)
                 .unwrap_or_default()
         };
-        assert_eq!(last(1.0), Duration::from_micros(990_250));
-        assert_eq!(last(0.5), Duration::from_micros(1_980_250));
+        assert_eq!(last(1.0), Duration::from_micros(995_000));
+        // Half an interval would be 10 ms; the pair stays 5 ms apart.
+        assert_eq!(last(0.5), Duration::from_micros(1_985_000));
     }
 }

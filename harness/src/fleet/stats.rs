@@ -279,8 +279,15 @@ mod tests {
         let baseline: Vec<f64> = (1..=1000).map(f64::from).collect();
         let r = ratio_bounds(&candidate, &baseline, 0.99);
         assert_eq!(r.value, 2.0);
-        assert!(r.low < 2.0 && r.low > 1.9 && r.high > 2.0 && r.high < 2.1, "{r}");
-        let wide = r.widened_by(Estimate { value: 2.0, low: 1.95, high: 2.5 });
+        assert!(
+            r.low < 2.0 && r.low > 1.9 && r.high > 2.0 && r.high < 2.1,
+            "{r}"
+        );
+        let wide = r.widened_by(Estimate {
+            value: 2.0,
+            low: 1.95,
+            high: 2.5,
+        });
         assert_eq!((wide.value, wide.low, wide.high), (2.0, 1.95, 2.5));
     }
 
