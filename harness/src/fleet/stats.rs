@@ -6,7 +6,10 @@
 //! is made. Intervals are 95 %.
 
 /// The standard normal quantile of a two-sided 95 % interval.
-const Z95: f64 = 1.959_964;
+pub const Z95: f64 = 1.959_964;
+/// The standard normal quantile of a two-sided 99.9 % interval: the level at
+/// which a fleet's tail comparisons are decided (`docs/harness.md`).
+pub const Z999: f64 = 3.290_527;
 
 /// A figure with its 95 % confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +51,11 @@ fn rank(n: usize, q: f64) -> usize {
 /// is too small for the interval to close, an end is the smallest or largest
 /// sample, and so wider than 95 %, never narrower.
 pub fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
+    quantile_interval_at(sorted, q, Z95)
+}
+
+/// As `quantile_interval`, at the confidence of the normal quantile `z`.
+pub fn quantile_interval_at(sorted: &[f64], q: f64, z: f64) -> Estimate {
     let n = sorted.len();
     if n == 0 {
         return Estimate {
@@ -57,7 +65,7 @@ pub fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
         };
     }
     let centre = n as f64 * q;
-    let spread = Z95 * (centre * (1.0 - q)).sqrt();
+    let spread = z * (centre * (1.0 - q)).sqrt();
     let low = ((centre - spread).floor() as usize).clamp(1, n) - 1;
     let high = ((centre + spread).ceil() as usize + 1).clamp(1, n) - 1;
     Estimate {
@@ -72,10 +80,10 @@ pub fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
 /// candidate's lower bound to the baseline's upper bound, and the other way
 /// round. Wider than the paired bootstrap, and exact where the bootstrap of a
 /// tail quantile from a few hundred samples is too narrow.
-pub fn ratio_bounds(candidate_sorted: &[f64], baseline_sorted: &[f64], q: f64) -> Estimate {
+pub fn ratio_bounds(candidate_sorted: &[f64], baseline_sorted: &[f64], q: f64, z: f64) -> Estimate {
     let (c, b) = (
-        quantile_interval(candidate_sorted, q),
-        quantile_interval(baseline_sorted, q),
+        quantile_interval_at(candidate_sorted, q, z),
+        quantile_interval_at(baseline_sorted, q, z),
     );
     Estimate {
         value: c.value / b.value,
@@ -277,7 +285,7 @@ mod tests {
     fn unpaired_bounds_of_a_ratio() {
         let candidate: Vec<f64> = (1..=1000).map(|x| f64::from(x) * 2.0).collect();
         let baseline: Vec<f64> = (1..=1000).map(f64::from).collect();
-        let r = ratio_bounds(&candidate, &baseline, 0.99);
+        let r = ratio_bounds(&candidate, &baseline, 0.99, Z95);
         assert_eq!(r.value, 2.0);
         assert!(
             r.low < 2.0 && r.low > 1.9 && r.high > 2.0 && r.high < 2.1,

@@ -146,7 +146,8 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
             model,
             budget,
             p50,
-            p99,
+            // Decided at 99.9 %, as the paired p99 is.
+            stats::quantile_interval_at(&ms, 0.99, stats::Z999),
             measured.no_baseline,
             &mut checks,
             &mut settle,
@@ -262,7 +263,12 @@ fn paired(
 ) -> (Vec<(String, f64)>, String) {
     let (c, b) = pairs(candidate, samples);
     let seed = stable_hash(model.bundle.name());
-    let quantiles = [0.5, 0.99];
+    // p50 is decided at 95 %: its interval is a few percent wide, far from
+    // any sensible limit, so chance cannot carry a same-cost pair beyond it.
+    // p99 is decided at 99.9 %: its interval reaches the limit, and a fleet
+    // makes hundreds of these comparisons per run, so at 95 % one would cry
+    // wolf every few runs (benches/README.md).
+    let quantiles = [(0.5, stats::Z95), (0.99, stats::Z999)];
     let (mut c_sorted, mut b_sorted) = (c.clone(), b.clone());
     c_sorted.sort_by(f64::total_cmp);
     b_sorted.sort_by(f64::total_cmp);
@@ -270,26 +276,27 @@ fn paired(
     // bootstrap of a tail percentile confidently wrong; a ratio is judged on
     // the union of that interval and the unpaired distribution-free bounds,
     // so it fails only when both put it beyond the limit.
-    let ratios: Vec<Estimate> = stats::paired_ratios(&c, &b, &quantiles, RESAMPLES, seed)
+    let qs = quantiles.map(|(q, _)| q);
+    let ratios: Vec<Estimate> = stats::paired_ratios(&c, &b, &qs, RESAMPLES, seed)
         .into_iter()
         .zip(quantiles)
-        .map(|(paired, q)| paired.widened_by(stats::ratio_bounds(&c_sorted, &b_sorted, q)))
+        .map(|(paired, (q, z))| paired.widened_by(stats::ratio_bounds(&c_sorted, &b_sorted, q, z)))
         .collect();
     let against = match baseline {
         Baseline::Version(v) => format!("version {v}, measured in the same run"),
         Baseline::Target(url) => format!("{url}, measured in the same run"),
     };
     let mut metrics = Vec::new();
-    for ((label, key, limit), ratio) in [
-        ("p50", "p50_ratio", budget.p50_regression()),
-        ("p99", "p99_ratio", budget.p99_regression()),
+    for ((label, key, limit, level), ratio) in [
+        ("p50", "p50_ratio", budget.p50_regression(), "95%"),
+        ("p99", "p99_ratio", budget.p99_regression(), "99.9%"),
     ]
     .into_iter()
     .zip(ratios)
     {
         let name = format!("{label} against the last release");
         let text = format!(
-            "{label} {:.2}× [{:.2}, {:.2}] the last release ({against}, {} pairs; 95% interval, paired bootstrap and order statistics); limit {:.2}×",
+            "{label} {:.2}× [{:.2}, {:.2}] the last release ({against}, {} pairs; {level} interval, paired bootstrap and order statistics); limit {:.2}×",
             ratio.value,
             ratio.low,
             ratio.high,
