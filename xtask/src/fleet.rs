@@ -19,14 +19,7 @@ pub(crate) struct FleetBench {
 }
 
 pub(crate) fn fleet(root: &Path, bench: &FleetBench) -> Result<()> {
-    let lib = ort::ensure(root)?;
-    let release = build_release(
-        root,
-        &[
-            ("preflight-harness", "preflight"),
-            ("preflight-serving", "preflight-serve"),
-        ],
-    )?;
+    let preflight = Preflight::build(root)?;
     let target = if bench.container {
         format!("container={}", image::build(root)?)
     } else {
@@ -38,14 +31,7 @@ pub(crate) fn fleet(root: &Path, bench: &FleetBench) -> Result<()> {
     for run in 1..=bench.runs {
         let out = repo.with_extension(format!("run-{run}"));
         let started = Instant::now();
-        let mut command = Command::new(release.join("preflight"));
-        command
-            .args(["verify", "--target", &target, "--models"])
-            .arg(&repo)
-            .arg("--out")
-            .arg(&out)
-            .env("ORT_DYLIB_PATH", &lib)
-            .env("PREFLIGHT_SERVE", release.join("preflight-serve"));
+        let mut command = preflight.verify(&target, &repo, &out);
         if bench.container {
             // Two versions of every model stay loaded; the default 512 MiB is for a release of a few.
             command.args([
@@ -218,14 +204,7 @@ fn copy_bundle(source: &Path, dir: &Path, model: &str, name: &str, version: u32)
 /// `bench verdicts`: each latency defect of the catalogue verified `runs`
 /// times, and the clean fixtures as many, counting how often latency failed.
 pub(crate) fn verdicts(root: &Path, runs: usize) -> Result<()> {
-    let lib = ort::ensure(root)?;
-    let release = build_release(
-        root,
-        &[
-            ("preflight-harness", "preflight"),
-            ("preflight-serving", "preflight-serve"),
-        ],
-    )?;
+    let preflight = Preflight::build(root)?;
     let cases = [
         (
             "clean fixtures (false alarms)",
@@ -244,15 +223,9 @@ pub(crate) fn verdicts(root: &Path, runs: usize) -> Result<()> {
         let mut flagged = 0;
         for run in 1..=runs {
             let out = root.join(format!("target/bench-verdicts/run-{run}"));
-            Command::new(release.join("preflight"))
-                .args([
-                    "verify", "--target", "process", "--suites", "latency", "--models",
-                ])
-                .arg(&models)
-                .arg("--out")
-                .arg(&out)
-                .env("ORT_DYLIB_PATH", &lib)
-                .env("PREFLIGHT_SERVE", release.join("preflight-serve"))
+            preflight
+                .verify("process", &models, &out)
+                .args(["--suites", "latency"])
                 .output()
                 .context("running preflight verify")?;
             let tally = Tally::of(&read_report(&out.join("report.json"))?);
@@ -265,4 +238,38 @@ pub(crate) fn verdicts(root: &Path, runs: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The release `preflight` and `preflight-serve`, built once, and the ONNX
+/// Runtime library they load.
+struct Preflight {
+    release: PathBuf,
+    lib: PathBuf,
+}
+
+impl Preflight {
+    fn build(root: &Path) -> Result<Self> {
+        let lib = ort::ensure(root)?;
+        let release = build_release(
+            root,
+            &[
+                ("preflight-harness", "preflight"),
+                ("preflight-serving", "preflight-serve"),
+            ],
+        )?;
+        Ok(Self { release, lib })
+    }
+
+    /// `preflight verify --target TARGET --models MODELS --out OUT`.
+    fn verify(&self, target: &str, models: &Path, out: &Path) -> Command {
+        let mut command = Command::new(self.release.join("preflight"));
+        command
+            .args(["verify", "--target", target, "--models"])
+            .arg(models)
+            .arg("--out")
+            .arg(out)
+            .env("ORT_DYLIB_PATH", &self.lib)
+            .env("PREFLIGHT_SERVE", self.release.join("preflight-serve"));
+        command
+    }
 }
