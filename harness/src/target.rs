@@ -11,6 +11,8 @@ use crate::client::Client;
 use crate::container::{Container, Limits};
 use crate::suites::MemoryProbe;
 
+/// How long a container's memory reading is reused.
+const MEMORY_READING_REUSE: Duration = Duration::from_secs(5);
 /// How long a started server may take to load its repository.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -174,9 +176,24 @@ async fn start_container(
     let id = container.id().to_owned();
     let memory_after_load = crate::container::memory_of(&id).await;
     // The size suite reads memory from synchronous code on the multi-thread runtime.
+    // The engine's stats take about a second to sample, and the size suite
+    // asks once per model: a reading is reused for a few seconds, so that a
+    // fleet's size suites do not take a second each.
+    let last: Arc<std::sync::Mutex<Option<(Instant, Option<u64>)>>> = Arc::default();
     let memory: MemoryProbe = Arc::new(move || {
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, bytes)) = *last {
+            if at.elapsed() < MEMORY_READING_REUSE {
+                return bytes;
+            }
+        }
         let handle = tokio::runtime::Handle::current();
-        tokio::task::block_in_place(|| handle.block_on(crate::container::memory_of(&id)))
+        let bytes =
+            tokio::task::block_in_place(|| handle.block_on(crate::container::memory_of(&id)));
+        *last = Some((Instant::now(), bytes));
+        bytes
     });
     let mut endpoint = Endpoint::bare(client);
     endpoint.image_bytes = container.image_bytes;

@@ -33,15 +33,26 @@ pub(crate) fn fleet(root: &Path, bench: &FleetBench) -> Result<()> {
         let started = Instant::now();
         let mut command = preflight.verify(&target, &repo, &out);
         if bench.container {
-            // Two versions of every model stay loaded; the default 512 MiB is for a release of a few.
+            // Two versions of every model stay loaded, about 4.4 MiB each (benches/README.md);
+            // the default 512 MiB is for a release of a few.
             command.args([
                 "--cpus",
                 "2",
                 "--memory-mib",
-                &(64 + 6 * bench.models).to_string(),
+                &(128 + 10 * bench.models).to_string(),
             ]);
         }
-        let status = command.output().context("running preflight verify")?.status;
+        if out.exists() {
+            std::fs::remove_dir_all(&out)?;
+        }
+        let output = command.output().context("running preflight verify")?;
+        let status = output.status;
+        if !matches!(status.code(), Some(0 | 1)) {
+            bail!(
+                "run {run}: preflight verify exited with {status}, without a verdict:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         let seconds = started.elapsed().as_secs_f64();
         let report = read_report(&out.join("report.json"))?;
         let tally = Tally::of(&report);
