@@ -118,7 +118,10 @@ enum ReportCommand {
 }
 
 fn parse_suite(name: &str) -> Result<Suite, String> {
-    Suite::parse(name).ok_or_else(|| format!("unknown suite '{name}' (unit, parity, property, nullable, latency, size, quality, fallback)"))
+    Suite::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Suite::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown suite '{name}' ({})", known.join(", "))
+    })
 }
 
 fn main() -> ExitCode {
