@@ -169,8 +169,6 @@ async fn run_phases(
             .filter(|s| s.phase() == phase)
             .collect()
     };
-    let stopped =
-        |u: Unreachable| VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"));
     let models = functional(
         config,
         selected,
@@ -251,9 +249,7 @@ async fn functional(
             let model = Arc::new(prepare(selected, baseline, endpoint, needs_artifact).await?);
             let mut reports = BTreeMap::new();
             for suite in suites {
-                let report = suites::run(suite, &model).await.map_err(|u| {
-                    VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"))
-                })?;
+                let report = suites::run(suite, &model).await.map_err(stopped)?;
                 reports.insert(suite, report);
             }
             Ok::<_, VerifyError>((index, model, reports))
@@ -281,6 +277,11 @@ async fn functional(
     }
     done.sort_by_key(|(index, _)| *index);
     Ok(done.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The endpoint stopped answering in the middle of a suite: exit code 3.
+fn stopped(u: Unreachable) -> VerifyError {
+    VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"))
 }
 
 fn tell(progress: &(dyn Fn(&str) + Sync), model: &ModelUnderTest, suite: &SuiteReport) {

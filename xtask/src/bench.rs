@@ -75,7 +75,6 @@ fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
     if repo.exists() {
         std::fs::remove_dir_all(repo)?;
     }
-    let manifest = std::fs::read_to_string(bundle.join("manifest.toml"))?;
     let model = bundle
         .parent()
         .and_then(Path::file_name)
@@ -84,24 +83,7 @@ fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
         .into_owned();
     for i in 0..n {
         let name = format!("eta-copy-{i:03}");
-        let dir = repo.join(&name).join("1");
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(bundle)? {
-            let entry = entry?;
-            let target = dir.join(entry.file_name());
-            if entry.file_name() == "manifest.toml" {
-                std::fs::write(
-                    &target,
-                    manifest.replacen(
-                        &format!("name = \"{model}\""),
-                        &format!("name = \"{name}\""),
-                        1,
-                    ),
-                )?;
-            } else if std::fs::hard_link(entry.path(), &target).is_err() {
-                std::fs::copy(entry.path(), &target)?;
-            }
-        }
+        crate::fleet::copy_bundle(bundle, &repo.join(&name).join("1"), &model, &name, 1)?;
     }
     Ok(())
 }

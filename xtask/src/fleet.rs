@@ -188,7 +188,15 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-fn copy_bundle(source: &Path, dir: &Path, model: &str, name: &str, version: u32) -> Result<()> {
+/// A copy of the bundle `source` of `model` at `dir`, as model `name`,
+/// version `version`: the manifest rewritten, every other file hard-linked.
+pub(crate) fn copy_bundle(
+    source: &Path,
+    dir: &Path,
+    model: &str,
+    name: &str,
+    version: u32,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(source)? {
         let entry = entry?;

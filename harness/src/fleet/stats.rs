@@ -107,12 +107,10 @@ pub fn paired_ratios(
     seed: u64,
 ) -> Vec<Estimate> {
     let n = candidate.len().min(baseline.len());
-    let point = |q: f64| {
-        let (mut c, mut b) = (candidate[..n].to_vec(), baseline[..n].to_vec());
-        c.sort_by(f64::total_cmp);
-        b.sort_by(f64::total_cmp);
-        quantile(&c, q) / quantile(&b, q)
-    };
+    let (mut sorted_c, mut sorted_b) = (candidate[..n].to_vec(), baseline[..n].to_vec());
+    sorted_c.sort_by(f64::total_cmp);
+    sorted_b.sort_by(f64::total_cmp);
+    let point = |q: f64| quantile(&sorted_c, q) / quantile(&sorted_b, q);
     if n == 0 {
         return quantiles
             .iter()

@@ -66,11 +66,14 @@ pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, SuiteReport> {
 }
 
 pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
-    let Ok(budget) = needs(model) else {
-        return Judged {
-            report: skipped(Suite::Latency, "needs samples.jsonl and contract.latency"),
-            undecided: false,
-        };
+    let budget = match needs(model) {
+        Ok(budget) => budget,
+        Err(report) => {
+            return Judged {
+                report,
+                undecided: false,
+            };
+        }
     };
     let mut ms: Vec<f64> = measured.candidate.iter().map(|s| s.ms).collect();
     ms.sort_by(f64::total_cmp);
