@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::diff::{changes, render};
 use crate::report::{Report, SuiteReport, Verdict};
-use crate::suites::Suite;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
@@ -40,11 +39,7 @@ pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String 
         escape(&report.preflight_version),
         v = report.verdict.as_str()
     );
-    let suites: Vec<&str> = Suite::ALL
-        .iter()
-        .map(|s| s.name())
-        .filter(|s| report.models.iter().any(|m| m.suite(s).is_some()))
-        .collect();
+    let suites = report.suite_names();
     h.push_str("<h2>Verdicts</h2><table><tr><th>model</th><th>version</th>");
     for s in &suites {
         let _ = write!(h, "<th>{s}</th>");

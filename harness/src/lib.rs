@@ -1,6 +1,6 @@
-//! `preflight`: derives unit, parity, property, nullable, latency, size,
-//! quality and fallback suites from each bundle's contract, runs them against an Open
-//! Inference Protocol endpoint, and writes release reports.
+//! `preflight`: derives the suites ([`Suite`]) from each bundle's contract,
+//! runs them against an Open Inference Protocol endpoint, and writes release
+//! reports.
 //!
 //! The harness only speaks HTTP to the endpoint; it never links the server.
 //! It runs ONNX Runtime itself only for the `unit` suite's artifact parity.

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use preflight_harness::container::Limits;
 use preflight_harness::{
@@ -38,57 +38,88 @@ enum Commands {
         command: ReportCommand,
     },
     /// Derive the suites from each bundle and run them against the target.
-    Verify {
-        /// The model repository; each model's highest version is verified.
-        #[arg(long, value_name = "DIR")]
-        models: PathBuf,
-        /// `url=http://HOST:PORT` (any Open Inference Protocol server),
-        /// `process` (start preflight-serve on the repository for this run) or
-        /// `container=IMAGE` (the serving image on the local Docker engine; never pulled).
-        #[arg(long, value_parser = TargetSpec::parse)]
-        target: TargetSpec,
-        /// The previous release's report.json: drives every comparison with
-        /// the last release that is not measured in this run; without it
-        /// those checks are skipped.
-        #[arg(long, value_name = "REPORT")]
-        baseline: Option<PathBuf>,
-        /// The last release's endpoint, timed beside the target request by
-        /// request in the latency run (same forms as --target; a process or
-        /// container is started on the same repository). Without it, the
-        /// version below each model's highest in the repository is the last
-        /// release, where the target serves it.
-        #[arg(long, value_parser = TargetSpec::parse, value_name = "TARGET")]
-        baseline_target: Option<TargetSpec>,
-        /// Where report.json, summary.md, junit.xml and the server log go.
-        #[arg(long, default_value = "target/preflight")]
-        out: PathBuf,
-        /// Only models whose name matches one of these globs (`eta-*`).
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
-        /// Suites to run, comma-separated: unit, parity, property, nullable, latency, size, quality, fallback.
-        #[arg(long, value_delimiter = ',', value_parser = parse_suite)]
-        suites: Vec<Suite>,
-        /// Models whose functional suites run at once. Latency is measured
-        /// afterwards for the whole fleet in one schedule, whatever this is.
-        #[arg(long, default_value_t = 4)]
-        jobs: usize,
-        /// Verify only shard K of N (`--shard 2/4`): the models whose name
-        /// hashes to it. `preflight report merge` joins the shards' reports.
-        #[arg(long, value_parser = Shard::parse, value_name = "K/N")]
-        shard: Option<Shard>,
-        /// The preflight-serve binary for `--target process` (default: beside preflight).
-        #[arg(long, value_name = "PATH", env = "PREFLIGHT_SERVE")]
-        serve_bin: Option<PathBuf>,
-        /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
-        #[arg(long, default_value_t = 30)]
-        ready_timeout: u64,
-        /// CPUs given to a `container=` target.
-        #[arg(long, default_value_t = 1.0)]
-        cpus: f64,
-        /// Memory given to a `container=` target, in MiB.
-        #[arg(long, default_value_t = 512)]
-        memory_mib: u64,
-    },
+    Verify(Box<VerifyArgs>),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The model repository; each model's highest version is verified.
+    #[arg(long, value_name = "DIR")]
+    models: PathBuf,
+    /// `url=http://HOST:PORT` (any Open Inference Protocol server),
+    /// `process` (start preflight-serve on the repository for this run) or
+    /// `container=IMAGE` (the serving image on the local Docker engine; never pulled).
+    #[arg(long, value_parser = TargetSpec::parse)]
+    target: TargetSpec,
+    /// The previous release's report.json: drives every comparison with
+    /// the last release that is not measured in this run; without it
+    /// those checks are skipped.
+    #[arg(long, value_name = "REPORT")]
+    baseline: Option<PathBuf>,
+    /// The last release's endpoint, timed beside the target request by
+    /// request in the latency run (same forms as --target; a process or
+    /// container is started on the same repository). Without it, the
+    /// version below each model's highest in the repository is the last
+    /// release, where the target serves it.
+    #[arg(long, value_parser = TargetSpec::parse, value_name = "TARGET")]
+    baseline_target: Option<TargetSpec>,
+    /// Where report.json, summary.md, junit.xml and the server log go.
+    #[arg(long, default_value = "target/preflight")]
+    out: PathBuf,
+    /// Only models whose name matches one of these globs (`eta-*`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Suites to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    suites: Vec<Suite>,
+    /// Models whose functional suites run at once. Latency is measured
+    /// afterwards for the whole fleet in one schedule, whatever this is.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Verify only shard K of N (`--shard 2/4`): the models whose name
+    /// hashes to it. `preflight report merge` joins the shards' reports.
+    #[arg(long, value_parser = Shard::parse, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// The preflight-serve binary for `--target process` (default: beside preflight).
+    #[arg(long, value_name = "PATH", env = "PREFLIGHT_SERVE")]
+    serve_bin: Option<PathBuf>,
+    /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
+    #[arg(long, default_value_t = 30)]
+    ready_timeout: u64,
+    /// CPUs given to a `container=` target.
+    #[arg(long, default_value_t = 1.0)]
+    cpus: f64,
+    /// Memory given to a `container=` target, in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory_mib: u64,
+}
+
+impl VerifyArgs {
+    fn into_config(self) -> VerifyConfig {
+        VerifyConfig {
+            suites: if self.suites.is_empty() {
+                Suite::all().to_vec()
+            } else {
+                self.suites
+            },
+            models: self.models,
+            target: self.target,
+            baseline: self.baseline,
+            baseline_target: self.baseline_target,
+            out: self.out,
+            only: self.only,
+            shard: self.shard,
+            jobs: self.jobs,
+            target_options: TargetOptions {
+                serve_bin: self.serve_bin,
+                ready_timeout: std::time::Duration::from_secs(self.ready_timeout),
+                limits: Limits {
+                    cpus: self.cpus,
+                    memory_bytes: self.memory_mib * 1024 * 1024,
+                },
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,13 +148,6 @@ enum ReportCommand {
     },
 }
 
-fn parse_suite(name: &str) -> Result<Suite, String> {
-    Suite::parse(name).ok_or_else(|| {
-        let known: Vec<&str> = Suite::ALL.iter().map(|s| s.name()).collect();
-        format!("unknown suite '{name}' ({})", known.join(", "))
-    })
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -149,47 +173,7 @@ fn main() -> ExitCode {
                     baseline,
                 },
         } => merge(shards, &out, baseline.as_deref()),
-        Commands::Verify {
-            models,
-            target,
-            baseline,
-            baseline_target,
-            out,
-            only,
-            suites,
-            jobs,
-            shard,
-            serve_bin,
-            ready_timeout,
-            cpus,
-            memory_mib,
-        } => {
-            let suites = if suites.is_empty() {
-                Suite::ALL.to_vec()
-            } else {
-                suites
-            };
-            let ready_timeout = std::time::Duration::from_secs(ready_timeout);
-            run_verify(VerifyConfig {
-                models,
-                target,
-                baseline,
-                baseline_target,
-                out,
-                only,
-                shard,
-                suites,
-                jobs,
-                target_options: TargetOptions {
-                    serve_bin,
-                    ready_timeout,
-                    limits: Limits {
-                        cpus,
-                        memory_bytes: memory_mib * 1024 * 1024,
-                    },
-                },
-            })
-        }
+        Commands::Verify(args) => run_verify(args.into_config()),
     };
     ExitCode::from(code)
 }

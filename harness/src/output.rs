@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::report::{Report, Verdict};
-use crate::suites::Suite;
 
 /// Writes `report.json`, `summary.md`, `junit.xml` and `report.html` into
 /// `out`; the baseline, where given, is what the HTML compares with.
@@ -62,11 +61,7 @@ pub fn markdown(report: &Report) -> String {
         },
         report.target
     );
-    let suites: Vec<&str> = Suite::ALL
-        .iter()
-        .map(|s| s.name())
-        .filter(|s| report.models.iter().any(|m| m.suite(s).is_some()))
-        .collect();
+    let suites = report.suite_names();
     let _ = writeln!(md, "| model | version | {} |", suites.join(" | "));
     let _ = writeln!(md, "| --- | --- |{}", " --- |".repeat(suites.len()));
     for model in &report.models {

@@ -173,6 +173,16 @@ pub struct LatencyRun {
 }
 
 impl Report {
+    /// The suites that some model of the report ran, in running order:
+    /// the columns of the verdict tables.
+    pub fn suite_names(&self) -> Vec<&'static str> {
+        crate::Suite::all()
+            .iter()
+            .map(|s| s.name())
+            .filter(|s| self.models.iter().any(|m| m.suite(s).is_some()))
+            .collect()
+    }
+
     /// The JSON Schema of `report.json`, generated from these types; the
     /// committed `harness/report.schema.json` is checked against it.
     pub fn json_schema() -> String {

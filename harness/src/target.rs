@@ -13,6 +13,11 @@ use crate::suites::MemoryProbe;
 
 /// How long a container's memory reading is reused.
 const MEMORY_READING_REUSE: Duration = Duration::from_secs(5);
+
+/// A memory reading of the container: when, and the bytes (`None` when the
+/// engine could not tell).
+type Reading = (Instant, Option<u64>);
+
 /// How long a started server may take to load its repository.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -179,15 +184,15 @@ async fn start_container(
     // The engine's stats take about a second to sample, and the size suite
     // asks once per model: a reading is reused for a few seconds, so that a
     // fleet's size suites do not take a second each.
-    let last: Arc<std::sync::Mutex<Option<(Instant, Option<u64>)>>> = Arc::default();
+    let last: Arc<std::sync::Mutex<Option<Reading>>> = Arc::default();
     let memory: MemoryProbe = Arc::new(move || {
         let mut last = last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, bytes)) = *last {
-            if at.elapsed() < MEMORY_READING_REUSE {
-                return bytes;
-            }
+        if let Some((at, bytes)) = *last
+            && at.elapsed() < MEMORY_READING_REUSE
+        {
+            return bytes;
         }
         let handle = tokio::runtime::Handle::current();
         let bytes =

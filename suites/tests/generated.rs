@@ -49,14 +49,26 @@ struct Catalogue {
 #[derive(Debug, Clone, Deserialize)]
 struct Defect {
     name: String,
-    lives_in: String,
+    lives_in: LivesIn,
     model: String,
     #[serde(default)]
     baseline: Option<String>,
+    /// What `preflight-faulty --fault` injects, which names its own faults.
     #[serde(default)]
     fault: Option<String>,
-    fails: Vec<String>,
+    fails: Vec<Suite>,
+    /// What each failing suite's message says, by suite name.
     reasons: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a defect of the catalogue is.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LivesIn {
+    /// In `fixtures/defects/bundles/NAME`: what the artifact computes.
+    Bundle,
+    /// In a proxy in front of a correct server: `preflight-faulty`.
+    Endpoint,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -92,7 +104,7 @@ fn run_shard(
         out: out.path().to_path_buf(),
         only: only.iter().map(|s| (*s).to_owned()).collect(),
         shard,
-        suites: Suite::ALL.to_vec(),
+        suites: Suite::all().to_vec(),
         jobs: 2,
         target_options: TargetOptions {
             serve_bin: Some(binary("preflight-serve")?),
@@ -203,14 +215,14 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         .as_deref()
         .map(|b| baseline_report(b, tmp.path()))
         .transpose()?;
-    let report = match d.lives_in.as_str() {
-        "bundle" => run_verify(
+    let report = match d.lives_in {
+        LivesIn::Bundle => run_verify(
             &root().join("fixtures/defects/bundles").join(&d.name),
             TargetSpec::Process,
             &[&d.model],
             baseline,
         )?,
-        "endpoint" => {
+        LivesIn::Endpoint => {
             let serve = binary("preflight-serve")?;
             let models = root().join("fixtures/models");
             let server = start(
@@ -237,7 +249,6 @@ fn defect(d: &Defect) -> Result<(), Failed> {
                 baseline,
             )?
         }
-        other => return Err(format!("lives_in = {other:?}").into()),
     };
     let model = report
         .model(&d.model)
@@ -248,7 +259,7 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         .filter(|s| s.verdict == Verdict::Failed)
         .map(|s| s.suite.as_str())
         .collect();
-    let expected: BTreeSet<&str> = d.fails.iter().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = d.fails.iter().map(|s| s.name()).collect();
     let mut problems = Vec::new();
     for missed in expected.difference(&failed) {
         problems.push(format!("missed: '{missed}' should fail but did not"));
@@ -345,7 +356,7 @@ fn main() {
     let mut trials = Vec::new();
     let repo = Repository::scan(&root().join("fixtures/models")).expect("fixtures/models");
     for model in repo.models() {
-        for suite in Suite::ALL {
+        for &suite in Suite::all() {
             let name = model.name.clone();
             trials.push(Trial::test(
                 format!("{}::{}", suite.name(), model.name),

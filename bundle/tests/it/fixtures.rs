@@ -127,9 +127,6 @@ fn committed_defect_bundles_are_valid_bundles() {
 
 #[test]
 fn defect_catalogue_refers_to_what_exists() {
-    const SUITES: [&str; 8] = [
-        "unit", "parity", "property", "nullable", "latency", "size", "quality", "fallback",
-    ];
     let text =
         std::fs::read_to_string(fixtures().join("defects/catalogue.toml")).expect("catalogue");
     let catalogue: toml::Table = toml::from_str(&text).expect("catalogue parses");
@@ -164,9 +161,9 @@ fn defect_catalogue_refers_to_what_exists() {
             !fails.is_empty(),
             "{name}: a defect fails at least one suite"
         );
+        // That each is a suite, the suites crate's catalogue type checks.
         for suite in fails {
             let suite = suite.as_str().expect("suite name");
-            assert!(SUITES.contains(&suite), "{name}: unknown suite '{suite}'");
             assert!(
                 reasons.contains_key(suite),
                 "{name}: no reason given for '{suite}'"

@@ -2,6 +2,7 @@
 //! errors, a URL target started by the test, and the reports it writes.
 
 mod container;
+mod tidy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -76,7 +77,8 @@ fn usage_and_bundle_errors_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("unknown suite 'vibes'"),
+        stderr(&out).contains("invalid value 'vibes'")
+            && stderr(&out).contains("possible values: unit, parity, property"),
         "{}",
         stderr(&out)
     );
