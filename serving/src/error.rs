@@ -4,6 +4,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::metrics::Outcome;
+
 /// What went wrong with a request, from the client's point of view.
 ///
 /// Every message names the model, version, input and row where they apply,
@@ -32,6 +34,13 @@ pub enum ApiError {
     /// A fault of the server or the model, never of the request.
     #[error("{0}")]
     Internal(String),
+    /// A readiness probe's answer when the model or server cannot answer:
+    /// the message, and what the probe's body says beside it.
+    #[error("{message}")]
+    NotReady {
+        message: String,
+        details: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 impl ApiError {
@@ -43,26 +52,31 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// A short name of the outcome, for logs and metrics.
-    pub fn outcome(&self) -> &'static str {
+    /// The outcome of a request that ended with this error, for logs and metrics.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => "bad_request",
-            ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => "not_found",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "error",
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => Outcome::BadRequest,
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => Outcome::NotFound,
+            ApiError::Unauthorized(_) => Outcome::Unauthorized,
+            ApiError::Unavailable(_) | ApiError::NotReady { .. } => Outcome::Unavailable,
+            ApiError::Internal(_) => Outcome::Error,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        let (status, message) = (self.status(), self.to_string());
+        let mut body = match self {
+            ApiError::NotReady { details, .. } => details,
+            _ => serde_json::Map::new(),
+        };
+        body.insert("error".to_owned(), message.into());
+        (status, Json(body)).into_response()
     }
 }

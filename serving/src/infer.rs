@@ -22,6 +22,12 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
+    pub const ALL: [FallbackReason; 3] = [
+        FallbackReason::Error,
+        FallbackReason::Deadline,
+        FallbackReason::NotLoaded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FallbackReason::Error => "error",

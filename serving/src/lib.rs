@@ -24,7 +24,7 @@ pub use error::ApiError;
 pub use infer::FallbackReason;
 pub use metrics::Metrics;
 pub use ort_backend::{OrtBackend, OrtOptions, find_library, init_ort};
-pub use protocol::{InferRequest, InferResponse, TensorData};
+pub use protocol::{InferRequest, InferResponse, TensorData, params};
 pub use registry::{Registry, VersionPolicy};
 pub use routes::{AppState, app};
 

@@ -149,7 +149,12 @@ fn main() -> Result<()> {
             let started = std::time::Instant::now();
             match loader_state.registry.load_all() {
                 Ok(()) => {
-                    let states = loader_state.registry.states();
+                    let states: Vec<String> = loader_state
+                        .registry
+                        .states()
+                        .into_iter()
+                        .map(|(state, n)| format!("{n} {}", state.as_str()))
+                        .collect();
                     tracing::info!(?states, seconds = started.elapsed().as_secs_f64(), "models loaded; ready");
                     loader_state.mark_ready();
                 }

@@ -1,138 +1,217 @@
 //! Service metrics in the Prometheus text format: requests, rows, fallbacks
 //! and latency, per model and version.
+//!
+//! Every served model version carries its own [`Counters`], atomics that a
+//! request updates without taking a lock. A request that reaches no loaded
+//! version counts in one unlabelled set, so model names a client makes up
+//! never add series. A scrape reads the counters as they are; a request
+//! recorded during it may show in some series and not yet in others, but a
+//! histogram's buckets never exceed its count.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::infer::FallbackReason;
+use crate::registry::Registry;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-#[derive(Debug, Default)]
-pub struct Metrics {
-    models: Mutex<BTreeMap<(String, String), ModelCounters>>,
+/// How an inference request ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    BadRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    Error,
 }
 
-#[derive(Debug, Default)]
-struct ModelCounters {
-    requests: BTreeMap<&'static str, u64>,
-    fallbacks: BTreeMap<&'static str, u64>,
-    rows: u64,
-    buckets: [u64; BUCKETS.len()],
-    latency_sum: f64,
-    latency_count: u64,
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::BadRequest,
+        Outcome::NotFound,
+        Outcome::Unauthorized,
+        Outcome::Unavailable,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::BadRequest => "bad_request",
+            Outcome::NotFound => "not_found",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Error => "error",
+        }
+    }
 }
 
-impl Metrics {
+/// One model version's counters, or the unmatched requests'.
+#[derive(Debug, Default)]
+pub struct Counters {
+    requests: [AtomicU64; Outcome::ALL.len()],
+    fallbacks: [AtomicU64; FallbackReason::ALL.len()],
+    rows: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Counters {
     /// Records one inference request.
     pub fn record(
         &self,
-        model: &str,
-        version: &str,
-        outcome: &'static str,
+        outcome: Outcome,
         rows: usize,
-        fallback: Option<&'static str>,
+        fallback: Option<FallbackReason>,
         latency: Duration,
     ) {
-        let Ok(mut models) = self.models.lock() else {
-            return;
-        };
-        let counters = models
-            .entry((model.to_owned(), version.to_owned()))
-            .or_default();
-        *counters.requests.entry(outcome).or_default() += 1;
+        let add = |counter: &AtomicU64, n: u64| counter.fetch_add(n, Ordering::Relaxed);
+        add(&self.requests[outcome as usize], 1);
         if let Some(reason) = fallback {
-            *counters.fallbacks.entry(reason).or_default() += 1;
+            add(&self.fallbacks[reason as usize], 1);
         }
-        counters.rows += rows as u64;
+        add(&self.rows, rows as u64);
+        // The count before the buckets, which a scrape reads first: no
+        // bucket is ever seen above the `+Inf` one.
+        add(&self.count, 1);
         let seconds = latency.as_secs_f64();
-        for (bucket, bound) in counters.buckets.iter_mut().zip(BUCKETS) {
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
             if seconds <= bound {
-                *bucket += 1;
+                add(bucket, 1);
             }
         }
-        counters.latency_sum += seconds;
-        counters.latency_count += 1;
+        add(
+            &self.latency_micros,
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        );
     }
 
-    /// The Prometheus text exposition of everything recorded, plus the given gauges.
-    pub fn render(&self, models_by_state: &BTreeMap<&'static str, usize>) -> String {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The server's metrics: the registry's versions carry their own counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests for a model or version that is not loaded.
+    pub unmatched: Counters,
+}
+
+/// One metric family of the exposition, written as its series come.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        Self { out, name }
+    }
+
+    fn series(&mut self, suffix: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.out, "{}{suffix}{{{labels}}} {value}", self.name);
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every loaded version's counters,
+    /// the unmatched requests and the versions by state.
+    pub fn render(&self, registry: &Registry) -> String {
+        let versions = registry.served();
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP preflight_models Model versions loaded, by state.\n# TYPE preflight_models gauge"
+        let mut f = Family::new(
+            &mut out,
+            "preflight_models",
+            "gauge",
+            "Model versions loaded, by state.",
         );
-        for (state, n) in models_by_state {
-            let _ = writeln!(out, "preflight_models{{state=\"{state}\"}} {n}");
+        for (state, n) in registry.states() {
+            f.series("", &format!("state=\"{}\"", state.as_str()), n);
         }
-        let Ok(models) = self.models.lock() else {
-            return out;
-        };
-        let _ = writeln!(
-            out,
-            "# HELP preflight_requests_total Inference requests, by outcome.\n# TYPE preflight_requests_total counter"
+        let labelled: Vec<(String, &Counters)> = versions
+            .iter()
+            .map(|(model, version, served)| {
+                (
+                    format!("model=\"{model}\",version=\"{version}\""),
+                    &served.counters,
+                )
+            })
+            .collect();
+        let mut f = Family::new(
+            &mut out,
+            "preflight_requests_total",
+            "counter",
+            "Inference requests, by outcome.",
         );
-        for ((model, version), c) in models.iter() {
-            for (outcome, n) in &c.requests {
-                let _ = writeln!(
-                    out,
-                    "preflight_requests_total{{model=\"{model}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}"
-                );
+        for (labels, c) in &labelled {
+            for outcome in Outcome::ALL {
+                let n = Counters::get(&c.requests[outcome as usize]);
+                if n > 0 {
+                    f.series("", &format!("{labels},outcome=\"{}\"", outcome.as_str()), n);
+                }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP preflight_rows_total Rows predicted.\n# TYPE preflight_rows_total counter"
+        let mut f = Family::new(
+            &mut out,
+            "preflight_unmatched_requests_total",
+            "counter",
+            "Inference requests for a model or version that is not loaded, by outcome.",
         );
-        for ((model, version), c) in models.iter() {
-            let _ = writeln!(
-                out,
-                "preflight_rows_total{{model=\"{model}\",version=\"{version}\"}} {}",
-                c.rows
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP preflight_fallback_total Requests answered by the fast fallback, by reason.\n# TYPE preflight_fallback_total counter"
-        );
-        for ((model, version), c) in models.iter() {
-            for (reason, n) in &c.fallbacks {
-                let _ = writeln!(
-                    out,
-                    "preflight_fallback_total{{model=\"{model}\",version=\"{version}\",reason=\"{reason}\"}} {n}"
-                );
+        for outcome in Outcome::ALL {
+            let n = Counters::get(&self.unmatched.requests[outcome as usize]);
+            if n > 0 {
+                f.series("", &format!("outcome=\"{}\"", outcome.as_str()), n);
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP preflight_request_duration_seconds Inference request latency.\n# TYPE preflight_request_duration_seconds histogram"
+        let mut f = Family::new(
+            &mut out,
+            "preflight_rows_total",
+            "counter",
+            "Rows predicted.",
         );
-        for ((model, version), c) in models.iter() {
-            let labels = format!("model=\"{model}\",version=\"{version}\"");
-            for (bound, n) in BUCKETS.iter().zip(c.buckets) {
-                let _ = writeln!(
-                    out,
-                    "preflight_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
+        for (labels, c) in &labelled {
+            f.series("", labels, Counters::get(&c.rows));
+        }
+        let mut f = Family::new(
+            &mut out,
+            "preflight_fallback_total",
+            "counter",
+            "Requests answered by the fast fallback, by reason.",
+        );
+        for (labels, c) in &labelled {
+            for reason in FallbackReason::ALL {
+                let n = Counters::get(&c.fallbacks[reason as usize]);
+                if n > 0 {
+                    f.series("", &format!("{labels},reason=\"{}\"", reason.as_str()), n);
+                }
             }
-            let _ = writeln!(
-                out,
-                "preflight_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                c.latency_count
-            );
-            let _ = writeln!(
-                out,
-                "preflight_request_duration_seconds_sum{{{labels}}} {}",
-                c.latency_sum
-            );
-            let _ = writeln!(
-                out,
-                "preflight_request_duration_seconds_count{{{labels}}} {}",
-                c.latency_count
-            );
+        }
+        let mut f = Family::new(
+            &mut out,
+            "preflight_request_duration_seconds",
+            "histogram",
+            "Inference request latency.",
+        );
+        for (labels, c) in &labelled {
+            let buckets: Vec<u64> = c.buckets.iter().map(Counters::get).collect();
+            let count = Counters::get(&c.count);
+            for (bound, n) in BUCKETS.iter().zip(buckets) {
+                f.series("_bucket", &format!("{labels},le=\"{bound}\""), n);
+            }
+            f.series("_bucket", &format!("{labels},le=\"+Inf\""), count);
+            let seconds = Counters::get(&c.latency_micros) as f64 / 1e6;
+            f.series("_sum", labels, seconds);
+            f.series("_count", labels, count);
         }
         out
     }

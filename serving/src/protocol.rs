@@ -3,6 +3,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+/// Names of the request and response `parameters` Preflight reads and writes.
+pub mod params {
+    /// Request: the main model's budget in milliseconds, below the manifest's.
+    pub const DEADLINE_MS: &str = "deadline_ms";
+    /// Response: `true` when the fallback answered.
+    pub const FALLBACK: &str = "fallback";
+    /// Response: why the fallback answered (`error`, `deadline`, `not_loaded`).
+    pub const FALLBACK_REASON: &str = "fallback_reason";
+}
+
 /// `POST .../infer` request body.
 #[derive(Debug, Deserialize)]
 pub struct InferRequest {
@@ -90,7 +100,7 @@ pub(crate) struct ModelMetadata {
     pub inputs: Vec<TensorMetadata>,
     pub outputs: Vec<TensorMetadata>,
     /// Preflight extension: `ready`, or `degraded` when only the fallback answers.
-    pub state: &'static str,
+    pub state: crate::registry::ModelState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded_reason: Option<String>,
 }

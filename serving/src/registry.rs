@@ -11,6 +11,7 @@ use preflight_bundle::{Bundle, Fallback, Manifest, ModelEntry, Repository};
 use crate::backend::{Backend, Predictor};
 use crate::batch::supported;
 use crate::error::ApiError;
+use crate::metrics::Counters;
 
 /// Which versions of a model to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,35 @@ pub struct Served {
     pub main: Main,
     pub fallback: Option<Fallback>,
     pub model_bytes: u64,
+    /// Its requests, for `/metrics`; a reload starts them afresh.
+    pub counters: Counters,
+}
+
+/// What a served version can do, as readiness, metadata and metrics say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    /// The main model answers.
+    Ready,
+    /// The main model could not be loaded; the fallback answers.
+    Degraded,
+    /// Neither can answer.
+    Unavailable,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Ready => "ready",
+            ModelState::Degraded => "degraded",
+            ModelState::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether requests get an answer.
+    pub fn answers(self) -> bool {
+        self != ModelState::Unavailable
+    }
 }
 
 /// The main model's state.
@@ -37,11 +67,11 @@ pub enum Main {
 }
 
 impl Served {
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> ModelState {
         match (&self.main, &self.fallback) {
-            (Main::Ready(_), _) => "ready",
-            (Main::Failed(_), Some(_)) => "degraded",
-            (Main::Failed(_), None) => "unavailable",
+            (Main::Ready(_), _) => ModelState::Ready,
+            (Main::Failed(_), Some(_)) => ModelState::Degraded,
+            (Main::Failed(_), None) => ModelState::Unavailable,
         }
     }
 
@@ -64,7 +94,7 @@ pub(crate) struct ModelSlot {
 pub struct IndexEntry {
     pub name: String,
     pub version: String,
-    pub state: &'static str,
+    pub state: ModelState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -200,18 +230,13 @@ impl Registry {
 
     /// Every loaded model version and its state.
     pub fn index(&self) -> Vec<IndexEntry> {
-        let Ok(models) = self.models.read() else {
-            return Vec::new();
-        };
-        models
-            .iter()
-            .flat_map(|(name, slot)| {
-                slot.versions.iter().map(move |(v, served)| IndexEntry {
-                    name: name.clone(),
-                    version: v.to_string(),
-                    state: served.state(),
-                    reason: served.failure().map(str::to_owned),
-                })
+        self.served()
+            .into_iter()
+            .map(|(name, version, served)| IndexEntry {
+                name,
+                version: version.to_string(),
+                state: served.state(),
+                reason: served.failure().map(str::to_owned),
             })
             .collect()
     }
@@ -227,7 +252,7 @@ impl Registry {
             match self.load_version(&version.dir) {
                 Ok(served) => {
                     if let Some(reason) = served.failure() {
-                        tracing::warn!(model = %entry.name, version = version.version, state = served.state(), %reason, "main model not loaded");
+                        tracing::warn!(model = %entry.name, version = version.version, state = served.state().as_str(), %reason, "main model not loaded");
                     }
                     versions.insert(version.version, Arc::new(served));
                 }
@@ -270,16 +295,32 @@ impl Registry {
             manifest,
             main,
             model_bytes,
+            counters: Counters::default(),
         })
     }
 
-    /// How many model versions are in each state, for metrics.
-    pub fn states(&self) -> BTreeMap<&'static str, usize> {
+    /// How many loaded versions are in each state.
+    pub fn states(&self) -> BTreeMap<ModelState, usize> {
         let mut counts = BTreeMap::new();
-        for entry in self.index() {
-            *counts.entry(entry.state).or_default() += 1;
+        for (_, _, served) in self.served() {
+            *counts.entry(served.state()).or_default() += 1;
         }
         counts
+    }
+
+    /// Every loaded version: model name, version, and what serves it.
+    pub fn served(&self) -> Vec<(String, u64, Arc<Served>)> {
+        let Ok(models) = self.models.read() else {
+            return Vec::new();
+        };
+        models
+            .iter()
+            .flat_map(|(name, slot)| {
+                slot.versions
+                    .iter()
+                    .map(move |(v, served)| (name.clone(), *v, Arc::clone(served)))
+            })
+            .collect()
     }
 }
 

@@ -137,4 +137,29 @@ async fn row_oriented_predict_and_metrics() {
         ),
         "{text}"
     );
+
+    // Names a client makes up add no series: they count in one, unlabelled.
+    for i in 0..5 {
+        let (status, _) = server
+            .post(
+                &format!("/v2/models/made-up-{i}/infer"),
+                &json!({"inputs": []}),
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+    let text = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!text.contains("made-up"), "{text}");
+    assert!(
+        text.contains("preflight_unmatched_requests_total{outcome=\"not_found\"} 5"),
+        "{text}"
+    );
 }

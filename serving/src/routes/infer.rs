@@ -1,0 +1,211 @@
+//! The one inference path of both protocols: find the version, read and
+//! check the request, predict with the deadline, shape the answer, and
+//! count and log the request, whatever its end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{AppResult, AppState};
+use crate::batch::{Batch, Limits, subject};
+use crate::error::ApiError;
+use crate::infer::{FallbackReason, Prediction, predict};
+use crate::metrics::{Counters, Outcome};
+use crate::protocol::params;
+use crate::registry::Served;
+
+/// What differs between the Open Inference Protocol (v2) and KServe v1:
+/// the request's form and the answer's.
+pub(super) trait Protocol {
+    type Request: DeserializeOwned;
+    /// What the answer needs to know of the request, checked before the
+    /// model runs (v2: which outputs were asked for).
+    type Plan;
+
+    /// The request's `parameters`, where `deadline_ms` is read.
+    fn parameters(request: &Self::Request) -> Option<&Map<String, Value>>;
+
+    /// The rows to predict and the plan of the answer, or why the request
+    /// does not fit the model.
+    fn decode(
+        served: &Served,
+        request: &Self::Request,
+        limits: Limits,
+    ) -> AppResult<(Batch, Self::Plan)>;
+
+    /// The answer's body.
+    fn answer(
+        model: &str,
+        served: &Served,
+        request: Self::Request,
+        plan: Self::Plan,
+        prediction: Prediction,
+        rows: usize,
+    ) -> AppResult<Response>;
+}
+
+/// One inference request that reached a loaded version.
+struct Answered {
+    rows: usize,
+    fallback: Option<FallbackReason>,
+    response: Response,
+}
+
+/// Serves one inference request of protocol `P` for `model`, at `version`
+/// or its default.
+pub(super) async fn serve<P: Protocol>(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let served = match state.registry.get(model, version) {
+        Ok((served, _)) => served,
+        Err(error) => {
+            let counters = &state.metrics.unmatched;
+            let version = version.unwrap_or("default");
+            return observe(counters, model, version, started, Err(error));
+        }
+    };
+    let outcome = answer::<P>(state, model, &served, body).await;
+    let version = served.manifest.model.version.to_string();
+    observe(&served.counters, model, &version, started, outcome)
+}
+
+async fn answer<P: Protocol>(
+    state: &AppState,
+    model: &str,
+    served: &Arc<Served>,
+    body: Body,
+) -> AppResult<Answered> {
+    let request: P::Request = read_json(body, state.max_body_bytes, served).await?;
+    let deadline = deadline(served, P::parameters(&request))?;
+    let (batch, plan) = P::decode(served, &request, state.limits)?;
+    let rows = batch.rows;
+    let prediction = predict(Arc::clone(served), Arc::new(batch), deadline).await?;
+    let fallback = prediction.fallback;
+    let response = P::answer(model, served, request, plan, prediction, rows)?;
+    Ok(Answered {
+        rows,
+        fallback,
+        response,
+    })
+}
+
+/// Counts and logs one inference request, and gives its response.
+fn observe(
+    counters: &Counters,
+    model: &str,
+    version: &str,
+    started: Instant,
+    outcome: AppResult<Answered>,
+) -> Response {
+    let latency = started.elapsed();
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(answered) => {
+            let Answered {
+                rows,
+                fallback,
+                response,
+            } = answered;
+            counters.record(Outcome::Ok, rows, fallback, latency);
+            tracing::debug!(
+                model,
+                version,
+                rows,
+                latency_us = micros,
+                outcome = Outcome::Ok.as_str(),
+                fallback = fallback.map_or("none", FallbackReason::as_str),
+                "infer"
+            );
+            response
+        }
+        Err(error) => {
+            counters.record(error.outcome(), 0, None, latency);
+            tracing::warn!(
+                model,
+                version,
+                latency_us = micros,
+                outcome = error.outcome().as_str(),
+                status = error.status().as_u16(),
+                %error,
+                "infer failed"
+            );
+            error.into_response()
+        }
+    }
+}
+
+/// The main model's budget: the manifest's `deadline_ms`, lowered by the
+/// request's `parameters.deadline_ms`.
+fn deadline(
+    served: &Served,
+    parameters: Option<&Map<String, Value>>,
+) -> AppResult<Option<Duration>> {
+    let configured = served.manifest.runtime.deadline_ms;
+    let requested = match parameters.and_then(|p| p.get(params::DEADLINE_MS)) {
+        None => None,
+        Some(value) => Some(value.as_u64().ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{}: parameters.{} must be a whole number of milliseconds, not {value}",
+                subject(&served.manifest),
+                params::DEADLINE_MS
+            ))
+        })?),
+    };
+    let ms = match (configured, requested) {
+        (Some(c), Some(r)) => Some(c.min(r)),
+        (c, r) => c.or(r),
+    };
+    Ok(ms.map(Duration::from_millis))
+}
+
+/// The `parameters` of an answer from the fallback.
+pub(super) fn fallback_parameters(reason: Option<FallbackReason>) -> Option<Map<String, Value>> {
+    reason.map(|r| {
+        let mut p = Map::new();
+        p.insert(params::FALLBACK.into(), Value::Bool(true));
+        p.insert(
+            params::FALLBACK_REASON.into(),
+            Value::String(r.as_str().into()),
+        );
+        p
+    })
+}
+
+/// Reads a JSON body of at most `limit` bytes.
+async fn read_json<T: DeserializeOwned>(body: Body, limit: usize, served: &Served) -> AppResult<T> {
+    let who = subject(&served.manifest);
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!(
+            "{who}: the request body is over this server's limit of {limit} bytes"
+        ))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let hint = non_json_number_hint(&bytes, &e);
+        ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}{hint}"))
+    })
+}
+
+/// Clients that serialise NumPy (tritonclient's JSON mode, for one) write NaN
+/// and Infinity as bare tokens; say what to send instead.
+fn non_json_number_hint(body: &[u8], error: &serde_json::Error) -> &'static str {
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(error.line().saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    let at = &body[(line_start + error.column().saturating_sub(1)).min(body.len())..];
+    let at = at.strip_prefix(b"-").unwrap_or(at);
+    if at.starts_with(b"NaN") || at.starts_with(b"Infinity") {
+        " (NaN and Infinity are not JSON: send null for a missing value of a nullable input)"
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,59 @@
+//! Server and model metadata.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use preflight_bundle::Feature;
+
+use super::{AppResult, AppState};
+use crate::protocol::{ModelMetadata, ServerMetadata, TensorMetadata};
+
+pub(super) async fn server() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "preflight-serve",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["model_repository", "preflight_fallback", "preflight_nulls"],
+    })
+}
+
+pub(super) async fn model(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> AppResult<Json<ModelMetadata>> {
+    metadata(&state, &model, None)
+}
+
+pub(super) async fn model_version(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> AppResult<Json<ModelMetadata>> {
+    metadata(&state, &model, Some(&version))
+}
+
+fn metadata(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> AppResult<Json<ModelMetadata>> {
+    let (served, versions) = state.registry.get(model, version)?;
+    let tensors = |features: &[Feature]| {
+        features
+            .iter()
+            .map(|f| TensorMetadata {
+                name: f.name.clone(),
+                datatype: f.datatype.as_str(),
+                shape: vec![-1, 1],
+            })
+            .collect()
+    };
+    Ok(Json(ModelMetadata {
+        name: model.to_owned(),
+        versions: versions.iter().map(u64::to_string).collect(),
+        platform: state.registry.platform(),
+        inputs: tensors(&served.manifest.inputs),
+        outputs: tensors(&served.manifest.outputs),
+        state: served.state(),
+        degraded_reason: served.failure().map(str::to_owned),
+    }))
+}

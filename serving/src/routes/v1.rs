@@ -1,0 +1,115 @@
+//! KServe v1 `POST /v1/models/{m}:predict`: `{"instances": [{...}, ...]}`
+//! in, `{"predictions": [...]}` out.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::infer::{Protocol, fallback_parameters, serve};
+use super::{AppResult, AppState};
+use crate::batch::{Batch, Limits, decode_instances};
+use crate::error::ApiError;
+use crate::infer::Prediction;
+use crate::protocol::TensorData;
+use crate::registry::Served;
+
+pub(super) async fn predict(
+    State(state): State<Arc<AppState>>,
+    Path(target): Path<String>,
+    body: Body,
+) -> Response {
+    match target.strip_suffix(":predict") {
+        Some(model) => serve::<V1>(&state, model, None, body).await,
+        None => ApiError::NotFound(format!(
+            "no such route '/v1/models/{target}'; did you mean '/v1/models/{target}:predict'?"
+        ))
+        .into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct V1Request {
+    instances: Vec<Value>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+struct V1;
+
+impl Protocol for V1 {
+    type Request = V1Request;
+    type Plan = ();
+
+    fn parameters(request: &V1Request) -> Option<&Map<String, Value>> {
+        request.parameters.as_ref()
+    }
+
+    fn decode(served: &Served, request: &V1Request, limits: Limits) -> AppResult<(Batch, ())> {
+        Ok((
+            decode_instances(&served.manifest, &request.instances, limits)?,
+            (),
+        ))
+    }
+
+    /// One prediction per instance: the value itself for a model with one
+    /// output, else an object by output name.
+    fn answer(
+        _model: &str,
+        served: &Served,
+        _request: V1Request,
+        (): (),
+        prediction: Prediction,
+        rows: usize,
+    ) -> AppResult<Response> {
+        let names: Vec<&str> = served
+            .manifest
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        let columns: Vec<Option<Vec<Value>>> = prediction
+            .outputs
+            .into_iter()
+            .map(|o| o.map(|data| to_json_values(&data)))
+            .collect();
+        let predictions: Vec<Value> = (0..rows)
+            .map(|row| {
+                if let [Some(only)] = columns.as_slice() {
+                    return only.get(row).cloned().unwrap_or(Value::Null);
+                }
+                let fields = names.iter().zip(&columns).filter_map(|(name, col)| {
+                    Some(((*name).to_owned(), col.as_ref()?.get(row)?.clone()))
+                });
+                Value::Object(fields.collect())
+            })
+            .collect();
+        let mut body = json!({ "predictions": predictions });
+        if let Some(parameters) = fallback_parameters(prediction.fallback) {
+            body["parameters"] = Value::Object(parameters);
+        }
+        Ok(Json(body).into_response())
+    }
+}
+
+fn to_json_values(data: &TensorData) -> Vec<Value> {
+    match data {
+        // The shortest decimal that reads back as the same f32, as on the v2 route.
+        TensorData::F32(v) => v
+            .iter()
+            .map(|&x| {
+                x.to_string()
+                    .parse::<f64>()
+                    .map_or(Value::Null, |w| json!(w))
+            })
+            .collect(),
+        TensorData::F64(v) => v.iter().map(|&x| json!(x)).collect(),
+        TensorData::I64(v) => v.iter().map(|&x| json!(x)).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| json!(x)).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| json!(x)).collect(),
+        TensorData::Text(v) => v.iter().map(|x| json!(x)).collect(),
+    }
+}
