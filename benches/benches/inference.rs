@@ -65,7 +65,14 @@ fn request(bundle: &Bundle, rows: &[&Record]) -> String {
         .inputs
         .iter()
         .enumerate()
-        .map(|(i, f)| json!({"name": f.name, "datatype": f.datatype.as_str(), "shape": [rows.len(), 1], "data": rows.iter().map(|r| r.inputs[i].to_json()).collect::<Vec<_>>()}))
+        .map(|(i, f)| {
+            json!({
+                "name": f.name,
+                "datatype": f.datatype.as_str(),
+                "shape": [rows.len(), 1],
+                "data": rows.iter().map(|r| r.inputs[i].to_json()).collect::<Vec<_>>(),
+            })
+        })
         .collect();
     json!({ "inputs": inputs }).to_string()
 }

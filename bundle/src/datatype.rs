@@ -107,7 +107,8 @@ impl fmt::Display for Datatype {
 /// The error of parsing an unknown datatype name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown datatype '{0}' (expected one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)"
+    "unknown datatype '{0}' (expected one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, \
+        BYTES)"
 )]
 pub struct UnknownDatatype(pub String);
 

@@ -173,7 +173,8 @@ impl Validator<'_> {
                 model,
                 "model.name",
                 format!(
-                    "'{}' is not a valid model name (lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters)",
+                    "'{}' is not a valid model name (lowercase letters, digits, '.', '_' and '-', \
+                        starting with a letter or digit, at most 64 characters)",
                     model.get_ref().name
                 ),
             ));
@@ -266,7 +267,8 @@ impl Validator<'_> {
                 return Err(err(
                     "nullable",
                     format!(
-                        "a null reaches the model as NaN, so only FP16, FP32 and FP64 can be nullable, not {}",
+                        "a null reaches the model as NaN, so only FP16, FP32 and FP64 can be \
+                            nullable, not {}",
                         f.datatype
                     ),
                 ));

@@ -131,7 +131,8 @@ pub fn parse_records(
                     ErrorKind::Conformance,
                     "outputs",
                     format!(
-                        "row '{id}' has no outputs; a verification sample needs the training process's prediction"
+                        "row '{id}' has no outputs; a verification sample needs the training \
+                            process's prediction"
                     ),
                 ));
             }

@@ -49,16 +49,32 @@ impl Repository {
         let mut problems = Vec::new();
         for (name, dir) in subfolders(root)? {
             if !is_valid_model_name(&name) {
-                problems.push(Error::invalid(&dir, format!("'{name}' is not a valid model name ([a-z0-9][a-z0-9._-]{{0,63}}); the folder is skipped")));
+                problems.push(Error::invalid(
+                    &dir,
+                    format!(
+                        "'{name}' is not a valid model name \
+                    ([a-z0-9][a-z0-9._-]{{0,63}}); the folder is skipped"
+                    ),
+                ));
                 continue;
             }
             let mut versions = Vec::new();
             for (label, version_dir) in subfolders(&dir)? {
                 match label.parse::<u64>() {
                     Ok(version) if version > 0 && !label.starts_with('0') => {
-                        versions.push(VersionEntry { version, dir: version_dir });
+                        versions.push(VersionEntry {
+                            version,
+                            dir: version_dir,
+                        });
                     }
-                    _ => problems.push(Error::invalid(&version_dir, format!("'{label}' is not a version (a positive integer without leading zeros); the folder is skipped"))),
+                    _ => problems.push(Error::invalid(
+                        &version_dir,
+                        format!(
+                            "'{label}' is not a \
+                        version (a positive integer without leading zeros); the folder is \
+                        skipped"
+                        ),
+                    )),
                 }
             }
             if versions.is_empty() {

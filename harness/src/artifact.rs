@@ -33,9 +33,16 @@ fn library() -> Option<PathBuf> {
 fn environment() -> Result<&'static Environment, String> {
     ENVIRONMENT
         .get_or_init(|| {
-            let path = library().ok_or("the ONNX Runtime library was not found; set ORT_DYLIB_PATH or run `cargo xtask ort`")?;
-            let builder = ort::init_from(&path).map_err(|e| format!("{}: {e:?}", path.display()))?;
-            builder.with_name("preflight").build().map_err(|e| e.to_string())
+            let path = library().ok_or(
+                "the ONNX Runtime library was not found; set ORT_DYLIB_PATH \
+                or run `cargo xtask ort`",
+            )?;
+            let builder =
+                ort::init_from(&path).map_err(|e| format!("{}: {e:?}", path.display()))?;
+            builder
+                .with_name("preflight")
+                .build()
+                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(Clone::clone)

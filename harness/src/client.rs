@@ -165,7 +165,12 @@ pub fn request_body(
         .enumerate()
         .map(|(i, f)| {
             let data: Vec<Value> = rows.iter().map(|r| r[i].to_json()).collect();
-            json!({"name": f.name, "datatype": f.datatype.as_str(), "shape": [rows.len(), 1], "data": data})
+            json!({
+                "name": f.name,
+                "datatype": f.datatype.as_str(),
+                "shape": [rows.len(), 1],
+                "data": data,
+            })
         })
         .collect();
     let mut body = json!({ "inputs": inputs });

@@ -68,10 +68,12 @@ pub async fn start(
     let docker = testcontainers::core::client::docker_client_instance()
         .await
         .map_err(|e| format!("cannot reach the Docker engine: {e}"))?;
-    let inspected = docker
-        .inspect_image(image)
-        .await
-        .map_err(|e| format!("image {image} is not on this machine ({e}); build it with `cargo xtask image` (nothing is pulled)"))?;
+    let inspected = docker.inspect_image(image).await.map_err(|e| {
+        format!(
+            "image {image} is not on this machine ({e}); build it with `cargo \
+            xtask image` (nothing is pulled)"
+        )
+    })?;
     let models = std::fs::canonicalize(models).map_err(|e| format!("{}: {e}", models.display()))?;
     let (name, tag) = split_image(image);
     let (cpus, memory) = (limits.cpus, limits.memory_bytes);

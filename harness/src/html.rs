@@ -9,11 +9,15 @@ use serde_json::Value;
 use crate::diff::{changes, render};
 use crate::report::{Report, SuiteReport, Verdict};
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;\
+color:#222}\
+table{border-collapse:collapse;margin:.5em 0}\
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
 .passed{background:#e3f6e3}.failed{background:#fbe0e0}.skipped{background:#f0f0f0;color:#666}\
-h1 .passed,h1 .failed{padding:0 .3em;border-radius:4px}details{margin:.4em 0}summary{cursor:pointer;font-weight:600}\
-svg{background:#fafafa;border:1px solid #ddd}code,pre{font:12px ui-monospace,monospace}pre{white-space:pre-wrap}";
+h1 .passed,h1 .failed{padding:0 .3em;border-radius:4px}details{margin:.4em 0}\
+summary{cursor:pointer;font-weight:600}\
+svg{background:#fafafa;border:1px solid #ddd}code,pre{font:12px ui-monospace,monospace}\
+pre{white-space:pre-wrap}";
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -26,12 +30,14 @@ pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String 
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Preflight: {}</title><style>{STYLE}</style></head><body>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Preflight: \
+            {}</title><style>{STYLE}</style></head><body>",
         report.verdict.as_str()
     );
     let _ = write!(
         h,
-        "<h1>Preflight release report: <span class=\"{v}\">{v}</span></h1><p>{} models from <code>{}</code> against <code>{}</code>, in {:.1} s (preflight {}).</p>",
+        "<h1>Preflight release report: <span class=\"{v}\">{v}</span></h1><p>{} models from \
+            <code>{}</code> against <code>{}</code>, in {:.1} s (preflight {}).</p>",
         report.models.len(),
         escape(&report.repository),
         escape(&report.target),
@@ -150,7 +156,9 @@ fn chart(h: &mut String, suite: &SuiteReport) {
         let left = 20.0 + step * i as f64;
         let _ = write!(
             h,
-            "<rect x=\"{left}\" y=\"{}\" width=\"{bar}\" height=\"{bar_height}\" fill=\"#4a7ebb\"><title>{label}: {count}</title></rect><text x=\"{}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",
+            "<rect x=\"{left}\" y=\"{}\" width=\"{bar}\" height=\"{bar_height}\" \
+                fill=\"#4a7ebb\"><title>{label}: {count}</title></rect><text x=\"{}\" y=\"{}\" \
+                font-size=\"9\" text-anchor=\"middle\">{}</text>",
             height - bar_height + 5.0,
             left + bar / 2.0,
             height + 20.0,

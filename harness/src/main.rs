@@ -15,7 +15,8 @@ use preflight_harness::{
 ///
 /// Examples:
 ///   preflight verify --models fixtures/models --target process --out target/preflight
-///   preflight verify --models fixtures/models --target url=http://127.0.0.1:8080 --only 'eta-*' --suites parity,quality
+///   preflight verify --models fixtures/models --target url=http://127.0.0.1:8080 --only 'eta-*'
+/// --suites parity,quality
 ///   preflight verify --models models --target process --shard 2/4 --out shard-2
 ///   preflight report merge shard-*/report.json --out target/preflight
 ///   preflight report diff last-release/report.json target/preflight/report.json

@@ -115,7 +115,8 @@ pub fn junit(report: &Report) -> String {
     };
     let _ = writeln!(
         xml,
-        "<testsuites name=\"preflight\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+        "<testsuites name=\"preflight\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" \
+        time=\"{:.3}\">",
         count(&|_| true),
         count(&|v| v == Verdict::Failed),
         count(&|v| v == Verdict::Skipped),

@@ -224,9 +224,18 @@ fn serve_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .take(2)
         .map(|d| d.join("preflight-serve"))
         .collect();
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        format!("preflight-serve was not found (looked at {}); build it with `cargo build -p preflight-serving` or pass --serve-bin", candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "preflight-serve was not found (looked at {}); build it with \
+            `cargo build -p preflight-serving` or pass --serve-bin",
+                looked.join(", ")
+            )
+        })
 }
 
 async fn start_process(

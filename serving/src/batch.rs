@@ -76,10 +76,19 @@ impl<'a> ColumnBuilder<'a> {
     fn push(&mut self, json: &Json) -> Result<(), String> {
         let value = self.feature.read(json).map_err(|message| match json {
             // The one mistake worth a hint: NaN and Infinity smuggled in as strings.
-            Json::String(s) if self.feature.datatype.is_float() && s.trim().parse::<f64>().is_ok() => format!(
-                "is the string {json}: numbers must be JSON numbers, and NaN and Infinity are not JSON{}",
-                if self.feature.nullable { "; send null for a missing value" } else { "" }
-            ),
+            Json::String(s)
+                if self.feature.datatype.is_float() && s.trim().parse::<f64>().is_ok() =>
+            {
+                let hint = if self.feature.nullable {
+                    "; send null for a missing value"
+                } else {
+                    ""
+                };
+                format!(
+                    "is the string {json}: numbers must be JSON numbers, and NaN and Infinity \
+                    are not JSON{hint}"
+                )
+            }
             _ => message,
         })?;
         match (&mut self.data, value) {
@@ -152,7 +161,8 @@ pub(crate) fn decode_tensors(
             None => rows = Some(n),
             Some(first) if first != n => {
                 return Err(bad(format!(
-                    "input '{}' has {n} rows but '{}' has {first}; every input needs one value per row",
+                    "input '{}' has {n} rows but '{}' has {first}; every input needs one value per \
+                        row",
                     feature.name, manifest.inputs[0].name
                 )));
             }

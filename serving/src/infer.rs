@@ -106,7 +106,12 @@ pub(crate) async fn predict(
         Ok(Err(message)) => message,
         Err(join) => format!("the model's thread failed: {join}"),
     };
-    tracing::warn!(model = %served.manifest.model.name, version = served.manifest.model.version, error = %failure, "main model failed");
+    tracing::warn!(
+        model = %served.manifest.model.name,
+        version = served.manifest.model.version,
+        error = %failure,
+        "main model failed"
+    );
     with_fallback(&served, &batch, FallbackReason::Error).ok_or_else(|| {
         ApiError::Internal(format!(
             "{}: the model failed: {failure}",

@@ -134,14 +134,20 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cli.addr).await.with_context(|| format!("cannot listen on {}", cli.addr))?;
+        let listener = tokio::net::TcpListener::bind(cli.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.addr))?;
         let bound = listener.local_addr()?;
         // The one line on standard output: how a supervisor finds the port.
         #[allow(clippy::print_stdout)]
         {
             println!("listening on http://{bound}");
         }
-        tracing::info!(addr = %bound, models = %config.models.display(), "listening; loading models");
+        tracing::info!(
+            addr = %bound,
+            models = %config.models.display(),
+            "listening; loading models"
+        );
 
         // Liveness answers at once; readiness once every model is loaded.
         let loader_state = Arc::clone(&state);
@@ -155,14 +161,18 @@ fn main() -> Result<()> {
                         .into_iter()
                         .map(|(state, n)| format!("{n} {}", state.as_str()))
                         .collect();
-                    tracing::info!(?states, seconds = started.elapsed().as_secs_f64(), "models loaded; ready");
+                    let seconds = started.elapsed().as_secs_f64();
+                    tracing::info!(?states, seconds, "models loaded; ready");
                     loader_state.mark_ready();
                 }
                 Err(error) => tracing::error!(%error, "cannot read the model repository"),
             }
         });
 
-        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?;
         tracing::info!("stopped");
         Ok(())
     })

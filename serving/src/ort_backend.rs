@@ -32,7 +32,8 @@ static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 #[non_exhaustive]
 pub enum OrtInitError {
     #[error(
-        "the ONNX Runtime library was not found (looked in: {searched}); pass --ort-lib, set ORT_DYLIB_PATH, or run `cargo xtask ort` to fetch it into target/ort/"
+        "the ONNX Runtime library was not found (looked in: {searched}); pass --ort-lib, set \
+            ORT_DYLIB_PATH, or run `cargo xtask ort` to fetch it into target/ort/"
     )]
     NotFound { searched: String },
     #[error("{path}: cannot load ONNX Runtime: {reason}")]
@@ -247,7 +248,8 @@ impl Binding {
                 TensorElementType::Float32 | TensorElementType::Float64
             ) {
                 return Err(format!(
-                    "the graph has one input '{name}' of {element:?}; stacking the manifest's inputs needs a float tensor"
+                    "the graph has one input '{name}' of {element:?}; stacking the manifest's \
+                        inputs needs a float tensor"
                 ));
             }
             if let Some(f) = manifest
@@ -256,7 +258,8 @@ impl Binding {
                 .find(|f| !f.datatype.is_numeric() && f.datatype != Datatype::Bool)
             {
                 return Err(format!(
-                    "the graph has one input '{name}', but the manifest's input '{}' is {} and cannot be stacked into it",
+                    "the graph has one input '{name}', but the manifest's input '{}' is {} and \
+                        cannot be stacked into it",
                     f.name, f.datatype
                 ));
             }
@@ -299,7 +302,13 @@ impl Binding {
                     names(&graph_outputs)
                 )
             })?;
-            let (element, _) = tensor.ok_or_else(|| format!("the graph's output '{name}' is not a tensor (a classifier's probability map is not supported; export with zipmap disabled)"))?;
+            let (element, _) = tensor.ok_or_else(|| {
+                format!(
+                    "the graph's output '{name}' is not a \
+                tensor (a classifier's probability map is not supported; export with zipmap \
+                disabled)"
+                )
+            })?;
             check_type("output", feature, name, element)?;
             outputs.push((name.clone(), element));
         }
@@ -317,7 +326,8 @@ fn check_type(
         Ok(())
     } else {
         Err(format!(
-            "the manifest's {side} '{}' is {} but the graph's {side} '{graph_name}' holds {element:?}",
+            "the manifest's {side} '{}' is {} but the graph's {side} '{graph_name}' holds \
+                {element:?}",
             feature.name, feature.datatype
         ))
     }
@@ -366,7 +376,8 @@ impl OrtPredictor {
                     match new_session(&path, options) {
                         Ok(session) => *empty = Some(session),
                         Err(error) => {
-                            tracing::warn!(path = %path.display(), %error, "could not add a session")
+                            let path = path.display();
+                            tracing::warn!(%path, %error, "could not add a session")
                         }
                     }
                 }

@@ -252,12 +252,23 @@ impl Registry {
             match self.load_version(&version.dir) {
                 Ok(served) => {
                     if let Some(reason) = served.failure() {
-                        tracing::warn!(model = %entry.name, version = version.version, state = served.state().as_str(), %reason, "main model not loaded");
+                        tracing::warn!(
+                            model = %entry.name,
+                            version = version.version,
+                            state = served.state().as_str(),
+                            %reason,
+                            "main model not loaded"
+                        );
                     }
                     versions.insert(version.version, Arc::new(served));
                 }
                 Err(reason) => {
-                    tracing::warn!(model = %entry.name, version = version.version, %reason, "bundle skipped")
+                    tracing::warn!(
+                        model = %entry.name,
+                        version = version.version,
+                        %reason,
+                        "bundle skipped"
+                    )
                 }
             }
         }
@@ -282,7 +293,8 @@ impl Registry {
             .find(|f| !supported(f.datatype));
         let main = match unsupported {
             Some(f) => Main::Failed(format!(
-                "'{}' is {}, which preflight-serve does not take (FP32, FP64, INT32, INT64, BOOL and BYTES)",
+                "'{}' is {}, which preflight-serve does not take (FP32, FP64, INT32, INT64, BOOL \
+                    and BYTES)",
                 f.name, f.datatype
             )),
             None => match self.backend.load(&bundle) {

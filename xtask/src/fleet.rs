@@ -57,7 +57,8 @@ pub(crate) fn fleet(root: &Path, bench: &FleetBench) -> Result<()> {
         let report = read_report(&out.join("report.json"))?;
         let tally = Tally::of(&report);
         eprintln!(
-            "run {run}: {seconds:.1} s, exit {:?}, {} false alarms ({}), {} inconclusive comparisons, latency run {}",
+            "run {run}: {seconds:.1} s, exit {:?}, {} false alarms ({}), {} inconclusive \
+                comparisons, latency run {}",
             status.code(),
             tally.failed.len(),
             tally.failed.join(", "),
@@ -123,7 +124,8 @@ impl Tally {
 fn latency_run(report: &Value) -> String {
     match report["latency_runs"].get(0) {
         Some(run) => format!(
-            "{:.0} s, {} requests in {} rounds, offered {:.0}/s of {:.0}/s asked (capacity {:.0}/s)",
+            "{:.0} s, {} requests in {} rounds, offered {:.0}/s of {:.0}/s asked \
+            (capacity {:.0}/s)",
             run["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
             run["requests"],
             run["rounds"],

@@ -118,7 +118,8 @@ fn shared_libraries(object: &Path) -> Result<Vec<PathBuf>> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut libraries = Vec::new();
     for line in text.lines() {
-        // `libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+        // `libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2
+        // (0x...)`.
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),
             None => line

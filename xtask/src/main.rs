@@ -25,6 +25,9 @@ commands:
              fixtures/models (or DIR) against fixtures/baseline/report.json, reports in
              target/preflight/; --shard verifies one shard (CI's matrix);
              --refresh-baseline stores a passing run as the baseline
+  ci         the style gate: cargo fmt --check, clippy with warnings as
+             errors, and the tidy tests (line width, one list of suites,
+             docs of every suite, the crate graph's invariants)
   test [ARGS]   run every test of the workspace and the client check (what CI runs);
                 ARGS go to `cargo test` and skip the client check
   bench [server]  the server under open-loop load, and the cost of 300 models
@@ -57,6 +60,7 @@ fn run() -> Result<u8> {
     let mut args = std::env::args().skip(1);
     let done = |r: Result<()>| r.map(|()| 0);
     match args.next().as_deref() {
+        Some("ci") => done(ci(&root)),
         Some("test") => done(test(&root, args.collect())),
         Some("verify") => {
             let (mut models, mut refresh, mut shard) = ("fixtures/models".to_owned(), false, None);
@@ -117,6 +121,30 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     }
 }
 
+/// `cargo xtask ci`: the style gate, which CI runs before the tests.
+fn ci(root: &Path) -> Result<()> {
+    let cargo = |args: &[&str]| exec(Command::new(cargo()).current_dir(root).args(args));
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "--deny",
+        "warnings",
+    ])?;
+    cargo(&[
+        "test",
+        "--locked",
+        "--package",
+        "preflight-harness",
+        "--test",
+        "it",
+        "tidy::",
+    ])
+}
+
 /// `cargo xtask test [ARGS]`: every test of the workspace, then the
 /// third-party client check. ARGS go to `cargo test` and skip the client check.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
@@ -130,7 +158,8 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
         Some(image::build(root)?)
     } else {
         bail!(
-            "no Docker engine answers (`docker info` failed): the container tests need one; set PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them"
+            "no Docker engine answers (`docker info` failed): the container tests need one; set \
+                PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them"
         );
     };
     let mut command = Command::new(cargo());

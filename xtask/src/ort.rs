@@ -30,7 +30,8 @@ pub(crate) fn ensure(root: &Path) -> Result<PathBuf> {
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         bail!(
-            "the pinned ONNX Runtime wheel is for Linux x86_64; on this platform set ORT_DYLIB_PATH to a libonnxruntime {VERSION}"
+            "the pinned ONNX Runtime wheel is for Linux x86_64; on this platform set \
+                ORT_DYLIB_PATH to a libonnxruntime {VERSION}"
         );
     }
     let dir = root.join("target/ort");

@@ -115,7 +115,9 @@ async fn main() -> Result<()> {
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "{model}/{version}: offered {:.0}/s for {:.1} s: {} requests, {} errors, completed {:.0}/s; latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms (drained {:.2} s after the last send)",
+            "{model}/{version}: offered {:.0}/s for {:.1} s: {} requests, {} errors, completed \
+                {:.0}/s; latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms (drained \
+                {:.2} s after the last send)",
             cli.rate,
             cli.seconds,
             total,
@@ -144,7 +146,14 @@ fn single_row_requests(dir: &std::path::Path) -> Result<Vec<String>> {
             let tensors: Vec<Value> = inputs
                 .iter()
                 .zip(&sample.inputs)
-                .map(|(f, v)| json!({"name": f.name, "datatype": f.datatype.as_str(), "shape": [1, 1], "data": [v.to_json()]}))
+                .map(|(f, v)| {
+                    json!({
+                        "name": f.name,
+                        "datatype": f.datatype.as_str(),
+                        "shape": [1, 1],
+                        "data": [v.to_json()],
+                    })
+                })
                 .collect();
             json!({ "inputs": tensors }).to_string()
         })

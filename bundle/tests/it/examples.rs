@@ -11,9 +11,15 @@ use preflight_bundle::{
 
 use crate::{BUNDLE_MD_FALLBACK, BUNDLE_MD_MANIFEST, bundle_dir};
 
-const SAMPLE_LINE: &str = r#"{"id": "s0001", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "prep_time_min": null}, "outputs": {"eta_minutes": 24.71}}"#;
+const SAMPLE_LINE: &str = concat!(
+    r#"{"id": "s0001", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "#,
+    r#""prep_time_min": null}, "outputs": {"eta_minutes": 24.71}}"#,
+);
 
-const HOLDOUT_LINE: &str = r#"{"id": "h0001", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "prep_time_min": null}, "target": {"eta_minutes": 26.0}}"#;
+const HOLDOUT_LINE: &str = concat!(
+    r#"{"id": "h0001", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "#,
+    r#""prep_time_min": null}, "target": {"eta_minutes": 26.0}}"#,
+);
 
 fn manifest() -> Manifest {
     Manifest::parse(BUNDLE_MD_MANIFEST, Path::new("manifest.toml"))

@@ -32,23 +32,38 @@ fn bad_fallbacks() {
         ("unknown output", r#"{"kind": "linear", "output": "eta"}"#),
         (
             "unknown input",
-            r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"speed": {"impute": 0, "mean": 0, "scale": 1, "coef": 1}}}"#
+            concat!(
+                r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"speed": "#,
+                r#"{"impute": 0, "mean": 0, "scale": 1, "coef": 1}}}"#,
+            )
         ),
         (
             "zero scale",
-            r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"distance_km": {"impute": 0, "mean": 0, "scale": 0, "coef": 1}}}"#
+            concat!(
+                r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"distance_km": "#,
+                r#"{"impute": 0, "mean": 0, "scale": 0, "coef": 1}}}"#,
+            )
         ),
         (
             "missing coef",
-            r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"distance_km": {"impute": 0, "mean": 0, "scale": 1}}}"#
+            concat!(
+                r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"distance_km": "#,
+                r#"{"impute": 0, "mean": 0, "scale": 1}}}"#,
+            )
         ),
         (
             "text as numeric",
-            r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"vehicle": {"impute": 0, "mean": 0, "scale": 1, "coef": 1}}}"#
+            concat!(
+                r#"{"kind": "linear", "output": "eta_minutes", "numeric": {"vehicle": "#,
+                r#"{"impute": 0, "mean": 0, "scale": 1, "coef": 1}}}"#,
+            )
         ),
         (
             "float as categorical",
-            r#"{"kind": "linear", "output": "eta_minutes", "categorical": {"distance_km": {"1.0": 2.0}}}"#
+            concat!(
+                r#"{"kind": "linear", "output": "eta_minutes", "categorical": "#,
+                r#"{"distance_km": {"1.0": 2.0}}}"#,
+            )
         ),
         (
             "reversed clip",

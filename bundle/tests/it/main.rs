@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 pub const BUNDLE_MD_MANIFEST: &str = include_str!("data/bundle-md-manifest.toml");
 
 /// The fallback example of BUNDLE.md, verbatim.
-pub const BUNDLE_MD_FALLBACK: &str = r#"{"kind": "linear", "output": "eta_minutes", "intercept": 12.3,
- "numeric": {"distance_km": {"impute": 4.1, "mean": 5.2, "scale": 3.9, "coef": 2.7}},
- "categorical": {"vehicle": {"car": 1.2, "bicycle": -0.8, "__other__": 0.0}},
- "clip": [0.0, 300.0]}"#;
+pub const BUNDLE_MD_FALLBACK: &str = include_str!("data/bundle-md-fallback.json");
 
 /// Writes `files` into a fresh bundle folder `<tmp>/<model>/<version>/`.
 pub fn bundle_dir(tmp: &Path, model: &str, version: u64, files: &[(&str, &str)]) -> PathBuf {

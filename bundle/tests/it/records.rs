@@ -7,7 +7,10 @@ use preflight_bundle::{Manifest, RecordFile, parse_records};
 
 use crate::BUNDLE_MD_MANIFEST;
 
-const GOOD: &str = r#"{"id": "s1", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "prep_time_min": null}, "outputs": {"eta_minutes": 24.71}}"#;
+const GOOD: &str = concat!(
+    r#"{"id": "s1", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "#,
+    r#""prep_time_min": null}, "outputs": {"eta_minutes": 24.71}}"#,
+);
 
 /// Puts each case after a good row and lists the outcome, one line per case.
 fn check(file: RecordFile, cases: &[(&str, &str)]) -> String {
@@ -35,17 +38,51 @@ fn bad_samples() {
         ("valid", row(ok)),
         ("blank line", String::new()),
         ("not json", "{\"id\": \"s2\", \"inputs\": {".to_owned()),
-        ("missing input", row(r#""distance_km": 3.2, "hour": 13, "vehicle": "car""#)),
+        (
+            "missing input",
+            row(r#""distance_km": 3.2, "hour": 13, "vehicle": "car""#),
+        ),
         ("unknown input", row(&format!(r#"{ok}, "speed": 3"#))),
-        ("null in non-nullable", row(r#""distance_km": null, "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("float for INT64", row(r#""distance_km": 3.2, "hour": 13.5, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("string for FP32", row(r#""distance_km": "3.2", "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("NaN as a string", row(r#""distance_km": "NaN", "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("above max", row(r#""distance_km": 151, "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("below min", row(r#""distance_km": 3.2, "hour": -1, "vehicle": "car", "prep_time_min": 4.5"#)),
-        ("unknown category", row(r#""distance_km": 3.2, "hour": 13, "vehicle": "scooter", "prep_time_min": 4.5"#)),
-        ("no outputs", format!(r#"{{"id": "s2", "inputs": {{{ok}}}}}"#)),
-        ("output out of range", r#"{"id": "s2", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "prep_time_min": 4.5}, "outputs": {"eta_minutes": 900}}"#.to_owned()),
+        (
+            "null in non-nullable",
+            row(r#""distance_km": null, "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "float for INT64",
+            row(r#""distance_km": 3.2, "hour": 13.5, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "string for FP32",
+            row(r#""distance_km": "3.2", "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "NaN as a string",
+            row(r#""distance_km": "NaN", "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "above max",
+            row(r#""distance_km": 151, "hour": 13, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "below min",
+            row(r#""distance_km": 3.2, "hour": -1, "vehicle": "car", "prep_time_min": 4.5"#),
+        ),
+        (
+            "unknown category",
+            row(r#""distance_km": 3.2, "hour": 13, "vehicle": "scooter", "prep_time_min": 4.5"#),
+        ),
+        (
+            "no outputs",
+            format!(r#"{{"id": "s2", "inputs": {{{ok}}}}}"#),
+        ),
+        (
+            "output out of range",
+            concat!(
+                r#"{"id": "s2", "inputs": {"distance_km": 3.2, "hour": 13, "vehicle": "car", "#,
+                r#""prep_time_min": 4.5}, "outputs": {"eta_minutes": 900}}"#,
+            )
+            .to_owned(),
+        ),
         ("repeated id", GOOD.to_owned()),
     ];
     let cases: Vec<(&str, &str)> = cases.iter().map(|(n, r)| (*n, r.as_str())).collect();

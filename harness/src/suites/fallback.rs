@@ -91,14 +91,19 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     }
     checks.push(match (fastest(&main), fastest(&fallback)) {
         // Parity reports a model that never answers; here there is nothing to compare.
-        _ if !model_answered => Check::skipped("not slower than the model", "the main model did not answer the timed batches: the fallback answered both sides"),
+        _ if !model_answered => Check::skipped(
+            "not slower than the model",
+            "the main model did \
+            not answer the timed batches: the fallback answered both sides",
+        ),
         (Some(m), Some(f)) => {
             metrics.insert("batch_ms".to_owned(), f);
             Check::new(
                 "not slower than the model",
                 f <= m * (1.0 + SPEED_MARGIN),
                 format!(
-                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, alternating; margin {:.0}%)",
+                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, \
+                        alternating; margin {:.0}%)",
                     batch.len(),
                     SPEED_MARGIN * 100.0
                 ),

@@ -246,7 +246,8 @@ fn fallback_check(fallbacks: &[&str], n: u64, limit: f64) -> Check {
         "fallback rate",
         rate <= limit,
         format!(
-            "fallback rate {:.1}%: {} of {n} requests were answered by the fallback{reason}, limit {:.1}%",
+            "fallback rate {:.1}%: {} of {n} requests were answered by the fallback{reason}, limit \
+                {:.1}%",
             rate * 100.0,
             fallbacks.len(),
             limit * 100.0
@@ -299,7 +300,8 @@ fn paired(
     {
         let name = format!("{label} against the last release");
         let text = format!(
-            "{label} {:.2}× [{:.2}, {:.2}] the last release ({against}, {} pairs; {level} interval, paired bootstrap and order statistics); limit {:.2}×",
+            "{label} {:.2}× [{:.2}, {:.2}] the last release ({against}, {} pairs; {level} \
+                interval, paired bootstrap and order statistics); limit {:.2}×",
             ratio.value,
             ratio.low,
             ratio.high,
@@ -359,7 +361,8 @@ fn against_report(
         let allowed = high * (1.0 + limit);
         method = "baseline report".to_owned();
         let text = format!(
-            "{label} {e} ms against the baseline report's {base:.2} ms (upper bound {high:.2} ms; limit +{:.0}%: {allowed:.2} ms); {why}, so the two runs' noise is not shared",
+            "{label} {e} ms against the baseline report's {base:.2} ms (upper bound {high:.2} ms; \
+                limit +{:.0}%: {allowed:.2} ms); {why}, so the two runs' noise is not shared",
             limit * 100.0
         );
         checks.push(settle.check(&name, e, allowed, text, SLOWER));

@@ -94,8 +94,19 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             .take(3)
             .map(|&(_, i, o)| {
                 let s = &samples[i];
-                let inputs: serde_json::Map<String, serde_json::Value> = manifest.inputs.iter().zip(&s.inputs).map(|(f, v)| (f.name.clone(), v.to_json())).collect();
-                json!({"id": s.id, "output": manifest.outputs[o].name, "served": served[o][i], "expected": expected(s, o), "inputs": inputs})
+                let inputs: serde_json::Map<String, serde_json::Value> = manifest
+                    .inputs
+                    .iter()
+                    .zip(&s.inputs)
+                    .map(|(f, v)| (f.name.clone(), v.to_json()))
+                    .collect();
+                json!({
+                    "id": s.id,
+                    "output": manifest.outputs[o].name,
+                    "served": served[o][i],
+                    "expected": expected(s, o),
+                    "inputs": inputs,
+                })
             })
             .collect();
         let key = if mode == "batch" { "batch" } else { "single" };
@@ -116,7 +127,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             )
         } else {
             let mut why = vec![format!(
-                "{passed} of {total} within tolerance; max |Δ| {max_abs:.3e}, max relative {max_rel:.3e}"
+                "{passed} of {total} within tolerance; max |Δ| {max_abs:.3e}, max relative \
+                    {max_rel:.3e}"
             )];
             if let Some(&(_, i, o)) = worst.first() {
                 why.push(format!(
@@ -127,11 +139,26 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 ));
             }
             match stages {
-                (0, 0) if model.artifact.is_none() => why.push("stage unknown: the artifact was not run".to_owned()),
+                (0, 0) if model.artifact.is_none() => why.push(
+                    "stage unknown: the artifact was \
+                    not run"
+                        .to_owned(),
+                ),
                 (0, 0) => {}
-                (0, _) => why.push("divergence starts at artifact → endpoint: the artifact itself matches training".to_owned()),
-                (_, 0) => why.push("divergence starts at training → artifact: the artifact itself disagrees with training".to_owned()),
-                (a, b) => why.push(format!("{a} rows diverge at training → artifact, {b} at artifact → endpoint")),
+                (0, _) => why.push(
+                    "divergence starts at artifact → endpoint: the artifact itself \
+                    matches training"
+                        .to_owned(),
+                ),
+                (_, 0) => why.push(
+                    "divergence starts at training → artifact: the artifact itself \
+                    disagrees with training"
+                        .to_owned(),
+                ),
+                (a, b) => why.push(format!(
+                    "{a} rows diverge at training → artifact, {b} at \
+                    artifact → endpoint"
+                )),
             }
             if fallback_rows > 0 {
                 why.push(format!(

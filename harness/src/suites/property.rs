@@ -280,7 +280,8 @@ trait Curl {
 
 fn curl_for(manifest: &Manifest, client: &Client, body: &serde_json::Value) -> String {
     format!(
-        "curl -s -X POST {}/v2/models/{}/versions/{}/infer -H 'content-type: application/json' -d '{}'",
+        "curl -s -X POST {}/v2/models/{}/versions/{}/infer -H 'content-type: application/json' -d \
+            '{}'",
         client.base,
         manifest.model.name,
         manifest.model.version,
@@ -329,16 +330,31 @@ fn value_strategy(
     };
     let base: BoxedStrategy<Value> = match feature.datatype {
         Datatype::Bytes => {
-            let categories = feature.categories.clone().unwrap_or_else(|| vec!["a".to_owned(), "b".to_owned()]);
-            prop::sample::select(categories).prop_map(Value::Text).boxed()
+            let categories = feature
+                .categories
+                .clone()
+                .unwrap_or_else(|| vec!["a".to_owned(), "b".to_owned()]);
+            prop::sample::select(categories)
+                .prop_map(Value::Text)
+                .boxed()
         }
         Datatype::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
         dt if dt.is_integer() => {
             let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
-            prop_oneof![1 => Just(Value::Int(lo)), 1 => Just(Value::Int(hi)), 6 => (lo..=hi).prop_map(Value::Int)].boxed()
+            prop_oneof![
+                1 => Just(Value::Int(lo)),
+                1 => Just(Value::Int(hi)),
+                6 => (lo..=hi).prop_map(Value::Int),
+            ]
+            .boxed()
         }
         // Two decimals, as clients send them; edges included.
-        _ => prop_oneof![1 => Just(Value::Float(lo)), 1 => Just(Value::Float(hi)), 6 => (lo..=hi).prop_map(|x| Value::Float((x * 100.0).round() / 100.0))].boxed(),
+        _ => prop_oneof![
+            1 => Just(Value::Float(lo)),
+            1 => Just(Value::Float(hi)),
+            6 => (lo..=hi).prop_map(|x| Value::Float((x * 100.0).round() / 100.0)),
+        ]
+        .boxed(),
     };
     if nullable {
         prop_oneof![1 => Just(Value::Null), 7 => base].boxed()

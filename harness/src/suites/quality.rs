@@ -25,19 +25,41 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         }
     };
     let mut checks = vec![bound_check(budget, scored)];
-    checks.push(match (budget.max_regression, model.baseline_metric(Suite::Quality, budget.metric.as_str())) {
-        (None, _) => Check::skipped("against the baseline", "the contract sets no max_regression"),
-        (Some(_), None) => Check::skipped("against the baseline", "no baseline report, or it has no quality figures"),
-        (Some(limit), Some(base)) => {
-            // Positive when worse, whichever way the metric points.
-            let change = if budget.metric.higher_is_better() { (base - scored) / base.abs() } else { (scored - base) / base.abs() };
-            Check::new(
+    checks.push(
+        match (
+            budget.max_regression,
+            model.baseline_metric(Suite::Quality, budget.metric.as_str()),
+        ) {
+            (None, _) => Check::skipped(
                 "against the baseline",
-                change <= limit,
-                format!("{} {scored:.4} against the baseline's {base:.4}: {:+.1}% worse (limit {:.0}%)", budget.metric.as_str(), change * 100.0, limit * 100.0),
-            )
-        }
-    });
+                "the contract sets no max_regression",
+            ),
+            (Some(_), None) => Check::skipped(
+                "against the baseline",
+                "no baseline report, or it has \
+            no quality figures",
+            ),
+            (Some(limit), Some(base)) => {
+                // Positive when worse, whichever way the metric points.
+                let change = if budget.metric.higher_is_better() {
+                    (base - scored) / base.abs()
+                } else {
+                    (scored - base) / base.abs()
+                };
+                Check::new(
+                    "against the baseline",
+                    change <= limit,
+                    format!(
+                        "{} {scored:.4} against the baseline's {base:.4}: {:+.1}% worse (limit \
+                    {:.0}%)",
+                        budget.metric.as_str(),
+                        change * 100.0,
+                        limit * 100.0
+                    ),
+                )
+            }
+        },
+    );
     let mut report = SuiteReport::new(Suite::Quality.name(), checks);
     report
         .metrics

@@ -83,7 +83,8 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
                     NAME,
                     false,
                     format!(
-                        "training → artifact: {off} of {} rows off; worst row '{id}': artifact {got}, training {want}",
+                        "training → artifact: {off} of {} rows off; worst row '{id}': artifact \
+                            {got}, training {want}",
                         samples.len()
                     ),
                 ),

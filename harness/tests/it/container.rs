@@ -22,7 +22,8 @@ fn image() -> Option<String> {
         .is_ok_and(|o| o.status.success());
     assert!(
         answers,
-        "no Docker engine answers: the container tests need one (set PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them)"
+        "no Docker engine answers: the container tests need one (set \
+            PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them)"
     );
     Some(std::env::var("PREFLIGHT_IMAGE").unwrap_or_else(|_| "preflight-serve:dev".to_owned()))
 }

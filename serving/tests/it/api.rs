@@ -77,7 +77,15 @@ async fn health_and_metadata() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_oriented_predict_and_metrics() {
     let server = Server::start(&fixtures().join("models")).await;
-    let row = json!({"distance_km": 2.5, "hour": 13, "day_of_week": 2, "vehicle": "bicycle", "prep_time_min": null, "items": 2, "rain": 0});
+    let row = json!({
+        "distance_km": 2.5,
+        "hour": 13,
+        "day_of_week": 2,
+        "vehicle": "bicycle",
+        "prep_time_min": null,
+        "items": 2,
+        "rain": 0,
+    });
     let (status, body) = server
         .post(
             "/v1/models/eta-lisbon:predict",

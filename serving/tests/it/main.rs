@@ -137,7 +137,12 @@ pub fn infer_request(
         .enumerate()
         .map(|(i, f)| {
             let data: Vec<Value> = rows.iter().map(|r| r.inputs[i].to_json()).collect();
-            json!({"name": f.name, "datatype": f.datatype.as_str(), "shape": [rows.len(), 1], "data": data})
+            json!({
+                "name": f.name,
+                "datatype": f.datatype.as_str(),
+                "shape": [rows.len(), 1],
+                "data": data,
+            })
         })
         .collect();
     let mut request = json!({ "inputs": inputs });

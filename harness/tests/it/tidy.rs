@@ -1,0 +1,174 @@
+//! Tidy: what a review would otherwise have to catch, checked by
+//! `cargo xtask ci` and with every test run. Lines that fit a screen, one
+//! list of suites ([`Suite`]), docs that describe every suite, and the
+//! invariants of ARCHITECTURE.md that a file can show.
+
+use std::path::{Path, PathBuf};
+
+use preflight_harness::Suite;
+
+const MAX_LINE: usize = 100;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every Rust file of the workspace, outside build output and hidden folders.
+fn rust_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "target" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, found);
+            } else if name.ends_with(".rs") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&workspace(), &mut found);
+    found.sort();
+    assert!(
+        found.len() > 50,
+        "the walk found only {} files",
+        found.len()
+    );
+    found
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(workspace())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn no_line_is_longer_than_100_characters() {
+    let mut long = Vec::new();
+    for path in rust_sources() {
+        for (n, line) in read(&path).lines().enumerate() {
+            let width = line.chars().count();
+            if width > MAX_LINE {
+                long.push(format!("{}:{}: {width} characters", relative(&path), n + 1));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "lines over {MAX_LINE} characters:\n{}",
+        long.join("\n")
+    );
+}
+
+/// A hand-written list of suite names (four or more within eight lines)
+/// anywhere but beside the enum goes stale when a suite is added.
+#[test]
+fn suites_are_listed_only_by_the_suite_enum() {
+    let home = workspace().join("harness/src/suites/mod.rs");
+    let quoted: Vec<String> = Suite::all()
+        .iter()
+        .map(|s| format!("\"{}\"", s.name()))
+        .collect();
+    let mut lists = Vec::new();
+    for path in rust_sources().into_iter().filter(|p| *p != home) {
+        let text = read(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, window) in lines.windows(8).enumerate() {
+            let named = quoted
+                .iter()
+                .filter(|q| window.iter().any(|line| line.contains(q.as_str())))
+                .count();
+            if named >= 4 {
+                lists.push(format!("{}:{}", relative(&path), n + 1));
+                break;
+            }
+        }
+    }
+    assert!(
+        lists.is_empty(),
+        "suite names listed by hand (use Suite::all()):\n{}",
+        lists.join("\n")
+    );
+}
+
+/// docs/harness.md's table of suites has a row for each, and README.md
+/// names each.
+#[test]
+fn the_docs_describe_every_suite() {
+    let harness = read(&workspace().join("docs/harness.md"));
+    let readme = read(&workspace().join("README.md"));
+    for suite in Suite::all() {
+        let row = format!("| `{}` |", suite.name());
+        assert!(
+            harness.lines().any(|l| l.starts_with(&row)),
+            "docs/harness.md has no row `{row}`"
+        );
+        assert!(
+            readme.contains(suite.name()),
+            "README.md never names '{}'",
+            suite.name()
+        );
+    }
+}
+
+/// The dependency lines of a crate's Cargo.toml.
+fn dependencies(krate: &str) -> Vec<String> {
+    let text = read(&workspace().join(krate).join("Cargo.toml"));
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// ARCHITECTURE.md: `harness` and `suites` never link `serving`; `bundle`
+/// never links ONNX Runtime.
+#[test]
+fn the_crate_graph_keeps_its_invariants() {
+    for krate in ["harness", "suites"] {
+        let links: Vec<String> = dependencies(krate)
+            .into_iter()
+            .filter(|l| l.contains("preflight-serving"))
+            .collect();
+        assert!(links.is_empty(), "{krate} links the server: {links:?}");
+    }
+    let ort: Vec<String> = dependencies("bundle")
+        .into_iter()
+        .filter(|l| l.trim_start().starts_with("ort"))
+        .collect();
+    assert!(ort.is_empty(), "bundle links ONNX Runtime: {ort:?}");
+}
+
+/// ARCHITECTURE.md: `ApiError::status` is the only place the server
+/// chooses a status code, and no lock is shared by every request (the
+/// per-model session slots are the only mutexes on the request path).
+#[test]
+fn the_server_keeps_its_invariants() {
+    let src = workspace().join("serving/src");
+    let mut found = Vec::new();
+    for path in rust_sources().into_iter().filter(|p| p.starts_with(&src)) {
+        let name = relative(&path);
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains("StatusCode::") && !name.ends_with("serving/src/error.rs") {
+                found.push(format!(
+                    "{name}:{}: a status code chosen outside ApiError",
+                    n + 1
+                ));
+            }
+            let request_path = name.contains("/routes/") || name.ends_with("/metrics.rs");
+            if request_path && line.contains("Mutex") {
+                found.push(format!("{name}:{}: a lock on every request's path", n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
