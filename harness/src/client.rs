@@ -8,6 +8,57 @@ use serde_json::{Value, json};
 /// How long one request may take before the endpoint counts as hanging.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Names of the `parameters` of the wire protocol that the harness reads
+/// and writes (`../shared/PROTOCOL.md`, docs/serving.md).
+pub mod params {
+    /// Request: the main model's budget in milliseconds.
+    pub const DEADLINE_MS: &str = "deadline_ms";
+    /// Response: `true` when the fallback answered.
+    pub const FALLBACK: &str = "fallback";
+    /// Response: why the fallback answered.
+    pub const FALLBACK_REASON: &str = "fallback_reason";
+}
+
+/// Why the endpoint says its fallback answered (`parameters.fallback_reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The main model returned an error.
+    Error,
+    /// The main model did not answer within the deadline.
+    Deadline,
+    /// The main model could not be loaded.
+    NotLoaded,
+    /// A reason this harness does not know, as the endpoint wrote it (any
+    /// Open Inference Protocol server may add its own), or `unknown`.
+    Other(String),
+}
+
+impl FallbackReason {
+    pub fn parse(reason: &str) -> Self {
+        match reason {
+            "error" => FallbackReason::Error,
+            "deadline" => FallbackReason::Deadline,
+            "not_loaded" => FallbackReason::NotLoaded,
+            other => FallbackReason::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            FallbackReason::Error => "error",
+            FallbackReason::Deadline => "deadline",
+            FallbackReason::NotLoaded => "not_loaded",
+            FallbackReason::Other(reason) => reason,
+        }
+    }
+}
+
+impl std::fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The endpoint could not be reached or did not answer in time: exit code 3.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{url}: {reason}")]
@@ -23,7 +74,7 @@ pub struct Answer {
     /// One column per manifest output, in manifest order, where the answer is a 200.
     pub outputs: Vec<Vec<f64>>,
     /// `parameters.fallback_reason` where the fallback answered.
-    pub fallback: Option<String>,
+    pub fallback: Option<FallbackReason>,
     /// The error message of a non-200 answer, or why a 200 could not be read.
     pub error: Option<String>,
 }
@@ -231,11 +282,13 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
         }
         columns.push(values);
     }
-    let fallback = (body["parameters"]["fallback"] == true).then(|| {
-        body["parameters"]["fallback_reason"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_owned()
+    let parameters = &body["parameters"];
+    let fallback = (parameters[params::FALLBACK] == true).then(|| {
+        FallbackReason::parse(
+            parameters[params::FALLBACK_REASON]
+                .as_str()
+                .unwrap_or("unknown"),
+        )
     });
     Answer {
         status,

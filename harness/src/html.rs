@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::diff::{changes, render};
 use crate::report::{Report, SuiteReport, Verdict};
+use crate::suites::latency::HISTOGRAM_MS;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;\
 color:#222}\
@@ -132,7 +133,7 @@ fn chart(h: &mut String, suite: &SuiteReport) {
     let (title, bins) = match suite.suite.as_str() {
         "latency" => (
             "Latency: requests per bin, by the bin's upper bound in ms",
-            pairs(&suite.details["histogram_ms"], |x| format!("{x:.1}")),
+            pairs(&suite.details[HISTOGRAM_MS], |x| format!("{x:.1}")),
         ),
         "parity" => (
             "Parity error: rows per decade of |served − expected| (batch mode)",

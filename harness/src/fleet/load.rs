@@ -9,7 +9,7 @@ use bytes::Bytes;
 use preflight_bundle::Manifest;
 
 use super::schedule::Send;
-use crate::client::{Answer, Client, Unreachable};
+use crate::client::{Answer, Client, FallbackReason, Unreachable};
 
 /// One version of one model, as the fleet run sends to it.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ pub enum Outcome {
     /// The main model answered.
     Model,
     /// The fallback answered, for this reason.
-    Fallback(String),
+    Fallback(FallbackReason),
     /// No usable answer: the status and error.
     Failed(String),
 }

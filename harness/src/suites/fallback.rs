@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::quality::{bound_check, score};
 use super::{ModelUnderTest, Suite, rows, skipped};
-use crate::client::Unreachable;
+use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, SuiteReport};
 
 /// Timed requests per side when comparing the fallback's speed with the model's.
@@ -29,7 +29,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let Some(holdout) = &model.holdout else {
         return Ok(skipped(Suite::Fallback, "needs holdout.jsonl"));
     };
-    let forced = Some(json!({"deadline_ms": 0}));
+    let forced = Some(json!({ params::DEADLINE_MS: 0 }));
     let records: Vec<&Record> = holdout.iter().collect();
     let mut checks = Vec::new();
 
@@ -37,8 +37,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         .client
         .infer(manifest, &rows(&records[..1]), forced.clone())
         .await?;
-    checks.push(match (answer.ok(), answer.fallback.as_deref()) {
-        (true, Some("deadline")) => Check::new(
+    checks.push(match (answer.ok(), &answer.fallback) {
+        (true, Some(FallbackReason::Deadline)) => Check::new(
             "answers and says so",
             true,
             "parameters.fallback_reason = \"deadline\" with deadline_ms = 0",

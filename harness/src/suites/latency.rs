@@ -16,6 +16,10 @@ use crate::fleet::stats::{self, Against, Estimate};
 use crate::report::{Check, SuiteReport};
 
 /// How a failed comparison with the last release begins.
+/// The key of `details` that holds the latency histogram, which
+/// report.html draws.
+pub const HISTOGRAM_MS: &str = "histogram_ms";
+
 const SLOWER: &str = "slower than the last release: ";
 /// Bootstrap resamples of the paired ratios.
 const RESAMPLES: usize = 1000;
@@ -159,7 +163,7 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     let mut report = SuiteReport::new(Suite::Latency.name(), checks);
     report.metrics = metrics;
     report.details = json!({
-        "histogram_ms": histogram(&ms),
+        HISTOGRAM_MS: histogram(&ms),
         "method": method,
         "rounds": measured.rounds,
     });

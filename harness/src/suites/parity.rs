@@ -2,7 +2,7 @@
 //! one row per request, against the training process's outputs within the
 //! contract's tolerance; and where a row diverges, at which stage.
 
-use preflight_bundle::Record;
+use preflight_bundle::{Record, Tolerance};
 use serde_json::json;
 
 use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
@@ -11,6 +11,51 @@ use crate::report::{Check, SuiteReport};
 
 /// One row per request for every this many samples.
 const SINGLE_ROW_STEP: usize = 10;
+
+/// How the samples are sent: each mode is one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every sample, `CHUNK` rows per request.
+    Batch,
+    /// Every tenth sample, one row per request: enough to see an endpoint
+    /// that answers a row alone differently, at a tenth of the round trips.
+    SingleRow,
+}
+
+impl Mode {
+    const ALL: [Mode; 2] = [Mode::Batch, Mode::SingleRow];
+
+    /// As the check names it: `parity (batch)`.
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Batch => "batch",
+            Mode::SingleRow => "single row",
+        }
+    }
+
+    /// The prefix of its metrics and details: `batch_passed`.
+    fn key(self) -> &'static str {
+        match self {
+            Mode::Batch => "batch",
+            Mode::SingleRow => "single",
+        }
+    }
+
+    /// Which samples go: every `step`-th.
+    fn step(self) -> usize {
+        match self {
+            Mode::Batch => 1,
+            Mode::SingleRow => SINGLE_ROW_STEP,
+        }
+    }
+
+    fn rows_per_request(self) -> usize {
+        match self {
+            Mode::Batch => CHUNK,
+            Mode::SingleRow => 1,
+        }
+    }
+}
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
@@ -23,163 +68,218 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let mut checks = Vec::new();
     let mut metrics = std::collections::BTreeMap::new();
     let mut details = serde_json::Map::new();
-    let every = samples.len();
-    for mode in ["batch", "single row"] {
-        // Batches carry every sample; one row per request, every tenth
-        // sample, which is enough to see an endpoint that answers a row
-        // alone differently, at a tenth of the round trips.
-        let step = if mode == "batch" { 1 } else { SINGLE_ROW_STEP };
-        let positions: Vec<usize> = (0..every).step_by(step).collect();
+    for mode in Mode::ALL {
+        let positions: Vec<usize> = (0..samples.len()).step_by(mode.step()).collect();
         let chosen: Vec<Record> = positions.iter().map(|&i| samples[i].clone()).collect();
-        let samples = chosen.as_slice();
-        let mut served: Vec<Vec<f64>> =
-            vec![Vec::with_capacity(samples.len()); manifest.outputs.len()];
-        let mut failed_requests: Vec<String> = Vec::new();
-        let mut fallback_rows = 0;
-        let size = if mode == "batch" { CHUNK } else { 1 };
-        for chunk in samples.chunks(size) {
-            let records: Vec<&Record> = chunk.iter().collect();
-            let answer: Answer = model.client.infer(manifest, &rows(&records), None).await?;
-            if answer.ok() {
-                if answer.fallback.is_some() {
-                    fallback_rows += chunk.len();
-                }
-                for (column, values) in served.iter_mut().zip(answer.outputs) {
-                    column.extend(values);
-                }
-            } else {
-                failed_requests.push(format!(
-                    "rows {}..{}: {}",
-                    chunk[0].id,
-                    chunk[chunk.len() - 1].id,
-                    answer.describe()
-                ));
-                for column in &mut served {
-                    column.extend(std::iter::repeat_n(f64::NAN, chunk.len()));
-                }
-            }
+        let served = serve(model, &chosen, mode).await?;
+        let found = compare(model, tolerance, &chosen, &positions, &served.columns);
+        let key = mode.key();
+        if mode == Mode::Batch {
+            let histogram = error_histogram(&chosen, &served.columns);
+            details.insert("error_histogram".to_owned(), histogram);
         }
-        let name = format!("parity ({mode})");
-        let mut passed = 0;
-        let mut max_abs: f64 = 0.0;
-        let mut max_rel: f64 = 0.0;
-        let mut worst: Vec<(f64, usize, usize)> = Vec::new();
-        let mut stages = (0, 0);
-        for (o, column) in served.iter().enumerate() {
-            for (i, (sample, &got)) in samples.iter().zip(column).enumerate() {
-                let want = expected(sample, o);
-                let abs = (got - want).abs();
-                if tolerance.accepts(got, want) {
-                    passed += 1;
-                } else {
-                    worst.push((if abs.is_nan() { f64::INFINITY } else { abs }, i, o));
-                    match model.artifact.as_ref().and_then(|a| a.as_ref().ok()) {
-                        Some(artifact) if tolerance.accepts(artifact[o][positions[i]], want) => {
-                            stages.1 += 1
-                        }
-                        Some(_) => stages.0 += 1,
-                        None => {}
-                    }
-                }
-                if abs.is_finite() {
-                    max_abs = max_abs.max(abs);
-                    max_rel = max_rel.max(abs / want.abs().max(f64::MIN_POSITIVE));
-                }
-            }
-        }
-        let total = samples.len() * manifest.outputs.len();
-        worst.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let worst_rows: Vec<serde_json::Value> = worst
-            .iter()
-            .take(3)
-            .map(|&(_, i, o)| {
-                let s = &samples[i];
-                let inputs: serde_json::Map<String, serde_json::Value> = manifest
-                    .inputs
-                    .iter()
-                    .zip(&s.inputs)
-                    .map(|(f, v)| (f.name.clone(), v.to_json()))
-                    .collect();
-                json!({
-                    "id": s.id,
-                    "output": manifest.outputs[o].name,
-                    "served": served[o][i],
-                    "expected": expected(s, o),
-                    "inputs": inputs,
-                })
-            })
-            .collect();
-        let key = if mode == "batch" { "batch" } else { "single" };
-        if mode == "batch" {
-            details.insert(
-                "error_histogram".to_owned(),
-                error_histogram(samples, &served),
-            );
-        }
-        metrics.insert(format!("{key}_passed"), passed as f64);
-        metrics.insert(format!("{key}_max_abs_error"), max_abs);
-        metrics.insert(format!("{key}_max_rel_error"), max_rel);
-        details.insert(format!("{key}_worst_rows"), json!(worst_rows));
-        let message = if passed == total {
+        metrics.insert(format!("{key}_passed"), found.passed as f64);
+        metrics.insert(format!("{key}_max_abs_error"), found.max_abs);
+        metrics.insert(format!("{key}_max_rel_error"), found.max_rel);
+        let worst = worst_rows(model, &chosen, &served.columns, &found.worst);
+        details.insert(format!("{key}_worst_rows"), json!(worst));
+        let message = if found.passed == found.total {
             format!(
-                "{passed} of {total} within |Δ| <= {} + {}·|expected|; max |Δ| {max_abs:.3e}",
-                tolerance.abs, tolerance.rel
+                "{} of {} within |Δ| <= {} + {}·|expected|; max |Δ| {:.3e}",
+                found.passed, found.total, tolerance.abs, tolerance.rel, found.max_abs
             )
         } else {
-            let mut why = vec![format!(
-                "{passed} of {total} within tolerance; max |Δ| {max_abs:.3e}, max relative \
-                    {max_rel:.3e}"
-            )];
-            if let Some(&(_, i, o)) = worst.first() {
-                why.push(format!(
-                    "worst row '{}': served {}, expected {}",
-                    samples[i].id,
-                    served[o][i],
-                    expected(&samples[i], o)
-                ));
-            }
-            match stages {
-                (0, 0) if model.artifact.is_none() => why.push(
-                    "stage unknown: the artifact was \
-                    not run"
-                        .to_owned(),
-                ),
-                (0, 0) => {}
-                (0, _) => why.push(
-                    "divergence starts at artifact → endpoint: the artifact itself \
-                    matches training"
-                        .to_owned(),
-                ),
-                (_, 0) => why.push(
-                    "divergence starts at training → artifact: the artifact itself \
-                    disagrees with training"
-                        .to_owned(),
-                ),
-                (a, b) => why.push(format!(
-                    "{a} rows diverge at training → artifact, {b} at \
-                    artifact → endpoint"
-                )),
-            }
-            if fallback_rows > 0 {
-                why.push(format!(
-                    "{fallback_rows} rows were answered by the fallback, not the model"
-                ));
-            }
-            if !failed_requests.is_empty() {
-                why.push(format!(
-                    "{} requests failed, first: {}",
-                    failed_requests.len(),
-                    failed_requests[0]
-                ));
-            }
-            why.join("; ")
+            explain(model, &chosen, &served, &found)
         };
-        checks.push(Check::new(&name, passed == total, message));
+        let name = format!("parity ({})", mode.label());
+        checks.push(Check::new(&name, found.passed == found.total, message));
     }
     let mut report = SuiteReport::new(Suite::Parity.name(), checks);
     report.metrics = metrics;
     report.details = serde_json::Value::Object(details);
     Ok(report)
+}
+
+/// What the endpoint answered for the chosen samples.
+struct Served {
+    /// One column per output, NaN where a request failed.
+    columns: Vec<Vec<f64>>,
+    failed_requests: Vec<String>,
+    fallback_rows: usize,
+}
+
+async fn serve(
+    model: &ModelUnderTest,
+    samples: &[Record],
+    mode: Mode,
+) -> Result<Served, Unreachable> {
+    let manifest = model.bundle.manifest();
+    let mut served = Served {
+        columns: vec![Vec::with_capacity(samples.len()); manifest.outputs.len()],
+        failed_requests: Vec::new(),
+        fallback_rows: 0,
+    };
+    for chunk in samples.chunks(mode.rows_per_request()) {
+        let records: Vec<&Record> = chunk.iter().collect();
+        let answer: Answer = model.client.infer(manifest, &rows(&records), None).await?;
+        if answer.ok() {
+            if answer.fallback.is_some() {
+                served.fallback_rows += chunk.len();
+            }
+            for (column, values) in served.columns.iter_mut().zip(answer.outputs) {
+                column.extend(values);
+            }
+        } else {
+            served.failed_requests.push(format!(
+                "rows {}..{}: {}",
+                chunk[0].id,
+                chunk[chunk.len() - 1].id,
+                answer.describe()
+            ));
+            for column in &mut served.columns {
+                column.extend(std::iter::repeat_n(f64::NAN, chunk.len()));
+            }
+        }
+    }
+    Ok(served)
+}
+
+/// How the served answers compare with the training process's.
+struct Comparison {
+    passed: usize,
+    total: usize,
+    max_abs: f64,
+    max_rel: f64,
+    /// `(|Δ|, sample, output)` of every value off, the worst first.
+    worst: Vec<(f64, usize, usize)>,
+    /// Values off that the artifact already gets wrong (training → artifact),
+    /// and that it gets right (artifact → endpoint).
+    stages: (usize, usize),
+}
+
+fn compare(
+    model: &ModelUnderTest,
+    tolerance: Tolerance,
+    samples: &[Record],
+    positions: &[usize],
+    columns: &[Vec<f64>],
+) -> Comparison {
+    let artifact = model.artifact.as_ref().and_then(|a| a.as_ref().ok());
+    let mut found = Comparison {
+        passed: 0,
+        total: samples.len() * columns.len(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        worst: Vec::new(),
+        stages: (0, 0),
+    };
+    for (o, column) in columns.iter().enumerate() {
+        for (i, (sample, &got)) in samples.iter().zip(column).enumerate() {
+            let want = expected(sample, o);
+            let abs = (got - want).abs();
+            if tolerance.accepts(got, want) {
+                found.passed += 1;
+            } else {
+                found
+                    .worst
+                    .push((if abs.is_nan() { f64::INFINITY } else { abs }, i, o));
+                match artifact {
+                    Some(a) if tolerance.accepts(a[o][positions[i]], want) => found.stages.1 += 1,
+                    Some(_) => found.stages.0 += 1,
+                    None => {}
+                }
+            }
+            if abs.is_finite() {
+                found.max_abs = found.max_abs.max(abs);
+                found.max_rel = found.max_rel.max(abs / want.abs().max(f64::MIN_POSITIVE));
+            }
+        }
+    }
+    found.worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found
+}
+
+/// The three worst values off, with the row's inputs.
+fn worst_rows(
+    model: &ModelUnderTest,
+    samples: &[Record],
+    columns: &[Vec<f64>],
+    worst: &[(f64, usize, usize)],
+) -> Vec<serde_json::Value> {
+    let manifest = model.bundle.manifest();
+    worst
+        .iter()
+        .take(3)
+        .map(|&(_, i, o)| {
+            let s = &samples[i];
+            let inputs: serde_json::Map<String, serde_json::Value> = manifest
+                .inputs
+                .iter()
+                .zip(&s.inputs)
+                .map(|(f, v)| (f.name.clone(), v.to_json()))
+                .collect();
+            json!({
+                "id": s.id,
+                "output": manifest.outputs[o].name,
+                "served": columns[o][i],
+                "expected": expected(s, o),
+                "inputs": inputs,
+            })
+        })
+        .collect()
+}
+
+/// Why a mode failed: how many values are off, the worst, where the
+/// divergence starts, and what else went wrong.
+fn explain(
+    model: &ModelUnderTest,
+    samples: &[Record],
+    served: &Served,
+    found: &Comparison,
+) -> String {
+    let mut why = vec![format!(
+        "{} of {} within tolerance; max |Δ| {:.3e}, max relative {:.3e}",
+        found.passed, found.total, found.max_abs, found.max_rel
+    )];
+    if let Some(&(_, i, o)) = found.worst.first() {
+        why.push(format!(
+            "worst row '{}': served {}, expected {}",
+            samples[i].id,
+            served.columns[o][i],
+            expected(&samples[i], o)
+        ));
+    }
+    match found.stages {
+        (0, 0) if model.artifact.is_none() => {
+            why.push("stage unknown: the artifact was not run".to_owned());
+        }
+        (0, 0) => {}
+        (0, _) => why.push(
+            "divergence starts at artifact → endpoint: the artifact itself matches training"
+                .to_owned(),
+        ),
+        (_, 0) => why.push(
+            "divergence starts at training → artifact: the artifact itself disagrees with \
+            training"
+                .to_owned(),
+        ),
+        (a, b) => why.push(format!(
+            "{a} rows diverge at training → artifact, {b} at artifact → endpoint"
+        )),
+    }
+    if served.fallback_rows > 0 {
+        why.push(format!(
+            "{} rows were answered by the fallback, not the model",
+            served.fallback_rows
+        ));
+    }
+    if let Some(first) = served.failed_requests.first() {
+        why.push(format!(
+            "{} requests failed, first: {first}",
+            served.failed_requests.len()
+        ));
+    }
+    why.join("; ")
 }
 
 /// Rows per decade of |served − expected|, `[[exponent, count], ...]`; an

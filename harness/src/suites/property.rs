@@ -6,14 +6,14 @@
 //! shrunk to a minimal case and reported with a ready-to-paste `curl`.
 
 use preflight_bundle::{
-    Datatype, Direction, Feature, Manifest, Reference, Stats, Tolerance, Value,
+    Datatype, Direction, Feature, Manifest, Monotonic, Reference, Stats, Tolerance, Value,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde_json::json;
 
 use super::{ModelUnderTest, Suite};
-use crate::client::{Client, request_body};
+use crate::client::{Answer, Client, FallbackReason, request_body};
 use crate::report::{Check, SuiteReport};
 
 /// Generated cases per property; the runner's seed is fixed, so a run repeats.
@@ -37,202 +37,240 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
     let handle = tokio::runtime::Handle::current();
     // proptest drives a blocking closure; each case blocks on its HTTP calls.
     tokio::task::block_in_place(move || {
-        let call = |rows: &[Vec<Value>], parameters: Option<serde_json::Value>| {
-            let borrowed: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
-            handle.block_on(client.infer(&manifest, &borrowed, parameters))
+        let endpoint = Endpoint {
+            manifest: &manifest,
+            client: &client,
+            handle: &handle,
         };
-        let mut checks = Vec::new();
-
-        let batches = prop::collection::vec(row.clone(), 1..6);
-        checks.push(property(
-            "valid rows are answered in range, the same twice and alone",
-            CASES,
-            &manifest,
-            &client,
-            batches,
-            |rows| {
-                let first = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                if !first.ok() {
-                    return Err(TestCaseError::fail(format!(
-                        "a valid batch was answered {}",
-                        first.describe()
-                    )));
-                }
-                for (feature, column) in manifest.outputs.iter().zip(&first.outputs) {
-                    if let Some(x) = column.iter().find(|x| {
-                        !x.is_finite()
-                            || feature.min.is_some_and(|m| **x < m)
-                            || feature.max.is_some_and(|m| **x > m)
-                    }) {
-                        return Err(TestCaseError::fail(format!(
-                            "output '{}' = {x} is not finite or outside [{:?}, {:?}]",
-                            feature.name, feature.min, feature.max
-                        )));
-                    }
-                }
-                let second = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                if !second.ok()
-                    || (!by_the_clock(&first, &second) && !same(&first.outputs, &second.outputs))
-                {
-                    return Err(TestCaseError::fail(format!(
-                        "the same request twice gave different answers: {:?} then {:?} ({})",
-                        first.outputs,
-                        second.outputs,
-                        second.describe()
-                    )));
-                }
-                let last = rows.len() - 1;
-                let alone =
-                    call(&rows[last..], None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let in_batch: Vec<Vec<f64>> = first.outputs.iter().map(|c| vec![c[last]]).collect();
-                if !alone.ok()
-                    || (!by_the_clock(&first, &alone) && !same(&alone.outputs, &in_batch))
-                {
-                    return Err(TestCaseError::fail(format!(
-                        "a row in a batch of {} answered {in_batch:?}{} but alone {:?}{} ({})",
-                        rows.len(),
-                        first
-                            .fallback
-                            .as_deref()
-                            .map(|r| format!(" (fallback: {r})"))
-                            .unwrap_or_default(),
-                        alone.outputs,
-                        alone
-                            .fallback
-                            .as_deref()
-                            .map(|r| format!(" (fallback: {r})"))
-                            .unwrap_or_default(),
-                        alone.describe()
-                    )));
-                }
-                Ok(())
-            },
-        ));
-
-        let large = prop::collection::vec(row.clone(), LARGE_BATCH..=LARGE_BATCH);
-        checks.push(property(
-            &format!("a batch of {LARGE_BATCH} rows is answered"),
-            LARGE_CASES,
-            &manifest,
-            &client,
-            large,
-            |rows| {
-                let answer = call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                if answer.ok() {
-                    Ok(())
-                } else {
-                    Err(TestCaseError::fail(format!(
-                        "a batch of {} valid rows was answered {}",
-                        rows.len(),
-                        answer.describe()
-                    )))
-                }
-            },
-        ));
-
+        let mut checks = vec![valid_batches(&endpoint, &row), large_batch(&endpoint, &row)];
         for monotonic in &manifest.contract.monotonic {
-            let Some((index, feature)) = manifest.input(&monotonic.input) else {
-                continue;
-            };
-            let tolerance = manifest.contract.parity.unwrap_or(Tolerance {
-                abs: 1e-4,
-                rel: 0.0,
-            });
-            let pair = (
-                row.clone(),
-                value_strategy(feature, reference.as_ref(), false),
-                value_strategy(feature, reference.as_ref(), false),
-            );
-            let direction = monotonic.direction;
-            let name = format!(
-                "'{}' is monotonic {}",
-                monotonic.input,
-                if direction == Direction::Increasing {
-                    "increasing"
-                } else {
-                    "decreasing"
-                }
-            );
-            checks.push(property(
-                &name,
-                CASES,
-                &manifest,
-                &client,
-                pair.prop_map(move |(row, a, b)| {
-                    let (lo, hi) = if a.as_f64() <= b.as_f64() {
-                        (a, b)
-                    } else {
-                        (b, a)
-                    };
-                    let (mut low, mut high) = (row.clone(), row);
-                    low[index] = lo;
-                    high[index] = hi;
-                    vec![low, high]
-                }),
-                |rows| {
-                    let answer =
-                        call(rows, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    if !answer.ok() {
-                        return Err(TestCaseError::fail(format!(
-                            "answered {}",
-                            answer.describe()
-                        )));
-                    }
-                    let (low, high) = (answer.outputs[0][0], answer.outputs[0][1]);
-                    let holds = match direction {
-                        Direction::Increasing => high >= low - tolerance.allowance(low),
-                        Direction::Decreasing => high <= low + tolerance.allowance(low),
-                    };
-                    if holds {
-                        Ok(())
-                    } else {
-                        Err(TestCaseError::fail(format!(
-                            "{low} at the lower value, {high} at the higher"
-                        )))
-                    }
-                },
+            checks.extend(monotonic_check(
+                &endpoint,
+                &row,
+                monotonic,
+                reference.as_ref(),
             ));
         }
-
-        let invalid = (row, 0..manifest.inputs.len(), 0..3_u8).prop_filter_map(
-            "no invalid variant for this input",
-            {
-                let manifest = manifest.clone();
-                move |(row, index, kind)| invalidate(&manifest, row, index, kind)
-            },
-        );
-        checks.push(property(
-            "invalid rows get a 4xx, never a 5xx",
-            CASES,
-            &manifest,
-            &client,
-            invalid,
-            |cases| {
-                let (body, what) = (&cases.0, &cases.1);
-                let answer = handle
-                    .block_on(client.post_infer(&manifest, body, 1))
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                if (400..500).contains(&answer.status) {
-                    Ok(())
-                } else {
-                    Err(TestCaseError::fail(format!(
-                        "{what}: answered {} instead of a 4xx",
-                        answer.describe()
-                    )))
-                }
-            },
-        ));
+        checks.push(invalid_rows(&endpoint, row));
         SuiteReport::new(Suite::Property.name(), checks)
     })
+}
+
+/// What every property sends its cases to, from proptest's blocking closures.
+struct Endpoint<'a> {
+    manifest: &'a Manifest,
+    client: &'a Client,
+    handle: &'a tokio::runtime::Handle,
+}
+
+impl Endpoint<'_> {
+    /// Sends `rows` as one batch.
+    fn call(&self, rows: &[Vec<Value>]) -> Result<Answer, TestCaseError> {
+        let borrowed: Vec<&[Value]> = rows.iter().map(Vec::as_slice).collect();
+        self.handle
+            .block_on(self.client.infer(self.manifest, &borrowed, None))
+            .map_err(|e| TestCaseError::fail(e.to_string()))
+    }
+
+    /// A property of this endpoint's model: its check.
+    fn property<S: Strategy>(
+        &self,
+        name: &str,
+        cases: u32,
+        strategy: S,
+        test: impl Fn(&S::Value) -> Result<(), TestCaseError>,
+    ) -> Check
+    where
+        S::Value: Curl,
+    {
+        property(name, cases, self.manifest, self.client, strategy, test)
+    }
+}
+
+/// A valid batch is answered 200, in range, the same twice, and each row as
+/// it would be alone.
+fn valid_batches(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Check {
+    let batches = prop::collection::vec(row.clone(), 1..6);
+    let name = "valid rows are answered in range, the same twice and alone";
+    endpoint.property(name, CASES, batches, |rows| {
+        let first = endpoint.call(rows)?;
+        if !first.ok() {
+            return Err(TestCaseError::fail(format!(
+                "a valid batch was answered {}",
+                first.describe()
+            )));
+        }
+        in_range(endpoint.manifest, &first)?;
+        let second = endpoint.call(rows)?;
+        if !second.ok()
+            || (!by_the_clock(&first, &second) && !same(&first.outputs, &second.outputs))
+        {
+            return Err(TestCaseError::fail(format!(
+                "the same request twice gave different answers: {:?} then {:?} ({})",
+                first.outputs,
+                second.outputs,
+                second.describe()
+            )));
+        }
+        let last = rows.len() - 1;
+        let alone = endpoint.call(&rows[last..])?;
+        let in_batch: Vec<Vec<f64>> = first.outputs.iter().map(|c| vec![c[last]]).collect();
+        if !alone.ok() || (!by_the_clock(&first, &alone) && !same(&alone.outputs, &in_batch)) {
+            return Err(TestCaseError::fail(format!(
+                "a row in a batch of {} answered {in_batch:?}{} but alone {:?}{} ({})",
+                rows.len(),
+                fallback_note(&first),
+                alone.outputs,
+                fallback_note(&alone),
+                alone.describe()
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Every output is finite and within its declared bounds.
+fn in_range(manifest: &Manifest, answer: &Answer) -> Result<(), TestCaseError> {
+    for (feature, column) in manifest.outputs.iter().zip(&answer.outputs) {
+        let outside = |x: &&f64| {
+            !x.is_finite()
+                || feature.min.is_some_and(|m| **x < m)
+                || feature.max.is_some_and(|m| **x > m)
+        };
+        if let Some(x) = column.iter().find(outside) {
+            return Err(TestCaseError::fail(format!(
+                "output '{}' = {x} is not finite or outside [{:?}, {:?}]",
+                feature.name, feature.min, feature.max
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn large_batch(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Check {
+    let large = prop::collection::vec(row.clone(), LARGE_BATCH..=LARGE_BATCH);
+    let name = format!("a batch of {LARGE_BATCH} rows is answered");
+    endpoint.property(&name, LARGE_CASES, large, |rows| {
+        let answer = endpoint.call(rows)?;
+        if answer.ok() {
+            Ok(())
+        } else {
+            Err(TestCaseError::fail(format!(
+                "a batch of {} valid rows was answered {}",
+                rows.len(),
+                answer.describe()
+            )))
+        }
+    })
+}
+
+/// `contract.monotonic`: two rows that differ only in the input, in order;
+/// `None` when the input is not one of the model's.
+fn monotonic_check(
+    endpoint: &Endpoint<'_>,
+    row: &BoxedStrategy<Vec<Value>>,
+    monotonic: &Monotonic,
+    reference: Option<&Reference>,
+) -> Option<Check> {
+    let (index, feature) = endpoint.manifest.input(&monotonic.input)?;
+    let tolerance = endpoint.manifest.contract.parity.unwrap_or(Tolerance {
+        abs: 1e-4,
+        rel: 0.0,
+    });
+    let pair = (
+        row.clone(),
+        value_strategy(feature, reference, false),
+        value_strategy(feature, reference, false),
+    );
+    let direction = monotonic.direction;
+    let name = format!(
+        "'{}' is monotonic {}",
+        monotonic.input,
+        match direction {
+            Direction::Increasing => "increasing",
+            Direction::Decreasing => "decreasing",
+        }
+    );
+    let rows = pair.prop_map(move |(row, a, b)| {
+        let (lo, hi) = if a.as_f64() <= b.as_f64() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let (mut low, mut high) = (row.clone(), row);
+        low[index] = lo;
+        high[index] = hi;
+        vec![low, high]
+    });
+    Some(endpoint.property(&name, CASES, rows, |rows| {
+        let answer = endpoint.call(rows)?;
+        if !answer.ok() {
+            return Err(TestCaseError::fail(format!(
+                "answered {}",
+                answer.describe()
+            )));
+        }
+        let (low, high) = (answer.outputs[0][0], answer.outputs[0][1]);
+        let holds = match direction {
+            Direction::Increasing => high >= low - tolerance.allowance(low),
+            Direction::Decreasing => high <= low + tolerance.allowance(low),
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(TestCaseError::fail(format!(
+                "{low} at the lower value, {high} at the higher"
+            )))
+        }
+    }))
+}
+
+/// A client's mistake at one input gets a 4xx, never a 5xx.
+fn invalid_rows(endpoint: &Endpoint<'_>, row: BoxedStrategy<Vec<Value>>) -> Check {
+    let manifest = endpoint.manifest.clone();
+    let mistakes = prop::sample::select(Mistake::ALL.to_vec());
+    let invalid = (row, 0..manifest.inputs.len(), mistakes).prop_filter_map(
+        "no invalid variant for this input",
+        move |(row, index, mistake)| invalidate(&manifest, row, index, mistake),
+    );
+    endpoint.property(
+        "invalid rows get a 4xx, never a 5xx",
+        CASES,
+        invalid,
+        |cases| {
+            let (body, what) = (&cases.0, &cases.1);
+            let answer = endpoint
+                .handle
+                .block_on(endpoint.client.post_infer(endpoint.manifest, body, 1))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if (400..500).contains(&answer.status) {
+                Ok(())
+            } else {
+                Err(TestCaseError::fail(format!(
+                    "{what}: answered {} instead of a 4xx",
+                    answer.describe()
+                )))
+            }
+        },
+    )
 }
 
 /// Whether two answers came from different models because one of them ran
 /// out of time: the fallback answered on `deadline`, which depends on how busy
 /// the machine is, so their outputs say nothing about determinism. A fallback
 /// on `error` is no such excuse: it answers the same request the same way.
-fn by_the_clock(a: &crate::client::Answer, b: &crate::client::Answer) -> bool {
-    let deadline = |x: &crate::client::Answer| x.fallback.as_deref() == Some("deadline");
+fn by_the_clock(a: &Answer, b: &Answer) -> bool {
+    let deadline = |x: &Answer| x.fallback == Some(FallbackReason::Deadline);
     a.fallback != b.fallback && (deadline(a) || deadline(b))
+}
+
+/// ` (fallback: deadline)` where the fallback answered.
+fn fallback_note(answer: &Answer) -> String {
+    answer
+        .fallback
+        .as_ref()
+        .map(|r| format!(" (fallback: {r})"))
+        .unwrap_or_default()
 }
 
 fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
@@ -363,30 +401,49 @@ fn value_strategy(
     }
 }
 
-/// A request made invalid at one input: a string in a number, a null where
-/// none is allowed, or the input left out. `None` where the kind does not apply.
+/// A client's mistake at one input, which must get a 4xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mistake {
+    /// A string where the input takes numbers.
+    StringInNumber,
+    /// A null where the input is not nullable.
+    NullInNonNullable,
+    /// The input left out of the request.
+    Missing,
+}
+
+impl Mistake {
+    const ALL: [Mistake; 3] = [
+        Mistake::StringInNumber,
+        Mistake::NullInNonNullable,
+        Mistake::Missing,
+    ];
+}
+
+/// A request made invalid at one input by `mistake`, and what it is;
+/// `None` where the mistake cannot be made at that input.
 fn invalidate(
     manifest: &Manifest,
     row: Vec<Value>,
     index: usize,
-    kind: u8,
+    mistake: Mistake,
 ) -> Option<(serde_json::Value, String)> {
     let feature = &manifest.inputs[index];
     let mut body = request_body(manifest, &[row.as_slice()], None);
-    let what = match kind {
-        0 if feature.datatype != Datatype::Bytes => {
+    let what = match mistake {
+        Mistake::StringInNumber if feature.datatype != Datatype::Bytes => {
             body["inputs"][index]["data"] = json!(["12.5"]);
             format!("a string in '{}' ({})", feature.name, feature.datatype)
         }
-        1 if !feature.nullable => {
+        Mistake::NullInNonNullable if !feature.nullable => {
             body["inputs"][index]["data"] = json!([null]);
             format!("null in the non-nullable '{}'", feature.name)
         }
-        2 => {
+        Mistake::Missing => {
             body["inputs"].as_array_mut()?.remove(index);
             format!("'{}' left out", feature.name)
         }
-        _ => return None,
+        Mistake::StringInNumber | Mistake::NullInNonNullable => return None,
     };
     Some((body, what))
 }
