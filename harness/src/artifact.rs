@@ -2,68 +2,31 @@
 //! computes before serving touches it. Comparing it with the training-time
 //! outputs and with the endpoint tells a conversion error from a serving one.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ort::environment::Environment;
-use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use preflight_bundle::{Bundle, Datatype, Record, Value};
 
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-
-/// The ONNX Runtime library: `ORT_DYLIB_PATH`, else `target/ort/` above the
-/// running executable, where `cargo xtask ort` puts it.
-fn library() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .flat_map(|d| {
-            [
-                d.join("ort/libonnxruntime.so"),
-                d.join("target/ort/libonnxruntime.so"),
-            ]
-        })
-        .find(|p| p.is_file())
-}
-
-fn environment() -> Result<&'static Environment, String> {
-    ENVIRONMENT
+/// ONNX Runtime for this process, started on first use from where
+/// `preflight_ort::find_library` finds it.
+fn environment() -> Result<(), String> {
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+    STARTED
         .get_or_init(|| {
-            let path = library().ok_or(
-                "the ONNX Runtime library was not found; set ORT_DYLIB_PATH \
-                or run `cargo xtask ort`",
-            )?;
-            let builder =
-                ort::init_from(&path).map_err(|e| format!("{}: {e:?}", path.display()))?;
-            builder
-                .with_name("preflight")
-                .build()
+            let library = preflight_ort::find_library(None).map_err(|e| e.to_string())?;
+            preflight_ort::init(&library, "preflight")
+                .map(drop)
                 .map_err(|e| e.to_string())
         })
-        .as_ref()
-        .map_err(Clone::clone)
+        .clone()
 }
 
 /// Runs `records` through the bundle's model in one batch: one column per
 /// manifest output. The error says why the artifact could not run them.
 pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64>>, String> {
-    let environment = environment()?;
-    let path: &Path = &bundle.model_path();
-    let build = || -> ort::Result<Session> {
-        Session::builder(environment)?
-            .with_intra_threads(1)?
-            .commit_from_file(path)
-    };
-    let mut session = build().map_err(|e| {
-        format!(
-            "{}: ONNX Runtime cannot load it: {e}",
-            bundle.manifest().runtime.model
-        )
-    })?;
+    environment()?;
+    let mut session = preflight_ort::session(&bundle.model_path(), 1)
+        .map_err(|e| format!("{}: {e}", bundle.manifest().runtime.model))?;
     let n = records.len();
     let manifest = bundle.manifest();
     let mut inputs: Vec<(String, DynValue)> = Vec::new();

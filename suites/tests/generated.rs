@@ -9,9 +9,7 @@
 //! built by `cargo test --workspace`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -19,6 +17,7 @@ use preflight_bundle::Repository;
 use preflight_harness::{
     Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify,
 };
+use preflight_testkit::Listening;
 use serde::Deserialize;
 
 fn root() -> PathBuf {
@@ -156,33 +155,8 @@ fn clean(suite: Suite, model: &str) -> Result<(), Failed> {
     }
 }
 
-/// A process killed when dropped.
-struct Running(Child, String);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(binary: &Path, args: &[&str]) -> Result<Running, Failed> {
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", binary.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| format!("{}: no `listening on` line", binary.display()))?
-        .to_owned();
-    Ok(Running(child, url))
+fn start(binary: &Path, args: &[&str]) -> Result<Listening, Failed> {
+    Ok(Listening::spawn(binary, args)?)
 }
 
 /// The report of one version of a clean model, as a baseline.
@@ -240,11 +214,11 @@ fn defect(d: &Defect) -> Result<(), Failed> {
                 .ok_or("an endpoint defect needs a fault")?;
             let proxy = start(
                 &binary("preflight-faulty")?,
-                &["--upstream", &server.1, "--fault", fault],
+                &["--upstream", &server.url, "--fault", fault],
             )?;
             run_verify(
                 &models,
-                TargetSpec::Url(proxy.1.clone()),
+                TargetSpec::Url(proxy.url.clone()),
                 &[&d.model],
                 baseline,
             )?

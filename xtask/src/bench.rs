@@ -38,7 +38,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             Command::new(release.join("load"))
                 .args([
                     "--url",
-                    &server.url,
+                    server.url(),
                     "--rate",
                     &rate.to_string(),
                     "--seconds",
@@ -57,7 +57,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let server = Server::start(&release.join("preflight-serve"), &repo, &lib)?;
     server.wait_ready(Duration::from_secs(300))?;
     let ready = started.elapsed();
-    let rss = resident_kib(server.child.id())?;
+    let rss = resident_kib(server.id())?;
     #[allow(clippy::print_stdout)]
     {
         println!(

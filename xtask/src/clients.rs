@@ -37,7 +37,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         &root.join("fixtures/models"),
         &lib,
     )?;
-    let url = &server.url;
+    let url = server.url();
     for bundle in BUNDLES {
         exec(
             Command::new(&python)

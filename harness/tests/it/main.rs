@@ -4,9 +4,10 @@
 mod container;
 mod tidy;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use preflight_testkit::Listening;
 
 const PREFLIGHT: &str = env!("CARGO_BIN_EXE_preflight");
 
@@ -26,36 +27,11 @@ fn stderr(out: &Output) -> String {
 }
 
 /// preflight-serve, built beside preflight, on `models`; killed when dropped.
-struct Serve(Child, String);
-
-impl Serve {
-    fn start(models: &Path) -> Serve {
-        let binary = Path::new(PREFLIGHT).with_file_name("preflight-serve");
-        let mut child = Command::new(&binary)
-            .args(["--addr", "127.0.0.1:0", "--models"])
-            .arg(models)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}; build the workspace first", binary.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_owned();
-        Serve(child, url)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn serve(models: &Path) -> Listening {
+    let binary = Path::new(PREFLIGHT).with_file_name("preflight-serve");
+    let models = models.display().to_string();
+    Listening::spawn(&binary, &["--addr", "127.0.0.1:0", "--models", &models])
+        .unwrap_or_else(|e| panic!("{e}; build the workspace first"))
 }
 
 #[test]
@@ -188,7 +164,7 @@ fn an_endpoint_that_is_dead_or_hangs_exits_3_in_bounded_time() {
 #[test]
 fn a_url_target_started_by_the_test_passes_and_reports() {
     let models = fixtures().join("models");
-    let server = Serve::start(&models);
+    let server = serve(&models);
     let tmp = tempfile::tempdir().expect("tempdir");
     let out_dir = tmp.path().join("report");
     let out = preflight(&[
@@ -196,7 +172,7 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
         "--models",
         &models.display().to_string(),
         "--target",
-        &format!("url={}", server.1),
+        &format!("url={}", server.url),
         "--only",
         "eta-nairobi,eta-bar*",
         // The fallback suite times batches; its verdicts go into no snapshot.
@@ -208,7 +184,7 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
-    insta::assert_snapshot!("summary", summary.replace(&server.1, "<url>"));
+    insta::assert_snapshot!("summary", summary.replace(&server.url, "<url>"));
     let junit = std::fs::read_to_string(out_dir.join("junit.xml")).expect("junit.xml");
     insta::assert_snapshot!("junit", redact_times(&junit));
     let report: serde_json::Value = serde_json::from_str(
@@ -232,7 +208,7 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
         "--models",
         &models.display().to_string(),
         "--target",
-        &format!("url={}", server.1),
+        &format!("url={}", server.url),
         "--only",
         "eta-nairobi",
         "--suites",

@@ -121,17 +121,24 @@ fn the_docs_describe_every_suite() {
     }
 }
 
-/// The dependency lines of a crate's Cargo.toml.
+/// The lines of a crate's Cargo.toml in its `[dependencies]`,
+/// `[dev-dependencies]` and `[build-dependencies]` tables.
 fn dependencies(krate: &str) -> Vec<String> {
     let text = read(&workspace().join(krate).join("Cargo.toml"));
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .map(str::to_owned)
-        .collect()
+    let mut in_table = false;
+    let mut lines = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_table = line.ends_with("dependencies]");
+        } else if in_table && !line.is_empty() && !line.starts_with('#') {
+            lines.push(line.to_owned());
+        }
+    }
+    lines
 }
 
 /// ARCHITECTURE.md: `harness` and `suites` never link `serving`; `bundle`
-/// never links ONNX Runtime.
+/// never links ONNX Runtime; `preflight-ort` knows no bundle.
 #[test]
 fn the_crate_graph_keeps_its_invariants() {
     for krate in ["harness", "suites"] {
@@ -143,9 +150,17 @@ fn the_crate_graph_keeps_its_invariants() {
     }
     let ort: Vec<String> = dependencies("bundle")
         .into_iter()
-        .filter(|l| l.trim_start().starts_with("ort"))
+        .filter(|l| l.trim_start().starts_with("ort") || l.contains("preflight-ort"))
         .collect();
     assert!(ort.is_empty(), "bundle links ONNX Runtime: {ort:?}");
+    let bundle: Vec<String> = dependencies("ort")
+        .into_iter()
+        .filter(|l| l.contains("preflight-"))
+        .collect();
+    assert!(
+        bundle.is_empty(),
+        "preflight-ort links a crate of ours: {bundle:?}"
+    );
 }
 
 /// ARCHITECTURE.md: `ApiError::status` is the only place the server

@@ -1,9 +1,10 @@
 //! The `preflight-serve` binary: its flags, its start-up line, its shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use preflight_testkit::{Listening, status};
 
 use crate::fixtures;
 
@@ -70,35 +71,17 @@ fn a_missing_library_or_repository_is_a_clear_error() {
 
 #[test]
 fn serves_then_stops_gracefully_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--models"])
-        .arg(fixtures().join("models"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start preflight-serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-
-    let addr = url.trim_start_matches("http://").to_owned();
-    let started = Instant::now();
-    while status(&addr, "/v2/health/ready") != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not ready within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let models = fixtures().join("models").display().to_string();
+    let mut args = vec!["--addr", "127.0.0.1:0", "--log-format", "json", "--models"];
+    args.push(&models);
+    let mut server = Listening::spawn(Path::new(BIN), &args).unwrap_or_else(|e| panic!("{e}"));
+    server
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = server.addr().to_owned();
     assert_eq!(status(&addr, "/v2/models/eta-milan/ready"), Some(200));
 
-    let pid = child.id().to_string();
+    let pid = server.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -108,7 +91,7 @@ fn serves_then_stops_gracefully_on_sigterm() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = server.child().try_wait().expect("wait") {
             assert!(status.success(), "exit status after SIGTERM: {status}");
             break;
         }
@@ -118,18 +101,4 @@ fn serves_then_stops_gracefully_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The status of a plain HTTP/1.1 GET, or `None` where nothing answers.
-fn status(addr: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
 }

@@ -1,0 +1,120 @@
+//! Finding and starting ONNX Runtime, and making sessions: the plumbing
+//! that `preflight-serve` and `preflight` share, and nothing else. It knows
+//! no bundle, no manifest and no HTTP: how a model's inputs are fed stays
+//! with each caller, on purpose (ARCHITECTURE.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+/// The file name the library is looked for under, in the folders searched.
+pub const LIBRARY: &str = "libonnxruntime.so";
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+/// Why ONNX Runtime could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrtInitError {
+    #[error(
+        "the ONNX Runtime library was not found (looked in: {searched}); pass --ort-lib, set \
+        ORT_DYLIB_PATH, or run `cargo xtask ort` to fetch it into target/ort/"
+    )]
+    NotFound { searched: String },
+    #[error("{path}: cannot load ONNX Runtime: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("ONNX Runtime is not started: call preflight_ort::init first")]
+    NotStarted,
+}
+
+/// Where the library is: `explicit`, else `ORT_DYLIB_PATH`, else `ort/`,
+/// `target/ort/` or `lib/` beside or above the running executable (so the
+/// tests, `cargo run` and an installed `bin/` + `lib/` layout all find it).
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OrtInitError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let mut searched = Vec::new();
+    let exe = std::env::current_exe().unwrap_or_default();
+    for dir in exe.ancestors().skip(1) {
+        for sub in ["ort", "target/ort", "lib"] {
+            let candidate = dir.join(sub).join(LIBRARY);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            searched.push(candidate.display().to_string());
+        }
+    }
+    Err(OrtInitError::NotFound {
+        searched: searched.join(", "),
+    })
+}
+
+/// Loads the library and creates the process's one ONNX Runtime environment,
+/// named `name` in ONNX Runtime's logs. Later calls return it.
+pub fn init(library: &Path, name: &str) -> Result<&'static Environment, OrtInitError> {
+    if let Some(environment) = ENVIRONMENT.get() {
+        return Ok(environment);
+    }
+    let load = |reason: String| OrtInitError::Load {
+        path: library.to_path_buf(),
+        reason,
+    };
+    if !library.is_file() {
+        return Err(load(
+            "no such file; `cargo xtask ort` fetches the pinned library into target/ort/"
+                .to_owned(),
+        ));
+    }
+    // The load error's Display hides the dlopen reason; its Debug keeps it.
+    let builder = ort::init_from(library).map_err(|e| load(format!("{e:?}")))?;
+    let environment = builder
+        .with_name(name)
+        .build()
+        .map_err(|e| load(e.to_string()))?;
+    Ok(ENVIRONMENT.get_or_init(|| environment))
+}
+
+/// The environment [`init`] made.
+pub fn environment() -> Result<&'static Environment, OrtInitError> {
+    ENVIRONMENT.get().ok_or(OrtInitError::NotStarted)
+}
+
+/// A session on the ONNX file at `path`, with every graph optimisation,
+/// `intra_op_threads` threads per operator (1 leaves parallelism to the
+/// caller) and one between operators; the error says why ONNX Runtime
+/// cannot load it.
+pub fn session(path: &Path, intra_op_threads: usize) -> Result<Session, String> {
+    let environment = environment().map_err(|e| e.to_string())?;
+    let build = || -> ort::Result<Session> {
+        Session::builder(environment)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            .with_intra_threads(intra_op_threads)?
+            .with_inter_threads(1)?
+            .commit_from_file(path)
+    };
+    build().map_err(|e| format!("ONNX Runtime cannot load it: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_library_wins_and_a_missing_one_is_named() {
+        let explicit = Path::new("/nowhere/libonnxruntime.so");
+        assert_eq!(find_library(Some(explicit)).ok().as_deref(), Some(explicit));
+        let error = init(explicit, "test").err().map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(
+            error.starts_with("/nowhere/libonnxruntime.so: cannot load"),
+            "{error}"
+        );
+    }
+}

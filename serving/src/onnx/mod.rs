@@ -1,0 +1,92 @@
+//! The ONNX Runtime backend, through the `ort` crate with a dynamically
+//! loaded `libonnxruntime` (started by `preflight_ort`).
+//!
+//! - `binding.rs`: how the manifest's inputs and outputs map onto the
+//!   graph's tensors, checked once at load.
+//! - `pool.rs`: each model version's sessions.
+//! - `tensors.rs`: a decoded batch into input tensors, output tensors back.
+
+mod binding;
+mod pool;
+mod tensors;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use preflight_bundle::Bundle;
+pub use preflight_ort::{OrtInitError, find_library};
+
+use crate::backend::{Backend, Predictor};
+use crate::batch::Batch;
+use crate::protocol::TensorData;
+use binding::Binding;
+use pool::Pool;
+
+/// Starts ONNX Runtime from `library` for this process (named
+/// `preflight-serve` in its logs). Later calls do nothing.
+pub fn init_ort(library: &Path) -> Result<(), OrtInitError> {
+    preflight_ort::init(library, "preflight-serve").map(drop)
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OrtOptions {
+    pub sessions_per_model: usize,
+    pub intra_op_threads: usize,
+}
+
+impl Default for OrtOptions {
+    fn default() -> Self {
+        Self {
+            sessions_per_model: 2,
+            intra_op_threads: 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct OrtBackend {
+    options: OrtOptions,
+}
+
+impl OrtBackend {
+    /// A backend; [`init_ort`] must have succeeded first.
+    pub fn new(options: OrtOptions) -> Self {
+        Self { options }
+    }
+}
+
+impl Backend for OrtBackend {
+    fn load(&self, bundle: &Bundle) -> Result<Arc<dyn Predictor>, String> {
+        let file = &bundle.manifest().runtime.model;
+        let pool =
+            Pool::new(bundle.model_path(), self.options).map_err(|e| format!("{file}: {e}"))?;
+        let binding = match pool.first().as_ref() {
+            Some(session) => Binding::new(session, bundle).map_err(|e| format!("{file}: {e}"))?,
+            None => return Err(format!("{file}: no session")),
+        };
+        Ok(Arc::new(OrtPredictor { pool, binding }))
+    }
+
+    fn platform(&self) -> &'static str {
+        "onnxruntime_onnx"
+    }
+}
+
+/// One model version: its sessions, and how a batch is fed to them.
+struct OrtPredictor {
+    pool: Pool,
+    binding: Binding,
+}
+
+impl Predictor for OrtPredictor {
+    fn predict(&self, batch: &Batch) -> Result<Vec<TensorData>, String> {
+        let inputs = tensors::inputs(&self.binding.inputs, batch)?;
+        let mut guard = self.pool.session();
+        let session = guard.as_mut().ok_or("no session")?;
+        let outputs = session
+            .run(inputs)
+            .map_err(|e| e.to_string().trim_end().to_owned())?;
+        tensors::outputs(&self.binding.outputs, &outputs)
+    }
+}
