@@ -166,6 +166,11 @@ impl Client {
 
     /// Sends a serialized request body to an infer URL; the answer is read
     /// against `manifest`'s outputs.
+    ///
+    /// A request that fails below HTTP (a pooled connection that the other
+    /// side, or a proxy such as Docker's, closed or reset meanwhile) is sent
+    /// once more: inference has no side effect, and a server that is really
+    /// gone fails the second time too. A timeout is not retried.
     pub async fn post_body(
         &self,
         url: &reqwest::Url,
@@ -173,20 +178,24 @@ impl Client {
         body: bytes::Bytes,
         rows: usize,
     ) -> Result<Answer, Unreachable> {
+        let (status, text) = match self.post(url, body.clone()).await {
+            Err(e) if !e.is_timeout() => self.post(url, body).await,
+            first => first,
+        }
+        .map_err(|e| unreachable(url.as_str(), &e))?;
+        Ok(read_answer(manifest, status, &text, rows))
+    }
+
+    async fn post(&self, url: &reqwest::Url, body: bytes::Bytes) -> reqwest::Result<(u16, String)> {
         let response = self
             .http
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
-            .await
-            .map_err(|e| unreachable(url.as_str(), &e))?;
+            .await?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| unreachable(url.as_str(), &e))?;
-        Ok(read_answer(manifest, status, &text, rows))
+        Ok((status, response.text().await?))
     }
 }
 
@@ -196,7 +205,16 @@ fn unreachable(url: &str, error: &reqwest::Error) -> Unreachable {
     } else if error.is_connect() {
         "connection refused or failed".to_owned()
     } else {
-        error.to_string()
+        // reqwest's own message ("error sending request for url") hides the
+        // cause, which is in its sources: "connection reset by peer".
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        reason
     };
     Unreachable {
         url: url.to_owned(),

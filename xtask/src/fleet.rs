@@ -33,13 +33,14 @@ pub(crate) fn fleet(root: &Path, bench: &FleetBench) -> Result<()> {
         let started = Instant::now();
         let mut command = preflight.verify(&target, &repo, &out);
         if bench.container {
-            // Two versions of every model stay loaded, about 4.4 MiB each (benches/README.md);
-            // the default 512 MiB is for a release of a few.
+            // Two versions of every model stay loaded, about 4.4 MiB each, and a version's
+            // second session takes more (benches/README.md); the default 512 MiB is for a
+            // release of a few.
             command.args([
                 "--cpus",
                 "2",
                 "--memory-mib",
-                &(128 + 10 * bench.models).to_string(),
+                &(128 + 16 * bench.models).to_string(),
             ]);
         }
         if out.exists() {
