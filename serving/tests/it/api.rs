@@ -110,15 +110,7 @@ async fn row_oriented_predict_and_metrics() {
     assert_eq!(status, 200);
     assert_eq!(body["parameters"]["fallback_reason"], "deadline");
 
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.text("/metrics").await;
     assert!(
         text.contains(
             "preflight_requests_total{model=\"eta-lisbon\",version=\"2\",outcome=\"ok\"} 2"
@@ -156,15 +148,7 @@ async fn row_oriented_predict_and_metrics() {
             .await;
         assert_eq!(status, 404);
     }
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.text("/metrics").await;
     assert!(!text.contains("made-up"), "{text}");
     assert!(
         text.contains("preflight_unmatched_requests_total{outcome=\"not_found\"} 5"),

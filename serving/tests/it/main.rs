@@ -92,6 +92,12 @@ impl Server {
         decode(response).await
     }
 
+    /// The body of `GET path` as text, for `/metrics`.
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.client.get(format!("{}{path}", self.url)).send().await;
+        response.expect("GET").text().await.expect("text")
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
             .client
