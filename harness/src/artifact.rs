@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use ort::value::{DynValue, Tensor};
-use preflight_bundle::{Bundle, Datatype, Record, Value};
+use preflight_bundle::{Bundle, Datatype, Feature, Manifest, Record, Value};
 
 /// ONNX Runtime for this process, started on first use from where
 /// `preflight_ort::find_library` finds it.
@@ -23,59 +23,42 @@ fn environment() -> Result<(), String> {
 
 /// Runs `records` through the bundle's model in one batch: one column per
 /// manifest output. The error says why the artifact could not run them.
+///
+/// The harness feeds the artifact itself, independently of the server, on
+/// purpose: a binding bug in serving then shows as a divergence at
+/// *artifact → endpoint* instead of being shared by both sides. It feeds the
+/// graph as the server does: one input per manifest input by name, or the
+/// manifest's inputs stacked into the graph's one float input.
 pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64>>, String> {
     environment()?;
-    let mut session = preflight_ort::session(&bundle.model_path(), 1)
-        .map_err(|e| format!("{}: {e}", bundle.manifest().runtime.model))?;
-    let n = records.len();
     let manifest = bundle.manifest();
-    let mut inputs: Vec<(String, DynValue)> = Vec::new();
-    for (i, feature) in manifest.inputs.iter().enumerate() {
-        let column = records.iter().map(|r| &r.inputs[i]);
-        let shape = [n, 1];
-        let e = |e: ort::Error| e.to_string();
-        let value = match feature.datatype {
-            Datatype::Bytes => {
-                let text: Vec<String> = column
-                    .map(|v| v.as_str().unwrap_or_default().to_owned())
-                    .collect();
-                Tensor::from_string_array((shape, text.as_slice()))
-                    .map_err(e)?
-                    .into_dyn()
-            }
-            Datatype::Int64 => Tensor::from_array((
-                shape,
-                column
-                    .map(|v| if let Value::Int(x) = v { *x } else { 0 })
-                    .collect::<Vec<i64>>(),
-            ))
-            .map_err(e)?
-            .into_dyn(),
-            Datatype::Fp64 => Tensor::from_array((
-                shape,
-                column
-                    .map(|v| v.as_f64().unwrap_or(f64::NAN))
-                    .collect::<Vec<f64>>(),
-            ))
-            .map_err(e)?
-            .into_dyn(),
-            Datatype::Fp32 => Tensor::from_array((
-                shape,
-                column
-                    .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
-                    .collect::<Vec<f32>>(),
-            ))
-            .map_err(e)?
-            .into_dyn(),
-            other => {
-                return Err(format!(
-                    "input '{}' is {other}, which the artifact check does not feed yet",
-                    feature.name
-                ));
-            }
-        };
-        inputs.push((feature.name.clone(), value));
-    }
+    let mut session = preflight_ort::session(&bundle.model_path(), 1)
+        .map_err(|e| format!("{}: {e}", manifest.runtime.model))?;
+    let graph: Vec<String> = session
+        .inputs()
+        .iter()
+        .map(|i| i.name().to_owned())
+        .collect();
+    let by_name = manifest
+        .inputs
+        .iter()
+        .all(|f| graph.iter().any(|g| g == &f.name));
+    let inputs: Vec<(String, DynValue)> = match graph.as_slice() {
+        _ if by_name => manifest
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, feature)| Ok((feature.name.clone(), column(feature, i, records)?)))
+            .collect::<Result<_, String>>()?,
+        [only] => vec![(only.clone(), stacked(manifest, records)?)],
+        _ => {
+            return Err(format!(
+                "the graph's inputs ({}) are neither the manifest's inputs nor one input to \
+                stack them into",
+                graph.join(", ")
+            ));
+        }
+    };
     let outputs = session
         .run(inputs)
         .map_err(|e| e.to_string().trim_end().to_owned())?;
@@ -92,10 +75,121 @@ pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64
             let value = outputs
                 .get(name.as_str())
                 .ok_or_else(|| format!("the graph has no output '{}'", feature.name))?;
-            let (_, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| format!("output '{}': {e}", feature.name))?;
-            Ok(data.iter().map(|&x| f64::from(x)).collect())
+            numbers(value).map_err(|e| format!("output '{}': {e}", feature.name))
         })
         .collect()
+}
+
+/// The value of one row of one input as the artifact takes it, or why it
+/// cannot be fed: never a silent stand-in.
+fn fed<T>(
+    feature: &Feature,
+    record: &Record,
+    value: &Value,
+    read: impl Fn(&Value) -> Option<T>,
+) -> Result<T, String> {
+    read(value).ok_or_else(|| {
+        format!(
+            "row '{}': input '{}' is {} and its value {} cannot be fed to the artifact",
+            record.id,
+            feature.name,
+            feature.datatype,
+            value.to_json()
+        )
+    })
+}
+
+/// One manifest input as a `[n, 1]` tensor of its datatype.
+fn column(feature: &Feature, index: usize, records: &[Record]) -> Result<DynValue, String> {
+    let shape = [records.len(), 1];
+    let e = |e: ort::Error| format!("input '{}': {e}", feature.name);
+    fn each<T>(
+        feature: &Feature,
+        index: usize,
+        records: &[Record],
+        read: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Vec<T>, String> {
+        records
+            .iter()
+            .map(|r| fed(feature, r, &r.inputs[index], &read))
+            .collect()
+    }
+    // A null of a nullable (float) input reaches the model as NaN.
+    let float = |v: &Value| v.as_f64();
+    let int = |v: &Value| match v {
+        Value::Int(x) => Some(*x),
+        _ => None,
+    };
+    Ok(match feature.datatype {
+        Datatype::Bytes => {
+            let text = each(feature, index, records, |v| v.as_str().map(str::to_owned))?;
+            Tensor::from_string_array((shape, text.as_slice()))
+                .map_err(e)?
+                .into_dyn()
+        }
+        Datatype::Int64 => {
+            let data = each(feature, index, records, int)?;
+            Tensor::from_array((shape, data)).map_err(e)?.into_dyn()
+        }
+        Datatype::Int32 => {
+            let data = each(feature, index, records, |v| i32::try_from(int(v)?).ok())?;
+            Tensor::from_array((shape, data)).map_err(e)?.into_dyn()
+        }
+        Datatype::Bool => {
+            let data = each(feature, index, records, |v| match v {
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            })?;
+            Tensor::from_array((shape, data)).map_err(e)?.into_dyn()
+        }
+        Datatype::Fp64 => {
+            let data = each(feature, index, records, float)?;
+            Tensor::from_array((shape, data)).map_err(e)?.into_dyn()
+        }
+        Datatype::Fp32 => {
+            let data = each(feature, index, records, |v| float(v).map(|x| x as f32))?;
+            Tensor::from_array((shape, data)).map_err(e)?.into_dyn()
+        }
+        other => {
+            return Err(format!(
+                "input '{}' is {other}, which the artifact check does not feed",
+                feature.name
+            ));
+        }
+    })
+}
+
+/// Every manifest input side by side in one `[n, k]` FP32 tensor, as the
+/// server feeds a graph with one input.
+fn stacked(manifest: &Manifest, records: &[Record]) -> Result<DynValue, String> {
+    let k = manifest.inputs.len();
+    let mut data = Vec::with_capacity(records.len() * k);
+    for record in records {
+        for (feature, value) in manifest.inputs.iter().zip(&record.inputs) {
+            data.push(fed(feature, record, value, |v| match v {
+                Value::Text(_) => None,
+                other => other.as_f64().map(|x| x as f32),
+            })?);
+        }
+    }
+    Tensor::from_array(([records.len(), k], data))
+        .map(|t| t.into_dyn())
+        .map_err(|e| e.to_string())
+}
+
+/// An output tensor's values as numbers, whatever its numeric type.
+fn numbers(value: &DynValue) -> Result<Vec<f64>, String> {
+    if let Ok((_, data)) = value.try_extract_tensor::<f32>() {
+        return Ok(data.iter().map(|&x| f64::from(x)).collect());
+    }
+    if let Ok((_, data)) = value.try_extract_tensor::<f64>() {
+        return Ok(data.to_vec());
+    }
+    if let Ok((_, data)) = value.try_extract_tensor::<i64>() {
+        return Ok(data.iter().map(|&x| x as f64).collect());
+    }
+    value
+        .try_extract_tensor::<i32>()
+        .map(|(_, data)| data.iter().map(|&x| f64::from(x)).collect())
+        .map_err(|e| e.to_string())
 }
