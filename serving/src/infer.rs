@@ -103,7 +103,7 @@ pub(crate) async fn predict(
                 fallback: None,
             });
         }
-        Ok(Err(message)) => message,
+        Ok(Err(error)) => error.to_string(),
         Err(join) => format!("the model's thread failed: {join}"),
     };
     tracing::warn!(

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use backend::{Backend, Predictor};
+pub use backend::{Backend, BackendError, Predictor};
 pub use batch::{Batch, Limits};
 pub use error::ApiError;
 pub use infer::FallbackReason;

@@ -299,7 +299,7 @@ impl Registry {
             )),
             None => match self.backend.load(&bundle) {
                 Ok(predictor) => Main::Ready(predictor),
-                Err(reason) => Main::Failed(reason),
+                Err(reason) => Main::Failed(reason.to_string()),
             },
         };
         Ok(Served {

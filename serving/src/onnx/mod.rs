@@ -16,7 +16,7 @@ use std::sync::Arc;
 use preflight_bundle::Bundle;
 pub use preflight_ort::{OrtInitError, find_library};
 
-use crate::backend::{Backend, Predictor};
+use crate::backend::{Backend, BackendError, Predictor};
 use crate::batch::Batch;
 use crate::protocol::TensorData;
 use binding::Binding;
@@ -57,13 +57,13 @@ impl OrtBackend {
 }
 
 impl Backend for OrtBackend {
-    fn load(&self, bundle: &Bundle) -> Result<Arc<dyn Predictor>, String> {
+    fn load(&self, bundle: &Bundle) -> Result<Arc<dyn Predictor>, BackendError> {
         let file = &bundle.manifest().runtime.model;
-        let pool =
-            Pool::new(bundle.model_path(), self.options).map_err(|e| format!("{file}: {e}"))?;
+        let failed = |e: String| BackendError::Load(format!("{file}: {e}"));
+        let pool = Pool::new(bundle.model_path(), self.options).map_err(failed)?;
         let binding = match pool.first().as_ref() {
-            Some(session) => Binding::new(session, bundle).map_err(|e| format!("{file}: {e}"))?,
-            None => return Err(format!("{file}: no session")),
+            Some(session) => Binding::new(session, bundle).map_err(failed)?,
+            None => return Err(failed("no session".to_owned())),
         };
         Ok(Arc::new(OrtPredictor { pool, binding }))
     }
@@ -80,13 +80,15 @@ struct OrtPredictor {
 }
 
 impl Predictor for OrtPredictor {
-    fn predict(&self, batch: &Batch) -> Result<Vec<TensorData>, String> {
-        let inputs = tensors::inputs(&self.binding.inputs, batch)?;
+    fn predict(&self, batch: &Batch) -> Result<Vec<TensorData>, BackendError> {
+        let inputs = tensors::inputs(&self.binding.inputs, batch).map_err(BackendError::Run)?;
         let mut guard = self.pool.session();
-        let session = guard.as_mut().ok_or("no session")?;
+        let session = guard
+            .as_mut()
+            .ok_or_else(|| BackendError::Run("no session".to_owned()))?;
         let outputs = session
             .run(inputs)
-            .map_err(|e| e.to_string().trim_end().to_owned())?;
-        tensors::outputs(&self.binding.outputs, &outputs)
+            .map_err(|e| BackendError::Run(e.to_string().trim_end().to_owned()))?;
+        tensors::outputs(&self.binding.outputs, &outputs).map_err(BackendError::Run)
     }
 }
