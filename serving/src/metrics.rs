@@ -97,6 +97,33 @@ impl Counters {
     fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Requests by outcome label.
+    fn requests(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Outcome::ALL
+            .into_iter()
+            .map(|o| (o.as_str(), Self::get(&self.requests[o as usize])))
+    }
+
+    /// Fallback answers by reason label.
+    fn fallbacks(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        FallbackReason::ALL
+            .into_iter()
+            .map(|r| (r.as_str(), Self::get(&self.fallbacks[r as usize])))
+    }
+
+    /// The latency histogram's series: buckets, `+Inf`, sum and count.
+    fn histogram(&self, f: &mut Family<'_>, labels: &str) {
+        let buckets: Vec<u64> = self.buckets.iter().map(Self::get).collect();
+        let count = Self::get(&self.count);
+        for (bound, n) in BUCKETS.iter().zip(buckets) {
+            f.series("_bucket", &format!("{labels},le=\"{bound}\""), n);
+        }
+        f.series("_bucket", &format!("{labels},le=\"+Inf\""), count);
+        let seconds = Self::get(&self.latency_micros) as f64 / 1e6;
+        f.series("_sum", labels, seconds);
+        f.series("_count", labels, count);
+    }
 }
 
 /// The server's metrics: the registry's versions carry their own counters.
@@ -120,6 +147,19 @@ impl<'a> Family<'a> {
 
     fn series(&mut self, suffix: &str, labels: &str, value: impl std::fmt::Display) {
         let _ = writeln!(self.out, "{}{suffix}{{{labels}}} {value}", self.name);
+    }
+
+    /// One series per non-zero count, with `key="value"` after `labels`.
+    fn counts(
+        &mut self,
+        labels: &str,
+        key: &str,
+        counts: impl Iterator<Item = (&'static str, u64)>,
+    ) {
+        let comma = if labels.is_empty() { "" } else { "," };
+        for (value, n) in counts.filter(|(_, n)| *n > 0) {
+            self.series("", &format!("{labels}{comma}{key}=\"{value}\""), n);
+        }
     }
 }
 
@@ -154,12 +194,7 @@ impl Metrics {
             "Inference requests, by outcome.",
         );
         for (labels, c) in &labelled {
-            for outcome in Outcome::ALL {
-                let n = Counters::get(&c.requests[outcome as usize]);
-                if n > 0 {
-                    f.series("", &format!("{labels},outcome=\"{}\"", outcome.as_str()), n);
-                }
-            }
+            f.counts(labels, "outcome", c.requests());
         }
         let mut f = Family::new(
             &mut out,
@@ -167,12 +202,7 @@ impl Metrics {
             "counter",
             "Inference requests for a model or version that is not loaded, by outcome.",
         );
-        for outcome in Outcome::ALL {
-            let n = Counters::get(&self.unmatched.requests[outcome as usize]);
-            if n > 0 {
-                f.series("", &format!("outcome=\"{}\"", outcome.as_str()), n);
-            }
-        }
+        f.counts("", "outcome", self.unmatched.requests());
         let mut f = Family::new(
             &mut out,
             "preflight_rows_total",
@@ -189,12 +219,7 @@ impl Metrics {
             "Requests answered by the fast fallback, by reason.",
         );
         for (labels, c) in &labelled {
-            for reason in FallbackReason::ALL {
-                let n = Counters::get(&c.fallbacks[reason as usize]);
-                if n > 0 {
-                    f.series("", &format!("{labels},reason=\"{}\"", reason.as_str()), n);
-                }
-            }
+            f.counts(labels, "reason", c.fallbacks());
         }
         let mut f = Family::new(
             &mut out,
@@ -203,15 +228,7 @@ impl Metrics {
             "Inference request latency.",
         );
         for (labels, c) in &labelled {
-            let buckets: Vec<u64> = c.buckets.iter().map(Counters::get).collect();
-            let count = Counters::get(&c.count);
-            for (bound, n) in BUCKETS.iter().zip(buckets) {
-                f.series("_bucket", &format!("{labels},le=\"{bound}\""), n);
-            }
-            f.series("_bucket", &format!("{labels},le=\"+Inf\""), count);
-            let seconds = Counters::get(&c.latency_micros) as f64 / 1e6;
-            f.series("_sum", labels, seconds);
-            f.series("_count", labels, count);
+            c.histogram(&mut f, labels);
         }
         out
     }
