@@ -331,10 +331,13 @@ fn pairs(candidate: &[Sample], baseline: &[Sample]) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-/// p50 and p99 against the baseline report's intervals, from another run.
-/// Noise of two runs is not shared, so this fails only when this run's
-/// interval lies wholly above the baseline's upper bound times the limit,
-/// and passes only when it lies wholly below it.
+/// p50 against the baseline report's interval, from another run. Noise of
+/// two runs is not shared, so this fails only when this run's interval lies
+/// wholly above the baseline's upper bound times the limit, and passes only
+/// when it lies wholly below it. p99 is reported beside the report's, not
+/// judged: a tail of a few hundred requests measured in another run moves
+/// several-fold with the machine's load (1.8 ms in one run, 11 ms in the
+/// next, for the same model on the same machine), more than any limit.
 fn against_report(
     model: &ModelUnderTest,
     budget: &LatencyBudget,
@@ -362,6 +365,18 @@ fn against_report(
         let high = model
             .baseline_metric(Suite::Latency, &format!("{key}_high"))
             .unwrap_or(base);
+        if label == "p99" {
+            checks.push(Check::skipped(
+                &name,
+                format!(
+                    "not judged: p99 {e} ms against the baseline report's {base:.2} ms; {why}, \
+                    and a tail measured in another run moves several-fold with the machine's \
+                    load; serve the last release beside the candidate, or pass \
+                    --baseline-target, to compare it"
+                ),
+            ));
+            continue;
+        }
         let allowed = high * (1.0 + limit);
         method = "baseline report".to_owned();
         let text = format!(
