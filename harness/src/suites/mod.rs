@@ -66,10 +66,6 @@ impl Suite {
         }
     }
 
-    pub fn parse(name: &str) -> Option<Suite> {
-        Suite::all().iter().copied().find(|s| s.name() == name)
-    }
-
     /// When the suite runs in a verification.
     pub fn phase(self) -> Phase {
         match self {
@@ -181,7 +177,6 @@ mod tests {
             assert_eq!(value.as_deref(), Some(suite.name()));
             let json = serde_json::to_value(suite).ok();
             assert_eq!(json.as_ref().and_then(|v| v.as_str()), Some(suite.name()));
-            assert_eq!(Suite::parse(suite.name()), Some(suite));
         }
         assert_eq!(Suite::all().len(), 8);
     }

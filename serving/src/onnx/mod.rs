@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use preflight_bundle::Bundle;
-pub use preflight_ort::{OrtInitError, find_library};
+use preflight_ort::OrtInitError;
 
 use crate::backend::{Backend, BackendError, Predictor};
 use crate::batch::Batch;
