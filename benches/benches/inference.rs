@@ -12,10 +12,9 @@ use axum::http::Request;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use preflight_bundle::{Bundle, Record, Value};
 use preflight_serving::{
-    AppState, Backend, Batch, OrtBackend, OrtOptions, Registry, ServeConfig, TensorData,
-    VersionPolicy, app, find_library, init_ort,
+    AppState, Backend, Batch, OrtBackend, OrtOptions, ServeConfig, TensorData, app, find_library,
+    init_ort,
 };
-use serde_json::json;
 use tower::ServiceExt;
 
 fn bundle() -> (Bundle, Vec<Record>) {
@@ -60,21 +59,7 @@ fn batch(bundle: &Bundle, rows: &[&Record]) -> Batch {
 }
 
 fn request(bundle: &Bundle, rows: &[&Record]) -> String {
-    let inputs: Vec<_> = bundle
-        .manifest()
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            json!({
-                "name": f.name,
-                "datatype": f.datatype.as_str(),
-                "shape": [rows.len(), 1],
-                "data": rows.iter().map(|r| r.inputs[i].to_json()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({ "inputs": inputs }).to_string()
+    bundle.manifest().infer_request(rows).to_string()
 }
 
 fn runtime(c: &mut Criterion) {
@@ -111,22 +96,13 @@ fn request_path(c: &mut Criterion) {
         .and_then(Path::parent)
         .expect("repository")
         .to_path_buf();
-    let config = ServeConfig {
-        models: models.clone(),
-        version_policy: VersionPolicy::All,
-        max_body_bytes: 1 << 24,
-        max_rows: 100_000,
-        repository_token: None,
-        load_threads: 2,
-    };
+    let config = ServeConfig::new(models);
     let backend = Arc::new(OrtBackend::new(OrtOptions {
         sessions_per_model: 1,
         intra_op_threads: 1,
     }));
-    let registry = Arc::new(Registry::new(&models, backend, VersionPolicy::All, 2));
-    registry.load_all().expect("load");
-    let state = Arc::new(AppState::new(registry, &config));
-    state.mark_ready();
+    let state = Arc::new(AppState::new(&config, backend));
+    state.load().expect("load");
     let router = app(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -19,6 +19,7 @@ mod manifest;
 mod records;
 mod reference;
 mod repository;
+mod request;
 mod value;
 
 pub use bundle::{Bundle, HOLDOUT_FILE, MANIFEST_FILE, REFERENCE_FILE, SAMPLES_FILE};

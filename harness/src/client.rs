@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use preflight_bundle::{Manifest, Record};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// How long one request may take before the endpoint counts as hanging.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,7 +131,10 @@ impl Client {
         rows: &[&[preflight_bundle::Value]],
         parameters: Option<Value>,
     ) -> Result<Answer, Unreachable> {
-        let body = request_body(manifest, rows, parameters);
+        let mut body = manifest.infer_request(rows);
+        if let Some(parameters) = parameters {
+            body["parameters"] = parameters;
+        }
         self.post_infer(manifest, &body, rows.len()).await
     }
 
@@ -220,33 +223,6 @@ fn unreachable(url: &str, error: &reqwest::Error) -> Unreachable {
         url: url.to_owned(),
         reason,
     }
-}
-
-/// The Open Inference Protocol request for rows of values in manifest order.
-pub fn request_body(
-    manifest: &Manifest,
-    rows: &[&[preflight_bundle::Value]],
-    parameters: Option<Value>,
-) -> Value {
-    let inputs: Vec<Value> = manifest
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let data: Vec<Value> = rows.iter().map(|r| r[i].to_json()).collect();
-            json!({
-                "name": f.name,
-                "datatype": f.datatype.as_str(),
-                "shape": [rows.len(), 1],
-                "data": data,
-            })
-        })
-        .collect();
-    let mut body = json!({ "inputs": inputs });
-    if let Some(p) = parameters {
-        body["parameters"] = p;
-    }
-    body
 }
 
 /// Reads an answer; a single-output model's output is matched whatever the

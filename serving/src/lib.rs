@@ -8,6 +8,7 @@ mod backend;
 mod batch;
 mod error;
 mod infer;
+mod local;
 mod metrics;
 mod onnx;
 mod protocol;
@@ -22,6 +23,7 @@ pub use backend::{Backend, BackendError, Predictor};
 pub use batch::{Batch, Limits};
 pub use error::ApiError;
 pub use infer::FallbackReason;
+pub use local::{LocalServer, StartError};
 pub use metrics::Metrics;
 pub use onnx::{OrtBackend, OrtOptions, init_ort};
 pub use preflight_ort::{OrtInitError, find_library};
@@ -40,12 +42,32 @@ pub struct ServeConfig {
     pub load_threads: usize,
 }
 
-impl AppState {
-    /// A state over `registry`, not yet ready: call [`AppState::mark_ready`]
-    /// once the repository is loaded.
-    pub fn new(registry: Arc<Registry>, config: &ServeConfig) -> Self {
+impl ServeConfig {
+    /// `preflight-serve`'s defaults for the repository at `models`.
+    pub fn new(models: impl Into<PathBuf>) -> Self {
         Self {
-            registry,
+            models: models.into(),
+            version_policy: VersionPolicy::All,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_rows: 100_000,
+            repository_token: None,
+            load_threads: 2,
+        }
+    }
+}
+
+impl AppState {
+    /// A state for `config`, its repository not yet loaded and not ready:
+    /// call [`AppState::load`].
+    pub fn new(config: &ServeConfig, backend: Arc<dyn Backend>) -> Self {
+        let registry = Registry::new(
+            &config.models,
+            backend,
+            config.version_policy,
+            config.load_threads,
+        );
+        Self {
+            registry: Arc::new(registry),
             metrics: Metrics::default(),
             limits: Limits {
                 max_rows: config.max_rows,
@@ -56,7 +78,12 @@ impl AppState {
         }
     }
 
-    pub fn mark_ready(&self) {
+    /// Loads every model of the repository, then answers ready. A model
+    /// that cannot be loaded is marked so and does not stop the others; the
+    /// error is for a repository that cannot be read at all. Blocking.
+    pub fn load(&self) -> Result<(), preflight_bundle::Error> {
+        self.registry.load_all()?;
         self.ready.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AppState, OrtBackend, OrtOptions, Registry, ServeConfig, VersionPolicy, app, find_library,
-    init_ort,
+    AppState, OrtBackend, OrtOptions, ServeConfig, VersionPolicy, app, find_library, init_ort,
 };
 
 /// Serve every model of a model repository over the Open Inference Protocol
@@ -121,13 +120,7 @@ fn main() -> Result<()> {
     if !config.models.is_dir() {
         anyhow::bail!("--models {}: not a folder", config.models.display());
     }
-    let registry = Arc::new(Registry::new(
-        &config.models,
-        Arc::new(backend),
-        config.version_policy,
-        config.load_threads,
-    ));
-    let state = Arc::new(AppState::new(Arc::clone(&registry), &config));
+    let state = Arc::new(AppState::new(&config, Arc::new(backend)));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,7 +146,7 @@ fn main() -> Result<()> {
         let loader_state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            match loader_state.registry.load_all() {
+            match loader_state.load() {
                 Ok(()) => {
                     let states: Vec<String> = loader_state
                         .registry
@@ -163,7 +156,6 @@ fn main() -> Result<()> {
                         .collect();
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(?states, seconds, "models loaded; ready");
-                    loader_state.mark_ready();
                 }
                 Err(error) => tracing::error!(%error, "cannot read the model repository"),
             }

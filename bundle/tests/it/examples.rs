@@ -115,6 +115,34 @@ fn samples_example() {
 }
 
 #[test]
+fn the_example_sample_travels_as_one_column_per_input_in_manifest_order() {
+    let manifest = manifest();
+    let rows = parse_records(
+        SAMPLE_LINE,
+        Path::new("samples.jsonl"),
+        &manifest,
+        RecordFile::Samples,
+    )
+    .expect("parses");
+    let twice = [&rows[0], &rows[0]];
+    let request = manifest.infer_request(&twice);
+    let column = |name: &str, datatype: &str, value: serde_json::Value| {
+        serde_json::json!({
+            "name": name, "datatype": datatype, "shape": [2, 1], "data": [value, value],
+        })
+    };
+    assert_eq!(
+        request,
+        serde_json::json!({"inputs": [
+            column("distance_km", "FP32", 3.2.into()),
+            column("hour", "INT64", 13.into()),
+            column("vehicle", "BYTES", "car".into()),
+            column("prep_time_min", "FP32", serde_json::Value::Null),
+        ]})
+    );
+}
+
+#[test]
 fn holdout_example() {
     let rows = parse_records(
         HOLDOUT_LINE,

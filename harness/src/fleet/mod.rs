@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use preflight_bundle::{LatencyBudget, Manifest, Record};
 
-use crate::client::{Client, Unreachable, request_body};
+use crate::client::{Client, Unreachable};
 use crate::report::{LatencyRun, SuiteReport};
 use crate::suites::ModelUnderTest;
 use crate::suites::latency::{self, Baseline, Measured};
@@ -288,7 +288,7 @@ impl Entry {
 fn bodies(manifest: &Manifest, samples: &[Record]) -> Arc<[Bytes]> {
     samples
         .iter()
-        .map(|s| Bytes::from(request_body(manifest, &[s.inputs.as_slice()], None).to_string()))
+        .map(|s| Bytes::from(manifest.infer_request(&[s.inputs.as_slice()]).to_string()))
         .collect()
 }
 

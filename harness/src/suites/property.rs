@@ -13,7 +13,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use serde_json::json;
 
 use super::{ModelUnderTest, Suite};
-use crate::client::{Answer, Client, FallbackReason, request_body};
+use crate::client::{Answer, Client, FallbackReason};
 use crate::report::{Check, SuiteReport};
 
 /// Generated cases per property; the runner's seed is fixed, so a run repeats.
@@ -330,7 +330,7 @@ fn curl_for(manifest: &Manifest, client: &Client, body: &serde_json::Value) -> S
 impl Curl for Vec<Vec<Value>> {
     fn curl(&self, manifest: &Manifest, client: &Client) -> String {
         let rows: Vec<&[Value]> = self.iter().map(Vec::as_slice).collect();
-        curl_for(manifest, client, &request_body(manifest, &rows, None))
+        curl_for(manifest, client, &manifest.infer_request(&rows))
     }
 }
 
@@ -429,7 +429,7 @@ fn invalidate(
     mistake: Mistake,
 ) -> Option<(serde_json::Value, String)> {
     let feature = &manifest.inputs[index];
-    let mut body = request_body(manifest, &[row.as_slice()], None);
+    let mut body = manifest.infer_request(&[row.as_slice()]);
     let what = match mistake {
         Mistake::StringInNumber if feature.datatype != Datatype::Bytes => {
             body["inputs"][index]["data"] = json!(["12.5"]);

@@ -4,7 +4,7 @@
 use preflight_bundle::{Bundle, Record};
 use serde_json::{Value, json};
 
-use crate::{Server, config, fixtures, infer_request};
+use crate::{Server, config, fixtures};
 
 const INFER: &str = "/v2/models/eta-madrid/versions/1/infer";
 
@@ -13,7 +13,7 @@ fn valid() -> Value {
     let bundle = Bundle::open(&fixtures().join("models/eta-madrid/1")).expect("bundle");
     let samples = bundle.samples().expect("samples").expect("present");
     let rows: Vec<&Record> = samples.iter().take(2).collect();
-    infer_request(bundle.manifest(), &rows, None)
+    bundle.manifest().infer_request(&rows)
 }
 
 /// The request with input `name`'s field `field` set to `value`.

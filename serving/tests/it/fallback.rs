@@ -4,7 +4,7 @@
 use preflight_bundle::{Bundle, Record, Tolerance};
 use serde_json::json;
 
-use crate::{Server, copy_bundle, fixtures, infer_request, output};
+use crate::{Server, copy_bundle, fixtures, output};
 
 /// The fallback computes in f64 like the training process; the response narrows to FP32.
 const FALLBACK_PARITY: Tolerance = Tolerance {
@@ -25,7 +25,8 @@ async fn a_zero_deadline_sends_every_row_to_the_fallback() {
     let bundle = Bundle::open(&models.join("eta-madrid/2")).expect("bundle");
     let samples = bundle.samples().expect("samples").expect("present");
     let rows: Vec<&Record> = samples.iter().take(50).collect();
-    let request = infer_request(bundle.manifest(), &rows, Some(json!({"deadline_ms": 0})));
+    let mut request = bundle.manifest().infer_request(&rows);
+    request["parameters"] = json!({"deadline_ms": 0});
     let (status, body) = server.post("/v2/models/eta-madrid/infer", &request).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -49,7 +50,8 @@ async fn a_batch_slower_than_the_deadline_is_answered_by_the_fallback() {
     let samples = bundle.samples().expect("samples").expect("present");
     // 20,000 rows of a 200-tree GBDT take far longer than a millisecond.
     let rows: Vec<&Record> = samples.iter().cycle().take(20_000).collect();
-    let request = infer_request(bundle.manifest(), &rows, Some(json!({"deadline_ms": 1})));
+    let mut request = bundle.manifest().infer_request(&rows);
+    request["parameters"] = json!({"deadline_ms": 1});
     let (status, body) = server
         .post("/v2/models/eta-madrid/versions/1/infer", &request)
         .await;
@@ -71,7 +73,7 @@ async fn a_model_error_is_answered_by_the_fallback() {
     let (status, body) = server
         .post(
             "/v2/models/eta-lisbon/infer",
-            &infer_request(bundle.manifest(), &[&samples[0]], None),
+            &bundle.manifest().infer_request(&[&samples[0]]),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -84,7 +86,7 @@ async fn a_model_error_is_answered_by_the_fallback() {
     let (status, body) = server
         .post(
             "/v2/models/eta-lisbon/infer",
-            &infer_request(bundle.manifest(), &pair, None),
+            &bundle.manifest().infer_request(&pair),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -134,7 +136,7 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
     let (status, body) = server
         .post(
             "/v2/models/eta-degraded/infer",
-            &infer_request(bundle.manifest(), &[&samples[3]], None),
+            &bundle.manifest().infer_request(&[&samples[3]]),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -150,7 +152,7 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
     let (status, body) = server
         .post(
             "/v2/models/eta-dead/infer",
-            &infer_request(bundle.manifest(), &[&samples[3]], None),
+            &bundle.manifest().infer_request(&[&samples[3]]),
         )
         .await;
     assert_eq!(status, 503, "{body}");
@@ -164,7 +166,7 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
     let (status, body) = server
         .post(
             "/v2/models/eta-fine/infer",
-            &infer_request(bundle.manifest(), &[&samples[3]], None),
+            &bundle.manifest().infer_request(&[&samples[3]]),
         )
         .await;
     assert_eq!(status, 200, "{body}");

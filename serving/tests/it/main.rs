@@ -9,13 +9,9 @@ mod process;
 mod repository;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use preflight_serving::{
-    AppState, OrtBackend, OrtOptions, Registry, ServeConfig, VersionPolicy, app, find_library,
-    init_ort,
-};
-use serde_json::{Value, json};
+use preflight_serving::{LocalServer, OrtOptions, ServeConfig};
+use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -26,23 +22,14 @@ pub fn fixtures() -> PathBuf {
 pub struct Server {
     pub url: String,
     pub client: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _local: LocalServer,
 }
 
 pub fn config(models: &Path) -> ServeConfig {
     ServeConfig {
-        models: models.to_path_buf(),
-        version_policy: VersionPolicy::All,
         max_body_bytes: 4 * 1024 * 1024,
         max_rows: 20_000,
-        repository_token: None,
-        load_threads: 2,
+        ..ServeConfig::new(models)
     }
 }
 
@@ -52,33 +39,12 @@ impl Server {
     }
 
     pub async fn with_config(config: ServeConfig) -> Server {
-        let library = find_library(None).unwrap_or_else(|e| panic!("{e}"));
-        init_ort(&library).unwrap_or_else(|e| panic!("{e}"));
-        let backend = Arc::new(OrtBackend::new(OrtOptions::default()));
-        let registry = Arc::new(Registry::new(
-            &config.models,
-            backend,
-            config.version_policy,
-            config.load_threads,
-        ));
-        let loader = Arc::clone(&registry);
-        tokio::task::spawn_blocking(move || loader.load_all())
-            .await
-            .expect("join")
-            .expect("repository readable");
-        let state = Arc::new(AppState::new(registry, &config));
-        state.mark_ready();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app(state)).await;
-        });
+        let local = LocalServer::start(config, OrtOptions::default()).await;
+        let local = local.unwrap_or_else(|e| panic!("{e}"));
         Server {
-            url,
+            url: local.url.clone(),
             client: reqwest::Client::new(),
-            task,
+            _local: local,
         }
     }
 
@@ -129,33 +95,6 @@ async fn decode(response: reqwest::Response) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-/// An Open Inference Protocol request for rows of a bundle's records.
-pub fn infer_request(
-    manifest: &preflight_bundle::Manifest,
-    rows: &[&preflight_bundle::Record],
-    parameters: Option<Value>,
-) -> Value {
-    let inputs: Vec<Value> = manifest
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let data: Vec<Value> = rows.iter().map(|r| r.inputs[i].to_json()).collect();
-            json!({
-                "name": f.name,
-                "datatype": f.datatype.as_str(),
-                "shape": [rows.len(), 1],
-                "data": data,
-            })
-        })
-        .collect();
-    let mut request = json!({ "inputs": inputs });
-    if let Some(p) = parameters {
-        request["parameters"] = p;
-    }
-    request
 }
 
 /// The values of output `name` of an infer response.

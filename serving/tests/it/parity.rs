@@ -3,7 +3,7 @@
 
 use preflight_bundle::{Bundle, Record, Repository, Tolerance};
 
-use crate::{Server, fixtures, infer_request, output};
+use crate::{Server, fixtures, output};
 
 /// A row alone and the same row in a batch go through the same trees.
 const SAME_ROW: Tolerance = Tolerance {
@@ -32,9 +32,7 @@ async fn every_fixture_matches_its_samples() {
             );
 
             let rows: Vec<&Record> = samples.iter().collect();
-            let (status, body) = server
-                .post(&path, &infer_request(manifest, &rows, None))
-                .await;
+            let (status, body) = server.post(&path, &manifest.infer_request(&rows)).await;
             assert_eq!(status, 200, "{path}: {body}");
             assert!(
                 body.get("parameters").is_none(),
@@ -55,9 +53,7 @@ async fn every_fixture_matches_its_samples() {
             }
 
             for (sample, &in_batch) in samples.iter().zip(&batch) {
-                let (status, body) = server
-                    .post(&path, &infer_request(manifest, &[sample], None))
-                    .await;
+                let (status, body) = server.post(&path, &manifest.infer_request(&[sample])).await;
                 assert_eq!(status, 200, "{path} row '{}': {body}", sample.id);
                 let alone = output(&body, "eta_minutes")[0];
                 assert!(
@@ -90,7 +86,7 @@ async fn nulls_reach_the_model_as_nan() {
     let (status, body) = server
         .post(
             "/v2/models/eta-madrid/versions/1/infer",
-            &infer_request(bundle.manifest(), &with_null, None),
+            &bundle.manifest().infer_request(&with_null),
         )
         .await;
     assert_eq!(status, 200, "{body}");

@@ -4,7 +4,7 @@
 use preflight_bundle::{Bundle, Record};
 use serde_json::{Value, json};
 
-use crate::{Server, config, copy_bundle, fixtures, infer_request, output};
+use crate::{Server, config, copy_bundle, fixtures, output};
 
 fn index_of(body: &Value) -> Vec<(String, String, String)> {
     body.as_array()
@@ -40,7 +40,7 @@ async fn three_hundred_models_are_all_served() {
     let bundle = Bundle::open(&source).expect("bundle");
     let samples = bundle.samples().expect("samples").expect("present");
     let rows: Vec<&Record> = samples.iter().take(3).collect();
-    let request = infer_request(bundle.manifest(), &rows, None);
+    let request = bundle.manifest().infer_request(&rows);
     let mut answers = Vec::new();
     for i in [0, 149, 299] {
         let (status, body) = server
@@ -81,7 +81,7 @@ async fn load_pin_and_unload() {
     let server = Server::start(&fixtures().join("models")).await;
     let bundle = Bundle::open(&fixtures().join("models/eta-madrid/1")).expect("bundle");
     let samples = bundle.samples().expect("samples").expect("present");
-    let request = infer_request(bundle.manifest(), &[&samples[0]], None);
+    let request = bundle.manifest().infer_request(&[&samples[0]]);
 
     let (_, body) = server.post("/v2/models/eta-madrid/infer", &request).await;
     assert_eq!(

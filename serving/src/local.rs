@@ -1,0 +1,56 @@
+//! The server inside the caller's process and async runtime, on a free
+//! loopback port: how tests, benchmarks and tools run it without a child
+//! process. `preflight-serve` itself answers liveness before its models are
+//! loaded; a [`LocalServer`] listens only once they are.
+
+use std::sync::Arc;
+
+use crate::onnx::{OrtBackend, OrtOptions, init_ort};
+use crate::routes::{AppState, app};
+use crate::{OrtInitError, ServeConfig};
+
+/// A loaded server on `127.0.0.1:0`; it stops when dropped.
+#[derive(Debug)]
+pub struct LocalServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub state: Arc<AppState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Why a [`LocalServer`] did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Ort(#[from] OrtInitError),
+    #[error(transparent)]
+    Repository(#[from] preflight_bundle::Error),
+    #[error("cannot listen on 127.0.0.1:0: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+impl LocalServer {
+    /// Starts ONNX Runtime, found as `preflight-serve` finds it without
+    /// `--ort-lib`, loads `config.models` and listens.
+    pub async fn start(config: ServeConfig, ort: OrtOptions) -> Result<Self, StartError> {
+        init_ort(&crate::find_library(None)?)?;
+        let state = Arc::new(AppState::new(&config, Arc::new(OrtBackend::new(ort))));
+        let loading = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || loading.load())
+            .await
+            .map_err(std::io::Error::other)??;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let router = app(Arc::clone(&state));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { url, state, task })
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
