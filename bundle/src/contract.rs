@@ -87,14 +87,20 @@ impl LatencyBudget {
     }
 }
 
-/// The artifact's size budget.
+/// The size budget: the artifact on disk and what the model costs the
+/// endpoint in memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SizeBudget {
     #[serde(default)]
     pub max_model_bytes: Option<u64>,
-    /// How much the artifact may grow against the baseline release (0.25 = 25%).
+    /// What the model may cost the endpoint in memory once it has served its
+    /// samples and batches.
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
+    /// How much the artifact, and the memory, may grow against the baseline
+    /// release (0.25 = 25%).
     #[serde(default)]
     pub max_growth: Option<f64>,
 }

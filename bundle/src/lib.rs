@@ -20,6 +20,7 @@ mod records;
 mod reference;
 mod repository;
 mod request;
+mod unknown;
 mod value;
 
 pub use bundle::{Bundle, HOLDOUT_FILE, MANIFEST_FILE, REFERENCE_FILE, SAMPLES_FILE};
@@ -27,7 +28,7 @@ pub use contract::{
     Contract, Direction, LatencyBudget, Metric, Monotonic, QualityBudget, SizeBudget, Tolerance,
 };
 pub use datatype::{Datatype, UnknownDatatype};
-pub use error::{Error, ErrorKind, Location};
+pub use error::{Error, ErrorKind, Location, Warning};
 pub use fallback::{CategoricalTerm, Fallback, LinearFallback, NumericTerm, OTHER_CATEGORY};
 pub use manifest::{Feature, Manifest, ModelInfo, Producer, Runtime, Task, is_valid_model_name};
 pub use records::{Record, RecordFile, parse_records, read_records};

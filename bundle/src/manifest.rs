@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::{Contract, LatencyBudget, Monotonic, QualityBudget, SizeBudget, Tolerance};
-use crate::error::{Error, ErrorKind, line_of};
+use crate::error::{Error, ErrorKind, Warning, line_of};
 use crate::{Datatype, fs_read_to_string};
 
 /// A parsed and validated `manifest.toml`.
@@ -22,6 +22,9 @@ pub struct Manifest {
     pub inputs: Vec<Feature>,
     pub outputs: Vec<Feature>,
     pub contract: Contract,
+    /// Keys the format does not know, which nothing reads.
+    #[serde(skip)]
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,11 +95,15 @@ impl Manifest {
 
     /// Parses and validates manifest text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let syntax = |e: toml::de::Error| {
             let line = e.span().map(|span| line_of(text, span.start));
             Error::new(ErrorKind::Syntax, path, e.message().trim_end().to_owned()).at_line(line)
-        })?;
-        Validator { text, path }.manifest(raw)
+        };
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let raw: RawManifest = toml::from_str(text).map_err(syntax)?;
+        let mut manifest = Validator { text, path }.manifest(raw)?;
+        manifest.warnings = crate::unknown::unknown_keys(text, &table, path);
+        Ok(manifest)
     }
 
     pub fn input(&self, name: &str) -> Option<(usize, &Feature)> {
@@ -197,6 +204,7 @@ impl Validator<'_> {
             inputs,
             outputs,
             contract,
+            warnings: Vec::new(),
         })
     }
 
@@ -384,11 +392,11 @@ impl Validator<'_> {
 
     fn check_size(&self, s: &Spanned<SizeBudget>) -> Result<(), Error> {
         let b = s.get_ref();
-        if b.max_model_bytes.is_none() && b.max_growth.is_none() {
+        if b.max_model_bytes.is_none() && b.max_memory_bytes.is_none() && b.max_growth.is_none() {
             return Err(self.error(
                 s,
                 "contract.size",
-                "give max_model_bytes, max_growth or both",
+                "give max_model_bytes, max_memory_bytes or max_growth",
             ));
         }
         if b.max_growth.is_some_and(|g| !non_negative(g)) {

@@ -45,6 +45,42 @@ impl Verdict {
     }
 }
 
+/// Why a check was skipped: what the gate's policy (`--require`) may forbid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// The bundle or its contract lacks what the check needs.
+    Missing,
+    /// There is nothing to check: the model has no nullable input, say.
+    NotApplicable,
+    /// There is no last release to compare with: no baseline report, or it
+    /// has no figure for this check.
+    NoBaseline,
+    /// The baseline report does not have this model: a new model.
+    NewModel,
+    /// The endpoint cannot tell (a server this run did not start).
+    Endpoint,
+    /// Measured, but not decided: the interval straddles the limit, or the
+    /// figure cannot be judged reliably against another run's.
+    Inconclusive,
+    /// Not run because an earlier check of the model failed.
+    NotRun,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Missing => "missing",
+            Skip::NotApplicable => "not applicable",
+            Skip::NoBaseline => "no baseline",
+            Skip::NewModel => "new model",
+            Skip::Endpoint => "endpoint cannot tell",
+            Skip::Inconclusive => "inconclusive",
+            Skip::NotRun => "not run",
+        }
+    }
+}
+
 /// One check of a suite.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
@@ -52,6 +88,9 @@ pub struct Check {
     pub verdict: Verdict,
     /// Why it passed, failed or was skipped, in one sentence.
     pub message: String,
+    /// Why a skipped check was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
 }
 
 impl Check {
@@ -64,14 +103,16 @@ impl Check {
                 Verdict::Failed
             },
             message: message.into(),
+            skip: None,
         }
     }
 
-    pub fn skipped(name: &str, why: impl Into<String>) -> Self {
+    pub fn skipped(name: &str, skip: Skip, why: impl Into<String>) -> Self {
         Self {
             name: name.to_owned(),
             verdict: Verdict::Skipped,
             message: why.into(),
+            skip: Some(skip),
         }
     }
 }

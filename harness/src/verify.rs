@@ -15,7 +15,7 @@ use crate::client::Unreachable;
 use crate::fleet::{self, FleetOptions};
 use crate::report::{ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
 use crate::shard::Shard;
-use crate::suites::{self, ModelUnderTest, Phase, Suite};
+use crate::suites::{self, BaselineReport, ModelUnderTest, Phase, Suite};
 use crate::target::{Endpoint, TargetOptions, TargetSpec};
 
 /// What to verify, and against what.
@@ -239,9 +239,13 @@ async fn functional(
         .iter()
         .any(|s| matches!(s, Suite::Unit | Suite::Parity));
     for (index, selected) in selected.into_iter().enumerate() {
-        let baseline = baseline
-            .and_then(|b| b.model(selected.bundle.name()))
-            .cloned();
+        let baseline = match baseline {
+            None => BaselineReport::NotGiven,
+            Some(report) => report
+                .model(selected.bundle.name())
+                .cloned()
+                .map_or(BaselineReport::NewModel, BaselineReport::Found),
+        };
         let (semaphore, suites) = (Arc::clone(&semaphore), suites.to_vec());
         let endpoint = EndpointFacts::of(endpoint);
         tasks.spawn(async move {
@@ -369,7 +373,7 @@ impl EndpointFacts {
 /// Reads what the suites need; a file that breaks the format is a usage error.
 async fn prepare(
     selected: Selected,
-    baseline: Option<ModelReport>,
+    baseline: BaselineReport,
     endpoint: EndpointFacts,
     needs_artifact: bool,
 ) -> Result<ModelUnderTest, VerifyError> {

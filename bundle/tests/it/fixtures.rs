@@ -30,6 +30,7 @@ fn check_repository(root: &Path) -> usize {
 
 fn check_bundle(dir: &Path) {
     let bundle = Bundle::open(dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bundle.manifest().warnings, [], "{}", dir.display());
     let samples = bundle
         .samples()
         .unwrap_or_else(|e| panic!("{e}"))

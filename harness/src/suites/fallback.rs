@@ -10,7 +10,7 @@ use serde_json::json;
 use super::quality::{bound_check, score};
 use super::{ModelUnderTest, Suite, rows, skipped};
 use crate::client::{FallbackReason, Unreachable, params};
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 /// Timed requests per side when comparing the fallback's speed with the model's.
 const TIMINGS: usize = 3;
@@ -24,10 +24,18 @@ const SPEED_MARGIN: f64 = 0.25;
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
     if model.bundle.fallback().is_none() {
-        return Ok(skipped(Suite::Fallback, "the bundle has no fallback"));
+        return Ok(skipped(
+            Suite::Fallback,
+            Skip::Missing,
+            "the bundle has no fallback",
+        ));
     }
     let Some(holdout) = &model.holdout else {
-        return Ok(skipped(Suite::Fallback, "needs holdout.jsonl"));
+        return Ok(skipped(
+            Suite::Fallback,
+            Skip::Missing,
+            "needs holdout.jsonl",
+        ));
     };
     let forced = Some(json!({ params::DEADLINE_MS: 0 }));
     let records: Vec<&Record> = holdout.iter().collect();
@@ -59,7 +67,11 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
 
     let mut metrics = std::collections::BTreeMap::new();
     match &manifest.contract.fallback {
-        None => checks.push(Check::skipped("quality", "needs contract.fallback")),
+        None => checks.push(Check::skipped(
+            "quality",
+            Skip::Missing,
+            "needs contract.fallback",
+        )),
         Some(budget) => match score(model, holdout, budget.metric, forced.clone()).await? {
             Ok(value) => {
                 metrics.insert(budget.metric.as_str().to_owned(), value);
@@ -93,6 +105,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         // Parity reports a model that never answers; here there is nothing to compare.
         _ if !model_answered => Check::skipped(
             "not slower than the model",
+            Skip::NotRun,
             "the main model did \
             not answer the timed batches: the fallback answered both sides",
         ),

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{ModelUnderTest, Suite, skipped};
 use crate::fleet::load::{Outcome, Sample};
 use crate::fleet::stats::{self, Against, Estimate};
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 /// How a failed comparison with the last release begins.
 /// The key of `details` that holds the latency histogram, which
@@ -64,6 +64,7 @@ pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, SuiteReport> {
         (Some(samples), Some(budget)) if !samples.is_empty() => Ok(budget),
         _ => Err(skipped(
             Suite::Latency,
+            Skip::Missing,
             "needs samples.jsonl and contract.latency",
         )),
     }
@@ -189,7 +190,7 @@ impl Settle {
             Against::Beyond => Check::new(name, false, format!("{beyond}{text}")),
             Against::Inconclusive => {
                 self.undecided |= self.shrink < 1.0 && e.could_settle(limit, self.shrink);
-                Check::skipped(name, format!("inconclusive: {text}"))
+                Check::skipped(name, Skip::Inconclusive, format!("inconclusive: {text}"))
             }
         }
     }
@@ -355,12 +356,12 @@ fn against_report(
     ] {
         let name = format!("{label} against the last release");
         let key = format!("{label}_ms");
-        let Some(base) = model.baseline_metric(Suite::Latency, &key) else {
-            checks.push(Check::skipped(
-                &name,
-                format!("{why}, and no baseline report has latency figures"),
-            ));
-            continue;
+        let base = match model.baseline_metric(Suite::Latency, &key) {
+            Ok(base) => base,
+            Err((skip, reason)) => {
+                checks.push(Check::skipped(&name, skip, format!("{why}, and {reason}")));
+                continue;
+            }
         };
         let high = model
             .baseline_metric(Suite::Latency, &format!("{key}_high"))
@@ -368,6 +369,7 @@ fn against_report(
         if label == "p99" {
             checks.push(Check::skipped(
                 &name,
+                Skip::Inconclusive,
                 format!(
                     "not judged: p99 {e} ms against the baseline report's {base:.2} ms; {why}, \
                     and a tail measured in another run moves several-fold with the machine's \

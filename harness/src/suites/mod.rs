@@ -15,7 +15,7 @@ use std::time::Instant;
 use preflight_bundle::{Bundle, Record};
 
 use crate::client::{Client, Unreachable};
-use crate::report::{Check, ModelReport, SuiteReport};
+use crate::report::{Check, ModelReport, Skip, SuiteReport};
 
 /// A suite, in the order they run: the one list of suites. The command
 /// line (`--suites`), the reports, the catalogue's `fails` and the docs'
@@ -101,7 +101,7 @@ pub struct ModelUnderTest {
     pub holdout: Option<Vec<Record>>,
     /// The artifact's own outputs for the samples, or why it could not run them.
     pub artifact: Option<Result<Vec<Vec<f64>>, String>>,
-    pub baseline: Option<ModelReport>,
+    pub baseline: BaselineReport,
     pub client: Client,
     pub memory: Option<MemoryProbe>,
     /// The endpoint's resident memory once it had loaded the repository.
@@ -119,15 +119,46 @@ impl std::fmt::Debug for ModelUnderTest {
     }
 }
 
+/// The last release's report of one model, as far as the run knows it.
+#[derive(Debug, Clone)]
+pub enum BaselineReport {
+    /// No `--baseline` was given.
+    NotGiven,
+    /// The baseline report does not have this model.
+    NewModel,
+    Found(ModelReport),
+}
+
 impl ModelUnderTest {
-    /// A metric of the baseline release's report.
-    pub fn baseline_metric(&self, suite: Suite, metric: &str) -> Option<f64> {
-        self.baseline
-            .as_ref()?
-            .suite(suite.name())?
-            .metrics
-            .get(metric)
-            .copied()
+    /// A figure of the last release's report, or why there is none: the
+    /// skip of a check that compares with it.
+    pub fn baseline_metric(&self, suite: Suite, metric: &str) -> Result<f64, (Skip, String)> {
+        let report = match &self.baseline {
+            BaselineReport::NotGiven => {
+                return Err((
+                    Skip::NoBaseline,
+                    "no baseline report (--baseline)".to_owned(),
+                ));
+            }
+            BaselineReport::NewModel => {
+                return Err((
+                    Skip::NewModel,
+                    "a new model: the baseline report does not have it".to_owned(),
+                ));
+            }
+            BaselineReport::Found(report) => report,
+        };
+        let figure = report
+            .suite(suite.name())
+            .and_then(|s| s.metrics.get(metric));
+        figure.copied().ok_or_else(|| {
+            let release = format!("{} {}", report.name, report.version);
+            (
+                Skip::NoBaseline,
+                format!("the baseline report of {release} has no {suite:?} figure '{metric}'")
+                    .replace(&format!("{suite:?}"), suite.name()),
+            )
+        })
     }
 }
 
@@ -142,6 +173,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Nullable => nullable::run(model).await?,
         Suite::Latency => skipped(
             Suite::Latency,
+            Skip::NotRun,
             "latency is measured for the whole fleet at once, not model by model",
         ),
         Suite::Size => size::run(model),
@@ -153,8 +185,8 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
 }
 
 /// A suite that could not run at all, with why.
-fn skipped(suite: Suite, why: impl Into<String>) -> SuiteReport {
-    SuiteReport::new(suite.name(), vec![Check::skipped(suite.name(), why)])
+fn skipped(suite: Suite, skip: Skip, why: impl Into<String>) -> SuiteReport {
+    SuiteReport::new(suite.name(), vec![Check::skipped(suite.name(), skip, why)])
 }
 
 /// Rows in one request when a suite sends many.

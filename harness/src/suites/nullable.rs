@@ -5,18 +5,26 @@ use preflight_bundle::{Record, Value};
 
 use super::{CHUNK, ModelUnderTest, Suite, skipped};
 use crate::client::Unreachable;
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
     let Some(samples) = &model.samples else {
-        return Ok(skipped(Suite::Nullable, "needs samples.jsonl"));
+        return Ok(skipped(
+            Suite::Nullable,
+            Skip::Missing,
+            "needs samples.jsonl",
+        ));
     };
     let nullable: Vec<usize> = (0..manifest.inputs.len())
         .filter(|&i| manifest.inputs[i].nullable)
         .collect();
     if nullable.is_empty() {
-        return Ok(skipped(Suite::Nullable, "the model has no nullable input"));
+        return Ok(skipped(
+            Suite::Nullable,
+            Skip::NotApplicable,
+            "the model has no nullable input",
+        ));
     }
     let mut checks = Vec::new();
     for index in nullable {

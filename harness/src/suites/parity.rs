@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::{Answer, FallbackReason, Unreachable, expected};
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 /// One row per request for every this many samples.
 const SINGLE_ROW_STEP: usize = 10;
@@ -64,6 +64,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let (Some(samples), Some(tolerance)) = (&model.samples, manifest.contract.parity) else {
         return Ok(skipped(
             Suite::Parity,
+            Skip::Missing,
             "needs samples.jsonl and contract.parity",
         ));
     };

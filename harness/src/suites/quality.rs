@@ -5,13 +5,14 @@ use preflight_bundle::{Metric, QualityBudget, Record};
 
 use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::Unreachable;
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
     let (Some(holdout), Some(budget)) = (&model.holdout, &manifest.contract.quality) else {
         return Ok(skipped(
             Suite::Quality,
+            Skip::Missing,
             "needs holdout.jsonl and contract.quality",
         ));
     };
@@ -32,14 +33,11 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         ) {
             (None, _) => Check::skipped(
                 "against the baseline",
+                Skip::Missing,
                 "the contract sets no max_regression",
             ),
-            (Some(_), None) => Check::skipped(
-                "against the baseline",
-                "no baseline report, or it has \
-            no quality figures",
-            ),
-            (Some(limit), Some(base)) => {
+            (Some(_), Err((skip, why))) => Check::skipped("against the baseline", skip, why),
+            (Some(limit), Ok(base)) => {
                 // Positive when worse, whichever way the metric points.
                 let change = if budget.metric.higher_is_better() {
                     (base - scored) / base.abs()
@@ -83,6 +81,7 @@ pub(super) fn bound_check(budget: &QualityBudget, value: f64) -> Check {
         ),
         (None, None) => Check::skipped(
             name,
+            Skip::Missing,
             format!("{name} {value:.4} on the hold-out; the contract sets no bound"),
         ),
     }

@@ -2,11 +2,11 @@
 //! release's, and the endpoint's resident memory where the target can tell.
 
 use super::{ModelUnderTest, Suite, skipped};
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     let Some(budget) = &model.bundle.manifest().contract.size else {
-        return skipped(Suite::Size, "needs contract.size");
+        return skipped(Suite::Size, Skip::Missing, "needs contract.size");
     };
     let bytes = match model.bundle.model_bytes() {
         Ok(b) => b,
@@ -23,7 +23,11 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
             bytes <= max,
             format!("{bytes} bytes, budget max_model_bytes {max}"),
         ),
-        None => Check::skipped("max_model_bytes", "the contract sets no max_model_bytes"),
+        None => Check::skipped(
+            "max_model_bytes",
+            Skip::Missing,
+            "the contract sets no max_model_bytes",
+        ),
     }];
     checks.push(
         match (
@@ -32,13 +36,11 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
         ) {
             (None, _) => Check::skipped(
                 "growth against the baseline",
+                Skip::Missing,
                 "the contract sets no max_growth",
             ),
-            (Some(_), None) => Check::skipped(
-                "growth against the baseline",
-                "no baseline report, or it has no size figures",
-            ),
-            (Some(limit), Some(base)) => {
+            (Some(_), Err((skip, why))) => Check::skipped("growth against the baseline", skip, why),
+            (Some(limit), Ok(base)) => {
                 let growth = bytes as f64 / base - 1.0;
                 Check::new(
                     "growth against the baseline",

@@ -6,7 +6,7 @@ use preflight_bundle::Tolerance;
 
 use super::{ModelUnderTest, Suite};
 use crate::client::expected;
-use crate::report::{Check, SuiteReport};
+use crate::report::{Check, Skip, SuiteReport};
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     let manifest = model.bundle.manifest();
@@ -21,11 +21,19 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     )];
     checks.push(match &model.samples {
         Some(s) => Check::new("samples conform", true, format!("{} rows", s.len())),
-        None => Check::skipped("samples conform", "the bundle has no samples.jsonl"),
+        None => Check::skipped(
+            "samples conform",
+            Skip::Missing,
+            "the bundle has no samples.jsonl",
+        ),
     });
     checks.push(match &model.holdout {
         Some(h) => Check::new("holdout conforms", true, format!("{} rows", h.len())),
-        None => Check::skipped("holdout conforms", "the bundle has no holdout.jsonl"),
+        None => Check::skipped(
+            "holdout conforms",
+            Skip::Missing,
+            "the bundle has no holdout.jsonl",
+        ),
     });
     checks.push(match model.bundle.fallback() {
         Some(fallback) => {
@@ -46,7 +54,11 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
                 },
             )
         }
-        None => Check::skipped("fallback covers the inputs", "the bundle has no fallback"),
+        None => Check::skipped(
+            "fallback covers the inputs",
+            Skip::Missing,
+            "the bundle has no fallback",
+        ),
     });
     checks.push(artifact_parity(model));
     SuiteReport::new(Suite::Unit.name(), checks)
@@ -57,10 +69,10 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
     let (Some(samples), Some(tolerance)) =
         (&model.samples, model.bundle.manifest().contract.parity)
     else {
-        return Check::skipped(NAME, "needs samples and contract.parity");
+        return Check::skipped(NAME, Skip::Missing, "needs samples and contract.parity");
     };
     match &model.artifact {
-        None => Check::skipped(NAME, "the artifact was not run"),
+        None => Check::skipped(NAME, Skip::NotRun, "the artifact was not run"),
         Some(Err(reason)) => Check::new(
             NAME,
             false,
