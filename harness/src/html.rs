@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::diff::{changes, render};
-use crate::report::{Report, SuiteReport, Verdict};
+use crate::report::{ModelReport, Report, SuiteReport, Verdict};
 use crate::suites::latency::HISTOGRAM_MS;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;\
@@ -29,6 +29,26 @@ fn escape(text: &str) -> String {
 
 pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String {
     let mut h = String::new();
+    header(&mut h, report);
+    verdicts(&mut h, report);
+    skipped(&mut h, report);
+    h.push_str("<h2>Against the baseline</h2>");
+    match baseline {
+        None => h.push_str(
+            "<p>No baseline report was given: comparisons with the last release were skipped.</p>",
+        ),
+        Some(old) => {
+            let _ = write!(h, "<pre>{}</pre>", escape(&render(&changes(old, report))));
+        }
+    }
+    for m in &report.models {
+        model(&mut h, m);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn header(h: &mut String, report: &Report) {
     let _ = write!(
         h,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Preflight: \
@@ -46,6 +66,10 @@ pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String 
         escape(&report.preflight_version),
         v = report.verdict.as_str()
     );
+}
+
+/// The matrix of models and suites.
+fn verdicts(h: &mut String, report: &Report) {
     let suites = report.suite_names();
     h.push_str("<h2>Verdicts</h2><table><tr><th>model</th><th>version</th>");
     for s in &suites {
@@ -70,62 +94,90 @@ pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String 
         h.push_str("</tr>");
     }
     h.push_str("</table>");
+}
 
-    h.push_str("<h2>Against the baseline</h2>");
-    match baseline {
-        None => h.push_str(
-            "<p>No baseline report was given: comparisons with the last release were skipped.</p>",
-        ),
-        Some(old) => {
-            let _ = write!(h, "<pre>{}</pre>", escape(&render(&changes(old, report))));
-        }
-    }
-
-    for m in &report.models {
+/// Every skipped check, grouped, and every warning.
+fn skipped(h: &mut String, report: &Report) {
+    let groups = report.skip_groups();
+    if !groups.is_empty() {
         let _ = write!(
             h,
-            "<h2 id=\"{0}\">{0} version {1}: <span class=\"{2}\">{2}</span></h2>",
-            escape(&m.name),
-            m.version,
-            m.verdict.as_str()
+            "<h2 id=\"skipped\">Skipped</h2><p>Not judged, and why; {}.</p><table>\
+                <tr><th>suite</th><th>check</th><th>why</th><th>models</th><th>reason</th></tr>",
+            escape(&report.policy_line())
         );
-        for s in &m.suites {
-            let open = if s.verdict == Verdict::Failed {
-                " open"
-            } else {
-                ""
-            };
+        for g in &groups {
             let _ = write!(
                 h,
-                "<details{open}><summary class=\"{0}\">{1}: {0} ({2:.1} s)</summary><table>",
-                s.verdict.as_str(),
-                s.suite,
-                s.duration_ms / 1000.0
+                "<tr class=\"skipped\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                    <td>{}</td></tr>",
+                escape(&g.suite),
+                escape(&g.check),
+                g.kind,
+                escape(&g.models_line(10)),
+                escape(&g.example)
             );
-            for c in &s.checks {
-                let _ = write!(
-                    h,
-                    "<tr class=\"{}\"><td>{}</td><td>{}</td></tr>",
-                    c.verdict.as_str(),
-                    escape(&c.name),
-                    escape(&c.message)
-                );
-            }
-            h.push_str("</table>");
-            if !s.metrics.is_empty() {
-                let figures: Vec<String> = s
-                    .metrics
-                    .iter()
-                    .map(|(k, v)| format!("{k} = {v:.4}"))
-                    .collect();
-                let _ = write!(h, "<p><code>{}</code></p>", escape(&figures.join(", ")));
-            }
-            chart(&mut h, s);
-            h.push_str("</details>");
         }
+        h.push_str("</table>");
     }
-    h.push_str("</body></html>\n");
-    h
+    let warnings: Vec<String> = report
+        .models
+        .iter()
+        .flat_map(|m| m.warnings.iter())
+        .map(|w| format!("<li>{}</li>", escape(w)))
+        .collect();
+    if !warnings.is_empty() {
+        let _ = write!(
+            h,
+            "<h2 id=\"warnings\">Warnings</h2><ul>{}</ul>",
+            warnings.concat()
+        );
+    }
+}
+
+/// One model's suites, the failed ones open.
+fn model(h: &mut String, m: &ModelReport) {
+    let _ = write!(
+        h,
+        "<h2 id=\"{0}\">{0} version {1}: <span class=\"{2}\">{2}</span></h2>",
+        escape(&m.name),
+        m.version,
+        m.verdict.as_str()
+    );
+    for s in &m.suites {
+        let open = if s.verdict == Verdict::Failed {
+            " open"
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<details{open}><summary class=\"{0}\">{1}: {0} ({2:.1} s)</summary><table>",
+            s.verdict.as_str(),
+            s.suite,
+            s.duration_ms / 1000.0
+        );
+        for c in &s.checks {
+            let _ = write!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td></tr>",
+                c.verdict.as_str(),
+                escape(&c.name),
+                escape(&c.message)
+            );
+        }
+        h.push_str("</table>");
+        if !s.metrics.is_empty() {
+            let figures: Vec<String> = s
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} = {v:.4}"))
+                .collect();
+            let _ = write!(h, "<p><code>{}</code></p>", escape(&figures.join(", ")));
+        }
+        chart(h, s);
+        h.push_str("</details>");
+    }
 }
 
 /// The suite's histogram, where it has one, as SVG bars.

@@ -11,6 +11,7 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod fleet;
+pub mod gate;
 mod html;
 pub mod merge;
 pub mod output;
@@ -20,7 +21,8 @@ pub mod suites;
 pub mod target;
 pub mod verify;
 
-pub use report::{Check, LatencyRun, ModelReport, Report, SuiteReport, Verdict};
+pub use gate::Policy;
+pub use report::{Check, LatencyRun, ModelReport, Report, Skip, SuiteReport, Verdict};
 pub use shard::Shard;
 pub use suites::Suite;
 pub use target::{TargetOptions, TargetSpec};

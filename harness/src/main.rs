@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use preflight_harness::container::Limits;
 use preflight_harness::{
-    Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output, verify,
+    Policy, Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output,
+    verify,
 };
 
 /// Release verification for ML model services.
@@ -93,16 +94,25 @@ struct VerifyArgs {
     /// Memory given to a `container=` target, in MiB.
     #[arg(long, default_value_t = 512)]
     memory_mib: u64,
+    /// Skips that fail the release, comma-separated: a suite name (that
+    /// suite must judge every model), `baseline` (every comparison with the
+    /// last release is made; needs --baseline), `manifest` (an unknown key
+    /// in a manifest is an error, not a warning), or `strict` for all of
+    /// them. Default: none; every skip is listed in the reports either way.
+    #[arg(long, value_delimiter = ',', value_name = "WHAT")]
+    require: Vec<String>,
 }
 
 impl VerifyArgs {
-    fn into_config(self) -> VerifyConfig {
-        VerifyConfig {
-            suites: if self.suites.is_empty() {
-                Suite::all().to_vec()
-            } else {
-                self.suites
-            },
+    fn into_config(self) -> Result<VerifyConfig, String> {
+        let suites = if self.suites.is_empty() {
+            Suite::all().to_vec()
+        } else {
+            self.suites
+        };
+        Ok(VerifyConfig {
+            policy: Policy::new(&self.require, &suites)?,
+            suites,
             models: self.models,
             target: self.target,
             baseline: self.baseline,
@@ -119,7 +129,7 @@ impl VerifyArgs {
                     memory_bytes: self.memory_mib * 1024 * 1024,
                 },
             },
-        }
+        })
     }
 }
 
@@ -174,7 +184,13 @@ fn main() -> ExitCode {
                     baseline,
                 },
         } => merge(shards, &out, baseline.as_deref()),
-        Commands::Verify(args) => run_verify(args.into_config()),
+        Commands::Verify(args) => match args.into_config() {
+            Ok(config) => run_verify(config),
+            Err(e) => {
+                eprintln!("preflight: {e}");
+                exit::USAGE
+            }
+        },
     };
     ExitCode::from(code)
 }

@@ -100,6 +100,7 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
         verdict: Verdict::of(models.iter().map(|m| m.verdict)),
         repository: first.repository.clone(),
         target: first.target.clone(),
+        required: first.required.clone(),
         started_at: shards
             .iter()
             .map(|(_, r)| r.started_at.clone())

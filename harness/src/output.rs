@@ -98,6 +98,44 @@ pub fn markdown(report: &Report) -> String {
     if !failures.is_empty() {
         let _ = writeln!(md, "\n## Failures\n\n{}", failures.join("\n"));
     }
+    md.push_str(&skipped_markdown(report));
+    let warnings: Vec<String> = report
+        .models
+        .iter()
+        .flat_map(|m| {
+            m.warnings
+                .iter()
+                .map(move |w| format!("- **{} {}** {w}", m.name, m.version))
+        })
+        .collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(md, "\n## Warnings\n\n{}", warnings.join("\n"));
+    }
+    md
+}
+
+/// Every skipped check, grouped by suite, check and reason so that a fleet
+/// reads in a few lines: skipped is not passed, and the reader sees why.
+fn skipped_markdown(report: &Report) -> String {
+    let groups = report.skip_groups();
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n## Skipped\n\nNot judged, and why; {}.\n\n",
+        report.policy_line()
+    );
+    for group in &groups {
+        let _ = writeln!(
+            md,
+            "- `{}` {} ({}), {}: {}",
+            group.suite,
+            group.check,
+            group.kind,
+            group.models_line(5),
+            group.example
+        );
+    }
     md
 }
 

@@ -161,10 +161,24 @@ pub struct ModelReport {
     pub name: String,
     pub version: u64,
     pub verdict: Verdict,
+    /// Probable mistakes in the bundle that fail nothing: keys of the
+    /// manifest that the format does not know, with file and line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub suites: Vec<SuiteReport>,
 }
 
 impl ModelReport {
+    /// Every skipped check of the model, with its suite.
+    pub fn skips(&self) -> impl Iterator<Item = (&SuiteReport, &Check)> {
+        self.suites.iter().flat_map(|s| {
+            s.checks
+                .iter()
+                .filter(|c| c.verdict == Verdict::Skipped)
+                .map(move |c| (s, c))
+        })
+    }
+
     pub fn suite(&self, name: &str) -> Option<&SuiteReport> {
         self.suites.iter().find(|s| s.suite == name)
     }
@@ -180,6 +194,9 @@ pub struct Report {
     pub target: String,
     pub started_at: String,
     pub duration_ms: f64,
+    /// What the gate required (`--require`): skips of these fail the release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
     /// `K/N` when this run verified one shard of the release; absent for a
     /// whole release, merged shards included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,7 +230,69 @@ pub struct LatencyRun {
     pub duration_ms: f64,
 }
 
+/// Skipped checks of one kind: the same check of the same suite, skipped
+/// for the same sort of reason, in some models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkipGroup {
+    pub suite: String,
+    pub check: String,
+    pub kind: &'static str,
+    /// `name version` of each model.
+    pub models: Vec<String>,
+    /// The first model's message.
+    pub example: String,
+}
+
+impl SkipGroup {
+    /// The models, the first `most` by name and the rest counted.
+    pub fn models_line(&self, most: usize) -> String {
+        if self.models.len() > most {
+            let rest = self.models.len() - most;
+            format!("{} and {rest} more", self.models[..most].join(", "))
+        } else {
+            self.models.join(", ")
+        }
+    }
+}
+
 impl Report {
+    /// Every skipped check of the report, grouped by suite, check and kind.
+    pub fn skip_groups(&self) -> Vec<SkipGroup> {
+        let mut groups: Vec<SkipGroup> = Vec::new();
+        for model in &self.models {
+            for (suite, check) in model.skips() {
+                let kind = check.skip.map_or("skipped", Skip::as_str);
+                let who = format!("{} {}", model.name, model.version);
+                let same = |g: &&mut SkipGroup| {
+                    g.suite == suite.suite && g.check == check.name && g.kind == kind
+                };
+                match groups.iter_mut().find(same) {
+                    Some(group) => group.models.push(who),
+                    None => groups.push(SkipGroup {
+                        suite: suite.suite.clone(),
+                        check: check.name.clone(),
+                        kind,
+                        models: vec![who],
+                        example: check.message.clone(),
+                    }),
+                }
+            }
+        }
+        groups
+    }
+
+    /// What the gate's policy made of the skips, in one sentence.
+    pub fn policy_line(&self) -> String {
+        if self.required.is_empty() {
+            "no `--require` was given, so no skip fails this release".to_owned()
+        } else {
+            format!(
+                "`--require {}` allows these; the skips it forbids are failures",
+                self.required.join(",")
+            )
+        }
+    }
+
     /// The suites that some model of the report ran, in running order:
     /// the columns of the verdict tables.
     pub fn suite_names(&self) -> Vec<&'static str> {

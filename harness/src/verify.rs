@@ -13,6 +13,7 @@ use preflight_bundle::{Bundle, Repository};
 
 use crate::client::Unreachable;
 use crate::fleet::{self, FleetOptions};
+use crate::gate::{Policy, Requirement};
 use crate::report::{ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
 use crate::shard::Shard;
 use crate::suites::{self, BaselineReport, ModelUnderTest, Phase, Suite};
@@ -41,6 +42,8 @@ pub struct VerifyConfig {
     pub jobs: usize,
     /// How the target is started.
     pub target_options: TargetOptions,
+    /// Which skips fail the release.
+    pub policy: Policy,
 }
 
 /// Why a run ended without a report.
@@ -81,6 +84,7 @@ pub async fn verify(
         .map(|d| d.as_secs())
         .unwrap_or_default();
     let selected = select(&config.models, &config.only, config.shard)?;
+    gate_before(config, &selected)?;
     let baseline = match &config.baseline {
         Some(path) => Some(Report::read(path).map_err(VerifyError::Usage)?),
         None => None,
@@ -137,18 +141,47 @@ pub async fn verify(
         }),
         usage => usage,
     })?;
-    Ok(Report {
+    let mut report = Report {
         format: REPORT_FORMAT,
         preflight_version: env!("CARGO_PKG_VERSION").to_owned(),
         verdict: Verdict::of(models.iter().map(|m| m.verdict)),
         repository: config.models.display().to_string(),
         target: config.target.describe(),
+        required: config.policy.describe(),
         started_at: format!("{started_at}"),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         shard: config.shard.map(|s| s.to_string()),
         latency_runs: latency_run.into_iter().collect(),
         models,
-    })
+    };
+    config.policy.apply(&mut report);
+    Ok(report)
+}
+
+/// What the policy forbids before anything runs: comparisons without a
+/// baseline report, and manifests with keys the format does not know.
+fn gate_before(config: &VerifyConfig, selected: &[Selected]) -> Result<(), VerifyError> {
+    if config.policy.requires(Requirement::Baseline) && config.baseline.is_none() {
+        return Err(VerifyError::Usage(
+            "--require baseline: give --baseline REPORT.json, the last release's report \
+            (a first release has none: leave baseline out of --require)"
+                .to_owned(),
+        ));
+    }
+    if config.policy.requires(Requirement::Manifest) {
+        let warnings: Vec<String> = selected
+            .iter()
+            .flat_map(|s| &s.bundle.manifest().warnings)
+            .map(ToString::to_string)
+            .collect();
+        if !warnings.is_empty() {
+            return Err(VerifyError::Usage(format!(
+                "--require manifest: {}",
+                warnings.join("\n")
+            )));
+        }
+    }
+    Ok(())
 }
 
 type Phased = (Vec<ModelReport>, Option<crate::report::LatencyRun>);
@@ -210,10 +243,12 @@ async fn run_phases(
                 .iter()
                 .filter_map(|s| by_suite.remove(s))
                 .collect();
+            let manifest = model.bundle.manifest();
             ModelReport {
                 name: model.bundle.name().to_owned(),
                 version: model.bundle.version(),
                 verdict: Verdict::of(suites.iter().map(|s| s.verdict)),
+                warnings: manifest.warnings.iter().map(ToString::to_string).collect(),
                 suites,
             }
         })

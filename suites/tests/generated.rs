@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use libtest_mimic::{Arguments, Failed, Trial};
 use preflight_bundle::Repository;
 use preflight_harness::{
-    Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify,
+    Policy, Report, Shard, Skip, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify,
 };
 use preflight_testkit::Listening;
 use serde::Deserialize;
@@ -62,6 +62,9 @@ struct Defect {
     timed: Vec<Suite>,
     /// What each failing suite's message says, by suite name.
     reasons: std::collections::BTreeMap<String, String>,
+    /// The gate's policy for this run (`--require`); none by default.
+    #[serde(default)]
+    require: Vec<String>,
 }
 
 /// Where a defect of the catalogue is.
@@ -88,7 +91,7 @@ fn run_verify(
     only: &[&str],
     baseline: Option<PathBuf>,
 ) -> Result<Report, Failed> {
-    run_shard(models, target, only, baseline, None)
+    run_shard(models, target, only, baseline, None, Policy::default())
 }
 
 fn run_shard(
@@ -97,6 +100,7 @@ fn run_shard(
     only: &[&str],
     baseline: Option<PathBuf>,
     shard: Option<Shard>,
+    policy: Policy,
 ) -> Result<Report, Failed> {
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = VerifyConfig {
@@ -109,6 +113,7 @@ fn run_shard(
         shard,
         suites: Suite::all().to_vec(),
         jobs: 2,
+        policy,
         target_options: TargetOptions {
             serve_bin: Some(binary("preflight-serve")?),
             ..TargetOptions::default()
@@ -193,12 +198,15 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         .as_deref()
         .map(|b| baseline_report(b, tmp.path()))
         .transpose()?;
+    let policy = Policy::new(&d.require, Suite::all()).map_err(Failed::from)?;
     let report = match d.lives_in {
-        LivesIn::Bundle => run_verify(
+        LivesIn::Bundle => run_shard(
             &root().join("fixtures/defects/bundles").join(&d.name),
             TargetSpec::Process,
             &[&d.model],
             baseline,
+            None,
+            policy,
         )?,
         LivesIn::Endpoint => {
             let serve = binary("preflight-serve")?;
@@ -220,11 +228,13 @@ fn defect(d: &Defect) -> Result<(), Failed> {
                 &binary("preflight-faulty")?,
                 &["--upstream", &server.url, "--fault", fault],
             )?;
-            run_verify(
+            run_shard(
                 &models,
                 TargetSpec::Url(proxy.url.clone()),
                 &[&d.model],
                 baseline,
+                None,
+                policy,
             )?
         }
     };
@@ -244,11 +254,8 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         let timed = d.timed.iter().any(|t| t.name() == *missed);
         // The suite's verdict is "passed" when its budgets passed; the
         // comparison that would have failed it is a skipped check.
-        let undecided = suite.is_some_and(|s| {
-            s.checks
-                .iter()
-                .any(|c| c.verdict == Verdict::Skipped && c.message.starts_with("inconclusive"))
-        });
+        let undecided =
+            suite.is_some_and(|s| s.checks.iter().any(|c| c.skip == Some(Skip::Inconclusive)));
         if timed && undecided {
             // Never passed: the machine was too busy to tell. How often the
             // gate catches it on a quiet machine, `cargo xtask bench verdicts`
@@ -313,6 +320,7 @@ fn merged_shards() -> Result<(), Failed> {
             &[],
             None,
             Some(shard),
+            Policy::default(),
         )?;
         reports.push((PathBuf::from(format!("shard-{k}/report.json")), report));
     }
