@@ -77,6 +77,8 @@ pub struct Answer {
     pub fallback: Option<FallbackReason>,
     /// The error message of a non-200 answer, or why a 200 could not be read.
     pub error: Option<String>,
+    /// The answer's `model_version`, where it gives one.
+    pub model_version: Option<String>,
 }
 
 impl Answer {
@@ -233,6 +235,7 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
         outputs: Vec::new(),
         fallback: None,
         error: Some(error),
+        model_version: None,
     };
     let body: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -284,11 +287,17 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
                 .unwrap_or("unknown"),
         )
     });
+    let model_version = match &body["model_version"] {
+        Value::String(v) => Some(v.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
     Answer {
         status,
         outputs: columns,
         fallback,
         error: None,
+        model_version,
     }
 }
 

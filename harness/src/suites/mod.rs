@@ -1,6 +1,7 @@
 //! The suites, each derived from a bundle's manifest and files with no
 //! per-model code. A suite returns checks; the runner turns them into a report.
 
+mod explain;
 mod fallback;
 pub mod latency;
 mod nullable;
@@ -187,6 +188,28 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
 /// A suite that could not run at all, with why.
 fn skipped(suite: Suite, skip: Skip, why: impl Into<String>) -> SuiteReport {
     SuiteReport::new(suite.name(), vec![Check::skipped(suite.name(), skip, why)])
+}
+
+/// The first output value that is not finite or lies outside its output's
+/// declared range, said as such.
+fn out_of_range(manifest: &preflight_bundle::Manifest, outputs: &[Vec<f64>]) -> Option<String> {
+    for (feature, column) in manifest.outputs.iter().zip(outputs) {
+        for &x in column {
+            if !x.is_finite() {
+                return Some(format!("output '{}' = {x} is not finite", feature.name));
+            }
+            if feature.min.is_some_and(|m| x < m) || feature.max.is_some_and(|m| x > m) {
+                let bound = |b: Option<f64>| b.map_or("unbounded".to_owned(), |b| b.to_string());
+                return Some(format!(
+                    "output '{}' = {x} is outside its range [{}, {}]",
+                    feature.name,
+                    bound(feature.min),
+                    bound(feature.max)
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Rows in one request when a suite sends many.

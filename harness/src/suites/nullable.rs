@@ -3,7 +3,7 @@
 
 use preflight_bundle::{Record, Value};
 
-use super::{CHUNK, ModelUnderTest, Suite, skipped};
+use super::{CHUNK, ModelUnderTest, Suite, out_of_range, skipped};
 use crate::client::Unreachable;
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -52,21 +52,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             ));
             continue;
         }
-        let mut bad = None;
-        for (feature, column) in manifest.outputs.iter().zip(&answer.outputs) {
-            if let Some(x) = column.iter().find(|x| {
-                !x.is_finite()
-                    || feature.min.is_some_and(|m| **x < m)
-                    || feature.max.is_some_and(|m| **x > m)
-            }) {
-                bad = Some(format!(
-                    "output '{}' = {x} is not finite or outside [{:?}, {:?}]",
-                    feature.name, feature.min, feature.max
-                ));
-                break;
-            }
-        }
-        checks.push(match bad {
+        checks.push(match out_of_range(manifest, &answer.outputs) {
             None => Check::new(
                 &name,
                 true,

@@ -5,7 +5,7 @@
 use preflight_bundle::{Record, Tolerance};
 use serde_json::json;
 
-use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
+use super::{CHUNK, ModelUnderTest, Suite, explain, rows, skipped};
 use crate::client::{Answer, FallbackReason, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -71,10 +71,12 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let mut checks = Vec::new();
     let mut metrics = std::collections::BTreeMap::new();
     let mut details = serde_json::Map::new();
+    let mut versions = std::collections::BTreeSet::new();
     for mode in Mode::ALL {
         let positions: Vec<usize> = (0..samples.len()).step_by(mode.step()).collect();
         let chosen: Vec<Record> = positions.iter().map(|&i| samples[i].clone()).collect();
         let served = serve(model, &chosen, mode).await?;
+        versions.extend(served.versions.iter().cloned());
         let found = compare(model, tolerance, &chosen, &positions, &served.columns);
         let key = mode.key();
         if mode == Mode::Batch {
@@ -94,11 +96,12 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 found.passed, found.total, tolerance.abs, tolerance.rel, found.max_abs
             )
         } else {
-            explain(model, &chosen, &served, &found)
+            explain(model, tolerance, &chosen, &served, &found).await?
         };
         let name = format!("parity ({})", mode.label());
         checks.push(Check::new(&name, found.passed == found.total, message));
     }
+    checks.push(version_check(model.bundle.version(), &versions));
     let mut report = SuiteReport::new(Suite::Parity.name(), checks);
     report.metrics = metrics;
     report.details = serde_json::Value::Object(details);
@@ -113,6 +116,33 @@ struct Served {
     fallback_rows: usize,
     /// Requests sent again because the fallback answered on `deadline`.
     deadline_retries: usize,
+    /// Every `model_version` the answers gave.
+    versions: std::collections::BTreeSet<String>,
+}
+
+/// The version that answered is the one asked for: a server that answers
+/// version 2's requests with version 1 fails parity for a reason of its own.
+fn version_check(asked: u64, answered: &std::collections::BTreeSet<String>) -> Check {
+    const NAME: &str = "served version";
+    let asked = asked.to_string();
+    let others: Vec<&str> = answered
+        .iter()
+        .filter(|v| **v != asked)
+        .map(String::as_str)
+        .collect();
+    match (answered.is_empty(), others.as_slice()) {
+        (true, _) => Check::new(NAME, true, "the answers give no model_version to check"),
+        (false, []) => Check::new(NAME, true, format!("every answer is version {asked}")),
+        (false, _) => Check::new(
+            NAME,
+            false,
+            format!(
+                "asked for version {asked}, answered as model_version {}: the endpoint serves \
+                another version than the one verified",
+                others.join(", ")
+            ),
+        ),
+    }
 }
 
 async fn serve(
@@ -126,6 +156,7 @@ async fn serve(
         failed_requests: Vec::new(),
         fallback_rows: 0,
         deadline_retries: 0,
+        versions: std::collections::BTreeSet::new(),
     };
     for chunk in samples.chunks(mode.rows_per_request()) {
         let records: Vec<&Record> = chunk.iter().collect();
@@ -140,6 +171,7 @@ async fn serve(
             served.deadline_retries += 1;
             answer = model.client.infer(manifest, &rows(&records), None).await?;
         }
+        served.versions.extend(answer.model_version.clone());
         if answer.ok() {
             if answer.fallback.is_some() {
                 served.fallback_rows += chunk.len();
@@ -247,43 +279,61 @@ fn worst_rows(
         .collect()
 }
 
-/// Why a mode failed: how many values are off, the worst, where the
-/// divergence starts, and what else went wrong.
-fn explain(
+/// Why a mode failed: how many values are off and in which outputs, the
+/// worst, where the divergence starts, what the failing rows share, which
+/// input explains it, and what else went wrong.
+async fn explain(
     model: &ModelUnderTest,
+    tolerance: Tolerance,
     samples: &[Record],
     served: &Served,
     found: &Comparison,
-) -> String {
+) -> Result<String, Unreachable> {
+    let manifest = model.bundle.manifest();
+    if served.columns.iter().flatten().all(|v| v.is_nan()) {
+        let mut why = vec!["nothing was served: no request got a readable answer".to_owned()];
+        if let Some(first) = served.failed_requests.first() {
+            why.push(format!(
+                "{} requests failed, first: {first}",
+                served.failed_requests.len()
+            ));
+        }
+        return Ok(why.join("; "));
+    }
     let mut why = vec![format!(
         "{} of {} within tolerance; max |Δ| {:.3e}, max relative {:.3e}",
         found.passed, found.total, found.max_abs, found.max_rel
     )];
+    let outputs: Vec<String> = manifest
+        .outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(o, output)| {
+            let off = found.worst.iter().filter(|w| w.2 == o).count();
+            (off > 0).then(|| format!("'{}' off in {off} rows", output.name))
+        })
+        .collect();
+    why.push(outputs.join(", "));
     if let Some(&(_, i, o)) = found.worst.first() {
         why.push(format!(
-            "worst row '{}': served {}, expected {}",
+            "worst row '{}': '{}' served {:.6}, expected {:.6}",
             samples[i].id,
+            manifest.outputs[o].name,
             served.columns[o][i],
             expected(&samples[i], o)
         ));
     }
-    match found.stages {
-        (0, 0) if model.artifact.is_none() => {
-            why.push("stage unknown: the artifact was not run".to_owned());
-        }
-        (0, 0) => {}
-        (0, _) => why.push(
-            "divergence starts at artifact → endpoint: the artifact itself matches training"
-                .to_owned(),
-        ),
-        (_, 0) => why.push(
-            "divergence starts at training → artifact: the artifact itself disagrees with \
-            training"
-                .to_owned(),
-        ),
-        (a, b) => why.push(format!(
-            "{a} rows diverge at training → artifact, {b} at artifact → endpoint"
-        )),
+    why.extend(stage(model, found.stages));
+    let failing = failing_rows(found);
+    let failing_inputs: Vec<&[preflight_bundle::Value]> = failing
+        .iter()
+        .map(|&i| samples[i].inputs.as_slice())
+        .collect();
+    let all: Vec<&[preflight_bundle::Value]> =
+        samples.iter().map(|s| s.inputs.as_slice()).collect();
+    why.extend(explain::shared(manifest, &failing_inputs, &all));
+    if found.stages.0 == 0 && found.stages.1 > 0 {
+        why.extend(attribution(model, tolerance, samples, &failing).await?);
     }
     if served.fallback_rows > 0 {
         why.push(format!(
@@ -297,7 +347,76 @@ fn explain(
             served.failed_requests.len()
         ));
     }
-    why.join("; ")
+    Ok(why.join("; "))
+}
+
+/// Where the divergence starts, by whether the artifact itself agrees.
+fn stage(model: &ModelUnderTest, stages: (usize, usize)) -> Option<String> {
+    match stages {
+        (0, 0) if model.artifact.is_none() => {
+            Some("stage unknown: the artifact was not run".to_owned())
+        }
+        (0, 0) => None,
+        (0, _) => Some(
+            "divergence starts at artifact → endpoint: the artifact itself matches training"
+                .to_owned(),
+        ),
+        (_, 0) => Some(
+            "divergence starts at training → artifact: the artifact itself disagrees with \
+            training"
+                .to_owned(),
+        ),
+        (a, b) => Some(format!(
+            "{a} rows diverge at training → artifact, {b} at artifact → endpoint"
+        )),
+    }
+}
+
+/// The samples with a value off, each once, worst first.
+fn failing_rows(found: &Comparison) -> Vec<usize> {
+    let mut rows = Vec::new();
+    for &(_, i, _) in &found.worst {
+        if !rows.contains(&i) {
+            rows.push(i);
+        }
+    }
+    rows
+}
+
+/// Which input brings the worst row back when changed alone to the value of
+/// the nearest sample that passes.
+async fn attribution(
+    model: &ModelUnderTest,
+    tolerance: Tolerance,
+    samples: &[Record],
+    failing: &[usize],
+) -> Result<Option<String>, Unreachable> {
+    let Some(&worst) = failing.first() else {
+        return Ok(None);
+    };
+    let neighbour = (1..samples.len())
+        .flat_map(|d| [worst.checked_sub(d), Some(worst + d)])
+        .flatten()
+        .find(|i| *i < samples.len() && !failing.contains(i));
+    let Some(neighbour) = neighbour else {
+        return Ok(None);
+    };
+    let (row, other) = (&samples[worst], &samples[neighbour]);
+    let found = explain::attribute(model, row, other, tolerance).await?;
+    Ok(found.map(|inputs| match inputs.as_slice() {
+        [] => format!(
+            "no single input explains row '{}': sent again with each input in turn taken from \
+            row '{}', which passes, it still diverges",
+            row.id, other.id
+        ),
+        names => format!(
+            "'{}' explains row '{}': sent again with it taken from row '{}', which passes, the \
+            endpoint agrees with the artifact",
+            names.join("', '"),
+            row.id,
+            other.id
+        ),
+    }))
 }
 
 /// Rows per decade of |served − expected|, `[[exponent, count], ...]`; an

@@ -25,7 +25,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             ));
         }
     };
-    let mut checks = vec![bound_check(budget, scored)];
+    let output = &manifest.outputs[0].name;
+    let mut checks = vec![bound_check(budget, output, scored)];
     checks.push(
         match (
             budget.max_regression,
@@ -48,8 +49,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                     "against the baseline",
                     change <= limit,
                     format!(
-                        "{} {scored:.4} against the baseline's {base:.4}: {:+.1}% worse (limit \
-                    {:.0}%)",
+                        "{} of '{output}' {scored:.4} against the baseline's {base:.4}: {:+.1}% \
+                        worse (limit {:.0}%)",
                         budget.metric.as_str(),
                         change * 100.0,
                         limit * 100.0
@@ -65,24 +66,25 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     Ok(report)
 }
 
-/// The bound of a budget: `max` for error metrics, `min` for accuracy.
-pub(super) fn bound_check(budget: &QualityBudget, value: f64) -> Check {
+/// The bound of a budget: `max` for error metrics, `min` for accuracy;
+/// `output` is the output scored, the manifest's first.
+pub(super) fn bound_check(budget: &QualityBudget, output: &str, value: f64) -> Check {
     let name = budget.metric.as_str();
     match (budget.max, budget.min) {
         (Some(max), _) => Check::new(
             name,
             value <= max,
-            format!("{name} {value:.4} on the hold-out, max {max}"),
+            format!("{name} of '{output}' {value:.4} on the hold-out, max {max}"),
         ),
         (None, Some(min)) => Check::new(
             name,
             value >= min,
-            format!("{name} {value:.4} on the hold-out, min {min}"),
+            format!("{name} of '{output}' {value:.4} on the hold-out, min {min}"),
         ),
         (None, None) => Check::skipped(
             name,
             Skip::Missing,
-            format!("{name} {value:.4} on the hold-out; the contract sets no bound"),
+            format!("{name} of '{output}' {value:.4} on the hold-out; the contract sets no bound"),
         ),
     }
 }

@@ -1,6 +1,9 @@
 //! `fallback`: with `deadline_ms = 0` the fast fallback answers and says so;
-//! its quality on the hold-out is within the fallback's budget; and it is not
-//! slower than the main model on a large batch.
+//! its quality on the hold-out is within the fallback's budget; it agrees
+//! with the bundle's own fallback off the hold-out and with the training
+//! process's; and it is not slower than the main model on a large batch.
+
+mod agreement;
 
 use std::time::Instant;
 
@@ -22,14 +25,13 @@ const TIMED_ROWS: usize = 500;
 const SPEED_MARGIN: f64 = 0.25;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
-    let manifest = model.bundle.manifest();
-    if model.bundle.fallback().is_none() {
+    let Some(fallback) = model.bundle.fallback() else {
         return Ok(skipped(
             Suite::Fallback,
             Skip::Missing,
             "the bundle has no fallback",
         ));
-    }
+    };
     let Some(holdout) = &model.holdout else {
         return Ok(skipped(
             Suite::Fallback,
@@ -37,59 +39,95 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             "needs holdout.jsonl",
         ));
     };
-    let forced = Some(json!({ params::DEADLINE_MS: 0 }));
     let records: Vec<&Record> = holdout.iter().collect();
-    let mut checks = Vec::new();
+    let mut metrics = std::collections::BTreeMap::new();
+    let checks = vec![
+        says_so(model, &records).await?,
+        quality(model, holdout, &mut metrics).await?,
+        agreement::off_holdout(model, fallback).await?,
+        agreement::with_training(model, fallback).await?,
+        speed(model, &records, &mut metrics).await?,
+    ];
+    let mut report = SuiteReport::new(Suite::Fallback.name(), checks);
+    report.metrics = metrics;
+    Ok(report)
+}
 
+fn forced() -> Option<serde_json::Value> {
+    Some(json!({ params::DEADLINE_MS: 0 }))
+}
+
+/// With `deadline_ms = 0` the fallback answers and the answer says so.
+async fn says_so(model: &ModelUnderTest, records: &[&Record]) -> Result<Check, Unreachable> {
+    const NAME: &str = "answers and says so";
+    let manifest = model.bundle.manifest();
     let answer = model
         .client
-        .infer(manifest, &rows(&records[..1]), forced.clone())
+        .infer(manifest, &rows(&records[..1]), forced())
         .await?;
-    checks.push(match (answer.ok(), &answer.fallback) {
+    Ok(match (answer.ok(), &answer.fallback) {
         (true, Some(FallbackReason::Deadline)) => Check::new(
-            "answers and says so",
+            NAME,
             true,
             "parameters.fallback_reason = \"deadline\" with deadline_ms = 0",
         ),
         (true, other) => Check::new(
-            "answers and says so",
+            NAME,
             false,
             format!(
                 "with deadline_ms = 0 the answer's fallback reason is {other:?}, not \"deadline\""
             ),
         ),
         (false, _) => Check::new(
-            "answers and says so",
+            NAME,
             false,
             format!("with deadline_ms = 0: answered {}", answer.describe()),
         ),
-    });
+    })
+}
 
-    let mut metrics = std::collections::BTreeMap::new();
-    match &manifest.contract.fallback {
-        None => checks.push(Check::skipped(
+/// The fallback's quality on the hold-out against `contract.fallback`.
+async fn quality(
+    model: &ModelUnderTest,
+    holdout: &[Record],
+    metrics: &mut std::collections::BTreeMap<String, f64>,
+) -> Result<Check, Unreachable> {
+    let Some(budget) = &model.bundle.manifest().contract.fallback else {
+        return Ok(Check::skipped(
             "quality",
             Skip::Missing,
             "needs contract.fallback",
-        )),
-        Some(budget) => match score(model, holdout, budget.metric, forced.clone()).await? {
+        ));
+    };
+    Ok(
+        match score(model, holdout, budget.metric, forced()).await? {
             Ok(value) => {
                 metrics.insert(budget.metric.as_str().to_owned(), value);
-                let mut check = bound_check(budget, value);
+                let output = &model.bundle.manifest().outputs[0].name;
+                let mut check = bound_check(budget, output, value);
                 check.name = "quality".to_owned();
-                checks.push(check);
+                check
             }
-            Err(why) => checks.push(Check::new("quality", false, why)),
+            Err(why) => Check::new("quality", false, why),
         },
-    }
+    )
+}
 
+/// The fallback is not slower than the main model on one large batch.
+async fn speed(
+    model: &ModelUnderTest,
+    records: &[&Record],
+    metrics: &mut std::collections::BTreeMap<String, f64>,
+) -> Result<Check, Unreachable> {
+    const NAME: &str = "not slower than the model";
+    let manifest = model.bundle.manifest();
     // Big batches, so the models' own cost outweighs HTTP and JSON.
     let batch = rows(&records[..records.len().min(TIMED_ROWS)]);
     let mut main = Vec::new();
     let mut fallback = Vec::new();
     let mut model_answered = true;
     for _ in 0..TIMINGS {
-        for (parameters, times) in [(None, &mut main), (forced.clone(), &mut fallback)] {
+        for (parameters, times) in [(None, &mut main), (forced(), &mut fallback)] {
             let started = Instant::now();
             let answer = model
                 .client
@@ -101,18 +139,17 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             model_answered &= parameters.is_some() || answer.fallback.is_none();
         }
     }
-    checks.push(match (fastest(&main), fastest(&fallback)) {
+    Ok(match (fastest(&main), fastest(&fallback)) {
         // Parity reports a model that never answers; here there is nothing to compare.
         _ if !model_answered => Check::skipped(
-            "not slower than the model",
+            NAME,
             Skip::NotRun,
-            "the main model did \
-            not answer the timed batches: the fallback answered both sides",
+            "the main model did not answer the timed batches: the fallback answered both sides",
         ),
         (Some(m), Some(f)) => {
             metrics.insert("batch_ms".to_owned(), f);
             Check::new(
-                "not slower than the model",
+                NAME,
                 f <= m * (1.0 + SPEED_MARGIN),
                 format!(
                     "{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, \
@@ -122,15 +159,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 ),
             )
         }
-        _ => Check::new(
-            "not slower than the model",
-            false,
-            "the timed batches were not answered",
-        ),
-    });
-    let mut report = SuiteReport::new(Suite::Fallback.name(), checks);
-    report.metrics = metrics;
-    Ok(report)
+        _ => Check::new(NAME, false, "the timed batches were not answered"),
+    })
 }
 
 /// The fastest of the timings: a busy machine can only slow a request down,
