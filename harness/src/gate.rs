@@ -28,28 +28,29 @@ pub enum Requirement {
 }
 
 impl Requirement {
-    /// `strict`: every selected suite, the baseline and clean manifests.
+    /// `strict`: every suite that runs, the baseline and clean manifests.
     pub const STRICT: &str = "strict";
+    /// `suites`: every suite that runs.
+    pub const SUITES: &str = "suites";
 
-    /// Parses one `--require` value; `strict` expands to several.
+    /// Parses one `--require` value; `strict` and `suites` expand to several.
     pub fn parse(value: &str) -> Result<Vec<Requirement>, String> {
         let value = value.trim();
+        let suites = || Suite::all().iter().map(|&s| Requirement::Suite(s));
         match value {
             Self::STRICT => {
-                let mut all: Vec<_> = Suite::all()
-                    .iter()
-                    .map(|&s| Requirement::Suite(s))
-                    .collect();
+                let mut all: Vec<_> = suites().collect();
                 all.extend([Requirement::Baseline, Requirement::Manifest]);
                 Ok(all)
             }
+            Self::SUITES => Ok(suites().collect()),
             "baseline" => Ok(vec![Requirement::Baseline]),
             "manifest" => Ok(vec![Requirement::Manifest]),
             _ => match Suite::all().iter().find(|s| s.name() == value) {
                 Some(&suite) => Ok(vec![Requirement::Suite(suite)]),
                 None => Err(format!(
-                    "'{value}' is not something the gate can require: give strict, baseline, \
-                    manifest or a suite ({})",
+                    "'{value}' is not something the gate can require: give strict, suites, \
+                    baseline, manifest or a suite ({})",
                     Suite::all()
                         .iter()
                         .map(|s| s.name())
@@ -79,12 +80,12 @@ pub struct Policy {
 
 impl Policy {
     /// The policy of the `--require` values, for a run of `suites`. `strict`
-    /// requires only the suites that run; naming a suite that does not run
+    /// and `suites` require only the suites that run; naming a suite that does not run
     /// is an error, since it could never be judged.
     pub fn new(values: &[String], suites: &[Suite]) -> Result<Self, String> {
         let mut required = BTreeSet::new();
         for value in values {
-            let strict = value.trim() == Requirement::STRICT;
+            let strict = [Requirement::STRICT, Requirement::SUITES].contains(&value.trim());
             for requirement in Requirement::parse(value)? {
                 match requirement {
                     Requirement::Suite(suite) if !suites.contains(&suite) => {

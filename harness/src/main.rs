@@ -95,10 +95,11 @@ struct VerifyArgs {
     #[arg(long, default_value_t = 512)]
     memory_mib: u64,
     /// Skips that fail the release, comma-separated: a suite name (that
-    /// suite must judge every model), `baseline` (every comparison with the
-    /// last release is made; needs --baseline), `manifest` (an unknown key
-    /// in a manifest is an error, not a warning), or `strict` for all of
-    /// them. Default: none; every skip is listed in the reports either way.
+    /// suite must judge every model), `suites` (every suite that runs),
+    /// `baseline` (every comparison with the last release is made; needs
+    /// --baseline), `manifest` (an unknown key in a manifest is an error,
+    /// not a warning), or `strict` for all of them. Default: none; every
+    /// skip is listed in the reports either way.
     #[arg(long, value_delimiter = ',', value_name = "WHAT")]
     require: Vec<String>,
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask verify`: the release gate. Builds the serving image, runs
 //! `preflight verify` against the real container on `fixtures/models`
-//! (against the committed baseline report when there is one), writes the
-//! reports to `target/preflight/`, and exits with the harness's exit code.
+//! (against the committed baseline report when there is one) with the strict
+//! policy (`--require strict`), writes the reports to `target/preflight/`,
+//! and exits with the harness's exit code.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,9 +34,15 @@ pub(crate) fn run(root: &Path, models: &str, refresh: bool, shard: Option<&str>)
     if let Some(shard) = shard {
         verify.args(["--shard", shard]);
     }
+    // The strict policy: no suite may skip a model, no manifest may carry a
+    // key the format does not know, and every comparison with the last
+    // release is made, except when there is no last release to compare with.
     let baseline = root.join(BASELINE);
     if baseline.is_file() && !refresh {
         verify.arg("--baseline").arg(&baseline);
+        verify.args(["--require", "strict"]);
+    } else {
+        verify.args(["--require", "suites,manifest"]);
     }
     eprintln!("$ {verify:?}");
     let status = verify.status().context("running preflight")?;

@@ -62,10 +62,16 @@ pub struct Judged {
 pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, SuiteReport> {
     match (&model.samples, &model.bundle.manifest().contract.latency) {
         (Some(samples), Some(budget)) if !samples.is_empty() => Ok(budget),
-        _ => Err(skipped(
+        (samples, budget) => Err(skipped(
             Suite::Latency,
             Skip::Missing,
-            "needs samples.jsonl and contract.latency",
+            super::needs(&[
+                (
+                    "samples.jsonl",
+                    samples.as_ref().is_some_and(|s| !s.is_empty()),
+                ),
+                ("contract.latency", budget.is_some()),
+            ]),
         )),
     }
 }

@@ -185,6 +185,16 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
     Ok(report)
 }
 
+/// `needs contract.parity`: of what a check needs, what the bundle lacks.
+fn needs(what: &[(&str, bool)]) -> String {
+    let missing: Vec<&str> = what
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(name, _)| *name)
+        .collect();
+    format!("needs {}", missing.join(" and "))
+}
+
 /// A suite that could not run at all, with why.
 fn skipped(suite: Suite, skip: Skip, why: impl Into<String>) -> SuiteReport {
     SuiteReport::new(suite.name(), vec![Check::skipped(suite.name(), skip, why)])

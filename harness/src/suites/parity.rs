@@ -65,7 +65,10 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         return Ok(skipped(
             Suite::Parity,
             Skip::Missing,
-            "needs samples.jsonl and contract.parity",
+            super::needs(&[
+                ("samples.jsonl", model.samples.is_some()),
+                ("contract.parity", manifest.contract.parity.is_some()),
+            ]),
         ));
     };
     let mut checks = Vec::new();

@@ -13,7 +13,10 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         return Ok(skipped(
             Suite::Quality,
             Skip::Missing,
-            "needs holdout.jsonl and contract.quality",
+            super::needs(&[
+                ("holdout.jsonl", model.holdout.is_some()),
+                ("contract.quality", manifest.contract.quality.is_some()),
+            ]),
         ));
     };
     let scored = match score(model, holdout, budget.metric, None).await? {

@@ -69,7 +69,12 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
     let (Some(samples), Some(tolerance)) =
         (&model.samples, model.bundle.manifest().contract.parity)
     else {
-        return Check::skipped(NAME, Skip::Missing, "needs samples and contract.parity");
+        let contract = &model.bundle.manifest().contract;
+        let why = super::needs(&[
+            ("samples.jsonl", model.samples.is_some()),
+            ("contract.parity", contract.parity.is_some()),
+        ]);
+        return Check::skipped(NAME, Skip::Missing, why);
     };
     match &model.artifact {
         None => Check::skipped(NAME, Skip::NotRun, "the artifact was not run"),

@@ -314,3 +314,101 @@ fn the_committed_report_schema_is_current() {
         );
     }
 }
+
+/// The gate's policy: what it cannot require is a usage error, and a release
+/// whose contract nothing reads passes only while no policy requires it.
+#[test]
+fn the_policy_decides_which_skips_fail_the_release() {
+    let models = fixtures().join("models").display().to_string();
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        "process",
+        "--require",
+        "vibes",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'vibes' is not something the gate can require"),
+        "{}",
+        stderr(&out)
+    );
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        "process",
+        "--require",
+        "baseline",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--require baseline: give --baseline"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A manifest whose contract is written under [contracts].
+    let misspelt = fixtures().join("defects/bundles/contract-misspelt");
+    let misspelt = misspelt.display().to_string();
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &misspelt,
+        "--target",
+        "process",
+        "--require",
+        "manifest",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("eta-lisbon/1/manifest.toml:")
+            && stderr(&out).contains("contracts: unknown key")
+            && stderr(&out).contains("did you mean 'contract'?"),
+        "{}",
+        stderr(&out)
+    );
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let verify = |require: &str, out_dir: &Path| {
+        preflight(&[
+            "verify",
+            "--models",
+            &misspelt,
+            "--target",
+            "process",
+            "--suites",
+            "unit,quality",
+            "--require",
+            require,
+            "--out",
+            &out_dir.display().to_string(),
+        ])
+    };
+    let lenient = tmp.path().join("lenient");
+    let out = verify("unit", &lenient);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = std::fs::read_to_string(lenient.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("## Skipped")
+            && summary
+                .contains("`quality` quality (missing), eta-lisbon 1: needs contract.quality")
+            && summary.contains("## Warnings")
+            && summary.contains("did you mean 'contract'?"),
+        "{summary}"
+    );
+    let html = std::fs::read_to_string(lenient.join("report.html")).expect("report.html");
+    assert!(html.contains("id=\"skipped\"") && html.contains("id=\"warnings\""));
+
+    let strict = tmp.path().join("strict");
+    let out = verify("quality", &strict);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary = std::fs::read_to_string(strict.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("--require quality: the suite judged nothing"),
+        "{summary}"
+    );
+}
