@@ -126,6 +126,27 @@ impl Client {
             .map_err(|e| unreachable(&url, &e))
     }
 
+    /// `GET path`: the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.get(&url).send().await;
+        let response = response.map_err(|e| unreachable(&url, &e))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
+        Ok((status, text))
+    }
+
+    /// `POST path` with no body, for the repository API: the status and the
+    /// body as text.
+    pub async fn post_empty(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.post(&url).send().await;
+        let response = response.map_err(|e| unreachable(&url, &e))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
+        Ok((status, text))
+    }
+
     /// Infers `rows` (manifest input order) as one columnar request.
     pub async fn infer(
         &self,

@@ -135,6 +135,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether this run started the endpoint, and so may unload and load
+    /// its models to measure them.
+    pub fn owned(&self) -> bool {
+        self.child.is_some() || self.container.is_some()
+    }
+
     fn bare(client: Client) -> Self {
         Self {
             client,

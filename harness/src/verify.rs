@@ -392,11 +392,13 @@ struct EndpointFacts {
     memory: Option<suites::MemoryProbe>,
     memory_after_load: Option<u64>,
     image_bytes: Option<u64>,
+    owned: bool,
 }
 
 impl EndpointFacts {
     fn of(endpoint: &Endpoint) -> Self {
         Self {
+            owned: endpoint.owned(),
             client: endpoint.client.clone(),
             memory: endpoint.memory.clone(),
             memory_after_load: endpoint.memory_after_load,
@@ -438,6 +440,7 @@ async fn prepare(
         memory: endpoint.memory,
         memory_after_load: endpoint.memory_after_load,
         image_bytes: endpoint.image_bytes,
+        owns_endpoint: endpoint.owned,
     })
 }
 

@@ -7,6 +7,7 @@
 mod backend;
 mod batch;
 mod error;
+mod heap;
 mod infer;
 mod local;
 mod metrics;

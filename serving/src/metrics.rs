@@ -230,6 +230,15 @@ impl Metrics {
         for (labels, c) in &labelled {
             c.histogram(&mut f, labels);
         }
+        if let Some(bytes) = crate::heap::in_use() {
+            let mut f = Family::new(
+                &mut out,
+                "preflight_process_heap_bytes",
+                "gauge",
+                "Bytes in use from the C allocator, ONNX Runtime's included.",
+            );
+            f.series("", "", bytes);
+        }
         out
     }
 }

@@ -4,6 +4,7 @@
 mod explain;
 mod fallback;
 pub mod latency;
+mod memory;
 mod nullable;
 mod parity;
 mod property;
@@ -109,6 +110,9 @@ pub struct ModelUnderTest {
     pub memory_after_load: Option<u64>,
     /// The size of the image that serves, for a container target.
     pub image_bytes: Option<u64>,
+    /// Whether this run started the endpoint, and so may unload and load
+    /// its models to measure what each costs.
+    pub owns_endpoint: bool,
 }
 
 impl std::fmt::Debug for ModelUnderTest {
@@ -177,7 +181,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
             Skip::NotRun,
             "latency is measured for the whole fleet at once, not model by model",
         ),
-        Suite::Size => size::run(model),
+        Suite::Size => size::run(model).await?,
         Suite::Quality => quality::run(model).await?,
         Suite::Fallback => fallback::run(model).await?,
     };

@@ -1,78 +1,125 @@
-//! `size`: the artifact's bytes against the budget and against the baseline
-//! release's, and the endpoint's resident memory where the target can tell.
+//! `size`: the artifact's bytes and the model's memory on the endpoint,
+//! each against the budget and against the baseline release's; the
+//! endpoint's resident memory and the image's size as figures.
 
+use preflight_bundle::SizeBudget;
+
+use super::memory::{self, Unmeasured};
 use super::{ModelUnderTest, Suite, skipped};
+use crate::client::Unreachable;
 use crate::report::{Check, Skip, SuiteReport};
 
-pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
+pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let Some(budget) = &model.bundle.manifest().contract.size else {
-        return skipped(Suite::Size, Skip::Missing, "needs contract.size");
+        return Ok(skipped(Suite::Size, Skip::Missing, "needs contract.size"));
     };
     let bytes = match model.bundle.model_bytes() {
         Ok(b) => b,
         Err(e) => {
-            return SuiteReport::new(
+            return Ok(SuiteReport::new(
                 Suite::Size.name(),
                 vec![Check::new("model bytes", false, e.to_string())],
-            );
+            ));
         }
     };
-    let mut checks = vec![match budget.max_model_bytes {
+    let mut checks = vec![
+        bound("max_model_bytes", "artifact", bytes, budget.max_model_bytes),
+        growth(
+            model,
+            budget,
+            "growth against the baseline",
+            "model_bytes",
+            bytes,
+        ),
+    ];
+    let measured = memory::measure(model).await?;
+    match &measured {
+        Ok(cost) => {
+            let cost = *cost;
+            checks.push(bound(
+                "max_memory_bytes",
+                "memory",
+                cost,
+                budget.max_memory_bytes,
+            ));
+            let name = "memory growth against the baseline";
+            checks.push(growth(model, budget, name, "memory_bytes", cost));
+        }
+        Err(Unmeasured::Failed(why)) => {
+            checks.push(Check::new("max_memory_bytes", false, why.clone()));
+        }
+        Err(Unmeasured::Skipped(skip, why)) => {
+            checks.push(Check::skipped("max_memory_bytes", *skip, why.clone()));
+        }
+    }
+    let mut report = SuiteReport::new(Suite::Size.name(), checks);
+    let figures = [
+        ("model_bytes", Some(bytes)),
+        ("memory_bytes", measured.ok()),
+        ("image_bytes", model.image_bytes),
+        (
+            "endpoint_resident_bytes_after_load",
+            model.memory_after_load,
+        ),
+        // The suites run in order, so this is after the latency run.
+        (
+            "endpoint_resident_bytes",
+            model.memory.as_ref().and_then(|read| read()),
+        ),
+    ];
+    for (key, value) in figures {
+        if let Some(value) = value {
+            report.metrics.insert(key.to_owned(), value as f64);
+        }
+    }
+    Ok(report)
+}
+
+/// `what` (the artifact, the memory) against its budget `key`.
+fn bound(key: &str, what: &str, bytes: u64, max: Option<u64>) -> Check {
+    match max {
         Some(max) => Check::new(
-            "max_model_bytes",
+            key,
             bytes <= max,
-            format!("{bytes} bytes, budget max_model_bytes {max}"),
+            format!(
+                "{what}: {}, budget {key} {}",
+                megabytes(bytes),
+                megabytes(max)
+            ),
         ),
         None => Check::skipped(
-            "max_model_bytes",
+            key,
             Skip::Missing,
-            "the contract sets no max_model_bytes",
+            format!("{what}: {}; the contract sets no {key}", megabytes(bytes)),
         ),
-    }];
-    checks.push(
-        match (
-            budget.max_growth,
-            model.baseline_metric(Suite::Size, "model_bytes"),
-        ) {
-            (None, _) => Check::skipped(
-                "growth against the baseline",
-                Skip::Missing,
-                "the contract sets no max_growth",
-            ),
-            (Some(_), Err((skip, why))) => Check::skipped("growth against the baseline", skip, why),
-            (Some(limit), Ok(base)) => {
-                let growth = bytes as f64 / base - 1.0;
-                Check::new(
-                    "growth against the baseline",
-                    growth <= limit,
-                    format!(
-                        "{bytes} bytes against the baseline's {base:.0} ({:+.1}%, limit +{:.0}%)",
-                        growth * 100.0,
-                        limit * 100.0
-                    ),
-                )
-            }
-        },
-    );
-    let mut report = SuiteReport::new(Suite::Size.name(), checks);
-    report
-        .metrics
-        .insert("model_bytes".to_owned(), bytes as f64);
-    if let Some(bytes) = model.image_bytes {
-        report
-            .metrics
-            .insert("image_bytes".to_owned(), bytes as f64);
     }
-    if let Some(rss) = model.memory_after_load {
-        report
-            .metrics
-            .insert("endpoint_resident_bytes_after_load".to_owned(), rss as f64);
+}
+
+/// A figure against the baseline release's, within `max_growth`.
+fn growth(model: &ModelUnderTest, budget: &SizeBudget, name: &str, key: &str, now: u64) -> Check {
+    let Some(limit) = budget.max_growth else {
+        return Check::skipped(name, Skip::Missing, "the contract sets no max_growth");
+    };
+    match model.baseline_metric(Suite::Size, key) {
+        Err((skip, why)) => Check::skipped(name, skip, why),
+        Ok(base) => {
+            let growth = now as f64 / base - 1.0;
+            Check::new(
+                name,
+                growth <= limit,
+                format!(
+                    "{key} {} against the baseline's {} ({:+.1}%, limit +{:.0}%)",
+                    megabytes(now),
+                    megabytes(base as u64),
+                    growth * 100.0,
+                    limit * 100.0
+                ),
+            )
+        }
     }
-    // The suites run in order, so this is after the latency run.
-    if let Some(rss) = model.memory.as_ref().and_then(|read| read()) {
-        report
-            .metrics
-            .insert("endpoint_resident_bytes".to_owned(), rss as f64);
-    }
-    report
+}
+
+/// `6.37 MB (6370016 bytes)`: readable, and exact.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.2} MB ({bytes} bytes)", bytes as f64 / 1e6)
 }
