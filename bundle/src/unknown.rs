@@ -1,8 +1,9 @@
 //! Keys the format does not know, in the tables whose other keys are
 //! optional: there a misspelt `[contracts]` would silently turn the suites it
 //! configures into skips. The tables whose keys are all known and checked
-//! (`[runtime]`, `[[inputs]]`, the contract's budgets) reject unknown keys
-//! outright instead.
+//! (`[runtime]`, `[[inputs]]`, `[contract]` and its budgets) reject unknown
+//! keys outright instead; top-level tables other tools may add, so an
+//! unknown one is a warning, not an error.
 
 use std::path::Path;
 
@@ -12,23 +13,10 @@ use crate::error::{Location, Warning};
 const KNOWN: &[(&str, &[&str])] = &[
     (
         "",
-        &[
-            "model", "producer", "runtime", "inputs", "outputs", "contract",
-        ],
+        &["model", "producer", "runtime", "inputs", "outputs", "contract"],
     ),
     ("model", &["name", "version", "task", "description"]),
     ("producer", &["python", "packages"]),
-    (
-        "contract",
-        &[
-            "parity",
-            "latency",
-            "size",
-            "quality",
-            "fallback",
-            "monotonic",
-        ],
-    ),
 ];
 
 /// A warning for every unknown key of `manifest` (the parsed `text`), with
