@@ -13,7 +13,9 @@ use crate::error::{Location, Warning};
 const KNOWN: &[(&str, &[&str])] = &[
     (
         "",
-        &["model", "producer", "runtime", "inputs", "outputs", "contract"],
+        &[
+            "model", "producer", "runtime", "inputs", "outputs", "contract",
+        ],
     ),
     ("model", &["name", "version", "task", "description"]),
     ("producer", &["python", "packages"]),

@@ -6,7 +6,6 @@
 //! same verdicts.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use crate::report::{Check, Report, Skip, SuiteReport, Verdict};
 use crate::suites::Suite;
@@ -62,20 +61,12 @@ impl Requirement {
     }
 }
 
-impl fmt::Display for Requirement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Requirement::Suite(suite) => f.write_str(suite.name()),
-            Requirement::Baseline => f.write_str("baseline"),
-            Requirement::Manifest => f.write_str("manifest"),
-        }
-    }
-}
-
 /// What the gate requires of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     required: BTreeSet<Requirement>,
+    /// The values as given, for the report.
+    given: Vec<String>,
 }
 
 impl Policy {
@@ -102,16 +93,17 @@ impl Policy {
                 }
             }
         }
-        Ok(Self { required })
+        let given = values.iter().map(|v| v.trim().to_owned()).collect();
+        Ok(Self { required, given })
     }
 
     pub fn requires(&self, requirement: Requirement) -> bool {
         self.required.contains(&requirement)
     }
 
-    /// `--require` as the report records it, empty for no requirement.
+    /// `--require` as given, which the report records; empty for none.
     pub fn describe(&self) -> Vec<String> {
-        self.required.iter().map(ToString::to_string).collect()
+        self.given.clone()
     }
 
     /// Fails the skips this policy forbids, and the verdicts above them.
