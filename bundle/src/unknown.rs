@@ -126,20 +126,21 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_key_of_the_contract_is_found_inline_or_as_a_header() {
-        let text = "[contract]\nqualty = { metric = \"mae\" }\n\n[contract.latncy]\np50_ms = 1\n";
+    fn an_unknown_key_of_a_table_is_found_inline_or_as_a_header() {
+        let text = "[model]\ndescripton = \"x\"\n\n[producer.pakages]\nonnx = \"1\"\n";
         let found = warnings(text);
         assert_eq!(found.len(), 2, "{found:?}");
+        let (model, producer) = (&found[0], &found[1]);
         assert!(
-            found[0].starts_with("manifest.toml:4: contract.latncy:"),
+            model.starts_with("manifest.toml:2: model.descripton:"),
             "{found:?}"
         );
-        assert!(found[0].ends_with("did you mean 'latency'?"), "{found:?}");
+        assert!(model.ends_with("did you mean 'description'?"), "{found:?}");
         assert!(
-            found[1].starts_with("manifest.toml:2: contract.qualty:"),
+            producer.starts_with("manifest.toml:4: producer.pakages:"),
             "{found:?}"
         );
-        assert!(found[1].ends_with("did you mean 'quality'?"), "{found:?}");
+        assert!(producer.ends_with("did you mean 'packages'?"), "{found:?}");
     }
 
     #[test]
