@@ -70,7 +70,10 @@ fn check_bundle(dir: &Path) {
         .manifest()
         .output(fallback.output())
         .expect("fallback output");
-    for sample in &samples {
+    // fallback-stale's fallback.json is, on purpose, not the fallback the
+    // training process evaluated: that is the defect the harness must see.
+    let stale = dir.components().any(|c| c.as_os_str() == "fallback-stale");
+    for sample in samples.iter().filter(|_| !stale) {
         let expected = sample.fallback_outputs.as_ref().expect("fallback_outputs")[out]
             .as_f64()
             .expect("number");
