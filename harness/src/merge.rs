@@ -3,70 +3,18 @@
 
 use std::path::PathBuf;
 
-use crate::report::{REPORT_FORMAT, Report, Verdict};
+use crate::report::{ModelReport, REPORT_FORMAT, Report, Verdict};
 use crate::shard::Shard;
 
 /// Merges shard reports into one. Every shard `1..=N` of one split must be
-/// there exactly once, over the same repository and target, and no model may
-/// appear twice: a missing shard would otherwise pass a release unverified.
+/// there exactly once, over the same repository and target and under the
+/// same policy, and no model may appear twice: a missing shard would
+/// otherwise pass a release unverified.
 pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
-    let Some((first_path, first)) = shards.first().cloned() else {
+    let Some((_, first)) = shards.first().cloned() else {
         return Err("report merge needs at least one shard report".to_owned());
     };
-    let mut seen: Vec<Option<PathBuf>> = Vec::new();
-    for (path, report) in &shards {
-        let Some(text) = &report.shard else {
-            return Err(format!(
-                "{}: not a shard report (it was not made with --shard)",
-                path.display()
-            ));
-        };
-        let shard = Shard::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if seen.is_empty() {
-            seen = vec![None; shard.count() as usize];
-        }
-        if shard.count() as usize != seen.len() {
-            return Err(format!(
-                "{}: shard {shard} is not of the same split as {} ({} shards)",
-                path.display(),
-                first_path.display(),
-                seen.len()
-            ));
-        }
-        for (what, mine, theirs) in [
-            ("repository", &report.repository, &first.repository),
-            ("target", &report.target, &first.target),
-        ] {
-            if mine != theirs {
-                return Err(format!(
-                    "{}: {what} '{mine}' differs from {}'s '{theirs}'",
-                    path.display(),
-                    first_path.display()
-                ));
-            }
-        }
-        let slot = &mut seen[shard.index() as usize - 1];
-        if let Some(other) = slot {
-            return Err(format!(
-                "{}: shard {shard} is also {}",
-                path.display(),
-                other.display()
-            ));
-        }
-        *slot = Some(path.clone());
-    }
-    let missing: Vec<String> = seen
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.is_none())
-        .map(|(k, _)| format!("{}/{}", k + 1, seen.len()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "shard {} is missing: its models would go unverified",
-            missing.join(", ")
-        ));
-    }
+    check_split(&shards)?;
     let mut shards = shards;
     shards.sort_by_key(|(_, r)| {
         r.shard
@@ -74,14 +22,11 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
             .and_then(|s| Shard::parse(s).ok())
             .map(Shard::index)
     });
-    let mut models = Vec::new();
+    let mut models: Vec<ModelReport> = Vec::new();
     let mut latency_runs = Vec::new();
     for (path, report) in &shards {
         for model in &report.models {
-            if models
-                .iter()
-                .any(|m: &crate::report::ModelReport| m.name == model.name)
-            {
+            if models.iter().any(|m| m.name == model.name) {
                 return Err(format!(
                     "{}: model '{}' is in two shards",
                     path.display(),
@@ -115,4 +60,76 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
         latency_runs,
         models,
     })
+}
+
+/// Every shard of one split exactly once, alike in what they verified.
+fn check_split(shards: &[(PathBuf, Report)]) -> Result<(), String> {
+    let Some((first_path, first)) = shards.first() else {
+        return Ok(());
+    };
+    let mut seen: Vec<Option<&PathBuf>> = Vec::new();
+    for (path, report) in shards {
+        let Some(text) = &report.shard else {
+            return Err(format!(
+                "{}: not a shard report (it was not made with --shard)",
+                path.display()
+            ));
+        };
+        let shard = Shard::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if seen.is_empty() {
+            seen = vec![None; shard.count() as usize];
+        }
+        if shard.count() as usize != seen.len() {
+            return Err(format!(
+                "{}: shard {shard} is not of the same split as {} ({} shards)",
+                path.display(),
+                first_path.display(),
+                seen.len()
+            ));
+        }
+        for (what, mine, theirs) in [
+            (
+                "repository",
+                report.repository.clone(),
+                first.repository.clone(),
+            ),
+            ("target", report.target.clone(), first.target.clone()),
+            (
+                "--require",
+                report.required.join(","),
+                first.required.join(","),
+            ),
+        ] {
+            if mine != theirs {
+                return Err(format!(
+                    "{}: {what} '{mine}' differs from {}'s '{theirs}'",
+                    path.display(),
+                    first_path.display()
+                ));
+            }
+        }
+        let slot = &mut seen[shard.index() as usize - 1];
+        if let Some(other) = slot {
+            return Err(format!(
+                "{}: shard {shard} is also {}",
+                path.display(),
+                other.display()
+            ));
+        }
+        *slot = Some(path);
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.is_none())
+        .map(|(k, _)| format!("{}/{}", k + 1, seen.len()))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "shard {} is missing: its models would go unverified",
+            missing.join(", ")
+        ))
+    }
 }

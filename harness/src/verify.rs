@@ -95,32 +95,7 @@ pub async fn verify(
             config.out.display()
         ))
     })?;
-    let endpoint = Endpoint::start(
-        &config.target,
-        &config.models,
-        &config.out,
-        &config.target_options,
-    )
-    .await
-    .map_err(VerifyError::Endpoint)?;
-    let baseline_endpoint = match &config.baseline_target {
-        None => None,
-        Some(spec) => {
-            let out = config.out.join("baseline-target");
-            let started = async {
-                std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-                Endpoint::start(spec, &config.models, &out, &config.target_options).await
-            };
-            match started.await {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    endpoint.finish().await;
-                    return Err(VerifyError::Endpoint(format!("--baseline-target: {e}")));
-                }
-            }
-        }
-    };
-
+    let (endpoint, baseline_endpoint) = start_endpoints(config).await?;
     let outcome = run_phases(
         config,
         selected,
@@ -156,6 +131,32 @@ pub async fn verify(
     };
     config.policy.apply(&mut report);
     Ok(report)
+}
+
+/// The target and, with `--baseline-target`, the last release's endpoint;
+/// the first is stopped again when the second cannot start.
+async fn start_endpoints(
+    config: &VerifyConfig,
+) -> Result<(Endpoint, Option<Endpoint>), VerifyError> {
+    let options = &config.target_options;
+    let endpoint = Endpoint::start(&config.target, &config.models, &config.out, options)
+        .await
+        .map_err(VerifyError::Endpoint)?;
+    let Some(spec) = &config.baseline_target else {
+        return Ok((endpoint, None));
+    };
+    let out = config.out.join("baseline-target");
+    let started = async {
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        Endpoint::start(spec, &config.models, &out, options).await
+    };
+    match started.await {
+        Ok(baseline) => Ok((endpoint, Some(baseline))),
+        Err(e) => {
+            endpoint.finish().await;
+            Err(VerifyError::Endpoint(format!("--baseline-target: {e}")))
+        }
+    }
 }
 
 /// What the policy forbids before anything runs: comparisons without a

@@ -121,27 +121,8 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     let (failures, fallbacks) = count(measured.candidate);
     checks.push(errors_check(&failures, n, measured.rate_per_s));
     checks.push(fallback_check(&fallbacks, n, budget.fallback_rate()));
-
-    let mut metrics = BTreeMap::from([
-        ("p50_ms".to_owned(), p50.value),
-        ("p50_ms_low".to_owned(), p50.low),
-        ("p50_ms_high".to_owned(), p50.high),
-        ("p90_ms".to_owned(), stats::quantile(&ms, 0.9)),
-        ("p99_ms".to_owned(), p99.value),
-        ("p99_ms_low".to_owned(), p99.low),
-        ("p99_ms_high".to_owned(), p99.high),
-        ("max_ms".to_owned(), ms.last().copied().unwrap_or(f64::NAN)),
-        (
-            "error_rate".to_owned(),
-            failures.len() as f64 / n.max(1) as f64,
-        ),
-        (
-            "fallback_rate".to_owned(),
-            fallbacks.len() as f64 / n.max(1) as f64,
-        ),
-        ("requests".to_owned(), n as f64),
-        ("rate_per_s".to_owned(), measured.rate_per_s),
-    ]);
+    let shares = (failures.len(), fallbacks.len());
+    let mut metrics = figures(&ms, p50, p99, shares, measured.rate_per_s);
     let method = match &measured.baseline {
         Some((baseline, samples)) => {
             let (ratios, method) = paired(
@@ -178,6 +159,37 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         report,
         undecided: settle.undecided,
     }
+}
+
+/// The figures a later run compares with: percentiles with their interval
+/// ends, the shares of failed and fallback answers (`shares`), the requests
+/// and the rate offered.
+fn figures(
+    sorted_ms: &[f64],
+    p50: Estimate,
+    p99: Estimate,
+    shares: (usize, usize),
+    rate_per_s: f64,
+) -> BTreeMap<String, f64> {
+    let n = sorted_ms.len().max(1) as f64;
+    let figures = [
+        ("p50_ms", p50.value),
+        ("p50_ms_low", p50.low),
+        ("p50_ms_high", p50.high),
+        ("p90_ms", stats::quantile(sorted_ms, 0.9)),
+        ("p99_ms", p99.value),
+        ("p99_ms_low", p99.low),
+        ("p99_ms_high", p99.high),
+        ("max_ms", sorted_ms.last().copied().unwrap_or(f64::NAN)),
+        ("error_rate", shares.0 as f64 / n),
+        ("fallback_rate", shares.1 as f64 / n),
+        ("requests", sorted_ms.len() as f64),
+        ("rate_per_s", rate_per_s),
+    ];
+    figures
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 /// Whether another round could settle an inconclusive check.
