@@ -137,16 +137,7 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
             metrics.extend(ratios);
             method
         }
-        None => against_report(
-            model,
-            budget,
-            p50,
-            // Decided at 99.9 %, as the paired p99 is.
-            stats::quantile_interval_at(&ms, 0.99, stats::Z999),
-            measured.no_baseline,
-            &mut checks,
-            &mut settle,
-        ),
+        None => against_report(model, p50, p99, measured.no_baseline, &mut checks),
     };
     let mut report = SuiteReport::new(Suite::Latency.name(), checks);
     report.metrics = metrics;
@@ -350,61 +341,43 @@ fn pairs(candidate: &[Sample], baseline: &[Sample]) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-/// p50 against the baseline report's interval, from another run. Noise of
-/// two runs is not shared, so this fails only when this run's interval lies
-/// wholly above the baseline's upper bound times the limit, and passes only
-/// when it lies wholly below it. p99 is reported beside the report's, not
-/// judged: a tail of a few hundred requests measured in another run moves
-/// several-fold with the machine's load (1.8 ms in one run, 11 ms in the
-/// next, for the same model on the same machine), more than any limit.
+/// p50 and p99 beside the baseline report's, from another run: shown, not
+/// judged. Two runs do not share their noise: a model cheaper than the last
+/// release's measured p50 0.51 ms against the 0.40 ms of a report made
+/// minutes earlier on the same machine, and a tail of a few hundred requests
+/// moved several-fold (1.8 ms, then 11 ms), more than any regression limit. A verdict from them would depend on the
+/// machine's load, so only the last release measured in the same run is
+/// judged (`paired`).
 fn against_report(
     model: &ModelUnderTest,
-    budget: &LatencyBudget,
     p50: Estimate,
     p99: Estimate,
     no_baseline: Option<&str>,
     checks: &mut Vec<Check>,
-    settle: &mut Settle,
 ) -> String {
     let why = no_baseline.unwrap_or("no last release was served");
     let mut method = "none".to_owned();
-    for (label, e, limit) in [
-        ("p50", p50, budget.p50_regression()),
-        ("p99", p99, budget.p99_regression()),
-    ] {
+    for (label, e) in [("p50", p50), ("p99", p99)] {
         let name = format!("{label} against the last release");
         let key = format!("{label}_ms");
-        let base = match model.baseline_metric(Suite::Latency, &key) {
-            Ok(base) => base,
+        match model.baseline_metric(Suite::Latency, &key) {
+            Ok(base) => {
+                method = "baseline report: shown, not judged".to_owned();
+                checks.push(Check::skipped(
+                    &name,
+                    Skip::Inconclusive,
+                    format!(
+                        "not judged: {label} {e} ms against the baseline report's {base:.2} ms; \
+                        {why}, and a latency measured in another run moves with the machine's \
+                        load; serve the last release beside the candidate, or pass \
+                        --baseline-target, to compare it"
+                    ),
+                ));
+            }
             Err((skip, reason)) => {
                 checks.push(Check::skipped(&name, skip, format!("{why}, and {reason}")));
-                continue;
             }
-        };
-        let high = model
-            .baseline_metric(Suite::Latency, &format!("{key}_high"))
-            .unwrap_or(base);
-        if label == "p99" {
-            checks.push(Check::skipped(
-                &name,
-                Skip::Inconclusive,
-                format!(
-                    "not judged: p99 {e} ms against the baseline report's {base:.2} ms; {why}, \
-                    and a tail measured in another run moves several-fold with the machine's \
-                    load; serve the last release beside the candidate, or pass \
-                    --baseline-target, to compare it"
-                ),
-            ));
-            continue;
         }
-        let allowed = high * (1.0 + limit);
-        method = "baseline report".to_owned();
-        let text = format!(
-            "{label} {e} ms against the baseline report's {base:.2} ms (upper bound {high:.2} ms; \
-                limit +{:.0}%: {allowed:.2} ms); {why}, so the two runs' noise is not shared",
-            limit * 100.0
-        );
-        checks.push(settle.check(&name, e, allowed, text, SLOWER));
     }
     method
 }
