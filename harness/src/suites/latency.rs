@@ -345,9 +345,9 @@ fn pairs(candidate: &[Sample], baseline: &[Sample]) -> (Vec<f64>, Vec<f64>) {
 /// judged. Two runs do not share their noise: a model cheaper than the last
 /// release's measured p50 0.51 ms against the 0.40 ms of a report made
 /// minutes earlier on the same machine, and a tail of a few hundred requests
-/// moved several-fold (1.8 ms, then 11 ms), more than any regression limit. A verdict from them would depend on the
-/// machine's load, so only the last release measured in the same run is
-/// judged (`paired`).
+/// moved several-fold (1.8 ms, then 11 ms), more than any regression limit.
+/// A verdict from them would depend on the machine's load, so only the last
+/// release measured in the same run is judged (`paired`).
 fn against_report(
     model: &ModelUnderTest,
     p50: Estimate,
