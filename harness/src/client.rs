@@ -129,22 +129,14 @@ impl Client {
     /// `GET path`: the status and the body as text.
     pub async fn get_text(&self, path: &str) -> Result<(u16, String), Unreachable> {
         let url = format!("{}{path}", self.base);
-        let response = self.http.get(&url).send().await;
-        let response = response.map_err(|e| unreachable(&url, &e))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
-        Ok((status, text))
+        text(self.http.get(&url), &url).await
     }
 
     /// `POST path` with no body, for the repository API: the status and the
     /// body as text.
     pub async fn post_empty(&self, path: &str) -> Result<(u16, String), Unreachable> {
         let url = format!("{}{path}", self.base);
-        let response = self.http.post(&url).send().await;
-        let response = response.map_err(|e| unreachable(&url, &e))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| unreachable(&url, &e))?;
-        Ok((status, text))
+        text(self.http.post(&url), &url).await
     }
 
     /// Infers `rows` (manifest input order) as one columnar request.
@@ -223,6 +215,14 @@ impl Client {
         let status = response.status().as_u16();
         Ok((status, response.text().await?))
     }
+}
+
+/// Sends `request` to `url`: the status and the body as text.
+async fn text(request: reqwest::RequestBuilder, url: &str) -> Result<(u16, String), Unreachable> {
+    let response = request.send().await.map_err(|e| unreachable(url, &e))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| unreachable(url, &e))?;
+    Ok((status, body))
 }
 
 fn unreachable(url: &str, error: &reqwest::Error) -> Unreachable {
