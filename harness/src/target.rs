@@ -175,10 +175,7 @@ async fn start_container(
     let log = out.join("container.log");
     let container = crate::container::start(image, models, limits, &log).await?;
     let client = Client::new(&container.url);
-    let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
-        matches!(client.status("/v2/health/ready").await, Ok(200))
-    })
-    .await;
+    let ready = crate::container::wait(&container, READY_TIMEOUT, || loaded(&client)).await;
     if let Err(e) = ready {
         let _ = container.save_log(&log).await;
         container.remove().await;
@@ -296,6 +293,18 @@ async fn start_process(
     Ok(endpoint)
 }
 
+/// Whether the endpoint has loaded what it serves: readiness answers 200,
+/// or, from preflight-serve, 503 with `"loading": false`: loaded, with some
+/// version not ready, which the suites of that model then show.
+async fn loaded(client: &Client) -> bool {
+    match client.get_text("/v2/health/ready").await {
+        Ok((200, _)) => true,
+        Ok((503, body)) => serde_json::from_str::<serde_json::Value>(&body)
+            .is_ok_and(|b| b["loading"] == serde_json::Value::Bool(false)),
+        _ => false,
+    }
+}
+
 async fn wait_ready(
     client: &Client,
     limit: Duration,
@@ -307,9 +316,7 @@ async fn wait_ready(
         let remaining = limit
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(100));
-        if let Ok(Ok(200)) =
-            tokio::time::timeout(remaining, client.status("/v2/health/ready")).await
-        {
+        if let Ok(true) = tokio::time::timeout(remaining, loaded(client)).await {
             return Ok(());
         }
         if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

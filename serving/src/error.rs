@@ -28,6 +28,10 @@ pub enum ApiError {
     /// A protected endpoint was called without the right bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request would leave the server worse off than it is: a reload
+    /// whose versions load worse than those serving.
+    #[error("{0}")]
+    Conflict(String),
     /// The model exists but cannot answer now (still loading, or failed with no fallback).
     #[error("{0}")]
     Unavailable(String),
@@ -52,6 +56,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -60,7 +65,9 @@ impl ApiError {
     /// The outcome of a request that ended with this error, for logs and metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => Outcome::BadRequest,
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => {
+                Outcome::BadRequest
+            }
             ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => Outcome::NotFound,
             ApiError::Unauthorized(_) => Outcome::Unauthorized,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => Outcome::Unavailable,

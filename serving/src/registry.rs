@@ -89,6 +89,19 @@ pub(crate) struct ModelSlot {
     pub default_version: u64,
 }
 
+/// A version that is not ready, or a bundle that could not be read: what
+/// readiness says when it answers 503.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unready {
+    /// The model's name, or the folder that is not one.
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `degraded`, `unavailable`, or `skipped` for a bundle not loaded at all.
+    pub state: &'static str,
+    pub reason: String,
+}
+
 /// A row of the repository index.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IndexEntry {
@@ -105,6 +118,15 @@ pub struct Registry {
     policy: VersionPolicy,
     load_threads: usize,
     models: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
+    /// Folders of the repository not loaded at all, with why, by path.
+    skipped: RwLock<BTreeMap<PathBuf, String>>,
+}
+
+/// What loading one model's versions gave: the slot, if any version loaded,
+/// and the bundles that could not be read.
+struct Loaded {
+    slot: Option<ModelSlot>,
+    skipped: Vec<(PathBuf, String)>,
 }
 
 impl Registry {
@@ -120,6 +142,7 @@ impl Registry {
             policy,
             load_threads: load_threads.max(1),
             models: RwLock::new(BTreeMap::new()),
+            skipped: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -131,8 +154,10 @@ impl Registry {
     /// bundle that fails is logged with its file and reason and skipped.
     pub fn load_all(&self) -> Result<(), preflight_bundle::Error> {
         let repo = Repository::scan(&self.root)?;
+        let mut skipped = BTreeMap::new();
         for problem in repo.problems() {
             tracing::warn!(%problem, "skipped a folder of the model repository");
+            skipped.insert(problem.location().file.clone(), problem.to_string());
         }
         let entries = repo.models();
         let next = AtomicUsize::new(0);
@@ -141,18 +166,24 @@ impl Registry {
             for _ in 0..self.load_threads.min(entries.len()) {
                 scope.spawn(|| {
                     while let Some(entry) = entries.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Some(slot) = self.load_entry(entry, None)
-                            && let Ok(mut loaded) = loaded.lock()
-                        {
-                            loaded.push((entry.name.clone(), Arc::new(slot)));
+                        let result = self.load_entry(entry, None);
+                        if let Ok(mut loaded) = loaded.lock() {
+                            loaded.push((entry.name.clone(), result));
                         }
                     }
                 });
             }
         });
-        let loaded = loaded.into_inner().unwrap_or_default();
+        let mut slots = Vec::new();
+        for (name, result) in loaded.into_inner().unwrap_or_default() {
+            skipped.extend(result.skipped);
+            slots.extend(result.slot.map(|slot| (name, Arc::new(slot))));
+        }
         if let Ok(mut models) = self.models.write() {
-            models.extend(loaded);
+            models.extend(slots);
+        }
+        if let Ok(mut all) = self.skipped.write() {
+            *all = skipped;
         }
         Ok(())
     }
@@ -174,15 +205,61 @@ impl Registry {
                 "model '{name}' has no version {v} in the repository"
             )));
         }
-        let slot = self.load_entry(entry, pin).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "model '{name}': no version could be loaded; the server log says why"
-            ))
-        })?;
+        let loaded = self.load_entry(entry, pin);
+        let reasons: Vec<&str> = loaded.skipped.iter().map(|(_, r)| r.as_str()).collect();
+        let Some(slot) = loaded.slot else {
+            return Err(ApiError::BadRequest(format!(
+                "model '{name}': no version could be loaded: {}",
+                reasons.join("; ")
+            )));
+        };
+        let serving = self.models.read().ok().and_then(|m| m.get(name).cloned());
+        let worse = serving.and_then(|serving| worse(&serving, &slot, &loaded.skipped, pin));
+        if let Some(worse) = worse {
+            return Err(ApiError::Conflict(format!(
+                "model '{name}': the reload would serve {worse}; the versions serving are kept"
+            )));
+        }
         if let Ok(mut models) = self.models.write() {
             models.insert(name.to_owned(), Arc::new(slot));
         }
+        if let Ok(mut skipped) = self.skipped.write() {
+            skipped.retain(|path, _| !path.starts_with(&entry.dir));
+            skipped.extend(loaded.skipped);
+        }
         Ok(())
+    }
+
+    /// Every loaded version that is not `ready`, and every folder that could
+    /// not be loaded at all: empty when the server is ready.
+    pub fn unready(&self) -> Vec<Unready> {
+        let mut unready: Vec<Unready> = self
+            .served()
+            .into_iter()
+            .filter(|(_, _, served)| served.state() != ModelState::Ready)
+            .map(|(model, version, served)| Unready {
+                model,
+                version: Some(version.to_string()),
+                state: served.state().as_str(),
+                reason: served.failure().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        if let Ok(skipped) = self.skipped.read() {
+            let root = &self.root;
+            unready.extend(skipped.iter().map(|(path, reason)| {
+                Unready {
+                    model: path
+                        .strip_prefix(root)
+                        .unwrap_or(path)
+                        .display()
+                        .to_string(),
+                    version: None,
+                    state: "skipped",
+                    reason: reason.clone(),
+                }
+            }));
+        }
+        unready
     }
 
     pub fn unload(&self, name: &str) -> Result<(), ApiError> {
@@ -241,13 +318,14 @@ impl Registry {
             .collect()
     }
 
-    fn load_entry(&self, entry: &ModelEntry, pin: Option<u64>) -> Option<ModelSlot> {
+    fn load_entry(&self, entry: &ModelEntry, pin: Option<u64>) -> Loaded {
         let wanted: Vec<_> = match (pin, self.policy) {
             (Some(v), _) => entry.versions.iter().filter(|e| e.version == v).collect(),
             (None, VersionPolicy::Latest) => vec![entry.latest()],
             (None, VersionPolicy::All) => entry.versions.iter().collect(),
         };
         let mut versions = BTreeMap::new();
+        let mut skipped = Vec::new();
         for version in wanted {
             match self.load_version(&version.dir) {
                 Ok(served) => {
@@ -268,15 +346,16 @@ impl Registry {
                         version = version.version,
                         %reason,
                         "bundle skipped"
-                    )
+                    );
+                    skipped.push((version.dir.clone(), reason));
                 }
             }
         }
-        let default_version = *versions.keys().next_back()?;
-        Some(ModelSlot {
+        let slot = default_version(&versions, pin).map(|default_version| ModelSlot {
             versions,
             default_version,
-        })
+        });
+        Loaded { slot, skipped }
     }
 
     /// Opens a bundle and loads its main model. A bundle that cannot be read
@@ -334,6 +413,60 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// The version that answers requests without one: the pinned one, else the
+/// highest in the best state, so that a degraded version 3 does not hide a
+/// ready version 2.
+fn default_version(versions: &BTreeMap<u64, Arc<Served>>, pin: Option<u64>) -> Option<u64> {
+    if let Some(pin) = pin.filter(|v| versions.contains_key(v)) {
+        return Some(pin);
+    }
+    let best = versions.values().map(|s| s.state()).min()?;
+    versions
+        .iter()
+        .rev()
+        .find(|(_, s)| s.state() == best)
+        .map(|(v, _)| *v)
+}
+
+/// How `new` would serve worse than `serving`: a version, of those the
+/// reload loaded (`pin`, or all), in a worse state, or still in the
+/// repository but no longer readable. A version taken out of the repository
+/// is not worse: it is gone on purpose. `None` when nothing is worse.
+fn worse(
+    serving: &ModelSlot,
+    new: &ModelSlot,
+    skipped: &[(PathBuf, String)],
+    pin: Option<u64>,
+) -> Option<String> {
+    let mut worse = Vec::new();
+    let reloaded = serving
+        .versions
+        .iter()
+        .filter(|(v, _)| pin.is_none_or(|p| p == **v));
+    for (version, now) in reloaded {
+        match new.versions.get(version) {
+            Some(next) if next.state() > now.state() => worse.push(format!(
+                "version {version} {} instead of {}: {}",
+                next.state().as_str(),
+                now.state().as_str(),
+                next.failure().unwrap_or_default()
+            )),
+            Some(_) => {}
+            None => {
+                let unreadable = skipped
+                    .iter()
+                    .find(|(dir, _)| dir.ends_with(version.to_string()));
+                if let Some((_, why)) = unreadable {
+                    worse.push(format!(
+                        "without version {version}, which cannot be read: {why}"
+                    ));
+                }
+            }
+        }
+    }
+    (!worse.is_empty()).then(|| worse.join("; "))
 }
 
 pub(crate) fn join(versions: &[u64]) -> String {

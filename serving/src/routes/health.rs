@@ -9,20 +9,45 @@ use serde_json::{Map, Value, json};
 
 use super::{AppResult, AppState};
 use crate::error::ApiError;
+use crate::registry::ModelState;
 
 /// 200 as long as the process answers HTTP.
 pub(super) async fn live() {}
 
-/// 200 once the initial load of the repository has finished.
+/// 200 once the repository is loaded and every model version in it is
+/// `ready` (PROTOCOL.md); else 503, with `loading` and, once loaded, every
+/// version or folder that is not ready and why (`docs/serving.md`).
 pub(super) async fn server_ready(State(state): State<Arc<AppState>>) -> AppResult<()> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(())
-    } else {
-        Err(ApiError::NotReady {
+    if !state.ready.load(Ordering::Acquire) {
+        let mut details = Map::new();
+        details.insert("loading".to_owned(), Value::Bool(true));
+        return Err(ApiError::NotReady {
             message: "the model repository is still loading".to_owned(),
-            details: Map::new(),
-        })
+            details,
+        });
     }
+    let unready = state.registry.unready();
+    if unready.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = unready
+        .iter()
+        .map(|u| match &u.version {
+            Some(v) => format!("'{}' version {v} is {}: {}", u.model, u.state, u.reason),
+            None => format!("'{}' is {}: {}", u.model, u.state, u.reason),
+        })
+        .collect();
+    let mut details = Map::new();
+    details.insert("loading".to_owned(), Value::Bool(false));
+    details.insert("unready".to_owned(), json!(unready));
+    Err(ApiError::NotReady {
+        message: format!(
+            "{} of the repository not ready: {}",
+            unready.len(),
+            named.join("; ")
+        ),
+        details,
+    })
 }
 
 pub(super) async fn model_ready(
@@ -39,26 +64,27 @@ pub(super) async fn model_version_ready(
     readiness(&state, &model, Some(&version))
 }
 
-/// 200 when the version answers (the main model, or only its fallback:
-/// `degraded`), 503 when it cannot; the body says which either way.
+/// 200 when the version's main model answers; 503 when it does not, with
+/// `answers` saying whether its fallback still does (`degraded`). The body
+/// says which either way.
 fn readiness(state: &AppState, model: &str, version: Option<&str>) -> AppResult<Json<Value>> {
     let (served, _) = state.registry.get(model, version)?;
-    let answers = served.state().answers();
+    let ready = served.state() == ModelState::Ready;
     let number = served.manifest.model.version;
     let body = json!({
         "name": model,
         "version": number.to_string(),
-        "ready": answers,
+        "ready": ready,
+        "answers": served.state().answers(),
         "state": served.state(),
         "reason": served.failure(),
     });
     match body {
-        Value::Object(details) if !answers => Err(ApiError::NotReady {
+        Value::Object(details) if !ready => Err(ApiError::NotReady {
             message: format!(
-                "model '{model}' version {number} cannot answer: {}",
-                served
-                    .failure()
-                    .unwrap_or("it has no main model and no fallback")
+                "model '{model}' version {number} is {}: {}",
+                served.state().as_str(),
+                served.failure().unwrap_or("its main model did not load")
             ),
             details,
         }),

@@ -128,8 +128,30 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
             .starts_with("model.onnx: ONNX Runtime cannot load it"),
         "{meta}"
     );
+    // Not ready, since its main model does not answer; but it answers.
     let (status, ready) = server.get("/v2/models/eta-degraded/ready").await;
-    assert_eq!((status, &ready["state"]), (200, &json!("degraded")));
+    assert_eq!(
+        (status, &ready["state"], &ready["answers"]),
+        (503, &json!("degraded"), &json!(true)),
+        "{ready}"
+    );
+    let (status, ready) = server.get("/v2/health/ready").await;
+    assert_eq!((status, &ready["loading"]), (503, &json!(false)), "{ready}");
+    let unready: Vec<(&str, &str)> = ready["unready"]
+        .as_array()
+        .expect("unready")
+        .iter()
+        .map(|u| {
+            (
+                u["model"].as_str().unwrap_or(""),
+                u["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unready,
+        [("eta-dead", "unavailable"), ("eta-degraded", "degraded")]
+    );
 
     let bundle = Bundle::open(&degraded).expect("bundle");
     let samples = bundle.samples().expect("samples").expect("present");

@@ -72,8 +72,72 @@ async fn broken_bundles_do_not_stop_the_others() {
         index_of(&body),
         [("eta-good".to_owned(), "1".to_owned(), "ready".to_owned())]
     );
-    assert_eq!(server.get("/v2/health/ready").await.0, 200);
+    // Loaded, and not ready: readiness names every folder left out, and why.
+    let (status, ready) = server.get("/v2/health/ready").await;
+    assert_eq!((status, &ready["loading"]), (503, &json!(false)), "{ready}");
+    let mut unready: Vec<String> = ready["unready"]
+        .as_array()
+        .expect("unready")
+        .iter()
+        .map(|u| format!("{} {}", u["model"].as_str().unwrap_or(""), u["state"]))
+        .collect();
+    unready.sort();
+    assert_eq!(
+        unready,
+        [
+            "Not A Model \"skipped\"",
+            "eta-bad-manifest/1 \"skipped\"",
+            "eta-misplaced/3 \"skipped\""
+        ],
+        "{ready}"
+    );
     assert_eq!(server.get("/v2/models/eta-bad-manifest").await.0, 404);
+}
+
+/// A reload that would serve worse than what serves (here: a model.onnx
+/// corrupted on disk) is refused with why, and the healthy version serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_would_serve_worse_keeps_what_serves() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = fixtures().join("models/eta-lisbon/1");
+    let bundle_dir = copy_bundle(&source, tmp.path(), "eta-reload", 1);
+    let server = Server::start(tmp.path()).await;
+    std::fs::remove_file(bundle_dir.join("model.onnx")).expect("unlink");
+    std::fs::write(bundle_dir.join("model.onnx"), b"not an onnx model").expect("corrupt");
+
+    let (status, body) = server
+        .post("/v2/repository/models/eta-reload/load", &json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("version 1 degraded instead of ready")
+            && error.contains("the versions serving are kept"),
+        "{body}"
+    );
+    let (status, ready) = server.get("/v2/models/eta-reload/ready").await;
+    assert_eq!((status, &ready["state"]), (200, &json!("ready")), "{ready}");
+    assert_eq!(server.get("/v2/health/ready").await.0, 200);
+}
+
+/// Requests without a version go to the highest version in the best state:
+/// a degraded version 2 does not hide a ready version 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_version_is_the_highest_ready_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = fixtures().join("models/eta-lisbon/1");
+    copy_bundle(&source, tmp.path(), "eta-two", 1);
+    let second = copy_bundle(&source, tmp.path(), "eta-two", 2);
+    std::fs::remove_file(second.join("model.onnx")).expect("unlink");
+    std::fs::write(second.join("model.onnx"), b"not an onnx model").expect("corrupt");
+    let server = Server::start(tmp.path()).await;
+    let bundle = Bundle::open(&source).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let request = bundle.manifest().infer_request(&[&samples[0]]);
+    let (status, body) = server.post("/v2/models/eta-two/infer", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model_version"], "1", "{body}");
+    assert!(body["parameters"]["fallback"].is_null(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
