@@ -91,11 +91,10 @@ pub(crate) struct ModelSlot {
 
 /// A version that is not ready, or a bundle that could not be read: what
 /// readiness says when it answers 503.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Unready {
-    /// The model's name, or the folder that is not one.
+    /// The model's name, or the folder that is not one, from the repository.
     pub model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// `degraded`, `unavailable`, or `skipped` for a bundle not loaded at all.
     pub state: &'static str,
@@ -231,8 +230,12 @@ impl Registry {
     }
 
     /// Every loaded version that is not `ready`, and every folder that could
-    /// not be loaded at all: empty when the server is ready.
+    /// not be loaded at all: empty when the server is ready. Paths are given
+    /// from the repository's root, which readiness, unauthenticated, does
+    /// not disclose.
     pub fn unready(&self) -> Vec<Unready> {
+        let root = format!("{}/", self.root.display());
+        let relative = |reason: &str| reason.replace(&root, "");
         let mut unready: Vec<Unready> = self
             .served()
             .into_iter()
@@ -241,21 +244,20 @@ impl Registry {
                 model,
                 version: Some(version.to_string()),
                 state: served.state().as_str(),
-                reason: served.failure().unwrap_or_default().to_owned(),
+                reason: relative(served.failure().unwrap_or_default()),
             })
             .collect();
         if let Ok(skipped) = self.skipped.read() {
-            let root = &self.root;
             unready.extend(skipped.iter().map(|(path, reason)| {
                 Unready {
                     model: path
-                        .strip_prefix(root)
+                        .strip_prefix(&self.root)
                         .unwrap_or(path)
                         .display()
                         .to_string(),
                     version: None,
                     state: "skipped",
-                    reason: reason.clone(),
+                    reason: relative(reason),
                 }
             }));
         }

@@ -30,22 +30,26 @@ pub(super) async fn server_ready(State(state): State<Arc<AppState>>) -> AppResul
     if unready.is_empty() {
         return Ok(());
     }
-    let named: Vec<String> = unready
+    // PROTOCOL.md's shape: `"<m>/<v>": "<state>: <reason>"`.
+    let models: Map<String, Value> = unready
         .iter()
-        .map(|u| match &u.version {
-            Some(v) => format!("'{}' version {v} is {}: {}", u.model, u.state, u.reason),
-            None => format!("'{}' is {}: {}", u.model, u.state, u.reason),
+        .map(|u| {
+            let key = match &u.version {
+                Some(v) => format!("{}/{v}", u.model),
+                None => u.model.clone(),
+            };
+            (key, Value::String(format!("{}: {}", u.state, u.reason)))
         })
+        .collect();
+    let named: Vec<String> = models
+        .iter()
+        .map(|(key, why)| format!("{key} {}", why.as_str().unwrap_or_default()))
         .collect();
     let mut details = Map::new();
     details.insert("loading".to_owned(), Value::Bool(false));
-    details.insert("unready".to_owned(), json!(unready));
+    details.insert("models".to_owned(), Value::Object(models));
     Err(ApiError::NotReady {
-        message: format!(
-            "{} of the repository not ready: {}",
-            unready.len(),
-            named.join("; ")
-        ),
+        message: format!("not ready: {}", named.join("; ")),
         details,
     })
 }

@@ -137,20 +137,22 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
     );
     let (status, ready) = server.get("/v2/health/ready").await;
     assert_eq!((status, &ready["loading"]), (503, &json!(false)), "{ready}");
-    let unready: Vec<(&str, &str)> = ready["unready"]
-        .as_array()
-        .expect("unready")
+    let models = ready["models"].as_object().expect("models");
+    let states: Vec<(&str, &str)> = models
         .iter()
-        .map(|u| {
+        .map(|(key, why)| {
             (
-                u["model"].as_str().unwrap_or(""),
-                u["state"].as_str().unwrap_or(""),
+                key.as_str(),
+                why.as_str().unwrap_or("").split(':').next().unwrap_or(""),
             )
         })
         .collect();
     assert_eq!(
-        unready,
-        [("eta-dead", "unavailable"), ("eta-degraded", "degraded")]
+        states,
+        [
+            ("eta-dead/1", "unavailable"),
+            ("eta-degraded/1", "degraded")
+        ]
     );
 
     let bundle = Bundle::open(&degraded).expect("bundle");

@@ -75,20 +75,23 @@ async fn broken_bundles_do_not_stop_the_others() {
     // Loaded, and not ready: readiness names every folder left out, and why.
     let (status, ready) = server.get("/v2/health/ready").await;
     assert_eq!((status, &ready["loading"]), (503, &json!(false)), "{ready}");
-    let mut unready: Vec<String> = ready["unready"]
-        .as_array()
-        .expect("unready")
-        .iter()
-        .map(|u| format!("{} {}", u["model"].as_str().unwrap_or(""), u["state"]))
-        .collect();
-    unready.sort();
+    let models = ready["models"].as_object().expect("models");
+    let keys: Vec<&str> = models.keys().map(String::as_str).collect();
     assert_eq!(
-        unready,
-        [
-            "Not A Model \"skipped\"",
-            "eta-bad-manifest/1 \"skipped\"",
-            "eta-misplaced/3 \"skipped\""
-        ],
+        keys,
+        ["Not A Model", "eta-bad-manifest/1", "eta-misplaced/3"],
+        "{ready}"
+    );
+    assert!(
+        !ready
+            .to_string()
+            .contains(&tmp.path().display().to_string()),
+        "no absolute path: {ready}"
+    );
+    assert!(
+        models
+            .values()
+            .all(|why| why.as_str().is_some_and(|w| w.starts_with("skipped: "))),
         "{ready}"
     );
     assert_eq!(server.get("/v2/models/eta-bad-manifest").await.0, 404);
