@@ -19,13 +19,18 @@ pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
     fallback: Option<Fallback>,
+    /// Why the fallback the manifest names could not be loaded.
+    fallback_error: Option<String>,
 }
 
 impl Bundle {
     /// Opens the bundle in `dir`: `<repository>/<model>/<version>/`.
     ///
     /// Fails when the manifest is invalid, disagrees with the folder's model
-    /// name or version, or names a model or fallback file that is absent.
+    /// name or version, or names a model file that is absent. A fallback
+    /// file that is absent or invalid does not fail it: the main model can
+    /// still serve, and [`Bundle::fallback_error`] says why there is no
+    /// fallback.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::load(&manifest_path)?;
@@ -43,17 +48,19 @@ impl Bundle {
             }
         };
         named("runtime.model", &manifest.runtime.model)?;
-        let fallback = match &manifest.runtime.fallback {
-            Some(file) => Some(Fallback::load(
-                &named("runtime.fallback", file)?,
-                &manifest,
-            )?),
-            None => None,
+        let loaded = manifest.runtime.fallback.as_ref().map(|file| {
+            named("runtime.fallback", file).and_then(|path| Fallback::load(&path, &manifest))
+        });
+        let (fallback, fallback_error) = match loaded {
+            None => (None, None),
+            Some(Ok(fallback)) => (Some(fallback), None),
+            Some(Err(error)) => (None, Some(error.to_string())),
         };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             fallback,
+            fallback_error,
         })
     }
 
@@ -75,6 +82,12 @@ impl Bundle {
 
     pub fn fallback(&self) -> Option<&Fallback> {
         self.fallback.as_ref()
+    }
+
+    /// Why the fallback the manifest names is missing or invalid, with the
+    /// file, line and key.
+    pub fn fallback_error(&self) -> Option<&str> {
+        self.fallback_error.as_deref()
     }
 
     pub fn model_path(&self) -> PathBuf {

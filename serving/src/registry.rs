@@ -27,6 +27,8 @@ pub struct Served {
     pub manifest: Manifest,
     pub main: Main,
     pub fallback: Option<Fallback>,
+    /// Why the fallback the manifest names could not be loaded.
+    pub fallback_error: Option<String>,
     pub model_bytes: u64,
     /// Its requests, for `/metrics`; a reload starts them afresh.
     pub counters: Counters,
@@ -38,6 +40,10 @@ pub struct Served {
 pub enum ModelState {
     /// The main model answers.
     Ready,
+    /// The main model answers, but the fallback the manifest names could
+    /// not be loaded: nothing answers when the main model fails.
+    #[serde(rename = "no_fallback")]
+    NoFallback,
     /// The main model could not be loaded; the fallback answers.
     Degraded,
     /// Neither can answer.
@@ -48,6 +54,7 @@ impl ModelState {
     pub fn as_str(self) -> &'static str {
         match self {
             ModelState::Ready => "ready",
+            ModelState::NoFallback => "no_fallback",
             ModelState::Degraded => "degraded",
             ModelState::Unavailable => "unavailable",
         }
@@ -69,16 +76,19 @@ pub enum Main {
 impl Served {
     pub fn state(&self) -> ModelState {
         match (&self.main, &self.fallback) {
+            (Main::Ready(_), None) if self.fallback_error.is_some() => ModelState::NoFallback,
             (Main::Ready(_), _) => ModelState::Ready,
             (Main::Failed(_), Some(_)) => ModelState::Degraded,
             (Main::Failed(_), None) => ModelState::Unavailable,
         }
     }
 
+    /// Why the version is not `ready`: the main model's failure, else the
+    /// fallback's.
     pub fn failure(&self) -> Option<&str> {
         match &self.main {
             Main::Failed(reason) => Some(reason),
-            Main::Ready(_) => None,
+            Main::Ready(_) => self.fallback_error.as_deref(),
         }
     }
 }
@@ -385,6 +395,11 @@ impl Registry {
         };
         Ok(Served {
             fallback: bundle.fallback().cloned(),
+            // From the repository's root: metadata and readiness show it
+            // to anyone.
+            fallback_error: bundle
+                .fallback_error()
+                .map(|e| e.replace(&format!("{}/", self.root.display()), "")),
             manifest,
             main,
             model_bytes,

@@ -54,11 +54,14 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
                 },
             )
         }
-        None => Check::skipped(
-            "fallback covers the inputs",
-            Skip::Missing,
-            "the bundle has no fallback",
-        ),
+        None => match model.bundle.fallback_error() {
+            Some(error) => Check::new("fallback covers the inputs", false, error),
+            None => Check::skipped(
+                "fallback covers the inputs",
+                Skip::Missing,
+                "the bundle has no fallback",
+            ),
+        },
     });
     checks.push(artifact_parity(model));
     SuiteReport::new(Suite::Unit.name(), checks)

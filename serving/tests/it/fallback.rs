@@ -196,3 +196,53 @@ async fn a_model_that_cannot_load_is_served_degraded_by_its_fallback() {
     assert_eq!(status, 200, "{body}");
     assert!(body.get("parameters").is_none());
 }
+
+/// A fallback.json that is missing or malformed does not take a healthy
+/// model offline: its main model serves, and the state says `no_fallback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_without_a_usable_fallback_is_served_by_its_main_model() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = fixtures().join("models/eta-lisbon/1");
+    let missing = copy_bundle(&source, tmp.path(), "eta-missing", 1);
+    std::fs::remove_file(missing.join("fallback.json")).expect("unlink");
+    let malformed = copy_bundle(&source, tmp.path(), "eta-malformed", 1);
+    std::fs::remove_file(malformed.join("fallback.json")).expect("unlink");
+    std::fs::write(malformed.join("fallback.json"), "{\"kind\": ").expect("write");
+    let server = Server::start(tmp.path()).await;
+    let bundle = Bundle::open(&source).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let request = bundle.manifest().infer_request(&[&samples[0]]);
+
+    for (model, says) in [
+        ("eta-missing", "'fallback.json' is not in the bundle"),
+        ("eta-malformed", "fallback.json:1"),
+    ] {
+        let (status, meta) = server.get(&format!("/v2/models/{model}")).await;
+        assert_eq!(
+            (status, &meta["state"]),
+            (200, &json!("no_fallback")),
+            "{meta}"
+        );
+        let (status, ready) = server.get(&format!("/v2/models/{model}/ready")).await;
+        assert_eq!((status, &ready["answers"]), (503, &json!(true)), "{ready}");
+        let reason = ready["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(says), "{ready}");
+        assert!(
+            !reason.contains(&tmp.path().display().to_string()),
+            "{ready}"
+        );
+        let (status, body) = server
+            .post(&format!("/v2/models/{model}/infer"), &request)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.get("parameters").is_none(),
+            "the main model answers: {body}"
+        );
+    }
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("preflight_models{state=\"no_fallback\"} 2"),
+        "{metrics}"
+    );
+}

@@ -25,6 +25,10 @@ const TIMED_ROWS: usize = 500;
 const SPEED_MARGIN: f64 = 0.25;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
+    if let Some(error) = model.bundle.fallback_error() {
+        let check = Check::new("fallback.json loads", false, error);
+        return Ok(SuiteReport::new(Suite::Fallback.name(), vec![check]));
+    }
     let Some(fallback) = model.bundle.fallback() else {
         return Ok(skipped(
             Suite::Fallback,
