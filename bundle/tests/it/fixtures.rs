@@ -67,7 +67,9 @@ fn check_bundle(dir: &Path) {
 
     let Some(fallback) = bundle.fallback() else {
         // The one defect whose fallback.json is missing on purpose.
-        let missing = dir.components().any(|c| c.as_os_str() == "fallback-missing");
+        let missing = dir
+            .components()
+            .any(|c| c.as_os_str() == "fallback-missing");
         assert!(missing, "{}: {:?}", dir.display(), bundle.fallback_error());
         return;
     };
