@@ -73,11 +73,25 @@ impl Feature {
             Json::Null if self.nullable => Ok(Value::Null),
             Json::Null => Err("is null but not nullable".to_owned()),
             Json::Bool(b) if dt == Datatype::Bool => Ok(Value::Bool(*b)),
+            Json::String(s) if dt == Datatype::Bytes && s.contains('\0') => {
+                Err("holds a NUL character, which a BYTES value cannot carry".to_owned())
+            }
             Json::String(s) if dt == Datatype::Bytes => Ok(Value::Text(s.clone())),
-            Json::Number(n) if dt.is_float() => n
-                .as_f64()
-                .map(Value::Float)
-                .ok_or_else(|| format!("is {n}, which is not representable as {dt}")),
+            Json::Number(n) if dt.is_float() => {
+                let x = n
+                    .as_f64()
+                    .ok_or_else(|| format!("is {n}, which is not representable as {dt}"))?;
+                // Beyond the type's largest finite value it would reach the model as infinity.
+                let largest = match dt {
+                    Datatype::Fp16 => 65504.0,
+                    Datatype::Fp32 => f64::from(f32::MAX),
+                    _ => f64::MAX,
+                };
+                if x.abs() > largest {
+                    return Err(format!("is {n}, beyond the largest finite {dt}"));
+                }
+                Ok(Value::Float(x))
+            }
             Json::Number(n) if dt.is_integer() => {
                 let value = match (n.as_i64(), n.as_u64()) {
                     (Some(i), _) => Value::Int(i),

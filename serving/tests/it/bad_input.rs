@@ -120,6 +120,16 @@ async fn bad_requests_get_a_clear_4xx() {
             with_input("distance_km", "data", json!([1.0, "Infinity"])),
         ),
         (
+            "FP32 beyond its largest finite value",
+            INFER,
+            with_input("distance_km", "data", json!([1.0, 1e39])),
+        ),
+        (
+            "NUL character in a BYTES input",
+            INFER,
+            with_input("vehicle", "data", json!(["car", "ca\u{0}r"])),
+        ),
+        (
             "float in an INT64 input",
             INFER,
             with_input("hour", "data", json!([13, 13.5])),
