@@ -182,14 +182,29 @@ pub(super) fn fallback_parameters(reason: Option<FallbackReason>) -> Option<Map<
 /// Reads a JSON body of at most `limit` bytes.
 async fn read_json<T: DeserializeOwned>(body: Body, limit: usize, served: &Served) -> AppResult<T> {
     let who = subject(&served.manifest);
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!(
-            "{who}: the request body is over this server's limit of {limit} bytes"
-        ))
+    let bytes: Bytes = read_body(body, limit).await.map_err(|e| match e {
+        ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{who}: {m}")),
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("{who}: {m}")),
+        other => other,
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let hint = non_json_number_hint(&bytes, &e);
         ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}{hint}"))
+    })
+}
+
+/// Reads a body of at most `limit` bytes: 413 when it is longer, 400 when it
+/// cannot be read (a broken chunked encoding, a client gone mid-body).
+pub(super) async fn read_body(body: Body, limit: usize) -> AppResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let boxed = error.into_inner();
+        if boxed.is::<http_body_util::LengthLimitError>() {
+            ApiError::PayloadTooLarge(format!(
+                "the request body is over this server's limit of {limit} bytes"
+            ))
+        } else {
+            ApiError::BadRequest(format!("the request body could not be read: {boxed}"))
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
@@ -25,9 +25,11 @@ pub(super) async fn load(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(model): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> AppResult<()> {
+    // The token first: nobody without it gets a body read.
     authorize(&state, &headers)?;
+    let body = super::infer::read_body(body, state.max_body_bytes).await?;
     let pin = pinned_version(&model, &body)?;
     let registry = Arc::clone(&state.registry);
     let name = model.clone();
@@ -83,7 +85,15 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    // In constant time, so that the time of a refusal says nothing of how
+    // much of a guess was right.
+    let matches = given.is_some_and(|given| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            token.as_bytes(),
+        ))
+    });
+    if matches {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(
