@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use testcontainers::bollard::models::PortBinding;
 use testcontainers::bollard::query_parameters::StatsOptionsBuilder;
 use testcontainers::core::{AccessMode, IntoContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
@@ -94,6 +95,15 @@ pub async fn start(
         .with_label(LABEL, "1")
         .with_startup_timeout(Duration::from_secs(60))
         .with_host_config_modifier(move |host| {
+            // Published on the loopback interface only, on a port the engine
+            // picks: the server under test is nobody else's to reach.
+            host.publish_all_ports = Some(false);
+            let loopback = PortBinding {
+                host_ip: Some("127.0.0.1".to_owned()),
+                host_port: Some(String::new()),
+            };
+            let published = (format!("{PORT}/tcp"), Some(vec![loopback]));
+            host.port_bindings = Some(std::collections::HashMap::from([published]));
             host.nano_cpus = Some((cpus * 1e9) as i64);
             host.memory = Some(memory as i64);
             host.memory_swap = Some(memory as i64);
