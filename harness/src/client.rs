@@ -99,6 +99,9 @@ impl Answer {
 pub struct Client {
     pub base: String,
     http: reqwest::Client,
+    /// The bearer token of the repository API, for an endpoint this run
+    /// started with one.
+    repository_token: Option<String>,
 }
 
 impl Client {
@@ -112,7 +115,14 @@ impl Client {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            repository_token: None,
         }
+    }
+
+    /// The same client, sending `token` on repository calls.
+    pub fn with_repository_token(mut self, token: &str) -> Self {
+        self.repository_token = Some(token.to_owned());
+        self
     }
 
     /// `GET path`: the status, or why nothing answered.
@@ -132,11 +142,15 @@ impl Client {
         text(self.http.get(&url), &url).await
     }
 
-    /// `POST path` with no body, for the repository API: the status and the
-    /// body as text.
+    /// `POST path` with no body, for the repository API (with its token,
+    /// where the client has one): the status and the body as text.
     pub async fn post_empty(&self, path: &str) -> Result<(u16, String), Unreachable> {
         let url = format!("{}{path}", self.base);
-        text(self.http.post(&url), &url).await
+        let mut request = self.http.post(&url);
+        if let Some(token) = &self.repository_token {
+            request = request.bearer_auth(token);
+        }
+        text(request, &url).await
     }
 
     /// Infers `rows` (manifest input order) as one columnar request.

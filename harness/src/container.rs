@@ -65,6 +65,7 @@ pub async fn start(
     models: &Path,
     limits: Limits,
     log: &Path,
+    repository_token: &str,
 ) -> Result<Container, String> {
     let docker = testcontainers::core::client::docker_client_instance()
         .await
@@ -93,6 +94,7 @@ pub async fn start(
                 .with_access_mode(AccessMode::ReadOnly),
         )
         .with_label(LABEL, "1")
+        .with_env_var(crate::target::REPOSITORY_TOKEN, repository_token)
         .with_startup_timeout(Duration::from_secs(60))
         .with_host_config_modifier(move |host| {
             // Published on the loopback interface only, on a port the engine

@@ -173,8 +173,9 @@ async fn start_container(
     limits: Limits,
 ) -> Result<Endpoint, String> {
     let log = out.join("container.log");
-    let container = crate::container::start(image, models, limits, &log).await?;
-    let client = Client::new(&container.url);
+    let token = fresh_token();
+    let container = crate::container::start(image, models, limits, &log, &token).await?;
+    let client = Client::new(&container.url).with_repository_token(&token);
     let ready = crate::container::wait(&container, READY_TIMEOUT, || loaded(&client)).await;
     if let Err(e) = ready {
         let _ = container.save_log(&log).await;
@@ -250,9 +251,11 @@ async fn start_process(
     let log_path = out.join("preflight-serve.log");
     let log = File::create(&log_path)
         .map_err(|e| format!("{}: cannot create the server log: {e}", log_path.display()))?;
+    let token = fresh_token();
     let mut child = Command::new(&binary)
         .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--models"])
         .arg(models)
+        .env(REPOSITORY_TOKEN, &token)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -283,7 +286,7 @@ async fn start_process(
     };
     let pid = child.id();
     let memory: MemoryProbe = Arc::new(move || resident_bytes(pid));
-    let mut endpoint = Endpoint::bare(Client::new(url));
+    let mut endpoint = Endpoint::bare(Client::new(url).with_repository_token(&token));
     endpoint.memory = Some(memory);
     endpoint.log = Some(log_path.clone());
     endpoint.child = Some(child);
@@ -291,6 +294,23 @@ async fn start_process(
     waited.map_err(|e| format!("{e}; its log: {}", log_path.display()))?;
     endpoint.memory_after_load = resident_bytes(pid);
     Ok(endpoint)
+}
+
+/// The environment variable that gives `preflight-serve` its repository token.
+pub(crate) const REPOSITORY_TOKEN: &str = "PREFLIGHT_REPOSITORY_TOKEN";
+
+/// A token for the repository API of a server this run starts: its API is
+/// then the run's alone (the size suite unloads and loads through it), and
+/// nobody else's who can reach the port. From the standard library's
+/// randomly keyed hasher: unguessable enough for one run's lifetime.
+fn fresh_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{:016x}{:016x}", word(), word())
 }
 
 /// Whether the endpoint has loaded what it serves: readiness answers 200,

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A protected endpoint was called without the right bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The route is turned off on this server.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request would leave the server worse off than it is: a reload
     /// whose versions load worse than those serving.
     #[error("{0}")]
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,7 +73,7 @@ impl ApiError {
                 Outcome::BadRequest
             }
             ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => Outcome::NotFound,
-            ApiError::Unauthorized(_) => Outcome::Unauthorized,
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Outcome::Unauthorized,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => Outcome::Unavailable,
             ApiError::Internal(_) => Outcome::Error,
         }

@@ -39,19 +39,33 @@ pub struct ServeConfig {
     pub version_policy: VersionPolicy,
     pub max_body_bytes: usize,
     pub max_rows: usize,
-    pub repository_token: Option<String>,
+    /// Who may call the repository API (load, unload, index).
+    pub repository: RepositoryAccess,
     pub load_threads: usize,
 }
 
+/// Who may call the repository API, which changes what is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryAccess {
+    /// Nobody: `preflight-serve` without a token, unless told otherwise.
+    Off,
+    /// Anybody who can reach the server: for a trusted network, and for a
+    /// server inside its caller's own process.
+    Open,
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(String),
+}
+
 impl ServeConfig {
-    /// `preflight-serve`'s defaults for the repository at `models`.
+    /// `preflight-serve`'s defaults for the repository at `models`, but for
+    /// the repository API, open: the server of this config is its caller's.
     pub fn new(models: impl Into<PathBuf>) -> Self {
         Self {
             models: models.into(),
             version_policy: VersionPolicy::All,
             max_body_bytes: 16 * 1024 * 1024,
             max_rows: 100_000,
-            repository_token: None,
+            repository: RepositoryAccess::Open,
             load_threads: 2,
         }
     }
@@ -74,7 +88,7 @@ impl AppState {
                 max_rows: config.max_rows,
             },
             max_body_bytes: config.max_body_bytes,
-            repository_token: config.repository_token.clone(),
+            repository: config.repository.clone(),
             ready: AtomicBool::new(false),
         }
     }

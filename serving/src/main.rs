@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AppState, OrtBackend, OrtOptions, ServeConfig, VersionPolicy, app, find_library, init_ort,
+    AppState, OrtBackend, OrtOptions, RepositoryAccess, ServeConfig, VersionPolicy, app,
+    find_library, init_ort,
 };
 
 /// Serve every model of a model repository over the Open Inference Protocol
@@ -59,9 +60,14 @@ struct Cli {
     max_rows: usize,
 
     /// Bearer token for the repository API (load, unload, index). Without
-    /// one, the repository API is open.
+    /// one, the repository API is off, unless --open-repository-api.
     #[arg(long, env = "PREFLIGHT_REPOSITORY_TOKEN", hide_env_values = true)]
     repository_token: Option<String>,
+
+    /// Open the repository API to anybody who can reach the server, without
+    /// a token: for a trusted network only.
+    #[arg(long, conflicts_with = "repository_token")]
+    open_repository_api: bool,
 
     /// Threads that load models at start.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
@@ -114,7 +120,11 @@ fn main() -> Result<()> {
         },
         max_body_bytes: cli.max_body_bytes,
         max_rows: cli.max_rows,
-        repository_token: cli.repository_token.clone(),
+        repository: match (&cli.repository_token, cli.open_repository_api) {
+            (Some(token), _) if !token.is_empty() => RepositoryAccess::Token(token.clone()),
+            (_, true) => RepositoryAccess::Open,
+            (_, false) => RepositoryAccess::Off,
+        },
         load_threads: cli.load_threads,
     };
     if !config.models.is_dir() {

@@ -30,8 +30,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub limits: Limits,
     pub max_body_bytes: usize,
-    /// The bearer token that protects the repository API, if any.
-    pub repository_token: Option<String>,
+    /// Who may call the repository API.
+    pub repository: crate::RepositoryAccess,
     /// Set once the initial load of the repository has finished.
     pub ready: AtomicBool,
 }

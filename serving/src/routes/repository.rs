@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::{AppResult, AppState};
+use crate::RepositoryAccess;
 use crate::error::ApiError;
 use crate::registry::IndexEntry;
 
@@ -78,8 +79,16 @@ pub(super) async fn unload(
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
-    let Some(token) = &state.repository_token else {
-        return Ok(());
+    let token = match &state.repository {
+        RepositoryAccess::Open => return Ok(()),
+        RepositoryAccess::Off => {
+            return Err(ApiError::Forbidden(
+                "the repository API is off: start the server with --repository-token (or \
+                PREFLIGHT_REPOSITORY_TOKEN), or --open-repository-api on a trusted network"
+                    .to_owned(),
+            ));
+        }
+        RepositoryAccess::Token(token) => token,
     };
     let given = headers
         .get(header::AUTHORIZATION)

@@ -2,6 +2,7 @@
 //! repository API for loading, pinning and unloading.
 
 use preflight_bundle::{Bundle, Record};
+use preflight_serving::RepositoryAccess;
 use serde_json::{Value, json};
 
 use crate::{Server, config, copy_bundle, fixtures, output};
@@ -211,7 +212,7 @@ async fn load_pin_and_unload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repository_api_takes_a_bearer_token() {
     let mut config = config(&fixtures().join("models"));
-    config.repository_token = Some("s3cret".into());
+    config.repository = RepositoryAccess::Token("s3cret".into());
     let server = Server::with_config(config).await;
     let (status, body) = server.post("/v2/repository/index", &json!({})).await;
     assert_eq!(status, 401, "{body}");
@@ -262,6 +263,26 @@ async fn the_repository_api_takes_a_bearer_token() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     // Inference is not behind the token.
     assert_eq!(server.get("/v2/models/eta-madrid").await.0, 200);
+}
+
+/// Without a token, and not opened on purpose, the repository API is off:
+/// nobody changes what a server serves by reaching its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_repository_api_is_off() {
+    let mut config = config(&fixtures().join("models"));
+    config.repository = RepositoryAccess::Off;
+    let server = Server::with_config(config).await;
+    let (status, body) = server
+        .post("/v2/repository/models/eta-madrid/unload", &json!({}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the repository API is off")),
+        "{body}"
+    );
+    assert_eq!(server.get("/v2/models/eta-madrid/ready").await.0, 200);
 }
 
 /// The heap gauge is what the harness reads a model's memory from: it falls
