@@ -150,3 +150,82 @@ impl Policy {
         suite.verdict = Verdict::of(suite.checks.iter().map(|c| c.verdict));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ModelReport, REPORT_FORMAT};
+
+    fn report(suites: Vec<SuiteReport>) -> Report {
+        Report {
+            format: REPORT_FORMAT,
+            preflight_version: String::new(),
+            verdict: Verdict::Passed,
+            repository: String::new(),
+            target: String::new(),
+            required: Vec::new(),
+            started_at: String::new(),
+            duration_ms: 0.0,
+            shard: None,
+            latency_runs: Vec::new(),
+            models: vec![ModelReport {
+                name: "eta-x".to_owned(),
+                version: 2,
+                verdict: Verdict::Passed,
+                warnings: Vec::new(),
+                suites,
+            }],
+        }
+    }
+
+    fn policy(values: &[&str]) -> Policy {
+        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        Policy::new(&values, Suite::all()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_missing_baseline_figure_fails_only_under_the_baseline_requirement() {
+        let quality = || {
+            SuiteReport::new(
+                "quality",
+                vec![
+                    Check::new("mae", true, "mae 4.1"),
+                    Check::skipped("against the baseline", Skip::NoBaseline, "no figure"),
+                ],
+            )
+        };
+        let mut lenient = report(vec![quality()]);
+        policy(&[]).apply(&mut lenient);
+        assert_eq!(lenient.verdict, Verdict::Passed);
+
+        let mut strict = report(vec![quality()]);
+        policy(&["baseline"]).apply(&mut strict);
+        assert_eq!(strict.verdict, Verdict::Failed);
+        let check = &strict.models[0].suites[0].checks[1];
+        assert_eq!(
+            (check.verdict, check.message.as_str()),
+            (Verdict::Failed, "--require baseline: no figure")
+        );
+    }
+
+    #[test]
+    fn a_required_suite_that_judged_nothing_fails_unless_nothing_applies() {
+        let skipped =
+            |skip| SuiteReport::new("nullable", vec![Check::skipped("nullable", skip, "x")]);
+        let mut missing = report(vec![skipped(Skip::Missing)]);
+        policy(&["suites"]).apply(&mut missing);
+        assert_eq!(missing.verdict, Verdict::Failed);
+
+        let mut not_applicable = report(vec![skipped(Skip::NotApplicable)]);
+        policy(&["strict"]).apply(&mut not_applicable);
+        assert_ne!(not_applicable.verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn what_the_gate_cannot_require_is_named() {
+        let error = Policy::new(&["vibes".to_owned()], Suite::all()).err();
+        assert!(error.is_some_and(|e| e.contains("'vibes' is not something")));
+        let error = Policy::new(&["quality".to_owned()], &[Suite::Unit]).err();
+        assert!(error.is_some_and(|e| e.contains("the quality suite does not run")));
+    }
+}
