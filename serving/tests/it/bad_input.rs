@@ -220,24 +220,12 @@ impl Pipe for Value {}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_body_is_a_400_that_says_so() {
     let server = Server::start(&fixtures().join("models")).await;
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let answer = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .expect("timeout");
-        let request = format!(
-            "POST {INFER} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+    let answer = server
+        .by_hand(&format!(
+            "POST {INFER} HTTP/1.1\r\nHost: {{addr}}\r\nContent-Type: application/json\r\n\
             Transfer-Encoding: chunked\r\n\r\nZZ\r\n{{}}\r\n0\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).expect("write");
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer
-    })
-    .await
-    .expect("join");
+        ))
+        .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
         answer.contains("the request body could not be read"),

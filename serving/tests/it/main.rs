@@ -75,6 +75,33 @@ impl Server {
         decode(response).await
     }
 
+    /// Sends `request`, written by hand (`{addr}` stands for the server's
+    /// `HOST:PORT`), over a plain socket, and returns the answer's head and
+    /// body as text: for requests no HTTP client would send.
+    pub async fn by_hand(&self, request: &str) -> String {
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let request = request.replace("{addr}", &addr);
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+            let timeout = Some(std::time::Duration::from_secs(10));
+            stream.set_read_timeout(timeout).expect("timeout");
+            stream.write_all(request.as_bytes()).expect("write");
+            let mut answer = Vec::new();
+            let mut chunk = [0; 4096];
+            // Until the body the head announces is in, or the server closes.
+            while !complete(&answer) {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+        .await
+        .expect("join")
+    }
+
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let response = self
             .client
@@ -86,6 +113,21 @@ impl Server {
             .expect("POST");
         decode(response).await
     }
+}
+
+/// Whether `answer` holds a whole HTTP response: its head and as many body
+/// bytes as its `content-length` says.
+fn complete(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    length.is_some_and(|n| body.len() >= n)
 }
 
 async fn decode(response: reqwest::Response) -> (u16, Value) {

@@ -242,24 +242,12 @@ async fn the_repository_api_takes_a_bearer_token() {
     assert_eq!(response.status(), 401);
     // The token is checked before the body is read: a request that announces
     // 8 MiB and sends none of it is refused at once, not waited for.
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let answer = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .expect("timeout");
-        let head = format!(
+    let answer = server
+        .by_hand(
             "POST /v2/repository/models/eta-madrid/load HTTP/1.1\r\nHost: {addr}\r\n\
-            Content-Type: application/json\r\nContent-Length: 8388608\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).expect("write");
-        let mut answer = vec![0; 64];
-        let read = stream.read(&mut answer).expect("answered without the body");
-        String::from_utf8_lossy(&answer[..read]).into_owned()
-    })
-    .await
-    .expect("join");
+            Content-Type: application/json\r\nContent-Length: 8388608\r\n\r\n",
+        )
+        .await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     // Inference is not behind the token.
     assert_eq!(server.get("/v2/models/eta-madrid").await.0, 200);
