@@ -90,7 +90,14 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             repository: config.repository.clone(),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// From now on readiness answers 503: the server is stopping.
+    pub fn begin_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Loads every model of the repository, then answers ready. A model

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -72,6 +73,17 @@ struct Cli {
     /// Threads that load models at start.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     load_threads: usize,
+
+    /// Seconds between SIGTERM (or SIGINT) and the end of new work: readiness
+    /// answers 503 at once, and requests are still served meanwhile, so that
+    /// a load balancer takes the server out before it stops.
+    #[arg(long, default_value_t = 5)]
+    drain_seconds: u64,
+
+    /// Seconds in-flight requests then have to finish before the process
+    /// exits whatever its clients do.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_seconds: u64,
 
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -171,10 +183,34 @@ fn main() -> Result<()> {
             }
         });
 
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving")?;
+        let drain = Duration::from_secs(cli.drain_seconds);
+        let grace = Duration::from_secs(cli.shutdown_grace_seconds);
+        let draining = Arc::clone(&state);
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let stop = Arc::clone(&stopping);
+        let shutdown = async move {
+            shutdown_signal().await;
+            draining.begin_drain();
+            tracing::info!(
+                seconds = drain.as_secs(),
+                "draining: readiness is 503, still serving"
+            );
+            tokio::time::sleep(drain).await;
+            tracing::info!("drained: finishing in-flight requests");
+            stop.notify_one();
+        };
+        let serve = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown);
+        let grace_over = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = serve => served.context("serving")?,
+            () = grace_over => tracing::warn!(
+                seconds = grace.as_secs(),
+                "the shutdown grace period is over: exiting with requests still open"
+            ),
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -200,5 +236,5 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down");
 }

@@ -18,6 +18,16 @@ pub(super) async fn live() {}
 /// `ready` (PROTOCOL.md); else 503, with `loading` and, once loaded, every
 /// version or folder that is not ready and why (`docs/serving.md`).
 pub(super) async fn server_ready(State(state): State<Arc<AppState>>) -> AppResult<()> {
+    if state.draining.load(Ordering::Acquire) {
+        let mut details = Map::new();
+        details.insert("draining".to_owned(), Value::Bool(true));
+        return Err(ApiError::NotReady {
+            message: "the server is stopping: it still answers while it drains, but should be \
+                sent no new traffic"
+                .to_owned(),
+            details,
+        });
+    }
     if !state.ready.load(Ordering::Acquire) {
         let mut details = Map::new();
         details.insert("loading".to_owned(), Value::Bool(true));

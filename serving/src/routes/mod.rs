@@ -34,6 +34,8 @@ pub struct AppState {
     pub repository: crate::RepositoryAccess,
     /// Set once the initial load of the repository has finished.
     pub ready: AtomicBool,
+    /// Set when the server starts stopping.
+    pub draining: AtomicBool,
 }
 
 type AppResult<T> = Result<T, ApiError>;

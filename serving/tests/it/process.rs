@@ -69,36 +69,77 @@ fn a_missing_library_or_repository_is_a_clear_error() {
     );
 }
 
-#[test]
-fn serves_then_stops_gracefully_on_sigterm() {
-    let models = fixtures().join("models").display().to_string();
-    let mut args = vec!["--addr", "127.0.0.1:0", "--log-format", "json", "--models"];
-    args.push(&models);
-    let mut server = Listening::spawn(Path::new(BIN), &args).unwrap_or_else(|e| panic!("{e}"));
-    server
-        .wait_ready(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = server.addr().to_owned();
-    assert_eq!(status(&addr, "/v2/models/eta-milan/ready"), Some(200));
-
+/// Sends SIGTERM to the server.
+fn terminate(server: &Listening) {
     let pid = server.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.expect("kill").success());
+}
+
+/// Waits for the server to exit, for at most `limit`; its exit status.
+fn exits_within(server: &mut Listening, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = server.child().try_wait().expect("wait") {
-            assert!(status.success(), "exit status after SIGTERM: {status}");
-            break;
+            return status;
         }
         assert!(
             Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
+            "still running {limit:?} after SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn start(extra: &[&str]) -> Listening {
+    let models = fixtures().join("models").display().to_string();
+    let mut args = vec!["--addr", "127.0.0.1:0", "--log-format", "json", "--models"];
+    args.push(&models);
+    args.extend(extra);
+    let server = Listening::spawn(Path::new(BIN), &args).unwrap_or_else(|e| panic!("{e}"));
+    server
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
+}
+
+/// On SIGTERM readiness turns 503 at once, requests are still answered for
+/// the drain period, and then the process exits cleanly.
+#[test]
+fn on_sigterm_it_drains_then_stops() {
+    let mut server = start(&["--drain-seconds", "5", "--shutdown-grace-seconds", "2"]);
+    let addr = server.addr().to_owned();
+    assert_eq!(status(&addr, "/v2/models/eta-milan/ready"), Some(200));
+
+    terminate(&server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&addr, "/v2/health/ready") != Some(503) {
+        assert!(
+            Instant::now() < deadline,
+            "readiness still 200 after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Draining: out of rotation, still serving.
+    assert_eq!(status(&addr, "/v2/models/eta-milan/ready"), Some(200));
+    let status = exits_within(&mut server, Duration::from_secs(30));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// A client that never finishes its request does not keep the process
+/// alive past the shutdown grace period.
+#[test]
+fn a_slow_client_does_not_outlast_the_grace_period() {
+    let mut server = start(&["--drain-seconds", "0", "--shutdown-grace-seconds", "1"]);
+    let mut slow = std::net::TcpStream::connect(server.addr()).expect("connect");
+    let head = format!(
+        "POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: {}\r\n\
+        Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"inputs\"",
+        server.addr()
+    );
+    std::io::Write::write_all(&mut slow, head.as_bytes()).expect("write");
+    // The request is in flight once the server answers something else.
+    assert_eq!(status(server.addr(), "/v2/health/live"), Some(200));
+    terminate(&server);
+    exits_within(&mut server, Duration::from_secs(30));
 }
