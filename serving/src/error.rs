@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A protected endpoint was called without the right bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The client took too long to send its request.
+    #[error("{0}")]
+    Timeout(String),
     /// The route is turned off on this server.
     #[error("{0}")]
     Forbidden(String),
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,9 +73,10 @@ impl ApiError {
     /// The outcome of a request that ended with this error, for logs and metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => {
-                Outcome::BadRequest
-            }
+            ApiError::BadRequest(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::Conflict(_)
+            | ApiError::Timeout(_) => Outcome::BadRequest,
             ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => Outcome::NotFound,
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Outcome::Unauthorized,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => Outcome::Unavailable,

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub models: PathBuf,
     pub version_policy: VersionPolicy,
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive, once its head has.
+    pub body_timeout: std::time::Duration,
     pub max_rows: usize,
     /// Who may call the repository API (load, unload, index).
     pub repository: RepositoryAccess,
@@ -64,6 +66,7 @@ impl ServeConfig {
             models: models.into(),
             version_policy: VersionPolicy::All,
             max_body_bytes: 16 * 1024 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
             max_rows: 100_000,
             repository: RepositoryAccess::Open,
             load_threads: 2,
@@ -88,6 +91,7 @@ impl AppState {
                 max_rows: config.max_rows,
             },
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.body_timeout,
             repository: config.repository.clone(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -56,6 +56,11 @@ struct Cli {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
 
+    /// Seconds a request's body may take to arrive once its head has; a
+    /// slower one gets 408.
+    #[arg(long, default_value_t = 30)]
+    body_timeout_seconds: u64,
+
     /// Most rows in one request; more get 400.
     #[arg(long, default_value_t = 100_000)]
     max_rows: usize,
@@ -131,6 +136,7 @@ fn main() -> Result<()> {
             Policy::Latest => VersionPolicy::Latest,
         },
         max_body_bytes: cli.max_body_bytes,
+        body_timeout: Duration::from_secs(cli.body_timeout_seconds),
         max_rows: cli.max_rows,
         repository: match (&cli.repository_token, cli.open_repository_api) {
             (Some(token), _) if !token.is_empty() => RepositoryAccess::Token(token.clone()),

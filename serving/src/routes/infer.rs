@@ -83,7 +83,7 @@ async fn answer<P: Protocol>(
     served: &Arc<Served>,
     body: Body,
 ) -> AppResult<Answered> {
-    let request: P::Request = read_json(body, state.max_body_bytes, served).await?;
+    let request: P::Request = read_json(body, state, served).await?;
     let deadline = deadline(served, P::parameters(&request))?;
     let (batch, plan) = P::decode(served, &request, state.limits)?;
     let rows = batch.rows;
@@ -179,12 +179,17 @@ pub(super) fn fallback_parameters(reason: Option<FallbackReason>) -> Option<Map<
     })
 }
 
-/// Reads a JSON body of at most `limit` bytes.
-async fn read_json<T: DeserializeOwned>(body: Body, limit: usize, served: &Served) -> AppResult<T> {
+/// Reads a JSON body within the server's size and time limits.
+async fn read_json<T: DeserializeOwned>(
+    body: Body,
+    state: &AppState,
+    served: &Served,
+) -> AppResult<T> {
     let who = subject(&served.manifest);
-    let bytes: Bytes = read_body(body, limit).await.map_err(|e| match e {
+    let bytes: Bytes = read_body(body, state).await.map_err(|e| match e {
         ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{who}: {m}")),
         ApiError::BadRequest(m) => ApiError::BadRequest(format!("{who}: {m}")),
+        ApiError::Timeout(m) => ApiError::Timeout(format!("{who}: {m}")),
         other => other,
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -193,10 +198,20 @@ async fn read_json<T: DeserializeOwned>(body: Body, limit: usize, served: &Serve
     })
 }
 
-/// Reads a body of at most `limit` bytes: 413 when it is longer, 400 when it
-/// cannot be read (a broken chunked encoding, a client gone mid-body).
-pub(super) async fn read_body(body: Body, limit: usize) -> AppResult<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
+/// Reads a body of at most `max_body_bytes`: 413 when it is longer, 408 when
+/// it does not arrive within `body_timeout` (a client that stalls holds a
+/// connection and its buffers), 400 when it cannot be read (a broken
+/// chunked encoding, a client gone mid-body).
+pub(super) async fn read_body(body: Body, state: &AppState) -> AppResult<Bytes> {
+    let (limit, timeout) = (state.max_body_bytes, state.body_timeout);
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
+    let read = read.map_err(|_| {
+        ApiError::Timeout(format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs_f64()
+        ))
+    })?;
+    read.map_err(|error| {
         let boxed = error.into_inner();
         if boxed.is::<http_body_util::LengthLimitError>() {
             ApiError::PayloadTooLarge(format!(

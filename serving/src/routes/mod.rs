@@ -30,6 +30,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub limits: Limits,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
     /// Who may call the repository API.
     pub repository: crate::RepositoryAccess,
     /// Set once the initial load of the repository has finished.

@@ -30,7 +30,7 @@ pub(super) async fn load(
 ) -> AppResult<()> {
     // The token first: nobody without it gets a body read.
     authorize(&state, &headers)?;
-    let body = super::infer::read_body(body, state.max_body_bytes).await?;
+    let body = super::infer::read_body(body, &state).await?;
     let pin = pinned_version(&model, &body)?;
     let registry = Arc::clone(&state.registry);
     let name = model.clone();

@@ -232,3 +232,23 @@ async fn an_unreadable_body_is_a_400_that_says_so() {
         "{answer}"
     );
 }
+
+/// A body that stalls is refused once the body timeout is over: the client
+/// does not hold the connection and its buffers for as long as it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_gets_a_408() {
+    let mut config = config(&fixtures().join("models"));
+    config.body_timeout = std::time::Duration::from_secs(1);
+    let server = Server::with_config(config).await;
+    let answer = server
+        .by_hand(&format!(
+            "POST {INFER} HTTP/1.1\r\nHost: {{addr}}\r\nContent-Type: application/json\r\n\
+            Content-Length: 1000\r\n\r\n{{\"inputs\""
+        ))
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body did not arrive within 1 s"),
+        "{answer}"
+    );
+}
