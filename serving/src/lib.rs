@@ -15,6 +15,7 @@ mod onnx;
 mod protocol;
 mod registry;
 mod routes;
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use preflight_ort::{OrtInitError, find_library};
 pub use protocol::{InferRequest, InferResponse, TensorData, params};
 pub use registry::{Registry, VersionPolicy};
 pub use routes::{AppState, app};
+pub use serve::serve;
 
 /// Everything that configures a server, apart from how it listens.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
     AppState, OrtBackend, OrtOptions, RepositoryAccess, ServeConfig, VersionPolicy, app,
-    find_library, init_ort,
+    find_library, init_ort, serve,
 };
 
 /// Serve every model of a model repository over the Open Inference Protocol
@@ -55,6 +55,12 @@ struct Cli {
     /// Largest request body, in bytes; larger requests get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
+
+    /// Seconds a connection has to send a whole request head, also from the
+    /// end of its previous request: a connection that sends part of one, or
+    /// idles kept alive, is closed after it.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_seconds: u64,
 
     /// Seconds a request's body may take to arrive once its head has; a
     /// slower one gets 408.
@@ -205,13 +211,14 @@ fn main() -> Result<()> {
             tracing::info!("drained: finishing in-flight requests");
             stop.notify_one();
         };
-        let serve = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown);
+        let header_timeout = Duration::from_secs(cli.header_timeout_seconds);
+        let serve = serve(listener, app(state), header_timeout, shutdown);
         let grace_over = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            served = serve => served.context("serving")?,
+            () = serve => {},
             () = grace_over => tracing::warn!(
                 seconds = grace.as_secs(),
                 "the shutdown grace period is over: exiting with requests still open"

@@ -143,3 +143,28 @@ fn a_slow_client_does_not_outlast_the_grace_period() {
     terminate(&server);
     exits_within(&mut server, Duration::from_secs(30));
 }
+
+/// A connection that never finishes its request head is closed once the
+/// header timeout is over, instead of being held open.
+#[test]
+fn a_partial_request_head_is_closed_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let server = start(&["--header-timeout-seconds", "1"]);
+    let mut partial = std::net::TcpStream::connect(server.addr()).expect("connect");
+    partial
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    partial
+        .write_all(b"POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    // Ends with the server closing the connection (with a 408 or without a
+    // word), not with this side's read timeout.
+    let read = partial.read_to_end(&mut answer);
+    assert!(read.is_ok(), "still open: {read:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
