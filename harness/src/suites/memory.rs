@@ -42,24 +42,12 @@ pub(super) async fn measure(
             format!("the endpoint's /metrics has no {METRIC}"),
         )));
     }
-    let name = model.bundle.name();
-    let client = &model.client;
-    let (status, body) = client
-        .post_empty(&format!("/v2/repository/models/{name}/unload"))
-        .await?;
-    if status != 200 {
-        return Ok(Err(Unmeasured::Failed(format!(
-            "unload answered {status}: {body}"
-        ))));
+    if let Err(why) = repository(model, "unload").await? {
+        return Ok(Err(Unmeasured::Failed(why)));
     }
     let empty = heap(model).await?;
-    let (status, body) = client
-        .post_empty(&format!("/v2/repository/models/{name}/load"))
-        .await?;
-    if status != 200 {
-        return Ok(Err(Unmeasured::Failed(format!(
-            "load answered {status}: {body}"
-        ))));
+    if let Err(why) = repository(model, "load").await? {
+        return Ok(Err(Unmeasured::Failed(why)));
     }
     if let Err(why) = serve(model).await? {
         return Ok(Err(Unmeasured::Failed(why)));
@@ -70,6 +58,21 @@ pub(super) async fn measure(
         _ => Err(Unmeasured::Failed(format!(
             "/metrics stopped giving {METRIC}"
         ))),
+    })
+}
+
+/// `POST /v2/repository/models/{model}/{action}`, or what it answered
+/// instead of 200.
+async fn repository(
+    model: &ModelUnderTest,
+    action: &str,
+) -> Result<Result<(), String>, Unreachable> {
+    let path = format!("/v2/repository/models/{}/{action}", model.bundle.name());
+    let (status, body) = model.client.post_empty(&path).await?;
+    Ok(if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{action} answered {status}: {body}"))
     })
 }
 
