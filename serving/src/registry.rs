@@ -166,7 +166,8 @@ impl Registry {
         let mut skipped = BTreeMap::new();
         for problem in repo.problems() {
             tracing::warn!(%problem, "skipped a folder of the model repository");
-            skipped.insert(problem.location().file.clone(), problem.to_string());
+            let reason = self.relative(&problem.to_string());
+            skipped.insert(problem.location().file.clone(), reason);
         }
         let entries = repo.models();
         let next = AtomicUsize::new(0);
@@ -244,8 +245,6 @@ impl Registry {
     /// from the repository's root, which readiness, unauthenticated, does
     /// not disclose.
     pub fn unready(&self) -> Vec<Unready> {
-        let root = format!("{}/", self.root.display());
-        let relative = |reason: &str| reason.replace(&root, "");
         let mut unready: Vec<Unready> = self
             .served()
             .into_iter()
@@ -254,7 +253,7 @@ impl Registry {
                 model,
                 version: Some(version.to_string()),
                 state: served.state().as_str(),
-                reason: relative(served.failure().unwrap_or_default()),
+                reason: served.failure().unwrap_or_default().to_owned(),
             })
             .collect();
         if let Ok(skipped) = self.skipped.read() {
@@ -267,7 +266,7 @@ impl Registry {
                         .to_string(),
                     version: None,
                     state: "skipped",
-                    reason: relative(reason),
+                    reason: reason.clone(),
                 }
             }));
         }
@@ -370,11 +369,17 @@ impl Registry {
         Loaded { slot, skipped }
     }
 
+    /// `text` with the repository's root left out of its paths: reasons are
+    /// shown by metadata and readiness, which answer anyone.
+    fn relative(&self, text: &str) -> String {
+        text.replace(&format!("{}/", self.root.display()), "")
+    }
+
     /// Opens a bundle and loads its main model. A bundle that cannot be read
     /// is an error; a main model that cannot be loaded is a `Main::Failed`,
-    /// so the fallback can still serve.
+    /// so the fallback can still serve. Reasons leave the root out.
     fn load_version(&self, dir: &Path) -> Result<Served, String> {
-        let bundle = Bundle::open(dir).map_err(|e| e.to_string())?;
+        let bundle = Bundle::open(dir).map_err(|e| self.relative(&e.to_string()))?;
         let manifest = bundle.manifest().clone();
         let model_bytes = bundle.model_bytes().unwrap_or(0);
         let unsupported = manifest
@@ -390,16 +395,12 @@ impl Registry {
             )),
             None => match self.backend.load(&bundle) {
                 Ok(predictor) => Main::Ready(predictor),
-                Err(reason) => Main::Failed(reason.to_string()),
+                Err(reason) => Main::Failed(self.relative(&reason.to_string())),
             },
         };
         Ok(Served {
             fallback: bundle.fallback().cloned(),
-            // From the repository's root: metadata and readiness show it
-            // to anyone.
-            fallback_error: bundle
-                .fallback_error()
-                .map(|e| e.replace(&format!("{}/", self.root.display()), "")),
+            fallback_error: bundle.fallback_error().map(|e| self.relative(e)),
             manifest,
             main,
             model_bytes,
