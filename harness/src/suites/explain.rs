@@ -78,18 +78,17 @@ pub(super) async fn attribute(
     tolerance: Tolerance,
 ) -> Result<Option<Vec<String>>, Unreachable> {
     let manifest = model.bundle.manifest();
-    let changed: Vec<(usize, Record)> = (0..manifest.inputs.len())
+    let (changed, variants): (Vec<usize>, Vec<Record>) = (0..manifest.inputs.len())
         .filter(|&i| row.inputs[i] != neighbour.inputs[i])
         .map(|i| {
             let mut variant = row.clone();
             variant.inputs[i] = neighbour.inputs[i].clone();
             (i, variant)
         })
-        .collect();
+        .unzip();
     if changed.is_empty() {
         return Ok(None);
     }
-    let variants: Vec<Record> = changed.iter().map(|(_, r)| r.clone()).collect();
     let bundle = model.bundle.clone();
     let runs = variants.clone();
     let artifact = tokio::task::spawn_blocking(move || crate::artifact::predict(&bundle, &runs))
@@ -113,7 +112,7 @@ pub(super) async fn attribute(
                 .zip(&answer.outputs)
                 .all(|(want, got)| tolerance.accepts(got[v], want[v]))
         })
-        .map(|(_, (i, _))| manifest.inputs[*i].name.clone())
+        .map(|(_, &i)| manifest.inputs[i].name.clone())
         .collect();
     Ok(Some(explaining))
 }
