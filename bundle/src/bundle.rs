@@ -18,9 +18,8 @@ pub const REFERENCE_FILE: &str = "reference.json";
 pub struct Bundle {
     dir: PathBuf,
     manifest: Manifest,
-    fallback: Option<Fallback>,
-    /// Why the fallback the manifest names could not be loaded.
-    fallback_error: Option<String>,
+    /// The fallback the manifest names, if any, or why it could not be loaded.
+    fallback: Result<Option<Fallback>, String>,
 }
 
 impl Bundle {
@@ -48,19 +47,19 @@ impl Bundle {
             }
         };
         named("runtime.model", &manifest.runtime.model)?;
-        let loaded = manifest.runtime.fallback.as_ref().map(|file| {
-            named("runtime.fallback", file).and_then(|path| Fallback::load(&path, &manifest))
-        });
-        let (fallback, fallback_error) = match loaded {
-            None => (None, None),
-            Some(Ok(fallback)) => (Some(fallback), None),
-            Some(Err(error)) => (None, Some(error.to_string())),
-        };
+        let fallback = manifest
+            .runtime
+            .fallback
+            .as_ref()
+            .map(|file| {
+                named("runtime.fallback", file).and_then(|path| Fallback::load(&path, &manifest))
+            })
+            .transpose()
+            .map_err(|error| error.to_string());
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             fallback,
-            fallback_error,
         })
     }
 
@@ -81,13 +80,13 @@ impl Bundle {
     }
 
     pub fn fallback(&self) -> Option<&Fallback> {
-        self.fallback.as_ref()
+        self.fallback.as_ref().ok().and_then(Option::as_ref)
     }
 
     /// Why the fallback the manifest names is missing or invalid, with the
     /// file, line and key.
     pub fn fallback_error(&self) -> Option<&str> {
-        self.fallback_error.as_deref()
+        self.fallback.as_ref().err().map(String::as_str)
     }
 
     pub fn model_path(&self) -> PathBuf {
