@@ -202,7 +202,10 @@ impl Client {
     /// A request that fails below HTTP (a pooled connection that the other
     /// side, or a proxy such as Docker's, closed or reset meanwhile) is sent
     /// once more: inference has no side effect, and a server that is really
-    /// gone fails the second time too. A timeout is not retried.
+    /// gone fails the second time too. A timeout is not retried. A request
+    /// the server sheds (503 with `Retry-After`) is sent again after the
+    /// time it asks for, at most [`SHED_RETRIES`] times, as a well-behaved
+    /// client does.
     pub async fn post_body(
         &self,
         url: &reqwest::Url,
@@ -210,15 +213,24 @@ impl Client {
         body: bytes::Bytes,
         rows: usize,
     ) -> Result<Answer, Unreachable> {
-        let (status, text) = match self.post(url, body.clone()).await {
-            Err(e) if !e.is_timeout() => self.post(url, body).await,
-            first => first,
+        let mut shed = 0;
+        loop {
+            let sent = match self.post(url, body.clone()).await {
+                Err(e) if !e.is_timeout() => self.post(url, body.clone()).await,
+                first => first,
+            };
+            let sent = sent.map_err(|e| unreachable(url.as_str(), &e))?;
+            match sent.retry_after {
+                Some(wait) if sent.status == 503 && shed < SHED_RETRIES => {
+                    shed += 1;
+                    tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+                }
+                _ => return Ok(read_answer(manifest, sent.status, &sent.text, rows)),
+            }
         }
-        .map_err(|e| unreachable(url.as_str(), &e))?;
-        Ok(read_answer(manifest, status, &text, rows))
     }
 
-    async fn post(&self, url: &reqwest::Url, body: bytes::Bytes) -> reqwest::Result<(u16, String)> {
+    async fn post(&self, url: &reqwest::Url, body: bytes::Bytes) -> reqwest::Result<Sent> {
         let response = self
             .http
             .post(url.clone())
@@ -227,8 +239,29 @@ impl Client {
             .send()
             .await?;
         let status = response.status().as_u16();
-        Ok((status, response.text().await?))
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await?;
+        Ok(Sent {
+            status,
+            text,
+            retry_after,
+        })
     }
+}
+
+/// How often a shed request is sent again, and the longest wait honoured.
+pub const SHED_RETRIES: usize = 2;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// An answer as it came: status, body, and the `Retry-After` of a shed one.
+struct Sent {
+    status: u16,
+    text: String,
+    retry_after: Option<Duration>,
 }
 
 /// Sends `request` to `url`: the status and the body as text.

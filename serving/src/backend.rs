@@ -1,6 +1,7 @@
 //! The seam between the HTTP layer and the model runtimes.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use preflight_bundle::Bundle;
 
@@ -25,8 +26,56 @@ pub enum BackendError {
 ///
 /// Implementations are shared by every request of the model, on any thread.
 pub trait Predictor: Send + Sync + 'static {
-    /// Every manifest output for every row, in manifest order.
-    fn predict(&self, batch: &Batch) -> Result<Vec<TensorData>, BackendError>;
+    /// Every manifest output for every row, in manifest order. With a
+    /// `stop`, the run ends early, with an error, once it is requested.
+    fn predict(&self, batch: &Batch, stop: Option<&Stop>) -> Result<Vec<TensorData>, BackendError>;
+}
+
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+/// Asks a running prediction to stop: nobody waits for its answer any more,
+/// and the core it holds is wanted.
+#[derive(Default)]
+pub struct Stop {
+    requested: AtomicBool,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl Stop {
+    /// Asks the run to stop, through the hook its runtime left.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        if let Some(hook) = self
+            .hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            hook();
+        }
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// How the runtime stops a run: `hook` is called when a stop is
+    /// requested, at once if it already was.
+    pub fn on_request(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let mut slot = self.hook.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.requested.load(Ordering::SeqCst) {
+            hook();
+        }
+        *slot = Some(Box::new(hook));
+    }
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop")
+            .field("requested", &self.requested.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A model runtime: turns a bundle's main artifact into a [`Predictor`].

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The model exists but cannot answer now (still loading, or failed with no fallback).
     #[error("{0}")]
     Unavailable(String),
+    /// The server is at one of its admission limits: try again shortly.
+    #[error("{0}")]
+    Overloaded(String),
     /// A fault of the server or the model, never of the request.
     #[error("{0}")]
     Internal(String),
@@ -65,7 +68,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::NotReady { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::MethodNotAllowed(_) => Outcome::NotFound,
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Outcome::Unauthorized,
             ApiError::Unavailable(_) | ApiError::NotReady { .. } => Outcome::Unavailable,
+            ApiError::Overloaded(_) => Outcome::Shed,
             ApiError::Internal(_) => Outcome::Error,
         }
     }
@@ -88,11 +94,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = (self.status(), self.to_string());
+        let shed = matches!(self, ApiError::Overloaded(_));
         let mut body = match self {
             ApiError::NotReady { details, .. } => details,
             _ => serde_json::Map::new(),
         };
         body.insert("error".to_owned(), message.into());
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if shed {
+            // Whole seconds are all `Retry-After` can say.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

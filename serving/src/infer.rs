@@ -1,10 +1,12 @@
 //! One inference: the main model within its deadline, or the fast fallback.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use preflight_bundle::Datatype;
 
+use crate::admission::Admission;
+use crate::backend::Stop;
 use crate::batch::{Batch, subject};
 use crate::error::ApiError;
 use crate::protocol::TensorData;
@@ -44,15 +46,22 @@ pub(crate) struct Prediction {
     pub fallback: Option<FallbackReason>,
 }
 
-/// Batches up to this many rows run on the async worker itself.
+/// Batches of at most this many rows, expected to take at most
+/// [`INLINE_COST`], run on the async worker itself: a hand-off to a blocking
+/// thread costs more than such a run.
 const INLINE_ROWS: usize = 16;
+const INLINE_COST: Duration = Duration::from_micros(200);
 
 /// Runs the main model, bounded by `deadline` when a fallback can answer
-/// instead; errors fall back too. Large batches run on a blocking thread.
+/// instead; errors fall back too. Costlier batches wait for a run slot until
+/// `wait_until` (or the deadline, whichever comes first) and run on a
+/// blocking thread, which a deadline stops early.
 pub(crate) async fn predict(
+    admission: &Admission,
     served: Arc<Served>,
     batch: Arc<Batch>,
     deadline: Option<Duration>,
+    wait_until: Instant,
 ) -> Result<Prediction, ApiError> {
     let predictor = match &served.main {
         Main::Ready(p) => Arc::clone(p),
@@ -70,29 +79,62 @@ pub(crate) async fn predict(
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
     }
-    let result = if batch.rows <= INLINE_ROWS {
-        // A few rows take microseconds: a hand-off to the blocking pool would
-        // cost more than the model. The deadline is then checked afterwards.
-        let started = std::time::Instant::now();
-        let outputs = predictor.predict(&batch);
-        if deadline.is_some_and(|budget| started.elapsed() > budget) {
+    let started = Instant::now();
+    let over = |budget: Duration| started.elapsed() > budget;
+    let inline = batch.rows <= INLINE_ROWS && served.load.expected(batch.rows) <= INLINE_COST;
+    let result = if inline {
+        // The deadline can only be checked afterwards.
+        let outputs = predictor.predict(&batch, None);
+        served.load.ran(batch.rows, started.elapsed());
+        if deadline.is_some_and(over) {
             return with_fallback(&served, &batch, FallbackReason::Deadline)
                 .ok_or_else(|| unreachable_fallback(&served));
         }
         Ok(outputs)
     } else {
-        let run_batch = Arc::clone(&batch);
-        let task = tokio::task::spawn_blocking(move || predictor.predict(&run_batch));
-        match deadline {
-            Some(budget) => match tokio::time::timeout(budget, task).await {
-                Ok(joined) => joined,
-                // The main model keeps running to completion on its thread;
-                // its answer is dropped.
-                Err(_) => {
-                    return with_fallback(&served, &batch, FallbackReason::Deadline)
-                        .ok_or_else(|| unreachable_fallback(&served));
+        let due = deadline.map(|budget| started + budget);
+        let slot = match admission
+            .run_slot(due.map_or(wait_until, |d| d.min(wait_until)))
+            .await
+        {
+            Ok(slot) => slot,
+            // The deadline came before the end of the wait: the fallback
+            // answers in time.
+            Err(_) if due.is_some_and(|d| d <= wait_until) => {
+                return with_fallback(&served, &batch, FallbackReason::Deadline)
+                    .ok_or_else(|| unreachable_fallback(&served));
+            }
+            Err(shed) => return Err(shed.for_model(&subject(&served.manifest))),
+        };
+        let stop = Arc::new(Stop::default());
+        let task = tokio::task::spawn_blocking({
+            let (served, batch, stop) =
+                (Arc::clone(&served), Arc::clone(&batch), Arc::clone(&stop));
+            move || {
+                let ran = Instant::now();
+                let outputs = predictor.predict(&batch, Some(&stop));
+                match &outputs {
+                    Ok(_) => served.load.ran(batch.rows, ran.elapsed()),
+                    Err(_) if stop.is_requested() => slot.stopped(),
+                    Err(_) => {}
                 }
-            },
+                outputs
+            }
+        });
+        match deadline {
+            Some(budget) => {
+                let left = budget.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, task).await {
+                    Ok(joined) => joined,
+                    // The run is told to stop, and gives its slot back when
+                    // it has; its answer is dropped.
+                    Err(_) => {
+                        stop.request();
+                        return with_fallback(&served, &batch, FallbackReason::Deadline)
+                            .ok_or_else(|| unreachable_fallback(&served));
+                    }
+                }
+            }
             None => task.await,
         }
     };

@@ -4,6 +4,7 @@
 //! The HTTP layer ([`app`]) depends only on the [`Backend`] and [`Predictor`]
 //! traits; [`OrtBackend`] implements them with ONNX Runtime.
 
+mod admission;
 mod backend;
 mod batch;
 mod error;
@@ -21,7 +22,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use backend::{Backend, BackendError, Predictor};
+pub use admission::AdmissionLimits;
+pub use backend::{Backend, BackendError, Predictor, Stop};
 pub use batch::{Batch, Limits};
 pub use error::ApiError;
 pub use infer::FallbackReason;
@@ -46,6 +48,8 @@ pub struct ServeConfig {
     /// Who may call the repository API (load, unload, index).
     pub repository: RepositoryAccess,
     pub load_threads: usize,
+    /// How much work is taken on at once; see docs/serving.md, "Admission".
+    pub admission: AdmissionLimits,
 }
 
 /// Who may call the repository API, which changes what is served.
@@ -72,6 +76,7 @@ impl ServeConfig {
             max_rows: 100_000,
             repository: RepositoryAccess::Open,
             load_threads: 2,
+            admission: AdmissionLimits::for_this_machine(),
         }
     }
 }
@@ -89,6 +94,7 @@ impl AppState {
         Self {
             registry: Arc::new(registry),
             metrics: Metrics::default(),
+            admission: admission::Admission::new(config.admission),
             limits: Limits {
                 max_rows: config.max_rows,
             },

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AppState, OrtBackend, OrtOptions, RepositoryAccess, ServeConfig, VersionPolicy, app,
-    find_library, init_ort, serve,
+    AdmissionLimits, AppState, OrtBackend, OrtOptions, RepositoryAccess, ServeConfig,
+    VersionPolicy, app, find_library, init_ort, serve,
 };
 
 /// Serve every model of a model repository over the Open Inference Protocol
@@ -70,6 +70,26 @@ struct Cli {
     /// Most rows in one request; more get 400.
     #[arg(long, default_value_t = 100_000)]
     max_rows: usize,
+
+    /// Rows decoded and not yet answered, server-wide; a request that
+    /// cannot fit within --queue-wait-ms is shed with 503 and Retry-After.
+    #[arg(long, default_value_t = AdmissionLimits::for_this_machine().max_inflight_rows)]
+    max_inflight_rows: usize,
+
+    /// Rows in flight for any one model version; a request beyond them is
+    /// shed at once, so that one hot model leaves room for the others.
+    #[arg(long, default_value_t = AdmissionLimits::for_this_machine().max_model_rows)]
+    max_model_rows: usize,
+
+    /// Batches that run on blocking threads at once (those too costly for
+    /// the async workers). Default: one per core.
+    #[arg(long, default_value_t = AdmissionLimits::for_this_machine().max_runs)]
+    run_slots: usize,
+
+    /// Milliseconds a request may wait for its rows and a run slot before it
+    /// is shed with 503 and Retry-After.
+    #[arg(long, default_value_t = 10)]
+    queue_wait_ms: u64,
 
     /// Bearer token for the repository API (load, unload, index). Without
     /// one, the repository API is off, unless --open-repository-api.
@@ -150,6 +170,12 @@ fn main() -> Result<()> {
             (_, false) => RepositoryAccess::Off,
         },
         load_threads: cli.load_threads,
+        admission: AdmissionLimits {
+            max_inflight_rows: cli.max_inflight_rows,
+            max_model_rows: cli.max_model_rows,
+            max_runs: cli.run_slots,
+            queue_wait: Duration::from_millis(cli.queue_wait_ms),
+        },
     };
     if !config.models.is_dir() {
         anyhow::bail!("--models {}: not a folder", config.models.display());

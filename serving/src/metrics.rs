@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::admission::Admission;
 use crate::infer::FallbackReason;
 use crate::registry::Registry;
 
@@ -28,16 +29,19 @@ pub enum Outcome {
     NotFound,
     Unauthorized,
     Unavailable,
+    /// Turned away at an admission limit.
+    Shed,
     Error,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::BadRequest,
         Outcome::NotFound,
         Outcome::Unauthorized,
         Outcome::Unavailable,
+        Outcome::Shed,
         Outcome::Error,
     ];
 
@@ -48,6 +52,7 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Unauthorized => "unauthorized",
             Outcome::Unavailable => "unavailable",
+            Outcome::Shed => "shed",
             Outcome::Error => "error",
         }
     }
@@ -166,7 +171,7 @@ impl<'a> Family<'a> {
 impl Metrics {
     /// The Prometheus text exposition of every loaded version's counters,
     /// the unmatched requests and the versions by state.
-    pub fn render(&self, registry: &Registry) -> String {
+    pub fn render(&self, registry: &Registry, admission: &Admission) -> String {
         let versions = registry.served();
         let mut out = String::new();
         let mut f = Family::new(
@@ -229,6 +234,29 @@ impl Metrics {
         );
         for (labels, c) in &labelled {
             c.histogram(&mut f, labels);
+        }
+        let gauges = [
+            (
+                "preflight_inflight_rows",
+                "gauge",
+                "Rows admitted and not yet answered.",
+                admission.inflight_rows() as u64,
+            ),
+            (
+                "preflight_model_runs",
+                "gauge",
+                "Batches running on blocking threads now.",
+                admission.running() as u64,
+            ),
+            (
+                "preflight_runs_stopped_total",
+                "counter",
+                "Runs a deadline stopped before their end, the fallback having answered.",
+                admission.stopped(),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            Family::new(&mut out, name, kind, help).series("", "", value);
         }
         if let Some(bytes) = crate::heap::in_use() {
             let mut f = Family::new(

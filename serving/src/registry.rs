@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use preflight_bundle::{Bundle, Fallback, Manifest, ModelEntry, Repository};
 
+use crate::admission::ModelLoad;
 use crate::backend::{Backend, Predictor};
 use crate::batch::supported;
 use crate::error::ApiError;
@@ -32,6 +33,8 @@ pub struct Served {
     pub model_bytes: u64,
     /// Its requests, for `/metrics`; a reload starts them afresh.
     pub counters: Counters,
+    /// Its rows in flight and what its runs cost, for admission.
+    pub load: ModelLoad,
 }
 
 /// What a served version can do, as readiness, metadata and metrics say it.
@@ -405,6 +408,7 @@ impl Registry {
             main,
             model_bytes,
             counters: Counters::default(),
+            load: ModelLoad::default(),
         })
     }
 

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use preflight_bundle::Bundle;
 use preflight_ort::OrtInitError;
 
-use crate::backend::{Backend, BackendError, Predictor};
+use ort::session::RunOptions;
+
+use crate::backend::{Backend, BackendError, Predictor, Stop};
 use crate::batch::Batch;
 use crate::protocol::TensorData;
 use binding::Binding;
@@ -80,15 +82,30 @@ struct OrtPredictor {
 }
 
 impl Predictor for OrtPredictor {
-    fn predict(&self, batch: &Batch) -> Result<Vec<TensorData>, BackendError> {
+    fn predict(&self, batch: &Batch, stop: Option<&Stop>) -> Result<Vec<TensorData>, BackendError> {
+        let failed = |e: ort::Error| BackendError::Run(e.to_string().trim_end().to_owned());
         let inputs = tensors::inputs(&self.binding.inputs, batch).map_err(BackendError::Run)?;
         let mut guard = self.pool.session();
         let session = guard
             .as_mut()
             .ok_or_else(|| BackendError::Run("no session".to_owned()))?;
-        let outputs = session
-            .run(inputs)
-            .map_err(|e| BackendError::Run(e.to_string().trim_end().to_owned()))?;
+        // ONNX Runtime checks the terminate flag between the graph's nodes.
+        let options = match stop {
+            Some(stop) => {
+                let options = Arc::new(RunOptions::new().map_err(failed)?);
+                let terminate = Arc::clone(&options);
+                stop.on_request(move || {
+                    let _ = terminate.terminate();
+                });
+                Some(options)
+            }
+            None => None,
+        };
+        let outputs = match &options {
+            Some(options) => session.run_with_options(inputs, options),
+            None => session.run(inputs),
+        }
+        .map_err(failed)?;
         tensors::outputs(&self.binding.outputs, &outputs).map_err(BackendError::Run)
     }
 }

@@ -87,7 +87,19 @@ async fn answer<P: Protocol>(
     let deadline = deadline(served, P::parameters(&request))?;
     let (batch, plan) = P::decode(served, &request, state.limits)?;
     let rows = batch.rows;
-    let prediction = predict(Arc::clone(served), Arc::new(batch), deadline).await?;
+    let admitted = (state.admission)
+        .admit(&served.load, rows)
+        .await
+        .map_err(|shed| shed.for_model(&subject(&served.manifest)))?;
+    let (served_now, batch) = (Arc::clone(served), Arc::new(batch));
+    let prediction = predict(
+        &state.admission,
+        served_now,
+        batch,
+        deadline,
+        admitted.wait_until,
+    );
+    let prediction = prediction.await?;
     let fallback = prediction.fallback;
     let response = P::answer(model, served, request, plan, prediction, rows)?;
     Ok(Answered {

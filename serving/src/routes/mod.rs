@@ -28,6 +28,7 @@ use crate::registry::Registry;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
+    pub admission: crate::admission::Admission,
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,

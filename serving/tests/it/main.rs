@@ -1,6 +1,7 @@
 //! Integration tests of preflight-serve, over real HTTP on 127.0.0.1:0 with
 //! ONNX Runtime and the committed fixtures.
 
+mod admission;
 mod api;
 mod bad_input;
 mod fallback;

@@ -1,0 +1,303 @@
+//! Admission control: how much work the server takes on at once, and what
+//! it turns away rather than queue without end.
+//!
+//! Three bounds, each checked before a request's model runs:
+//! - **rows in flight, server-wide**: rows decoded and not yet answered,
+//!   which bounds the memory requests hold while they wait;
+//! - **rows in flight per model version**: a share of the server's, so that
+//!   one hot model cannot take every slot from the others;
+//! - **model runs at once**: batches too costly to run on the async workers
+//!   run on blocking threads, at most one per slot. A run that overran its
+//!   deadline keeps its slot until ONNX Runtime stops it, so a burst of
+//!   overruns cannot grow the threads without bound.
+//!
+//! A request waits for its rows and its slot at most `queue_wait` in all,
+//! then is shed: 503 with `Retry-After`, counted as `shed`. A request over
+//! its model's share is shed at once: waiting would not shrink the share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+
+/// The bounds, as flags set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// Rows admitted and not yet answered, server-wide.
+    pub max_inflight_rows: usize,
+    /// Rows admitted and not yet answered, per model version.
+    pub max_model_rows: usize,
+    /// Model runs on blocking threads at once.
+    pub max_runs: usize,
+    /// The longest a request waits for its rows and its run slot.
+    pub queue_wait: Duration,
+}
+
+impl AdmissionLimits {
+    /// One run slot per core, 65,536 rows in flight (a few tens of MB of
+    /// decoded requests), half of them for any one model, 10 ms of waiting.
+    pub fn for_cores(cores: usize) -> Self {
+        let max_inflight_rows = 65_536;
+        Self {
+            max_inflight_rows,
+            max_model_rows: max_inflight_rows / 2,
+            max_runs: cores.max(1),
+            queue_wait: Duration::from_millis(10),
+        }
+    }
+
+    /// [`AdmissionLimits::for_cores`] with this machine's cores.
+    pub fn for_this_machine() -> Self {
+        Self::for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// The server's budgets.
+#[derive(Debug)]
+pub struct Admission {
+    limits: AdmissionLimits,
+    rows: Arc<Semaphore>,
+    runs: Arc<Semaphore>,
+    stopped: Arc<AtomicU64>,
+}
+
+/// A model version's share of the budgets, and what its runs cost.
+#[derive(Debug, Default)]
+pub struct ModelLoad {
+    inflight_rows: AtomicUsize,
+    /// A moving average of the main model's run time per row, in
+    /// nanoseconds: 0 until it has run.
+    nanos_per_row: AtomicU64,
+}
+
+/// Rows admitted for one request: released when dropped.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    model: &'a ModelLoad,
+    rows: usize,
+    _permit: OwnedSemaphorePermit,
+    /// Until when the request may still wait for a run slot.
+    pub wait_until: Instant,
+}
+
+/// A run slot, held by the blocking thread that runs the model.
+#[derive(Debug)]
+pub struct RunSlot {
+    _permit: OwnedSemaphorePermit,
+    stopped: Arc<AtomicU64>,
+}
+
+impl RunSlot {
+    /// Counts a run that a deadline stopped before its end.
+    pub fn stopped(&self) {
+        self.stopped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: AdmissionLimits) -> Self {
+        Self {
+            rows: Arc::new(Semaphore::new(limits.max_inflight_rows.max(1))),
+            runs: Arc::new(Semaphore::new(limits.max_runs.max(1))),
+            stopped: Arc::default(),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> AdmissionLimits {
+        self.limits
+    }
+
+    /// Admits `rows` for a request to the version of `model`, or says why
+    /// not. A request larger than the whole budget waits for all of it.
+    pub async fn admit<'a>(&self, model: &'a ModelLoad, rows: usize) -> Result<Admitted<'a>, Shed> {
+        let started = Instant::now();
+        let share = self.limits.max_model_rows.max(1);
+        let before = model.inflight_rows.fetch_add(rows, Ordering::AcqRel);
+        // A request alone may always run, however large: the share bounds
+        // what a model holds beside its other requests.
+        if before > 0 && before + rows > share {
+            model.inflight_rows.fetch_sub(rows, Ordering::AcqRel);
+            return Err(Shed(format!(
+                "{before} rows of this model are in flight, and {rows} more would pass its share \
+                 of {share}"
+            )));
+        }
+        let budget = self.limits.max_inflight_rows.max(1);
+        let permits = u32::try_from(rows.clamp(1, budget)).unwrap_or(u32::MAX);
+        let wait = self.limits.queue_wait;
+        let acquired =
+            tokio::time::timeout(wait, Arc::clone(&self.rows).acquire_many_owned(permits)).await;
+        match acquired {
+            Ok(Ok(permit)) => Ok(Admitted {
+                model,
+                rows,
+                _permit: permit,
+                wait_until: started + wait,
+            }),
+            _ => {
+                model.inflight_rows.fetch_sub(rows, Ordering::AcqRel);
+                Err(Shed(format!(
+                    "the server is at its limit of {budget} rows in flight, and {rows} more did \
+                     not fit within {} ms",
+                    wait.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// A slot to run a model on a blocking thread, waiting no later than
+    /// `until`.
+    pub async fn run_slot(&self, until: Instant) -> Result<RunSlot, Shed> {
+        let wait = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, Arc::clone(&self.runs).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(RunSlot {
+                _permit: permit,
+                stopped: Arc::clone(&self.stopped),
+            }),
+            _ => Err(Shed(format!(
+                "all {} model run slots stayed busy for {} ms",
+                self.limits.max_runs,
+                self.limits.queue_wait.as_millis()
+            ))),
+        }
+    }
+
+    /// Rows in flight now, server-wide.
+    pub fn inflight_rows(&self) -> usize {
+        self.limits.max_inflight_rows.max(1) - self.rows.available_permits()
+    }
+
+    /// Model runs on blocking threads now.
+    pub fn running(&self) -> usize {
+        self.limits.max_runs.max(1) - self.runs.available_permits()
+    }
+
+    /// Runs a deadline stopped before their end, since the start.
+    pub fn stopped(&self) -> u64 {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.model
+            .inflight_rows
+            .fetch_sub(self.rows, Ordering::AcqRel);
+    }
+}
+
+impl ModelLoad {
+    /// What `rows` rows are expected to cost, from the runs so far.
+    pub fn expected(&self, rows: usize) -> Duration {
+        let nanos = self.nanos_per_row.load(Ordering::Relaxed);
+        Duration::from_nanos(nanos.saturating_mul(rows as u64))
+    }
+
+    /// Records a finished run of `rows` rows that took `took`.
+    pub fn ran(&self, rows: usize, took: Duration) {
+        let sample = u64::try_from(took.as_nanos() / rows.max(1) as u128).unwrap_or(u64::MAX);
+        let old = self.nanos_per_row.load(Ordering::Relaxed);
+        // An average over about the last eight runs; a lost update between
+        // two racing runs only delays it.
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.nanos_per_row.store(new, Ordering::Relaxed);
+    }
+}
+
+/// Why a request was turned away, without naming the model: the caller does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shed(pub String);
+
+impl Shed {
+    /// The client's answer: 503, with `Retry-After`.
+    pub fn for_model(self, who: &str) -> ApiError {
+        ApiError::Overloaded(format!("{who}: {}", self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rows: usize, share: usize, runs: usize) -> AdmissionLimits {
+        AdmissionLimits {
+            max_inflight_rows: rows,
+            max_model_rows: share,
+            max_runs: runs,
+            queue_wait: Duration::from_millis(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_beyond_the_server_budget_wait_then_are_shed() {
+        let admission = Admission::new(limits(10, 10, 1));
+        let (a, b) = (ModelLoad::default(), ModelLoad::default());
+        let held = admission.admit(&a, 8).await.expect("8 of 10 rows");
+        let shed = admission.admit(&b, 3).await.expect_err("3 more do not fit");
+        assert!(shed.0.contains("limit of 10 rows"), "{}", shed.0);
+        assert_eq!(admission.inflight_rows(), 8);
+        // Nothing is left counted for the request turned away.
+        assert_eq!(b.inflight_rows.load(Ordering::Relaxed), 0);
+        drop(held);
+        assert_eq!(admission.inflight_rows(), 0);
+        admission.admit(&b, 3).await.expect("room again");
+    }
+
+    #[tokio::test]
+    async fn a_model_over_its_share_is_shed_at_once_and_others_still_fit() {
+        let admission = Admission::new(limits(100, 10, 1));
+        let (hot, cold) = (ModelLoad::default(), ModelLoad::default());
+        let _held = admission.admit(&hot, 6).await.expect("within the share");
+        let shed = admission.admit(&hot, 6).await.expect_err("over the share");
+        assert!(shed.0.contains("share of 10"), "{}", shed.0);
+        admission.admit(&cold, 6).await.expect("another model fits");
+    }
+
+    #[tokio::test]
+    async fn a_request_alone_may_be_larger_than_the_budgets() {
+        let admission = Admission::new(limits(10, 5, 1));
+        let model = ModelLoad::default();
+        let held = admission.admit(&model, 1000).await.expect("alone, it runs");
+        assert_eq!(admission.inflight_rows(), 10);
+        drop(held);
+        assert_eq!(model.inflight_rows.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn run_slots_are_waited_for_until_the_given_instant() {
+        let admission = Admission::new(limits(10, 10, 1));
+        let slot = admission
+            .run_slot(Instant::now() + Duration::from_millis(5))
+            .await
+            .expect("the free slot");
+        assert_eq!(admission.running(), 1);
+        let until = Instant::now() + Duration::from_millis(5);
+        let shed = admission.run_slot(until).await.expect_err("busy slot");
+        assert!(Instant::now() >= until);
+        assert!(shed.0.contains("run slots stayed busy"), "{}", shed.0);
+        slot.stopped();
+        drop(slot);
+        assert_eq!((admission.running(), admission.stopped()), (0, 1));
+    }
+
+    #[test]
+    fn the_cost_per_row_follows_the_runs() {
+        let model = ModelLoad::default();
+        assert_eq!(model.expected(100), Duration::ZERO);
+        model.ran(10, Duration::from_micros(100));
+        assert_eq!(model.expected(1), Duration::from_micros(10));
+        for _ in 0..64 {
+            model.ran(1, Duration::from_micros(50));
+        }
+        let expected = model.expected(1).as_micros();
+        assert!((49..=50).contains(&expected), "{expected} µs");
+    }
+}
