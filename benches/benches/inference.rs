@@ -78,11 +78,17 @@ fn runtime(c: &mut Criterion) {
     let mut group = c.benchmark_group("onnxruntime");
     group.throughput(Throughput::Elements(1));
     group.bench_function("gbdt/1 row", |b| {
-        b.iter(|| black_box(predictor.predict(black_box(&one)).expect("predict")))
+        b.iter(|| black_box(predictor.predict(black_box(&one), None).expect("predict")))
     });
     group.throughput(Throughput::Elements(1000));
     group.bench_function("gbdt/1000 rows", |b| {
-        b.iter(|| black_box(predictor.predict(black_box(&thousand)).expect("predict")))
+        b.iter(|| {
+            black_box(
+                predictor
+                    .predict(black_box(&thousand), None)
+                    .expect("predict"),
+            )
+        })
     });
     group.finish();
 }
