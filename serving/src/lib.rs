@@ -11,6 +11,7 @@ mod error;
 mod heap;
 mod infer;
 mod local;
+mod logging;
 mod metrics;
 mod onnx;
 mod protocol;
@@ -28,6 +29,7 @@ pub use batch::{Batch, Limits};
 pub use error::ApiError;
 pub use infer::FallbackReason;
 pub use local::{LocalServer, StartError};
+pub use logging::{DroppedLines, LogFormat, Logging};
 pub use metrics::Metrics;
 pub use onnx::{OrtBackend, OrtOptions, init_ort};
 pub use preflight_ort::{OrtInitError, find_library};
@@ -101,6 +103,7 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
             repository: config.repository.clone(),
+            log: None,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

@@ -1,7 +1,9 @@
 //! `preflight-serve`: serve a model repository over the Open Inference Protocol.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,17 +139,29 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Not through the log, which may not have started; a closed
+            // stderr loses it.
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("--log '{}' is not a valid filter", cli.log))?;
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => subscriber.init(),
-        LogFormat::Json => subscriber.json().flatten_event(true).init(),
-    }
+    let logging = preflight_serving::Logging::init(
+        match cli.log_format {
+            LogFormat::Text => preflight_serving::LogFormat::Text,
+            LogFormat::Json => preflight_serving::LogFormat::Json,
+        },
+        filter,
+    );
 
     let library = find_library(cli.ort_lib.as_deref())?;
     init_ort(&library)?;
@@ -180,7 +194,9 @@ fn main() -> Result<()> {
     if !config.models.is_dir() {
         anyhow::bail!("--models {}: not a folder", config.models.display());
     }
-    let state = Arc::new(AppState::new(&config, Arc::new(backend)));
+    let mut state = AppState::new(&config, Arc::new(backend));
+    state.log = Some(logging.dropped.clone());
+    let state = Arc::new(state);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -192,10 +208,12 @@ fn main() -> Result<()> {
             .with_context(|| format!("cannot listen on {}", cli.addr))?;
         let bound = listener.local_addr()?;
         // The one line on standard output: how a supervisor finds the port.
-        #[allow(clippy::print_stdout)]
-        {
-            println!("listening on http://{bound}");
+        // Serving goes on without it.
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = writeln!(stdout, "listening on http://{bound}").and(stdout.flush()) {
+            tracing::warn!(%error, "cannot write the address to standard output");
         }
+        drop(stdout);
         tracing::info!(
             addr = %bound,
             models = %config.models.display(),

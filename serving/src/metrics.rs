@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::admission::Admission;
 use crate::infer::FallbackReason;
+use crate::logging::DroppedLines;
 use crate::registry::Registry;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -171,7 +172,12 @@ impl<'a> Family<'a> {
 impl Metrics {
     /// The Prometheus text exposition of every loaded version's counters,
     /// the unmatched requests and the versions by state.
-    pub fn render(&self, registry: &Registry, admission: &Admission) -> String {
+    pub fn render(
+        &self,
+        registry: &Registry,
+        admission: &Admission,
+        log: Option<&DroppedLines>,
+    ) -> String {
         let versions = registry.served();
         let mut out = String::new();
         let mut f = Family::new(
@@ -257,6 +263,16 @@ impl Metrics {
         ];
         for (name, kind, help, value) in gauges {
             Family::new(&mut out, name, kind, help).series("", "", value);
+        }
+        if let Some(log) = log {
+            let mut f = Family::new(
+                &mut out,
+                "preflight_log_lines_dropped_total",
+                "counter",
+                "Log lines dropped rather than delay serving, by reason.",
+            );
+            f.series("", "reason=\"queue_full\"", log.queue_full());
+            f.series("", "reason=\"unwritable\"", log.unwritable());
         }
         if let Some(bytes) = crate::heap::in_use() {
             let mut f = Family::new(

@@ -34,6 +34,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Who may call the repository API.
     pub repository: crate::RepositoryAccess,
+    /// The process's log, when this server writes one.
+    pub log: Option<crate::DroppedLines>,
     /// Set once the initial load of the repository has finished.
     pub ready: AtomicBool,
     /// Set when the server starts stopping.

@@ -27,6 +27,10 @@ fn help_explains_every_flag_with_an_example() {
         "--intra-op-threads",
         "--max-body-bytes",
         "--max-rows",
+        "--max-inflight-rows",
+        "--max-model-rows",
+        "--run-slots",
+        "--queue-wait-ms",
         "--repository-token",
         "--load-threads",
         "--log-format",
@@ -167,4 +171,96 @@ fn a_partial_request_head_is_closed_after_the_header_timeout() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
+}
+
+/// Serves a valid and a malformed request 50 times each over one kept-alive
+/// connection, with the log going to `stderr`; every answer must come, and
+/// `/metrics` must count the lines lost.
+fn serves_whatever_the_log(stderr: std::process::Stdio) {
+    let models = fixtures().join("models");
+    let mut command = Command::new(BIN);
+    command
+        .args(["--addr", "127.0.0.1:0", "--log", "debug", "--models"])
+        .arg(&models)
+        .stderr(stderr);
+    let server = Listening::start(command).unwrap_or_else(|e| panic!("{e}"));
+    server
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bundle = preflight_bundle::Bundle::open(&models.join("eta-milan/1")).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let good = bundle.manifest().infer_request(&[&samples[0]]);
+    let bad = serde_json::json!({"inputs": []});
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}/v2/models/eta-milan/infer", server.url);
+        for _ in 0..50 {
+            for (body, expected) in [(&good, 200), (&bad, 400)] {
+                let response = client.post(&url).json(body).send().await;
+                let status = response.expect("an answer").status().as_u16();
+                assert_eq!(status, expected);
+            }
+        }
+        let metrics = client.get(format!("{}/metrics", server.url)).send().await;
+        let metrics = metrics.expect("metrics").text().await.expect("text");
+        let lost = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("preflight_log_lines_dropped_total{reason=\"unwritable\"} ")
+            })
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(lost.is_some_and(|n| n >= 100), "{metrics}");
+    });
+}
+
+/// A full disk under the log (`/dev/full` answers every write with ENOSPC).
+#[test]
+fn a_full_log_disk_leaves_every_request_served() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    serves_whatever_the_log(full.into());
+}
+
+/// A log collector that went away (every write fails with EPIPE).
+#[test]
+fn a_closed_log_pipe_leaves_every_request_served() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    serves_whatever_the_log(writer.into());
+}
+
+/// With standard output on a full disk too, the server starts and serves.
+#[test]
+fn a_full_disk_under_standard_output_and_error_is_not_a_crash() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    // The address cannot be printed: take a free port first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["--addr", &addr, "--models"])
+        .arg(fixtures().join("models"))
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&addr, "/v2/health/ready") != Some(200) {
+        let exited = child.try_wait().expect("wait");
+        assert_eq!(exited, None, "exited with a full disk under its output");
+        assert!(Instant::now() < deadline, "not ready within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
