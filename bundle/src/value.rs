@@ -88,7 +88,7 @@ impl Feature {
                     _ => f64::MAX,
                 };
                 if x.abs() > largest {
-                    return Err(format!("is {n}, beyond the largest finite {dt}"));
+                    return Err(format!("is {n}, beyond the range of finite {dt} values"));
                 }
                 Ok(Value::Float(x))
             }

@@ -97,12 +97,15 @@ impl<'a> ColumnBuilder<'a> {
             (TensorData::F32(v), Value::Float(x)) => v.push(x as f32),
             (TensorData::F64(v), Value::Float(x)) => v.push(x),
             (TensorData::I64(v), Value::Int(x)) => v.push(x),
-            (TensorData::I32(v), Value::Int(x)) => {
-                v.push(i32::try_from(x).map_err(|_| format!("{x} does not fit in INT32"))?)
-            }
+            (TensorData::I32(v), Value::Int(x)) => v.push(
+                i32::try_from(x).map_err(|_| format!("is {x}, which does not fit in INT32"))?,
+            ),
             (TensorData::Bool(v), Value::Bool(x)) => v.push(x),
             (TensorData::Text(v), Value::Text(x)) => v.push(x),
-            (_, other) => return Err(format!("{other:?} does not fit {}", self.feature.datatype)),
+            (_, _) => {
+                let datatype = self.feature.datatype;
+                return Err(format!("is {json}, which does not fit in {datatype}"));
+            }
         }
         Ok(())
     }
@@ -168,8 +171,7 @@ pub(crate) fn decode_tensors(
             }
             Some(_) => {}
         }
-        let mut values = Vec::with_capacity(n);
-        flatten(&input.data, &mut values);
+        let values = values(input).map_err(|m| bad(format!("input '{}' {m}", feature.name)))?;
         if values.len() != n {
             return Err(bad(format!(
                 "input '{}' has shape {:?} but {} values",
@@ -262,10 +264,44 @@ fn tensor_rows(feature: &Feature, input: &RequestInput) -> Result<usize, String>
     }
 }
 
-/// Row-major flattening of nested arrays; anything else is one element.
-fn flatten<'j>(json: &'j Json, out: &mut Vec<&'j Json>) {
-    match json {
-        Json::Array(items) => items.iter().for_each(|item| flatten(item, out)),
-        other => out.push(other),
+/// A tensor's values in row order: `data` flat, or, for shape `[N, 1]`,
+/// nested as the shape says (one list of one value per row).
+fn values(input: &RequestInput) -> Result<Vec<&Json>, String> {
+    let Json::Array(items) = &input.data else {
+        return Err(format!(
+            "data: {} is not a list of values",
+            short(&input.data)
+        ));
+    };
+    let nested = input.shape.len() == 2 && items.first().is_some_and(Json::is_array);
+    items
+        .iter()
+        .enumerate()
+        .map(|(row, item)| match (nested, item) {
+            (true, Json::Array(inner)) => match inner.as_slice() {
+                [one] if !one.is_array() => Ok(one),
+                _ => Err(format!(
+                    "row {row}: {} is not a list of one value, as shape {:?} says",
+                    short(item),
+                    input.shape
+                )),
+            },
+            (false, Json::Array(_)) | (true, _) => Err(format!(
+                "row {row}: {} does not fit shape {:?}: data is flat, or nested one list per row \
+                 for shape [N, 1]",
+                short(item),
+                input.shape
+            )),
+            (false, value) => Ok(value),
+        })
+        .collect()
+}
+
+/// A JSON value as an error message quotes it: at most 40 characters.
+fn short(json: &Json) -> String {
+    let text = json.to_string();
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
     }
 }

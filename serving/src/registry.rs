@@ -206,10 +206,7 @@ impl Registry {
         let repo = Repository::scan(&self.root)
             .map_err(|e| ApiError::Internal(format!("cannot read the model repository: {e}")))?;
         let entry = repo.model(name).ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "model '{name}' is not in the repository {}",
-                self.root.display()
-            ))
+            ApiError::NotFound(format!("model '{name}' is not in the model repository"))
         })?;
         if let Some(v) = pin
             && entry.version(v).is_none()

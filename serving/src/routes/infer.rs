@@ -216,6 +216,10 @@ async fn read_json<T: DeserializeOwned>(
 /// chunked encoding, a client gone mid-body).
 pub(super) async fn read_body(body: Body, state: &AppState) -> AppResult<Bytes> {
     let (limit, timeout) = (state.max_body_bytes, state.body_timeout);
+    // A declared length over the limit is refused before a byte is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large(limit));
+    }
     let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
     let read = read.map_err(|_| {
         ApiError::Timeout(format!(
@@ -226,13 +230,17 @@ pub(super) async fn read_body(body: Body, state: &AppState) -> AppResult<Bytes> 
     read.map_err(|error| {
         let boxed = error.into_inner();
         if boxed.is::<http_body_util::LengthLimitError>() {
-            ApiError::PayloadTooLarge(format!(
-                "the request body is over this server's limit of {limit} bytes"
-            ))
+            too_large(limit)
         } else {
             ApiError::BadRequest(format!("the request body could not be read: {boxed}"))
         }
     })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the request body is over this server's limit of {limit} bytes"
+    ))
 }
 
 /// Clients that serialise NumPy (tritonclient's JSON mode, for one) write NaN

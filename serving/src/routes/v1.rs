@@ -24,10 +24,16 @@ pub(super) async fn predict(
 ) -> Response {
     match target.strip_suffix(":predict") {
         Some(model) => serve::<V1>(&state, model, None, body).await,
-        None => ApiError::NotFound(format!(
-            "no such route '/v1/models/{target}'; did you mean '/v1/models/{target}:predict'?"
-        ))
-        .into_response(),
+        None => {
+            let model = target
+                .split_once(':')
+                .map_or(target.as_str(), |(model, _)| model);
+            ApiError::NotFound(format!(
+                "no such route '/v1/models/{target}': KServe v1 is served for \
+                 '/v1/models/{model}:predict' only"
+            ))
+            .into_response()
+        }
     }
 }
 

@@ -202,15 +202,23 @@ fn serves_whatever_the_log(stderr: std::process::Stdio) {
                 assert_eq!(status, expected);
             }
         }
-        let metrics = client.get(format!("{}/metrics", server.url)).send().await;
-        let metrics = metrics.expect("metrics").text().await.expect("text");
-        let lost = metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("preflight_log_lines_dropped_total{reason=\"unwritable\"} ")
-            })
-            .and_then(|n| n.parse::<u64>().ok());
-        assert!(lost.is_some_and(|n| n >= 100), "{metrics}");
+        // The log thread counts the lines it could not write as it goes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let metrics = client.get(format!("{}/metrics", server.url)).send().await;
+            let metrics = metrics.expect("metrics").text().await.expect("text");
+            let lost = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("preflight_log_lines_dropped_total{reason=\"unwritable\"} ")
+                })
+                .and_then(|n| n.parse::<u64>().ok());
+            if lost.is_some_and(|n| n >= 100) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{metrics}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
 }
 
