@@ -61,6 +61,8 @@ pub struct Admission {
     limits: AdmissionLimits,
     rows: Arc<Semaphore>,
     runs: Arc<Semaphore>,
+    /// Requests waiting for a run slot now.
+    waiting: AtomicUsize,
     stopped: Arc<AtomicU64>,
 }
 
@@ -102,6 +104,7 @@ impl Admission {
         Self {
             rows: Arc::new(Semaphore::new(limits.max_inflight_rows.max(1))),
             runs: Arc::new(Semaphore::new(limits.max_runs.max(1))),
+            waiting: AtomicUsize::new(0),
             stopped: Arc::default(),
             limits,
         }
@@ -150,10 +153,25 @@ impl Admission {
     }
 
     /// A slot to run a model on a blocking thread, waiting no later than
-    /// `until`.
-    pub async fn run_slot(&self, until: Instant) -> Result<RunSlot, Shed> {
+    /// `until`. A run expected to take `run` each is shed at once when the
+    /// runs already waiting would keep it past `until`: it would wait for
+    /// nothing, and hold its connection while it did.
+    pub async fn run_slot(&self, until: Instant, run: Duration) -> Result<RunSlot, Shed> {
         let wait = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, Arc::clone(&self.runs).acquire_owned()).await {
+        let slots = self.limits.max_runs.max(1);
+        let ahead = self.waiting.load(Ordering::Acquire);
+        if ahead >= slots
+            && run.saturating_mul(u32::try_from(ahead / slots).unwrap_or(u32::MAX)) > wait
+        {
+            return Err(Shed(format!(
+                "{ahead} runs are waiting for the {slots} model run slots, longer than {} ms",
+                self.limits.queue_wait.as_millis()
+            )));
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let acquired = tokio::time::timeout(wait, Arc::clone(&self.runs).acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match acquired {
             Ok(Ok(permit)) => Ok(RunSlot {
                 _permit: permit,
                 stopped: Arc::clone(&self.stopped),
@@ -274,18 +292,44 @@ mod tests {
     #[tokio::test]
     async fn run_slots_are_waited_for_until_the_given_instant() {
         let admission = Admission::new(limits(10, 10, 1));
+        let soon = || Instant::now() + Duration::from_millis(5);
         let slot = admission
-            .run_slot(Instant::now() + Duration::from_millis(5))
+            .run_slot(soon(), Duration::ZERO)
             .await
             .expect("the free slot");
         assert_eq!(admission.running(), 1);
-        let until = Instant::now() + Duration::from_millis(5);
-        let shed = admission.run_slot(until).await.expect_err("busy slot");
+        let until = soon();
+        let shed = admission
+            .run_slot(until, Duration::ZERO)
+            .await
+            .expect_err("busy slot");
         assert!(Instant::now() >= until);
         assert!(shed.0.contains("run slots stayed busy"), "{}", shed.0);
         slot.stopped();
         drop(slot);
         assert_eq!((admission.running(), admission.stopped()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_could_not_start_in_time_is_shed_without_waiting() {
+        let admission = Arc::new(Admission::new(limits(10, 10, 1)));
+        let far = Instant::now() + Duration::from_secs(60);
+        let _slot = admission.run_slot(far, Duration::ZERO).await.expect("free");
+        // One request waits for the busy slot...
+        let waiter = tokio::spawn({
+            let admission = Arc::clone(&admission);
+            async move { admission.run_slot(far, Duration::ZERO).await.map(drop) }
+        });
+        while admission.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...so a run of 10 ms cannot start within 5 ms: shed at once.
+        let until = Instant::now() + Duration::from_millis(5);
+        let shed = admission.run_slot(until, Duration::from_millis(10)).await;
+        assert!(Instant::now() < until, "it waited");
+        let shed = shed.expect_err("shed");
+        assert!(shed.0.contains("1 runs are waiting"), "{}", shed.0);
+        waiter.abort();
     }
 
     #[test]

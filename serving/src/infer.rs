@@ -93,8 +93,9 @@ pub(crate) async fn predict(
         Ok(outputs)
     } else {
         let due = deadline.map(|budget| started + budget);
+        let until = due.map_or(wait_until, |d| d.min(wait_until));
         let slot = match admission
-            .run_slot(due.map_or(wait_until, |d| d.min(wait_until)))
+            .run_slot(until, served.load.expected(batch.rows))
             .await
         {
             Ok(slot) => slot,

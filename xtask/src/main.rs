@@ -2,6 +2,7 @@
 //!
 //! Every command a person runs locally is the one CI runs; see README.md.
 
+mod abuse;
 mod bench;
 mod clients;
 mod fixtures;
@@ -38,6 +39,8 @@ commands:
   bench verdicts [--runs R]
              how often latency fails on the clean fixtures and on the slower
              releases of the defect catalogue, over R runs (default 10)
+  bench abuse  overload, 1,000-row batches, unknown model names and partial
+             request heads against the release server
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -117,6 +120,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
             fleet::fleet(root, &bench)
         }
         Some("verdicts") => fleet::verdicts(root, runs.unwrap_or(10)),
+        Some("abuse") => abuse::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

@@ -13,10 +13,21 @@ pub(crate) struct Server(Listening);
 
 impl Server {
     pub(crate) fn start(binary: &Path, models: &Path, lib: &Path) -> Result<Self> {
+        Self::start_with(binary, models, lib, &[])
+    }
+
+    /// [`Server::start`] with more flags.
+    pub(crate) fn start_with(
+        binary: &Path,
+        models: &Path,
+        lib: &Path,
+        flags: &[&str],
+    ) -> Result<Self> {
         let mut command = Command::new(binary);
         command
             .args(["--addr", "127.0.0.1:0", "--log", "warn", "--models"])
             .arg(models)
+            .args(flags)
             .env("ORT_DYLIB_PATH", lib);
         Listening::start(command).map(Self).map_err(|e| anyhow!(e))
     }

@@ -5,6 +5,10 @@
 //! percentiles instead of slowing the load down (no coordinated omission).
 //!
 //!   load --url http://127.0.0.1:8080 --bundle fixtures/models/eta-madrid/1 --rate 1000 --seconds 5
+//!
+//! Answers are counted by kind: 200, shed (503 with `Retry-After`), and
+//! anything else; the percentiles are of the 200s, then of all answers.
+//! `--json` prints the figures as one JSON object, for `cargo xtask bench`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
 #[command(about)]
@@ -30,6 +33,25 @@ struct Cli {
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Rows per request, the bundle's samples over and over.
+    #[arg(long, default_value_t = 1)]
+    rows: usize,
+    /// Send request `i` to model `unknown-<i>`, which no server has: what
+    /// a client inventing model names costs the server.
+    #[arg(long)]
+    unknown_models: bool,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the requests ended.
+#[derive(Debug)]
+struct Tally {
+    ok: Histogram<u64>,
+    all: Histogram<u64>,
+    shed: u64,
+    other: u64,
 }
 
 #[tokio::main]
@@ -51,21 +73,30 @@ async fn main() -> Result<()> {
         .context("model folder")?
         .to_string_lossy()
         .into_owned();
-    let bodies = single_row_requests(&cli.bundle)?;
-    let url = format!(
-        "{}/v2/models/{model}/versions/{version}/infer",
-        cli.url.trim_end_matches('/')
-    );
+    let bodies = requests(&cli.bundle, cli.rows.max(1))?;
+    let base = cli.url.trim_end_matches('/').to_owned();
+    let known = format!("{base}/v2/models/{model}/versions/{version}/infer");
+    let unknown = cli.unknown_models;
+    let url = |i: u64| {
+        if unknown {
+            format!("{base}/v2/models/unknown-{i}/infer")
+        } else {
+            known.clone()
+        }
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
 
     let total = (cli.rate * cli.seconds).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / cli.rate);
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let errors = Arc::new(Mutex::new(0_u64));
+    let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+    let tally = Arc::new(Mutex::new(Tally {
+        ok: histogram()?,
+        all: histogram()?,
+        shed: 0,
+        other: 0,
+    }));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
@@ -73,31 +104,37 @@ async fn main() -> Result<()> {
         tokio::time::sleep_until(intended).await;
         let (client, url, body) = (
             client.clone(),
-            url.clone(),
+            url(i),
             bodies[i as usize % bodies.len()].clone(),
         );
-        let (histogram, errors) = (Arc::clone(&histogram), Arc::clone(&errors));
+        let tally = Arc::clone(&tally);
         tasks.push(tokio::spawn(async move {
-            let ok = match client
+            let status = match client
                 .post(&url)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await
             {
-                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                Err(_) => false,
+                Ok(response) => {
+                    let shed = response.headers().contains_key("retry-after");
+                    let status = response.status().as_u16();
+                    response.bytes().await.ok().map(|_| (status, shed))
+                }
+                Err(_) => None,
             };
             let micros = u64::try_from(intended.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if !ok {
-                *errors
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
-            }
-            let _ = histogram
+            let mut tally = tally
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .record(micros.max(1));
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = tally.all.record(micros.max(1));
+            match status {
+                Some((200, _)) => {
+                    let _ = tally.ok.record(micros.max(1));
+                }
+                Some((503, true)) => tally.shed += 1,
+                _ => tally.other += 1,
+            }
         }));
     }
     let sent = Instant::now();
@@ -105,57 +142,64 @@ async fn main() -> Result<()> {
         task.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let h = histogram
+    let drained = sent.elapsed().as_secs_f64();
+    let tally = tally
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let errors = *errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let figures = serde_json::json!({
+        "offered_per_s": cli.rate,
+        "seconds": cli.seconds,
+        "rows": cli.rows,
+        "requests": total,
+        "ok": tally.ok.len(),
+        "shed": tally.shed,
+        "other": tally.other,
+        "ok_per_s": tally.ok.len() as f64 / elapsed,
+        "ok_p50_ms": ms(&tally.ok, 0.50),
+        "ok_p99_ms": ms(&tally.ok, 0.99),
+        "ok_max_ms": tally.ok.max() as f64 / 1000.0,
+        "all_p50_ms": ms(&tally.all, 0.50),
+        "all_p99_ms": ms(&tally.all, 0.99),
+        "drained_s": drained,
+    });
     #[allow(clippy::print_stdout)]
-    {
+    if cli.json {
+        println!("{figures}");
+    } else {
         println!(
-            "{model}/{version}: offered {:.0}/s for {:.1} s: {} requests, {} errors, completed \
-                {:.0}/s; latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms (drained \
-                {:.2} s after the last send)",
+            "{model}/{version}: offered {:.0}/s for {:.1} s, {} rows each: {} requests; {} ok \
+                ({:.0}/s), {} shed, {} other; ok latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; \
+                all answers p99 {:.3} ms (drained {:.2} s after the last send)",
             cli.rate,
             cli.seconds,
+            cli.rows,
             total,
-            errors,
-            total as f64 / elapsed,
-            ms(0.50),
-            ms(0.90),
-            ms(0.99),
-            h.max() as f64 / 1000.0,
-            sent.elapsed().as_secs_f64()
+            tally.ok.len(),
+            tally.ok.len() as f64 / elapsed,
+            tally.shed,
+            tally.other,
+            ms(&tally.ok, 0.50),
+            ms(&tally.ok, 0.99),
+            tally.ok.max() as f64 / 1000.0,
+            ms(&tally.all, 0.99),
+            drained
         );
     }
     Ok(())
 }
 
-/// One single-row infer request body per sample of the bundle.
-fn single_row_requests(dir: &std::path::Path) -> Result<Vec<String>> {
+/// Request bodies of `rows` rows each, the bundle's samples in turn.
+fn requests(dir: &std::path::Path, rows: usize) -> Result<Vec<bytes::Bytes>> {
     let bundle = preflight_bundle::Bundle::open(dir)?;
     let samples = bundle
         .samples()?
         .context("the bundle has no samples.jsonl")?;
-    let inputs = &bundle.manifest().inputs;
-    Ok(samples
-        .iter()
-        .map(|sample| {
-            let tensors: Vec<Value> = inputs
-                .iter()
-                .zip(&sample.inputs)
-                .map(|(f, v)| {
-                    json!({
-                        "name": f.name,
-                        "datatype": f.datatype.as_str(),
-                        "shape": [1, 1],
-                        "data": [v.to_json()],
-                    })
-                })
-                .collect();
-            json!({ "inputs": tensors }).to_string()
+    let manifest = bundle.manifest();
+    Ok((0..samples.len().min(64))
+        .map(|first| {
+            let batch: Vec<_> = samples.iter().cycle().skip(first).take(rows).collect();
+            bytes::Bytes::from(manifest.infer_request(&batch).to_string())
         })
         .collect())
 }
