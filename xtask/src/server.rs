@@ -13,10 +13,10 @@ pub(crate) struct Server(Listening);
 
 impl Server {
     pub(crate) fn start(binary: &Path, models: &Path, lib: &Path) -> Result<Self> {
-        Self::start_with(binary, models, lib, &[])
+        Self::start_with(binary, models, lib, &["--log", "warn"])
     }
 
-    /// [`Server::start`] with more flags.
+    /// [`Server::start`] with these flags instead of `--log warn`.
     pub(crate) fn start_with(
         binary: &Path,
         models: &Path,
@@ -25,7 +25,7 @@ impl Server {
     ) -> Result<Self> {
         let mut command = Command::new(binary);
         command
-            .args(["--addr", "127.0.0.1:0", "--log", "warn", "--models"])
+            .args(["--addr", "127.0.0.1:0", "--models"])
             .arg(models)
             .args(flags)
             .env("ORT_DYLIB_PATH", lib);

@@ -140,15 +140,26 @@ fn observe(
         }
         Err(error) => {
             counters.record(error.outcome(), 0, None, latency);
-            tracing::warn!(
-                model,
-                version,
-                latency_us = micros,
-                outcome = error.outcome().as_str(),
-                status = error.status().as_u16(),
-                %error,
-                "infer failed"
-            );
+            // A client's mistake or a shed request is counted, and logged
+            // only at debug: a client must not be able to flood the log.
+            macro_rules! failed {
+                ($level:ident) => {
+                    tracing::$level!(
+                        model,
+                        version,
+                        latency_us = micros,
+                        outcome = error.outcome().as_str(),
+                        status = error.status().as_u16(),
+                        %error,
+                        "infer failed"
+                    )
+                };
+            }
+            if error.status().is_server_error() && error.outcome() != Outcome::Shed {
+                failed!(warn);
+            } else {
+                failed!(debug);
+            }
             error.into_response()
         }
     }
