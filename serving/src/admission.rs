@@ -23,6 +23,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
+/// The default longest wait for admission, in milliseconds.
+pub const QUEUE_WAIT_MS: u64 = 5;
+
 /// The bounds, as flags set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmissionLimits {
@@ -38,14 +41,16 @@ pub struct AdmissionLimits {
 
 impl AdmissionLimits {
     /// One run slot per core, 65,536 rows in flight (a few tens of MB of
-    /// decoded requests), half of them for any one model, 10 ms of waiting.
+    /// decoded requests), half of them for any one model, 5 ms of waiting: a request that
+    /// cannot start by then is answered at once, for its client to retry
+    /// elsewhere or later.
     pub fn for_cores(cores: usize) -> Self {
         let max_inflight_rows = 65_536;
         Self {
             max_inflight_rows,
             max_model_rows: max_inflight_rows / 2,
             max_runs: cores.max(1),
-            queue_wait: Duration::from_millis(10),
+            queue_wait: Duration::from_millis(QUEUE_WAIT_MS),
         }
     }
 
@@ -78,8 +83,7 @@ pub struct ModelLoad {
 /// Rows admitted for one request: released when dropped.
 #[derive(Debug)]
 pub struct Admitted<'a> {
-    model: &'a ModelLoad,
-    rows: usize,
+    _share: Share<'a>,
     _permit: OwnedSemaphorePermit,
     /// Until when the request may still wait for a run slot.
     pub wait_until: Instant,
@@ -118,15 +122,17 @@ impl Admission {
     /// not. A request larger than the whole budget waits for all of it.
     pub async fn admit<'a>(&self, model: &'a ModelLoad, rows: usize) -> Result<Admitted<'a>, Shed> {
         let started = Instant::now();
-        let share = self.limits.max_model_rows.max(1);
-        let before = model.inflight_rows.fetch_add(rows, Ordering::AcqRel);
+        let limit = self.limits.max_model_rows.max(1);
+        // Counted from here, and released however this ends: refused, shed,
+        // or dropped while it waits (its client gone).
+        let share = Share::new(model, rows);
         // A request alone may always run, however large: the share bounds
         // what a model holds beside its other requests.
-        if before > 0 && before + rows > share {
-            model.inflight_rows.fetch_sub(rows, Ordering::AcqRel);
+        if share.before > 0 && share.before + rows > limit {
             return Err(Shed(format!(
-                "{before} rows of this model are in flight, and {rows} more would pass its share \
-                 of {share}"
+                "{} rows of this model are in flight, and {rows} more would pass its share of \
+                 {limit}",
+                share.before
             )));
         }
         let budget = self.limits.max_inflight_rows.max(1);
@@ -136,19 +142,15 @@ impl Admission {
             tokio::time::timeout(wait, Arc::clone(&self.rows).acquire_many_owned(permits)).await;
         match acquired {
             Ok(Ok(permit)) => Ok(Admitted {
-                model,
-                rows,
+                _share: share,
                 _permit: permit,
                 wait_until: started + wait,
             }),
-            _ => {
-                model.inflight_rows.fetch_sub(rows, Ordering::AcqRel);
-                Err(Shed(format!(
-                    "the server is at its limit of {budget} rows in flight, and {rows} more did \
-                     not fit within {} ms",
-                    wait.as_millis()
-                )))
-            }
+            _ => Err(Shed(format!(
+                "the server is at its limit of {budget} rows in flight, and {rows} more did not \
+                 fit within {} ms",
+                wait.as_millis()
+            ))),
         }
     }
 
@@ -157,20 +159,15 @@ impl Admission {
     /// runs already waiting would keep it past `until`: it would wait for
     /// nothing, and hold its connection while it did.
     pub async fn run_slot(&self, until: Instant, run: Duration) -> Result<RunSlot, Shed> {
-        let wait = until.saturating_duration_since(Instant::now());
-        let slots = self.limits.max_runs.max(1);
-        let ahead = self.waiting.load(Ordering::Acquire);
-        if ahead >= slots
-            && run.saturating_mul(u32::try_from(ahead / slots).unwrap_or(u32::MAX)) > wait
-        {
-            return Err(Shed(format!(
-                "{ahead} runs are waiting for the {slots} model run slots, longer than {} ms",
-                self.limits.queue_wait.as_millis()
-            )));
+        if let Some(shed) = self.hopeless(until, run) {
+            return Err(shed);
         }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let wait = until.saturating_duration_since(Instant::now());
+        // Counted while waiting, also when the request is dropped meanwhile
+        // (its client gone).
+        let waiting = Waiting::new(&self.waiting);
         let acquired = tokio::time::timeout(wait, Arc::clone(&self.runs).acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(waiting);
         match acquired {
             Ok(Ok(permit)) => Ok(RunSlot {
                 _permit: permit,
@@ -182,6 +179,22 @@ impl Admission {
                 self.limits.queue_wait.as_millis()
             ))),
         }
+    }
+
+    /// Why a run expected to take `run` could not start before `until`,
+    /// given the runs already waiting, each taken to cost as much; `None`
+    /// when it may.
+    pub fn hopeless(&self, until: Instant, run: Duration) -> Option<Shed> {
+        let wait = until.saturating_duration_since(Instant::now());
+        let slots = self.limits.max_runs.max(1);
+        let ahead = self.waiting.load(Ordering::Acquire);
+        let rounds = u32::try_from(ahead / slots).unwrap_or(u32::MAX);
+        (rounds > 0 && run.saturating_mul(rounds) > wait).then(|| {
+            Shed(format!(
+                "{ahead} runs are waiting for the {slots} model run slots, longer than {} ms",
+                self.limits.queue_wait.as_millis()
+            ))
+        })
     }
 
     /// Rows in flight now, server-wide.
@@ -200,7 +213,43 @@ impl Admission {
     }
 }
 
-impl Drop for Admitted<'_> {
+/// One request waiting for a run slot, counted until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request's rows counted in its model's share until dropped.
+#[derive(Debug)]
+struct Share<'a> {
+    model: &'a ModelLoad,
+    rows: usize,
+    /// The model's rows in flight before these.
+    before: usize,
+}
+
+impl<'a> Share<'a> {
+    fn new(model: &'a ModelLoad, rows: usize) -> Self {
+        let before = model.inflight_rows.fetch_add(rows, Ordering::AcqRel);
+        Self {
+            model,
+            rows,
+            before,
+        }
+    }
+}
+
+impl Drop for Share<'_> {
     fn drop(&mut self) {
         self.model
             .inflight_rows
@@ -277,6 +326,33 @@ mod tests {
         let shed = admission.admit(&hot, 6).await.expect_err("over the share");
         assert!(shed.0.contains("share of 10"), "{}", shed.0);
         admission.admit(&cold, 6).await.expect("another model fits");
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_while_it_waits_leaves_nothing_counted() {
+        let admission = Admission::new(AdmissionLimits {
+            queue_wait: Duration::from_secs(60),
+            ..limits(10, 100, 1)
+        });
+        let model = ModelLoad::default();
+        let held = admission.admit(&model, 10).await.expect("all 10 rows");
+        let slot = admission
+            .run_slot(Instant::now(), Duration::ZERO)
+            .await
+            .expect("the slot");
+        {
+            // Both wait, then their client goes away.
+            let rows = std::pin::pin!(admission.admit(&model, 5));
+            let far = Instant::now() + Duration::from_secs(60);
+            let run = std::pin::pin!(admission.run_slot(far, Duration::ZERO));
+            let waited =
+                tokio::time::timeout(Duration::from_millis(20), async { tokio::join!(rows, run) });
+            assert!(waited.await.is_err(), "neither could have been admitted");
+        }
+        assert_eq!(model.inflight_rows.load(Ordering::Relaxed), 10);
+        assert_eq!(admission.waiting.load(Ordering::Relaxed), 0);
+        drop((held, slot));
+        assert_eq!(model.inflight_rows.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ pub(crate) struct Prediction {
 /// [`INLINE_COST`], run on the async worker itself: a hand-off to a blocking
 /// thread costs more than such a run.
 const INLINE_ROWS: usize = 16;
-const INLINE_COST: Duration = Duration::from_micros(200);
+pub(crate) const INLINE_COST: Duration = Duration::from_micros(200);
 
 /// Runs the main model, bounded by `deadline` when a fallback can answer
 /// instead; errors fall back too. Costlier batches wait for a run slot until

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use admission::AdmissionLimits;
+pub use admission::{AdmissionLimits, QUEUE_WAIT_MS};
 pub use backend::{Backend, BackendError, Predictor, Stop};
 pub use batch::{Batch, Limits};
 pub use error::ApiError;

@@ -90,7 +90,7 @@ struct Cli {
 
     /// Milliseconds a request may wait for its rows and a run slot before it
     /// is shed with 503 and Retry-After.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = preflight_serving::QUEUE_WAIT_MS)]
     queue_wait_ms: u64,
 
     /// Bearer token for the repository API (load, unload, index). Without

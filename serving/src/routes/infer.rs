@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::{AppResult, AppState};
 use crate::batch::{Batch, Limits, subject};
 use crate::error::ApiError;
-use crate::infer::{FallbackReason, Prediction, predict};
+use crate::infer::{FallbackReason, INLINE_COST, Prediction, predict};
 use crate::metrics::{Counters, Outcome};
 use crate::protocol::params;
 use crate::registry::Served;
@@ -215,6 +215,17 @@ async fn read_json<T: DeserializeOwned>(
         ApiError::Timeout(m) => ApiError::Timeout(format!("{who}: {m}")),
         other => other,
     })?;
+    // Under overload most requests are shed: a model whose every run takes
+    // a slot sheds before the parse, the costliest step of a request.
+    let one_row = served.load.expected(1);
+    if one_row > INLINE_COST
+        && let Some(shed) = state.admission.hopeless(
+            Instant::now() + state.admission.limits().queue_wait,
+            one_row,
+        )
+    {
+        return Err(shed.for_model(&who));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         let hint = non_json_number_hint(&bytes, &e);
         ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}{hint}"))
