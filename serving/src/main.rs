@@ -64,6 +64,11 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     header_timeout_seconds: u64,
 
+    /// Connections open at once; more wait in the kernel's accept queue
+    /// until one closes.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+
     /// Seconds a request's body may take to arrive once its head has; a
     /// slower one gets 408.
     #[arg(long, default_value_t = 30)]
@@ -256,7 +261,13 @@ fn run(cli: Cli) -> Result<()> {
             stop.notify_one();
         };
         let header_timeout = Duration::from_secs(cli.header_timeout_seconds);
-        let serve = serve(listener, app(state), header_timeout, shutdown);
+        let serve = serve(
+            listener,
+            app(state),
+            header_timeout,
+            cli.max_connections,
+            shutdown,
+        );
         let grace_over = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;

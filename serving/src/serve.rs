@@ -3,9 +3,12 @@
 //! header timeout is closed (which also bounds an idle kept-alive
 //! connection, since hyper times the next head from when it waits for it),
 //! and a shutdown stops accepting, lets open connections finish, and
-//! returns when they have.
+//! returns when they have. At most `max_connections` are open at once; the
+//! next waits in the kernel's accept queue until one closes, so that a flood
+//! of connections costs a bounded amount of memory.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Serves `router` on `listener` until `shutdown` resolves and the open
 /// connections have finished.
@@ -21,8 +25,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let open = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -30,6 +36,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -48,6 +59,7 @@ pub async fn serve(
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,

@@ -31,6 +31,7 @@ fn help_explains_every_flag_with_an_example() {
         "--max-model-rows",
         "--run-slots",
         "--queue-wait-ms",
+        "--max-connections",
         "--repository-token",
         "--load-threads",
         "--log-format",
@@ -271,4 +272,25 @@ fn a_full_disk_under_standard_output_and_error_is_not_a_crash() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Beyond `--max-connections`, a connection waits until one closes: a flood
+/// of connections costs a bounded amount of memory.
+#[test]
+fn a_connection_beyond_the_limit_waits_until_one_closes() {
+    let server = start(&["--max-connections", "1", "--header-timeout-seconds", "60"]);
+    // `start` polled readiness on connections of its own, now closed.
+    let mut only = std::net::TcpStream::connect(server.addr()).expect("connect");
+    std::io::Write::write_all(
+        &mut only,
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .expect("write");
+    let mut head = [0; 12];
+    std::io::Read::read_exact(&mut only, &mut head).expect("the first connection is served");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Kept alive, it holds the one place: the next is not even read.
+    assert_eq!(status(server.addr(), "/v2/health/live"), None);
+    drop(only);
+    assert_eq!(status(server.addr(), "/v2/health/live"), Some(200));
 }
