@@ -6,6 +6,7 @@ use serde_json::Value as Json;
 
 use crate::error::ApiError;
 use crate::protocol::{InferRequest, RequestInput, TensorData};
+use crate::request_data::{Nesting, Scalar};
 
 /// N rows, one column per manifest input, in manifest order.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,9 +182,9 @@ pub(crate) fn decode_tensors(
             )));
         }
         let mut column = ColumnBuilder::new(feature, n);
-        for (row, value) in values.into_iter().enumerate() {
+        for (row, value) in values.iter().enumerate() {
             column
-                .push(value)
+                .push(&value.to_json())
                 .map_err(|m| bad(format!("input '{}' row {row}: the value {m}", feature.name)))?;
         }
         columns.push(column.data);
@@ -265,43 +266,19 @@ fn tensor_rows(feature: &Feature, input: &RequestInput) -> Result<usize, String>
 }
 
 /// A tensor's values in row order: `data` flat, or, for shape `[N, 1]`,
-/// nested as the shape says (one list of one value per row).
-fn values(input: &RequestInput) -> Result<Vec<&Json>, String> {
-    let Json::Array(items) = &input.data else {
-        return Err(format!(
-            "data: {} is not a list of values",
-            short(&input.data)
-        ));
-    };
-    let nested = input.shape.len() == 2 && items.first().is_some_and(Json::is_array);
-    items
-        .iter()
-        .enumerate()
-        .map(|(row, item)| match (nested, item) {
-            (true, Json::Array(inner)) => match inner.as_slice() {
-                [one] if !one.is_array() => Ok(one),
-                _ => Err(format!(
-                    "row {row}: {} is not a list of one value, as shape {:?} says",
-                    short(item),
-                    input.shape
-                )),
-            },
-            (false, Json::Array(_)) | (true, _) => Err(format!(
-                "row {row}: {} does not fit shape {:?}: data is flat, or nested one list per row \
-                 for shape [N, 1]",
-                short(item),
-                input.shape
-            )),
-            (false, value) => Ok(value),
-        })
-        .collect()
-}
-
-/// A JSON value as an error message quotes it: at most 40 characters.
-fn short(json: &Json) -> String {
-    let text = json.to_string();
-    match text.char_indices().nth(40) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text,
+/// one list of one value per row.
+fn values(input: &RequestInput) -> Result<&[Scalar], String> {
+    let data = &input.data;
+    match data.nesting {
+        Nesting::Flat => Ok(&data.values),
+        Nesting::Rows if input.shape.len() == 2 => Ok(&data.values),
+        Nesting::Rows => Err(format!(
+            "row 0: a list where shape {:?} wants one value: data is flat, or one list of one \
+             value per row for shape [N, 1]",
+            input.shape
+        )),
+        Nesting::Bad { row, found } => Err(format!(
+            "row {row}: {found}: data is flat, or one list of one value per row for shape [N, 1]"
+        )),
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod onnx;
 mod protocol;
 mod registry;
+mod request_data;
 mod routes;
 mod serve;
 

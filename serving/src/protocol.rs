@@ -32,8 +32,8 @@ pub struct RequestInput {
     pub datatype: String,
     #[serde(default)]
     pub parameters: Option<Map<String, Json>>,
-    /// Row-major, flat or nested.
-    pub data: Json,
+    /// Row-major, flat or one list per row.
+    pub data: crate::request_data::RequestData,
 }
 
 #[derive(Debug, Deserialize)]
