@@ -139,6 +139,20 @@ pub struct Metrics {
     pub unmatched: Counters,
 }
 
+/// A label value as the text format writes it: backslash, double quote and
+/// line feed escaped. Model names are already restricted to
+/// `[a-z0-9._-]`; this holds whatever a name may become.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
 /// One metric family of the exposition, written as its series come.
 struct Family<'a> {
     out: &'a mut String,
@@ -193,7 +207,7 @@ impl Metrics {
             .iter()
             .map(|(model, version, served)| {
                 (
-                    format!("model=\"{model}\",version=\"{version}\""),
+                    format!("model=\"{}\",version=\"{version}\"", escape(model)),
                     &served.counters,
                 )
             })
@@ -284,5 +298,16 @@ impl Metrics {
             f.series("", "", bytes);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_quotes() {
+        assert_eq!(escape("eta-madrid"), "eta-madrid");
+        assert_eq!(escape("a\"}\nup 1\\"), r#"a\"}\nup 1\\"#);
     }
 }
