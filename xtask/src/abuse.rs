@@ -211,14 +211,7 @@ fn get(url: &str, path: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-/// Resident memory of a process, in MiB, from /proc.
+/// Resident memory of a process, in MiB.
 fn resident_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .context("reading /proc (Linux only)")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kib / 1024.0)
+    Ok(crate::bench::resident_kib(pid)? as f64 / 1024.0)
 }

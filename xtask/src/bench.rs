@@ -89,7 +89,7 @@ fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
 }
 
 /// Resident memory of a process, from /proc.
-fn resident_kib(pid: u32) -> Result<u64> {
+pub(crate) fn resident_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("reading /proc (Linux only)")?;
     status
