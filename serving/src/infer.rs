@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use preflight_bundle::Datatype;
 
 use crate::admission::Admission;
-use crate::backend::Stop;
+use crate::backend::{Predictor, Stop};
 use crate::batch::{Batch, subject};
 use crate::error::ApiError;
 use crate::protocol::TensorData;
@@ -79,75 +79,29 @@ pub(crate) async fn predict(
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
     }
-    let started = Instant::now();
-    let over = |budget: Duration| started.elapsed() > budget;
     let inline = batch.rows <= INLINE_ROWS && served.load.expected(batch.rows) <= INLINE_COST;
-    let result = if inline {
-        // The deadline can only be checked afterwards.
-        let outputs = predictor.predict(&batch, None);
-        served.load.ran(batch.rows, started.elapsed());
-        if deadline.is_some_and(over) {
+    let run = if inline {
+        run_inline(&served, &batch, predictor.as_ref(), deadline)
+    } else {
+        let timing = Timing {
+            started: Instant::now(),
+            deadline,
+            wait_until,
+        };
+        run_blocking(admission, &served, &batch, predictor, timing).await?
+    };
+    let failure = match run {
+        Run::TooLate => {
             return with_fallback(&served, &batch, FallbackReason::Deadline)
                 .ok_or_else(|| unreachable_fallback(&served));
         }
-        Ok(outputs)
-    } else {
-        let due = deadline.map(|budget| started + budget);
-        let until = due.map_or(wait_until, |d| d.min(wait_until));
-        let slot = match admission
-            .run_slot(until, served.load.expected(batch.rows))
-            .await
-        {
-            Ok(slot) => slot,
-            // The deadline came before the end of the wait: the fallback
-            // answers in time.
-            Err(_) if due.is_some_and(|d| d <= wait_until) => {
-                return with_fallback(&served, &batch, FallbackReason::Deadline)
-                    .ok_or_else(|| unreachable_fallback(&served));
-            }
-            Err(shed) => return Err(shed.for_model(&subject(&served.manifest))),
-        };
-        let stop = Arc::new(Stop::default());
-        let task = tokio::task::spawn_blocking({
-            let (served, batch, stop) =
-                (Arc::clone(&served), Arc::clone(&batch), Arc::clone(&stop));
-            move || {
-                let ran = Instant::now();
-                let outputs = predictor.predict(&batch, Some(&stop));
-                match &outputs {
-                    Ok(_) => served.load.ran(batch.rows, ran.elapsed()),
-                    Err(_) if stop.is_requested() => slot.stopped(),
-                    Err(_) => {}
-                }
-                outputs
-            }
-        });
-        match deadline {
-            Some(budget) => {
-                let left = budget.saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, task).await {
-                    Ok(joined) => joined,
-                    // The run is told to stop, and gives its slot back when
-                    // it has; its answer is dropped.
-                    Err(_) => {
-                        stop.request();
-                        return with_fallback(&served, &batch, FallbackReason::Deadline)
-                            .ok_or_else(|| unreachable_fallback(&served));
-                    }
-                }
-            }
-            None => task.await,
-        }
-    };
-    let failure = match result {
-        Ok(Ok(outputs)) => {
+        Run::Done(Ok(outputs)) => {
             return Ok(Prediction {
                 outputs: outputs.into_iter().map(Some).collect(),
                 fallback: None,
             });
         }
-        Ok(Err(error)) => error.to_string(),
-        Err(join) => format!("the model's thread failed: {join}"),
+        Run::Done(Err(failure)) => failure,
     };
     tracing::warn!(
         model = %served.manifest.model.name,
@@ -161,6 +115,99 @@ pub(crate) async fn predict(
             subject(&served.manifest)
         ))
     })
+}
+
+/// How a run of the main model ended.
+enum Run {
+    /// It answered, or failed with this reason.
+    Done(Result<Vec<TensorData>, String>),
+    /// It did not answer within the deadline: the fallback answers.
+    TooLate,
+}
+
+/// When a blocking run started, and what bounds its wait and its run.
+struct Timing {
+    started: Instant,
+    deadline: Option<Duration>,
+    wait_until: Instant,
+}
+
+/// A cheap batch, on the async worker: the deadline is checked afterwards.
+fn run_inline(
+    served: &Served,
+    batch: &Batch,
+    predictor: &dyn Predictor,
+    deadline: Option<Duration>,
+) -> Run {
+    let started = Instant::now();
+    let outputs = predictor.predict(batch, None);
+    let took = started.elapsed();
+    served.load.ran(batch.rows, took);
+    if deadline.is_some_and(|budget| took > budget) {
+        return Run::TooLate;
+    }
+    Run::Done(outputs.map_err(|e| e.to_string()))
+}
+
+/// A costlier batch: a run slot within the wait, then a blocking thread,
+/// told to stop when the deadline passes.
+async fn run_blocking(
+    admission: &Admission,
+    served: &Arc<Served>,
+    batch: &Arc<Batch>,
+    predictor: Arc<dyn Predictor>,
+    timing: Timing,
+) -> Result<Run, ApiError> {
+    let Timing {
+        started,
+        deadline,
+        wait_until,
+    } = timing;
+    let due = deadline.map(|budget| started + budget);
+    let until = due.map_or(wait_until, |d| d.min(wait_until));
+    let slot = match admission
+        .run_slot(until, served.load.expected(batch.rows))
+        .await
+    {
+        Ok(slot) => slot,
+        // The deadline came before the end of the wait: the fallback
+        // answers in time.
+        Err(_) if due.is_some_and(|d| d <= wait_until) => return Ok(Run::TooLate),
+        Err(shed) => return Err(shed.for_model(&subject(&served.manifest))),
+    };
+    let stop = Arc::new(Stop::default());
+    let task = tokio::task::spawn_blocking({
+        let (served, batch, stop) = (Arc::clone(served), Arc::clone(batch), Arc::clone(&stop));
+        move || {
+            let ran = Instant::now();
+            let outputs = predictor.predict(&batch, Some(&stop));
+            match &outputs {
+                Ok(_) => served.load.ran(batch.rows, ran.elapsed()),
+                Err(_) if stop.is_requested() => slot.stopped(),
+                Err(_) => {}
+            }
+            outputs
+        }
+    });
+    let joined = match deadline {
+        Some(budget) => {
+            let left = budget.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, task).await {
+                Ok(joined) => joined,
+                // The run is told to stop, and gives its slot back when it
+                // has; its answer is dropped.
+                Err(_) => {
+                    stop.request();
+                    return Ok(Run::TooLate);
+                }
+            }
+        }
+        None => task.await,
+    };
+    Ok(Run::Done(match joined {
+        Ok(outputs) => outputs.map_err(|e| e.to_string()),
+        Err(join) => Err(format!("the model's thread failed: {join}")),
+    }))
 }
 
 fn unreachable_fallback(served: &Served) -> ApiError {
