@@ -83,7 +83,7 @@ async fn answer<P: Protocol>(
     served: &Arc<Served>,
     body: Body,
 ) -> AppResult<Answered> {
-    let request: P::Request = read_json(body, state, served).await?;
+    let request: P::Request = read_request(body, state, served).await?;
     let deadline = deadline(served, P::parameters(&request))?;
     let (batch, plan) = P::decode(served, &request, state.limits)?;
     let rows = batch.rows;
@@ -91,15 +91,15 @@ async fn answer<P: Protocol>(
         .admit(&served.load, rows)
         .await
         .map_err(|shed| shed.for_model(&subject(&served.manifest)))?;
-    let (served_now, batch) = (Arc::clone(served), Arc::new(batch));
+    let (admission, until) = (&state.admission, admitted.wait_until);
     let prediction = predict(
-        &state.admission,
-        served_now,
-        batch,
+        admission,
+        Arc::clone(served),
+        Arc::new(batch),
         deadline,
-        admitted.wait_until,
-    );
-    let prediction = prediction.await?;
+        until,
+    )
+    .await?;
     let fallback = prediction.fallback;
     let response = P::answer(model, served, request, plan, prediction, rows)?;
     Ok(Answered {
@@ -202,8 +202,9 @@ pub(super) fn fallback_parameters(reason: Option<FallbackReason>) -> Option<Map<
     })
 }
 
-/// Reads a JSON body within the server's size and time limits.
-async fn read_json<T: DeserializeOwned>(
+/// Reads and parses a request within the server's size and time limits;
+/// a request that could not start in time is shed before the parse.
+async fn read_request<T: DeserializeOwned>(
     body: Body,
     state: &AppState,
     served: &Served,
