@@ -181,7 +181,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         }
         println!(
             "== 2,000 partial request heads: opened in {:.2} s, live meanwhile: {live}; {closed} \
-             closed by the server, the last {:.1} s after the first opened (header timeout {timeout} s)",
+             closed by the server, the last {:.1} s after the first opened (header timeout \
+             {timeout} s)",
             opened.as_secs_f64(),
             last.as_secs_f64()
         );

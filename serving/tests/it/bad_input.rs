@@ -534,7 +534,8 @@ fn catalogue() -> Vec<(String, Request)> {
     add(
         "declared length over the limit",
         Hand(format!(
-            "POST {INFER} HTTP/1.1\r\nHost: {{addr}}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{}}",
+            "POST {INFER} HTTP/1.1\r\nHost: {{addr}}\r\nContent-Length: {}\r\n\
+            Connection: close\r\n\r\n{{}}",
             1024 * 1024
         )),
     );
