@@ -74,7 +74,7 @@ pub(crate) async fn predict(
             });
         }
     };
-    let deadline = deadline.filter(|_| served.fallback.is_some());
+    let deadline = deadline.filter(|_| served.fallback().is_some());
     if deadline == Some(Duration::ZERO) {
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
@@ -219,7 +219,7 @@ fn unreachable_fallback(served: &Served) -> ApiError {
 
 /// The fallback's answer, or `None` where the model has no fallback.
 fn with_fallback(served: &Served, batch: &Batch, reason: FallbackReason) -> Option<Prediction> {
-    let fallback = served.fallback.as_ref()?;
+    let fallback = served.fallback()?;
     let values: Vec<f64> = (0..batch.rows)
         .map(|i| fallback.predict(&batch.row(i)))
         .collect();

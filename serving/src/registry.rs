@@ -27,9 +27,9 @@ pub enum VersionPolicy {
 pub struct Served {
     pub manifest: Manifest,
     pub main: Main,
-    pub fallback: Option<Fallback>,
-    /// Why the fallback the manifest names could not be loaded.
-    pub fallback_error: Option<String>,
+    /// The fallback (`None` where the manifest names none), or why the one
+    /// it names could not be loaded.
+    pub fallback: Result<Option<Fallback>, String>,
     pub model_bytes: u64,
     /// Its requests, for `/metrics`; a reload starts them afresh.
     pub counters: Counters,
@@ -79,11 +79,16 @@ pub enum Main {
 impl Served {
     pub fn state(&self) -> ModelState {
         match (&self.main, &self.fallback) {
-            (Main::Ready(_), None) if self.fallback_error.is_some() => ModelState::NoFallback,
-            (Main::Ready(_), _) => ModelState::Ready,
-            (Main::Failed(_), Some(_)) => ModelState::Degraded,
-            (Main::Failed(_), None) => ModelState::Unavailable,
+            (Main::Ready(_), Err(_)) => ModelState::NoFallback,
+            (Main::Ready(_), Ok(_)) => ModelState::Ready,
+            (Main::Failed(_), Ok(Some(_))) => ModelState::Degraded,
+            (Main::Failed(_), _) => ModelState::Unavailable,
         }
+    }
+
+    /// The fallback, where one answers.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.fallback.as_ref().ok()?.as_ref()
     }
 
     /// Why the version is not `ready`: the main model's failure, else the
@@ -91,7 +96,7 @@ impl Served {
     pub fn failure(&self) -> Option<&str> {
         match &self.main {
             Main::Failed(reason) => Some(reason),
-            Main::Ready(_) => self.fallback_error.as_deref(),
+            Main::Ready(_) => self.fallback.as_ref().err().map(String::as_str),
         }
     }
 }
@@ -399,8 +404,10 @@ impl Registry {
             },
         };
         Ok(Served {
-            fallback: bundle.fallback().cloned(),
-            fallback_error: bundle.fallback_error().map(|e| self.relative(e)),
+            fallback: match bundle.fallback_error() {
+                Some(error) => Err(self.relative(error)),
+                None => Ok(bundle.fallback().cloned()),
+            },
             manifest,
             main,
             model_bytes,
