@@ -7,6 +7,7 @@ mod bench;
 mod clients;
 mod fixtures;
 mod fleet;
+mod fuzz;
 mod image;
 mod ort;
 mod server;
@@ -46,6 +47,9 @@ commands:
   ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
+  fuzz [--seconds N] [--target NAME]
+             AFL++ on request decoding (v2, v1) and manifest parsing, N s per
+             target (default 600); crashes go to fuzz/regressions/ (fuzz/README.md)
 ";
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn run() -> Result<u8> {
             verify::run(&root, &models, refresh, shard.as_deref())
         }
         Some("fixtures") => done(fixtures::run(&root)),
+        Some("fuzz") => done(fuzz::run(&root, args.collect())),
         Some("bench") => done(bench_command(&root, args.collect())),
         Some("client-check") => done(clients::run(&root)),
         Some("image") => done(image::build(&root).map(drop)),
