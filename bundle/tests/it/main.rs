@@ -3,6 +3,7 @@
 mod examples;
 mod fallback;
 mod fixtures;
+mod fuzz_corpus;
 mod manifest;
 mod records;
 mod repository;

@@ -5,6 +5,7 @@ mod admission;
 mod api;
 mod bad_input;
 mod fallback;
+mod fuzz_corpus;
 mod parity;
 mod process;
 mod repository;
