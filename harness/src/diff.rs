@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Report;
+use crate::report::{Report, Verdict};
 
 /// A metric change smaller than this, relative, is noise and not listed.
 const METRIC_NOISE: f64 = 0.01;
@@ -16,6 +16,8 @@ pub struct Change {
     pub what: String,
     pub before: String,
     pub after: String,
+    /// A suite's verdict went to failed: the release got worse.
+    pub worse: bool,
 }
 
 /// Every difference in models, versions, suite verdicts and metrics.
@@ -26,6 +28,7 @@ pub fn changes(old: &Report, new: &Report) -> Vec<Change> {
         what,
         before,
         after,
+        worse: false,
     };
     for m in &new.models {
         let Some(before) = old.model(&m.name) else {
@@ -50,12 +53,15 @@ pub fn changes(old: &Report, new: &Report) -> Vec<Change> {
                 continue;
             };
             if was.verdict != suite.verdict {
-                changes.push(change(
-                    &m.name,
-                    format!("{} verdict", suite.suite),
-                    was.verdict.as_str().into(),
-                    suite.verdict.as_str().into(),
-                ));
+                changes.push(Change {
+                    worse: suite.verdict == Verdict::Failed,
+                    ..change(
+                        &m.name,
+                        format!("{} verdict", suite.suite),
+                        was.verdict.as_str().into(),
+                        suite.verdict.as_str().into(),
+                    )
+                });
             }
             for (metric, &value) in &suite.metrics {
                 let Some(&previous) = was.metrics.get(metric) else {
@@ -117,4 +123,35 @@ pub fn render(changes: &[Change]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn baseline() -> Report {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/baseline/report.json"
+        );
+        Report::read(std::path::Path::new(path)).expect("the committed baseline")
+    }
+
+    #[test]
+    fn a_verdict_gone_to_failed_is_worse_and_nothing_else_is() {
+        let old = baseline();
+        assert!(changes(&old, &old).is_empty());
+
+        let mut new = old.clone();
+        let suite = &mut new.models[0].suites[0];
+        assert_eq!(suite.verdict, Verdict::Passed, "the baseline passes");
+        suite.verdict = Verdict::Failed;
+        let found = changes(&old, &new);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].worse);
+        // Back from failed to passed is a change, and not a worse one.
+        let found = changes(&new, &old);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].worse);
+    }
 }

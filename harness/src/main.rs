@@ -26,7 +26,7 @@ use preflight_harness::{
 /// 2 a usage, bundle or baseline error, 3 the endpoint could not be reached,
 /// started, or stopped answering.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(name = "preflight", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -137,7 +137,8 @@ impl VerifyArgs {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// Print what changed between two reports: models, versions, suite
-    /// verdicts, and figures that moved by more than 1%.
+    /// verdicts, and figures that moved by more than 1%. Exits 1 when a
+    /// suite's verdict went to failed.
     Diff {
         /// The earlier report.json.
         old: PathBuf,
@@ -200,11 +201,14 @@ fn main() -> ExitCode {
 fn diff(old: &std::path::Path, new: &std::path::Path) -> u8 {
     match (Report::read(old), Report::read(new)) {
         (Ok(old), Ok(new)) => {
-            print!(
-                "{}",
-                preflight_harness::diff::render(&preflight_harness::diff::changes(&old, &new))
-            );
-            exit::PASSED
+            let changes = preflight_harness::diff::changes(&old, &new);
+            print!("{}", preflight_harness::diff::render(&changes));
+            // Like `diff`: a script can gate on it.
+            if changes.iter().any(|c| c.worse) {
+                exit::FAILED
+            } else {
+                exit::PASSED
+            }
         }
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("preflight: {e}");
