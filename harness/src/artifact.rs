@@ -2,18 +2,29 @@
 //! computes before serving touches it. Comparing it with the training-time
 //! outputs and with the endpoint tells a conversion error from a serving one.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::value::{DynValue, Tensor};
 use preflight_bundle::{Bundle, Datatype, Feature, Manifest, Record, Value};
 
-/// ONNX Runtime for this process, started on first use from where
-/// `preflight_ort::find_library` finds it.
+/// The library `--ort-lib` names, if it does.
+static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs the artifact with the library at `path` instead of where
+/// `preflight_ort::find_library` looks: call it before the first run.
+pub(crate) fn use_library(path: &Path) {
+    let _ = LIBRARY.set(path.to_path_buf());
+}
+
+/// ONNX Runtime for this process, started on first use from the library
+/// given to [`use_library`], else where `preflight_ort::find_library` finds it.
 fn environment() -> Result<(), String> {
     static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
     STARTED
         .get_or_init(|| {
-            let library = preflight_ort::find_library(None).map_err(|e| e.to_string())?;
+            let library = preflight_ort::find_library(LIBRARY.get().map(PathBuf::as_path))
+                .map_err(|e| e.to_string())?;
             preflight_ort::init(&library, "preflight")
                 .map(drop)
                 .map_err(|e| e.to_string())

@@ -85,6 +85,11 @@ struct VerifyArgs {
     /// The preflight-serve binary for `--target process` (default: beside preflight).
     #[arg(long, value_name = "PATH", env = "PREFLIGHT_SERVE")]
     serve_bin: Option<PathBuf>,
+    /// The ONNX Runtime shared library (libonnxruntime.so), for the suites
+    /// that run the artifact itself and for the process target. Default:
+    /// ORT_DYLIB_PATH, else target/ort/ as fetched by `cargo xtask ort`.
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
     /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
@@ -124,6 +129,7 @@ impl VerifyArgs {
             jobs: self.jobs,
             target_options: TargetOptions {
                 serve_bin: self.serve_bin,
+                ort_lib: self.ort_lib,
                 ready_timeout: std::time::Duration::from_secs(self.ready_timeout),
                 limits: Limits {
                     cpus: self.cpus,

@@ -45,9 +45,18 @@ impl TargetSpec {
             Some(("container", image)) if !image.is_empty() => {
                 Ok(Self::Container(image.to_owned()))
             }
-            _ => Err(format!(
-                "--target {text}: expected url=http://HOST:PORT or process"
-            )),
+            _ => {
+                let kind = text.split_once('=').map_or(text, |(kind, _)| kind);
+                let hint = ["url", "process", "container"]
+                    .into_iter()
+                    .find(|known| strsim::levenshtein(kind, known) <= 2)
+                    .map(|known| format!("; did you mean '{known}'?"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "--target {text}: expected url=http://HOST:PORT, process or \
+                     container=IMAGE{hint}"
+                ))
+            }
         }
     }
 
@@ -79,6 +88,8 @@ pub struct Endpoint {
 pub struct TargetOptions {
     /// `preflight-serve` for the process target.
     pub serve_bin: Option<PathBuf>,
+    /// The ONNX Runtime library the process target is given.
+    pub ort_lib: Option<PathBuf>,
     /// How long a `url=` target may take to say it is ready.
     pub ready_timeout: Duration,
     /// CPU and memory of a container target.
@@ -89,6 +100,7 @@ impl Default for TargetOptions {
     fn default() -> Self {
         Self {
             serve_bin: None,
+            ort_lib: None,
             ready_timeout: Duration::from_secs(30),
             limits: Limits::default(),
         }
@@ -128,7 +140,7 @@ impl Endpoint {
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }
-            TargetSpec::Process => start_process(models, out, options.serve_bin.as_deref()).await,
+            TargetSpec::Process => start_process(models, out, options).await,
             TargetSpec::Container(image) => {
                 start_container(image, models, out, options.limits).await
             }
@@ -245,16 +257,21 @@ fn serve_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
 async fn start_process(
     models: &Path,
     out: &Path,
-    serve_bin: Option<&Path>,
+    options: &TargetOptions,
 ) -> Result<Endpoint, String> {
-    let binary = serve_binary(serve_bin)?;
+    let binary = serve_binary(options.serve_bin.as_deref())?;
     let log_path = out.join("preflight-serve.log");
     let log = File::create(&log_path)
         .map_err(|e| format!("{}: cannot create the server log: {e}", log_path.display()))?;
     let token = fresh_token();
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--models"])
-        .arg(models)
+        .arg(models);
+    if let Some(library) = &options.ort_lib {
+        command.arg("--ort-lib").arg(library);
+    }
+    let mut child = command
         .env(REPOSITORY_TOKEN, &token)
         .stdout(Stdio::piped())
         .stderr(log)
@@ -280,7 +297,8 @@ async fn start_process(
         let _ = child.kill();
         let _ = child.wait();
         return Err(format!(
-            "preflight-serve exited at start; its log: {}",
+            "preflight-serve exited at start{}; its log: {}",
+            last_lines(&log_path),
             log_path.display()
         ));
     };
@@ -294,6 +312,19 @@ async fn start_process(
     waited.map_err(|e| format!("{e}; its log: {}", log_path.display()))?;
     endpoint.memory_after_load = resident_bytes(pid);
     Ok(endpoint)
+}
+
+/// The end of a log, as `: <line> / <line>`, for an error that would
+/// otherwise only point at the file.
+fn last_lines(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.join(" / "))
+    }
 }
 
 /// The environment variable that gives `preflight-serve` its repository token.

@@ -83,6 +83,9 @@ pub async fn verify(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
+    if let Some(library) = &config.target_options.ort_lib {
+        crate::artifact::use_library(library);
+    }
     let selected = select(&config.models, &config.only, config.shard)?;
     gate_before(config, &selected)?;
     let baseline = match &config.baseline {

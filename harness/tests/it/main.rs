@@ -43,10 +43,50 @@ fn usage_and_bundle_errors_exit_2() {
     let out = preflight(&["verify", "--models", "x", "--target", "carrier-pigeon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("expected url=http://HOST:PORT or process"),
+        stderr(&out).contains("expected url=http://HOST:PORT, process or container=IMAGE"),
         "{}",
         stderr(&out)
     );
+    let out = preflight(&["verify", "--models", "x", "--target", "proces"]);
+    assert!(
+        stderr(&out).contains("did you mean 'process'?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = preflight(&["verify", "--models", "x", "--target", "containr=img"]);
+    assert!(
+        stderr(&out).contains("did you mean 'container'?"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A server that cannot start says why on the spot, not only in its log.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let models = fixtures().join("models").display().to_string();
+    let out_dir = tmp.path().display().to_string();
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        "process",
+        "--only",
+        "eta-nairobi",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+        "--out",
+        &out_dir,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("exited at start: error: /nonexistent/libonnxruntime.so: cannot load"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = preflight(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("preflight "));
 
     let out = preflight(&[
         "verify", "--models", "x", "--target", "process", "--suites", "vibes",
