@@ -42,9 +42,44 @@ pub struct VersionEntry {
     pub dir: PathBuf,
 }
 
+/// A repository is `<model>/<version>/`: refuses the folder of one bundle,
+/// or of one model, with the folder to give instead.
+fn not_a_bundle_or_model(root: &Path) -> Result<(), Error> {
+    let up = |levels: usize| {
+        let absolute = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let above = absolute.ancestors().nth(levels).unwrap_or(&absolute);
+        above.display().to_string()
+    };
+    if root.join("manifest.toml").is_file() {
+        return Err(Error::invalid(
+            root,
+            format!(
+                "this is one bundle (it holds manifest.toml), not a model repository of \
+                 <model>/<version>/ folders; give the repository two levels up: {}",
+                up(2)
+            ),
+        ));
+    }
+    let holds_bundles = subfolders(root)?
+        .iter()
+        .any(|(label, dir)| label.parse::<u64>().is_ok() && dir.join("manifest.toml").is_file());
+    if holds_bundles {
+        return Err(Error::invalid(
+            root,
+            format!(
+                "this is one model's folder (its version folders hold manifest.toml), not a \
+                 model repository; give the repository one level up: {}",
+                up(1)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Repository {
     /// Lists the models and versions under `root`; reads no bundle.
     pub fn scan(root: &Path) -> Result<Self, Error> {
+        not_a_bundle_or_model(root)?;
         let mut models = Vec::new();
         let mut problems = Vec::new();
         for (name, dir) in subfolders(root)? {

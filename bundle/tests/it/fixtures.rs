@@ -188,3 +188,30 @@ fn defect_catalogue_refers_to_what_exists() {
         }
     }
 }
+
+#[test]
+fn a_model_or_bundle_folder_given_as_the_repository_says_which_to_give() {
+    let repository = fixtures().join("models").canonicalize().expect("models");
+    let up = repository.display();
+    for (dir, says) in [
+        (
+            repository.join("eta-madrid"),
+            format!(
+                "one model's folder (its version folders hold manifest.toml), not a model \
+                repository; give the repository one level up: {up}"
+            ),
+        ),
+        (
+            repository.join("eta-madrid/1"),
+            format!(
+                "one bundle (it holds manifest.toml), not a model repository of \
+                <model>/<version>/ folders; give the repository two levels up: {up}"
+            ),
+        ),
+    ] {
+        let error = Repository::scan(&dir)
+            .expect_err("not a repository")
+            .to_string();
+        assert!(error.ends_with(&says), "{error}");
+    }
+}
