@@ -188,7 +188,10 @@ async fn start_container(
     let token = fresh_token();
     let container = crate::container::start(image, models, limits, &log, &token).await?;
     let client = Client::new(&container.url).with_repository_token(&token);
-    let ready = crate::container::wait(&container, READY_TIMEOUT, || loaded(&client)).await;
+    let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
+        loaded(&client).await.is_ok()
+    })
+    .await;
     if let Err(e) = ready {
         let _ = container.save_log(&log).await;
         container.remove().await;
@@ -347,12 +350,25 @@ fn fresh_token() -> String {
 /// Whether the endpoint has loaded what it serves: readiness answers 200,
 /// or, from preflight-serve, 503 with `"loading": false`: loaded, with some
 /// version not ready, which the suites of that model then show.
-async fn loaded(client: &Client) -> bool {
+/// Whether the endpoint has finished loading, or what it said instead.
+async fn loaded(client: &Client) -> Result<(), String> {
     match client.get_text("/v2/health/ready").await {
-        Ok((200, _)) => true,
-        Ok((503, body)) => serde_json::from_str::<serde_json::Value>(&body)
-            .is_ok_and(|b| b["loading"] == serde_json::Value::Bool(false)),
-        _ => false,
+        Ok((200, _)) => Ok(()),
+        Ok((503, body)) => {
+            let json = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+            if json["loading"] == serde_json::Value::Bool(false) {
+                Ok(())
+            } else {
+                Err("it answers 503, not ready yet".to_owned())
+            }
+        }
+        Ok((404, _)) => Err(
+            "it answers 404 for /v2/health/ready: something listens there, \
+             but not an Open Inference Protocol server"
+                .to_owned(),
+        ),
+        Ok((status, _)) => Err(format!("it answers {status}")),
+        Err(unreachable) => Err(unreachable.reason),
     }
 }
 
@@ -367,9 +383,14 @@ async fn wait_ready(
         let remaining = limit
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(100));
-        if let Ok(true) = tokio::time::timeout(remaining, loaded(client)).await {
-            return Ok(());
-        }
+        let last = match tokio::time::timeout(remaining, loaded(client)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(seen)) => seen,
+            Err(_) => format!(
+                "it accepts connections but did not answer within {:.0} s",
+                remaining.as_secs_f64()
+            ),
+        };
         if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
             return Err(format!(
                 "preflight-serve exited with {status} before it was ready"
@@ -377,7 +398,7 @@ async fn wait_ready(
         }
         if started.elapsed() > limit {
             return Err(format!(
-                "{} was not ready within {} s (GET /v2/health/ready)",
+                "{} was not ready within {} s (GET /v2/health/ready): {last}",
                 client.base,
                 limit.as_secs()
             ));

@@ -440,3 +440,46 @@ fn the_policy_decides_which_skips_fail_the_release() {
         "{summary}"
     );
 }
+
+/// A target that is not ready says what it saw: nothing listening, or a
+/// server that is not an Open Inference Protocol server.
+#[test]
+fn an_endpoint_never_ready_says_what_answered() {
+    use std::io::{Read, Write};
+    // Something that answers every request 404, as a web server would.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let models = fixtures().join("models").display().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out_dir = tmp.path().display().to_string();
+    let not_oip = format!("url=http://{addr}");
+    // Port 1 is privileged and nothing listens there.
+    for (target, says) in [
+        (not_oip.as_str(), "not an Open Inference Protocol server"),
+        ("url=http://127.0.0.1:1", "connection refused"),
+    ] {
+        let out = preflight(&[
+            "verify",
+            "--models",
+            &models,
+            "--target",
+            target,
+            "--ready-timeout",
+            "1",
+            "--out",
+            &out_dir,
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{target}: {}", stderr(&out));
+    }
+}
