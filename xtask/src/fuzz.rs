@@ -203,3 +203,42 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crashes_and_hangs_are_kept_by_content_and_the_readme_is_not() {
+        let dir = std::env::temp_dir().join(format!("xtask-fuzz-{}", std::process::id()));
+        let (run, fuzz) = (dir.join("run"), dir.join("fuzz"));
+        for (folder, file, bytes) in [
+            ("crashes", "README.txt", "what AFL++ writes"),
+            (
+                "crashes",
+                "id:000000,sig:06,src:000001,op:havoc",
+                "{\"inputs\"",
+            ),
+            (
+                "crashes",
+                "id:000001,sig:06,src:000002,op:havoc",
+                "{\"inputs\"",
+            ),
+            ("hangs", "id:000000,src:000003,op:havoc", "[[[[["),
+        ] {
+            std::fs::create_dir_all(run.join(folder)).expect("mkdir");
+            std::fs::write(run.join(folder).join(file), bytes).expect("write");
+        }
+        let kept = keep_findings(&fuzz, "infer_v2", &run).expect("kept");
+        let mut names: Vec<String> = std::fs::read_dir(fuzz.join("regressions/infer_v2"))
+            .expect("regressions")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(kept.len(), 3);
+        let crash = format!("crash-{:016x}", fnv1a(b"{\"inputs\""));
+        assert_eq!(names, [crash, format!("hang-{:016x}", fnv1a(b"[[[[["))]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}
