@@ -22,11 +22,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  verify [--models DIR] [--shard K/N] [--refresh-baseline]
+  verify [--models DIR] [--shard K/N] [--refresh-baseline] [-- ARGS]
              the release gate: build the image, verify it as a container on
              fixtures/models (or DIR) against fixtures/baseline/report.json, reports in
              target/preflight/; --shard verifies one shard (CI's matrix);
-             --refresh-baseline stores a passing run as the baseline
+             --refresh-baseline stores a passing run as the baseline; ARGS after
+             `--` go to `preflight verify` (--only, --suites, --baseline, ...)
   ci         the style gate: cargo fmt --check, clippy with warnings as
              errors, and the tidy tests (line width, one list of suites,
              docs of every suite, the crate graph's invariants)
@@ -71,15 +72,18 @@ fn run() -> Result<u8> {
         Some("test") => done(test(&root, args.collect())),
         Some("verify") => {
             let (mut models, mut refresh, mut shard) = ("fixtures/models".to_owned(), false, None);
+            let mut passed = Vec::new();
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     "--refresh-baseline" => refresh = true,
                     "--models" => models = args.next().context("--models needs a folder")?,
                     "--shard" => shard = Some(args.next().context("--shard needs K/N")?),
+                    // The rest goes to `preflight verify` as it is.
+                    "--" => passed.extend(args.by_ref()),
                     other => bail!("unknown option '{other}' of verify\n\n{USAGE}"),
                 }
             }
-            verify::run(&root, &models, refresh, shard.as_deref())
+            verify::run(&root, &models, refresh, shard.as_deref(), &passed)
         }
         Some("fixtures") => done(fixtures::run(&root)),
         Some("fuzz") => done(fuzz::run(&root, args.collect())),

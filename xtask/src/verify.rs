@@ -18,7 +18,15 @@ const OUT: &str = "target/preflight";
 /// Runs the gate on `models` (a repository path relative to the root);
 /// `refresh` also stores a passing run's report as the new baseline.
 /// `shard` (`K/N`) verifies one shard of the models, as CI's matrix does.
-pub(crate) fn run(root: &Path, models: &str, refresh: bool, shard: Option<&str>) -> Result<u8> {
+/// `passed` goes to `preflight verify` last, so that it can narrow the run
+/// (`--only`, `--suites`) or name another `--baseline`.
+pub(crate) fn run(
+    root: &Path,
+    models: &str,
+    refresh: bool,
+    shard: Option<&str>,
+    passed: &[String],
+) -> Result<u8> {
     let tag = image::build(root)?;
     let release = build_release(root, &[("preflight-harness", "preflight")])?;
     let mut verify = Command::new(release.join("preflight"));
@@ -38,12 +46,16 @@ pub(crate) fn run(root: &Path, models: &str, refresh: bool, shard: Option<&str>)
     // key the format does not know, and every comparison with the last
     // release is made, except when there is no last release to compare with.
     let baseline = root.join(BASELINE);
-    if baseline.is_file() && !refresh {
+    let own_baseline = passed.iter().any(|a| a == "--baseline");
+    if own_baseline {
+        verify.args(["--require", "strict"]);
+    } else if baseline.is_file() && !refresh {
         verify.arg("--baseline").arg(&baseline);
         verify.args(["--require", "strict"]);
     } else {
         verify.args(["--require", "suites,manifest"]);
     }
+    verify.args(passed);
     eprintln!("$ {verify:?}");
     let status = verify.status().context("running preflight")?;
     let code = status
