@@ -283,7 +283,7 @@ fn write_reports(report: &Report, baseline: Option<&Report>, out: &std::path::Pa
             exit::USAGE
         }
         Ok(files) => {
-            eprintln!("\n{}", output::markdown(report));
+            eprintln!("\n{}", output::markdown(report, None));
             for file in files {
                 eprintln!("wrote {}", file.display());
             }

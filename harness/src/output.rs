@@ -16,7 +16,7 @@ pub fn write_all(
     let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
     let files = [
         ("report.json", json),
-        ("summary.md", markdown(report)),
+        ("summary.md", markdown(report, run_link().as_deref())),
         ("junit.xml", junit(report)),
         ("report.html", crate::html::render_html(report, baseline)),
     ];
@@ -41,8 +41,26 @@ fn mark(verdict: Verdict) -> &'static str {
     }
 }
 
-/// The summary for a pull request comment or `$GITHUB_STEP_SUMMARY`.
-pub fn markdown(report: &Report) -> String {
+/// Beyond this many models, the passing ones fold under `<details>`.
+const UNFOLDED_MODELS: usize = 10;
+
+/// The link to this CI run's page, where its artifacts are, on GitHub
+/// Actions.
+fn run_link() -> Option<String> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    Some(format!(
+        "{}/{}/actions/runs/{}",
+        var("GITHUB_SERVER_URL")?,
+        var("GITHUB_REPOSITORY")?,
+        var("GITHUB_RUN_ID")?
+    ))
+}
+
+/// The summary for a pull request comment or `$GITHUB_STEP_SUMMARY`: the
+/// verdict, the failures, the verdicts per model (the passing ones folded
+/// in a large fleet), the skips and warnings, and the link to the run's
+/// artifacts (`link`).
+pub fn markdown(report: &Report, link: Option<&str>) -> String {
     let mut md = String::new();
     let failed = report
         .models
@@ -61,22 +79,6 @@ pub fn markdown(report: &Report) -> String {
         },
         report.target
     );
-    let suites = report.suite_names();
-    let _ = writeln!(md, "| model | version | {} |", suites.join(" | "));
-    let _ = writeln!(md, "| --- | --- |{}", " --- |".repeat(suites.len()));
-    for model in &report.models {
-        let cells: Vec<&str> = suites
-            .iter()
-            .map(|s| model.suite(s).map_or("", |r| mark(r.verdict)))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} |",
-            model.name,
-            model.version,
-            cells.join(" | ")
-        );
-    }
     let failures: Vec<String> = report
         .models
         .iter()
@@ -96,7 +98,42 @@ pub fn markdown(report: &Report) -> String {
         })
         .collect();
     if !failures.is_empty() {
-        let _ = writeln!(md, "\n## Failures\n\n{}", failures.join("\n"));
+        let _ = writeln!(md, "## Failures\n\n{}\n", failures.join("\n"));
+    }
+    let fold = report.models.len() > UNFOLDED_MODELS;
+    let (shown, folded): (Vec<_>, Vec<_>) = report
+        .models
+        .iter()
+        .partition(|m| !fold || m.verdict == Verdict::Failed);
+    let suites = report.suite_names();
+    let table = |models: &[&crate::report::ModelReport]| {
+        let mut t = format!("| model | version | {} |\n", suites.join(" | "));
+        let _ = writeln!(t, "| --- | --- |{}", " --- |".repeat(suites.len()));
+        for model in models {
+            let cells: Vec<&str> = suites
+                .iter()
+                .map(|s| model.suite(s).map_or("", |r| mark(r.verdict)))
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} |",
+                model.name,
+                model.version,
+                cells.join(" | ")
+            );
+        }
+        t
+    };
+    if !shown.is_empty() {
+        md.push_str(&table(&shown));
+    }
+    if !folded.is_empty() {
+        let _ = write!(
+            md,
+            "\n<details><summary>{} more models, none failed</summary>\n\n{}\n</details>\n",
+            folded.len(),
+            table(&folded)
+        );
     }
     md.push_str(&skipped_markdown(report));
     let warnings: Vec<String> = report
@@ -110,6 +147,13 @@ pub fn markdown(report: &Report) -> String {
         .collect();
     if !warnings.is_empty() {
         let _ = writeln!(md, "\n## Warnings\n\n{}", warnings.join("\n"));
+    }
+    if let Some(link) = link {
+        let _ = writeln!(
+            md,
+            "\nThe reports (report.html, report.json, junit.xml) are among the artifacts of \
+             [this run]({link})."
+        );
     }
     md
 }
@@ -216,4 +260,38 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn baseline() -> Report {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/baseline/report.json");
+        Report::read(Path::new(path)).expect("the committed baseline")
+    }
+
+    #[test]
+    fn failures_come_first_and_a_fleet_folds_its_passing_models() {
+        let mut report = baseline();
+        let first = report.models[0].clone();
+        while report.models.len() <= UNFOLDED_MODELS {
+            report.models.push(first.clone());
+        }
+        report.models[1].verdict = Verdict::Failed;
+        report.models[1].suites[0].verdict = Verdict::Failed;
+        let failing = format!("| {} | {} |", report.models[1].name, report.models[1].version);
+        let md = markdown(&report, Some("https://github.com/o/r/actions/runs/1"));
+
+        let at = |text: &str| md.find(text).unwrap_or_else(|| panic!("no {text:?} in\n{md}"));
+        assert!(at("## Failures") < at(&failing), "{md}");
+        assert!(at(&failing) < at("<details>"), "the failed model is outside the fold");
+        let folded = report.models.len() - 1;
+        assert!(md.contains(&format!("<summary>{folded} more models, none failed</summary>")));
+        assert!(md.trim_end().ends_with("[this run](https://github.com/o/r/actions/runs/1)."));
+
+        // A few models are all shown, and without a run there is no link.
+        let md = markdown(&baseline(), None);
+        assert!(!md.contains("<details>") && !md.contains("this run"), "{md}");
+    }
 }
