@@ -267,7 +267,10 @@ mod tests {
     use super::*;
 
     fn baseline() -> Report {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/baseline/report.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/baseline/report.json"
+        );
         Report::read(Path::new(path)).expect("the committed baseline")
     }
 
@@ -280,18 +283,35 @@ mod tests {
         }
         report.models[1].verdict = Verdict::Failed;
         report.models[1].suites[0].verdict = Verdict::Failed;
-        let failing = format!("| {} | {} |", report.models[1].name, report.models[1].version);
+        let failing = format!(
+            "| {} | {} |",
+            report.models[1].name, report.models[1].version
+        );
         let md = markdown(&report, Some("https://github.com/o/r/actions/runs/1"));
 
-        let at = |text: &str| md.find(text).unwrap_or_else(|| panic!("no {text:?} in\n{md}"));
+        let at = |text: &str| {
+            md.find(text)
+                .unwrap_or_else(|| panic!("no {text:?} in\n{md}"))
+        };
         assert!(at("## Failures") < at(&failing), "{md}");
-        assert!(at(&failing) < at("<details>"), "the failed model is outside the fold");
+        assert!(
+            at(&failing) < at("<details>"),
+            "the failed model is outside the fold"
+        );
         let folded = report.models.len() - 1;
-        assert!(md.contains(&format!("<summary>{folded} more models, none failed</summary>")));
-        assert!(md.trim_end().ends_with("[this run](https://github.com/o/r/actions/runs/1)."));
+        assert!(md.contains(&format!(
+            "<summary>{folded} more models, none failed</summary>"
+        )));
+        assert!(
+            md.trim_end()
+                .ends_with("[this run](https://github.com/o/r/actions/runs/1).")
+        );
 
         // A few models are all shown, and without a run there is no link.
         let md = markdown(&baseline(), None);
-        assert!(!md.contains("<details>") && !md.contains("this run"), "{md}");
+        assert!(
+            !md.contains("<details>") && !md.contains("this run"),
+            "{md}"
+        );
     }
 }
