@@ -361,8 +361,25 @@ fn select(
         .filter(|m| only.is_empty() || only.iter().any(|pattern| glob_match(pattern, &m.name)))
         .collect();
     if matching.is_empty() {
+        // The nearest names to each pattern, for a misspelt one.
+        let nearest: Vec<&str> = only
+            .iter()
+            .filter_map(|pattern| {
+                let names = repo.models().iter().map(|m| m.name.as_str());
+                names
+                    .map(|name| (strsim::levenshtein(pattern, name), name))
+                    .filter(|(distance, _)| *distance <= 2)
+                    .min()
+                    .map(|(_, name)| name)
+            })
+            .collect();
+        let hint = if nearest.is_empty() {
+            String::new()
+        } else {
+            format!("; did you mean {}?", nearest.join(", "))
+        };
         return Err(VerifyError::Usage(format!(
-            "no model in {} matches {}",
+            "no model in {} matches {}{hint}",
             models.display(),
             if only.is_empty() {
                 "(any)".to_owned()

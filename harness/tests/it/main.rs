@@ -87,6 +87,22 @@ fn usage_and_bundle_errors_exit_2() {
         stderr(&out)
     );
 
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        "process",
+        "--only",
+        "eta-madird",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("matches eta-madird; did you mean eta-madrid?"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = preflight(&["--version"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("preflight "));
 
