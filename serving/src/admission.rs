@@ -104,10 +104,17 @@ impl RunSlot {
 }
 
 impl Admission {
+    /// The server's budgets; a bound of 0 is taken as 1.
     pub fn new(limits: AdmissionLimits) -> Self {
+        let limits = AdmissionLimits {
+            max_inflight_rows: limits.max_inflight_rows.max(1),
+            max_model_rows: limits.max_model_rows.max(1),
+            max_runs: limits.max_runs.max(1),
+            ..limits
+        };
         Self {
-            rows: Arc::new(Semaphore::new(limits.max_inflight_rows.max(1))),
-            runs: Arc::new(Semaphore::new(limits.max_runs.max(1))),
+            rows: Arc::new(Semaphore::new(limits.max_inflight_rows)),
+            runs: Arc::new(Semaphore::new(limits.max_runs)),
             waiting: AtomicUsize::new(0),
             stopped: Arc::default(),
             limits,
@@ -122,7 +129,7 @@ impl Admission {
     /// not. A request larger than the whole budget waits for all of it.
     pub async fn admit<'a>(&self, model: &'a ModelLoad, rows: usize) -> Result<Admitted<'a>, Shed> {
         let started = Instant::now();
-        let limit = self.limits.max_model_rows.max(1);
+        let limit = self.limits.max_model_rows;
         // Counted from here, and released however this ends: refused, shed,
         // or dropped while it waits (its client gone).
         let share = Share::new(model, rows);
@@ -135,7 +142,7 @@ impl Admission {
                 share.before
             )));
         }
-        let budget = self.limits.max_inflight_rows.max(1);
+        let budget = self.limits.max_inflight_rows;
         let permits = u32::try_from(rows.clamp(1, budget)).unwrap_or(u32::MAX);
         let wait = self.limits.queue_wait;
         let acquired =
@@ -186,7 +193,7 @@ impl Admission {
     /// when it may.
     pub fn hopeless(&self, until: Instant, run: Duration) -> Option<Shed> {
         let wait = until.saturating_duration_since(Instant::now());
-        let slots = self.limits.max_runs.max(1);
+        let slots = self.limits.max_runs;
         let ahead = self.waiting.load(Ordering::Acquire);
         let rounds = u32::try_from(ahead / slots).unwrap_or(u32::MAX);
         (rounds > 0 && run.saturating_mul(rounds) > wait).then(|| {
@@ -199,12 +206,12 @@ impl Admission {
 
     /// Rows in flight now, server-wide.
     pub fn inflight_rows(&self) -> usize {
-        self.limits.max_inflight_rows.max(1) - self.rows.available_permits()
+        self.limits.max_inflight_rows - self.rows.available_permits()
     }
 
     /// Model runs on blocking threads now.
     pub fn running(&self) -> usize {
-        self.limits.max_runs.max(1) - self.runs.available_permits()
+        self.limits.max_runs - self.runs.available_permits()
     }
 
     /// Runs a deadline stopped before their end, since the start.
