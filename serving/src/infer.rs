@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use preflight_bundle::Datatype;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, ModelLoad};
 use crate::backend::{Predictor, Stop};
 use crate::batch::{Batch, subject};
 use crate::error::ApiError;
@@ -50,7 +50,13 @@ pub(crate) struct Prediction {
 /// [`INLINE_COST`], run on the async worker itself: a hand-off to a blocking
 /// thread costs more than such a run.
 const INLINE_ROWS: usize = 16;
-pub(crate) const INLINE_COST: Duration = Duration::from_micros(200);
+const INLINE_COST: Duration = Duration::from_micros(200);
+
+/// Whether a batch of `rows` rows of the model whose runs cost `load` runs
+/// on the async worker rather than with a run slot.
+pub(crate) fn runs_inline(load: &ModelLoad, rows: usize) -> bool {
+    rows <= INLINE_ROWS && load.expected(rows) <= INLINE_COST
+}
 
 /// Runs the main model, bounded by `deadline` when a fallback can answer
 /// instead; errors fall back too. Costlier batches wait for a run slot until
@@ -79,8 +85,7 @@ pub(crate) async fn predict(
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
     }
-    let inline = batch.rows <= INLINE_ROWS && served.load.expected(batch.rows) <= INLINE_COST;
-    let run = if inline {
+    let run = if runs_inline(&served.load, batch.rows) {
         run_inline(&served, &batch, predictor.as_ref(), deadline)
     } else {
         let timing = Timing {

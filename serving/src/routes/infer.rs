@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::{AppResult, AppState};
 use crate::batch::{Batch, Limits, subject};
 use crate::error::ApiError;
-use crate::infer::{FallbackReason, INLINE_COST, Prediction, predict};
+use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
 use crate::metrics::{Counters, Outcome};
 use crate::protocol::params;
 use crate::registry::Served;
@@ -218,12 +218,9 @@ async fn read_request<T: DeserializeOwned>(
     })?;
     // Under overload most requests are shed: a model whose every run takes
     // a slot sheds before the parse, the costliest step of a request.
-    let one_row = served.load.expected(1);
-    if one_row > INLINE_COST
-        && let Some(shed) = state.admission.hopeless(
-            Instant::now() + state.admission.limits().queue_wait,
-            one_row,
-        )
+    let until = Instant::now() + state.admission.limits().queue_wait;
+    if !runs_inline(&served.load, 1)
+        && let Some(shed) = state.admission.hopeless(until, served.load.expected(1))
     {
         return Err(shed.for_model(&who));
     }
