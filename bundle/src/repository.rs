@@ -43,8 +43,9 @@ pub struct VersionEntry {
 }
 
 /// A repository is `<model>/<version>/`: refuses the folder of one bundle,
-/// or of one model, with the folder to give instead.
-fn not_a_bundle_or_model(root: &Path) -> Result<(), Error> {
+/// or of one model (whose `folders` are its versions), with the folder to
+/// give instead.
+fn not_a_bundle_or_model(root: &Path, folders: &[(String, PathBuf)]) -> Result<(), Error> {
     let up = |levels: usize| {
         let absolute = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         let above = absolute.ancestors().nth(levels).unwrap_or(&absolute);
@@ -60,7 +61,7 @@ fn not_a_bundle_or_model(root: &Path) -> Result<(), Error> {
             ),
         ));
     }
-    let holds_bundles = subfolders(root)?
+    let holds_bundles = folders
         .iter()
         .any(|(label, dir)| label.parse::<u64>().is_ok() && dir.join("manifest.toml").is_file());
     if holds_bundles {
@@ -79,10 +80,11 @@ fn not_a_bundle_or_model(root: &Path) -> Result<(), Error> {
 impl Repository {
     /// Lists the models and versions under `root`; reads no bundle.
     pub fn scan(root: &Path) -> Result<Self, Error> {
-        not_a_bundle_or_model(root)?;
+        let folders = subfolders(root)?;
+        not_a_bundle_or_model(root, &folders)?;
         let mut models = Vec::new();
         let mut problems = Vec::new();
-        for (name, dir) in subfolders(root)? {
+        for (name, dir) in folders {
             if !is_valid_model_name(&name) {
                 problems.push(Error::invalid(
                     &dir,
