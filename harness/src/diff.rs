@@ -129,17 +129,9 @@ pub fn render(changes: &[Change]) -> String {
 mod tests {
     use super::*;
 
-    fn baseline() -> Report {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/baseline/report.json"
-        );
-        Report::read(std::path::Path::new(path)).expect("the committed baseline")
-    }
-
     #[test]
     fn a_verdict_gone_to_failed_is_worse_and_nothing_else_is() {
-        let old = baseline();
+        let old = Report::committed_baseline();
         assert!(changes(&old, &old).is_empty());
 
         let mut new = old.clone();

@@ -266,17 +266,9 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn baseline() -> Report {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/baseline/report.json"
-        );
-        Report::read(Path::new(path)).expect("the committed baseline")
-    }
-
     #[test]
     fn failures_come_first_and_a_fleet_folds_its_passing_models() {
-        let mut report = baseline();
+        let mut report = Report::committed_baseline();
         let first = report.models[0].clone();
         while report.models.len() <= UNFOLDED_MODELS {
             report.models.push(first.clone());
@@ -308,7 +300,7 @@ mod tests {
         );
 
         // A few models are all shown, and without a run there is no link.
-        let md = markdown(&baseline(), None);
+        let md = markdown(&Report::committed_baseline(), None);
         assert!(
             !md.contains("<details>") && !md.contains("this run"),
             "{md}"

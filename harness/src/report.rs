@@ -314,6 +314,16 @@ impl Report {
         self.models.iter().find(|m| m.name == name)
     }
 
+    /// `fixtures/baseline/report.json`, for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn committed_baseline() -> Self {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/baseline/report.json"
+        );
+        Self::read(Path::new(path)).expect("the committed baseline")
+    }
+
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the report: {e}", path.display()))?;
