@@ -2,13 +2,14 @@
 //! and `preflight-faulty` print `listening on http://ADDR` as their first
 //! line on standard output once bound; [`Listening`] reads it, polls
 //! readiness, and stops the process when dropped, however the caller ends.
+//! Also [`fuzz_inputs`], the fuzz corpora that the tests of two crates replay.
 //!
 //! Standard library only, and it links none of the workspace's crates, so
 //! every test crate can use it without linking the server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,27 @@ pub fn status(addr: &str, path: &str) -> Option<u16> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The files of `fuzz/<kind>/<target>/` in the workspace (`kind` is
+/// `corpus` or `regressions`), sorted; none when the folder does not exist.
+/// The fuzz crate is outside the workspace: the tests that replay its inputs
+/// find them here.
+pub fn fuzz_inputs(kind: &str, target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz")
+        .join(kind)
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
 }
 
 #[cfg(test)]

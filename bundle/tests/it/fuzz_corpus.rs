@@ -4,33 +4,16 @@
 //! text of its errors and warnings, panic; an error is a fine answer.
 //! `fuzz/` is outside the workspace; its check is repeated here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use preflight_bundle::Manifest;
-
-/// The files of `fuzz/<kind>/manifest/`, none when the folder does not exist.
-fn inputs(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join("manifest");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
+use preflight_testkit::fuzz_inputs;
 
 #[test]
 fn no_seed_or_regression_makes_the_manifest_parser_panic() {
-    let seeds = inputs("corpus");
+    let seeds = fuzz_inputs("corpus", "manifest");
     assert!(!seeds.is_empty(), "no seeds in fuzz/corpus/manifest");
-    for file in seeds.iter().chain(&inputs("regressions")) {
+    for file in seeds.iter().chain(&fuzz_inputs("regressions", "manifest")) {
         let name = file.display();
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{name}: {e}"));
         // The target skips bytes that are not UTF-8: so does the replay.

@@ -4,33 +4,15 @@
 //! inference request to `eta-madrid`, and none may get a 5xx or fail to be
 //! answered. `fuzz/` is outside the workspace; its check is repeated here.
 
-use std::path::{Path, PathBuf};
+use preflight_testkit::fuzz_inputs;
 
 use crate::{Server, fixtures};
 
-/// The files of `fuzz/<kind>/<target>/`, none when the folder does not exist.
-fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
 async fn replay(target: &str, path: &str) {
-    let corpus = inputs("corpus", target);
+    let corpus = fuzz_inputs("corpus", target);
     assert!(!corpus.is_empty(), "no seeds in fuzz/corpus/{target}");
     let server = Server::start(&fixtures().join("models")).await;
-    for file in corpus.iter().chain(&inputs("regressions", target)) {
+    for file in corpus.iter().chain(&fuzz_inputs("regressions", target)) {
         let name = file.display();
         let body = std::fs::read(file).unwrap_or_else(|e| panic!("{name}: {e}"));
         let response = server
