@@ -19,18 +19,10 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::server::Server;
-use crate::{build_release, ort};
 
 #[allow(clippy::print_stdout)]
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let lib = ort::ensure(root)?;
-    let release = build_release(
-        root,
-        &[
-            ("preflight-serving", "preflight-serve"),
-            ("preflight-benches", "load"),
-        ],
-    )?;
+    let (lib, release) = crate::bench::server_and_load(root)?;
     let serve = release.join("preflight-serve");
     let load = |url: &str, bundle: &Path, rate: f64, seconds: f64, extra: &[&str]| {
         let out = Command::new(release.join("load"))

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the server under load on loopback, and the cost of a
 //! repository of 300 models. Prints the figures recorded in benches/README.md.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ use crate::{build_release, exec, ort};
 const RATES: [u32; 4] = [500, 1000, 2000, 4000];
 const COPIES: usize = 300;
 
-pub(crate) fn run(root: &Path) -> Result<()> {
+/// ONNX Runtime, and the release `preflight-serve` and `load`: the library's
+/// path and the folder of the binaries.
+pub(crate) fn server_and_load(root: &Path) -> Result<(PathBuf, PathBuf)> {
     let lib = ort::ensure(root)?;
     let release = build_release(
         root,
@@ -23,6 +25,11 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             ("preflight-benches", "load"),
         ],
     )?;
+    Ok((lib, release))
+}
+
+pub(crate) fn run(root: &Path) -> Result<()> {
+    let (lib, release) = server_and_load(root)?;
 
     eprintln!(
         "== open-loop load, single-row requests, eta-madrid/1 (scikit-learn GBDT, 200 trees)"
