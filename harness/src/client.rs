@@ -167,6 +167,21 @@ impl Client {
         self.post_infer(manifest, &body, rows.len()).await
     }
 
+    /// The `curl` command that sends `row` (manifest input order) to the
+    /// manifest's model and version as the harness does: to reproduce a
+    /// row the reports single out.
+    pub fn curl(&self, manifest: &Manifest, row: &[preflight_bundle::Value]) -> String {
+        let body = manifest.infer_request(&[row]).to_string();
+        format!(
+            "curl -sS {}/v2/models/{}/versions/{}/infer \\\n  \
+            -H 'content-type: application/json' -d '{}'",
+            self.base,
+            manifest.model.name,
+            manifest.model.version,
+            body.replace('\'', "'\\''")
+        )
+    }
+
     /// Sends a prepared request body to the manifest's model and version.
     pub async fn post_infer(
         &self,

@@ -167,6 +167,9 @@ mod tests {
             started_at: String::new(),
             duration_ms: 0.0,
             shard: None,
+            commit: None,
+            baseline: None,
+            aborted: None,
             latency_runs: Vec::new(),
             models: vec![ModelReport {
                 name: "eta-x".to_owned(),

@@ -10,15 +10,19 @@ pub mod client;
 pub mod container;
 pub mod diff;
 pub mod exit;
+pub mod figures;
 pub mod fleet;
 pub mod gate;
 mod html;
+pub mod human;
 pub mod merge;
 pub mod output;
+pub mod progress;
 pub mod report;
 pub mod shard;
 pub mod suites;
 pub mod target;
+pub mod terminal;
 pub mod verify;
 
 pub use gate::Policy;
@@ -26,4 +30,4 @@ pub use report::{Check, LatencyRun, ModelReport, Report, Skip, SuiteReport, Verd
 pub use shard::Shard;
 pub use suites::Suite;
 pub use target::{TargetOptions, TargetSpec};
-pub use verify::{VerifyConfig, VerifyError, verify};
+pub use verify::{VerifyConfig, VerifyError, aborted, verify};

@@ -1,15 +1,14 @@
 //! `preflight`: verify a release of a model repository against an endpoint.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use preflight_harness::container::Limits;
+use preflight_harness::terminal::Terminal;
 use preflight_harness::{
-    Policy, Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, exit, output,
-    verify,
+    Policy, Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, aborted, exit,
+    output, verify,
 };
 
 /// Release verification for ML model services.
@@ -234,37 +233,20 @@ fn run_verify(config: VerifyConfig) -> u8 {
             return exit::USAGE;
         }
     };
-    // A spinner on a terminal; plain lines in CI logs.
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar.set_message("starting the endpoint and running the suites");
-        bar
-    });
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let progress = |line: &str| {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        match &spinner {
-            Some(bar) => {
-                bar.println(line);
-                bar.set_message(format!("{n} suites done"));
-            }
-            None => eprintln!("{line}"),
+    let terminal = Terminal::stderr();
+    let started_at = std::time::SystemTime::now();
+    let outcome = runtime.block_on(verify(&config, &terminal.progress()));
+    terminal.finish();
+    // An aborted run still writes its reports, carrying the error, so that
+    // CI shows why.
+    let (report, code) = match outcome {
+        Ok(report) => {
+            let code = verdict_code(&report);
+            (report, code)
         }
-    };
-    let outcome = runtime.block_on(verify(&config, &progress));
-    if let Some(bar) = &spinner {
-        bar.finish_and_clear();
-    }
-    let report = match outcome {
-        Ok(report) => report,
         Err(e) => {
             eprintln!("preflight: {e}");
-            return e.exit_code();
+            (aborted(&config, started_at, &e), e.exit_code())
         }
     };
     // verify() has read it already; a failure here is impossible short of a race.
@@ -272,26 +254,35 @@ fn run_verify(config: VerifyConfig) -> u8 {
         .baseline
         .as_deref()
         .and_then(|p| Report::read(p).ok());
-    write_reports(&report, baseline.as_ref(), &config.out)
+    write_reports(&terminal, &report, baseline.as_ref(), &config.out, code)
 }
 
-/// Writes the four reports and prints the summary; the exit code of the verdict.
-fn write_reports(report: &Report, baseline: Option<&Report>, out: &std::path::Path) -> u8 {
+fn verdict_code(report: &Report) -> u8 {
+    if report.verdict == Verdict::Failed {
+        exit::FAILED
+    } else {
+        exit::PASSED
+    }
+}
+
+/// Writes the four reports and prints the summary; `code` unless the
+/// reports could not be written where asked (then 2, saying where they are).
+fn write_reports(
+    terminal: &Terminal,
+    report: &Report,
+    baseline: Option<&Report>,
+    out: &std::path::Path,
+    code: u8,
+) -> u8 {
     match output::write_all(report, baseline, out) {
+        Ok(files) => {
+            eprint!("{}", terminal.summary(report, &files));
+            code
+        }
         Err(e) => {
+            eprint!("{}", terminal.summary(report, &[]));
             eprintln!("preflight: {e}");
             exit::USAGE
-        }
-        Ok(files) => {
-            eprintln!("\n{}", output::markdown(report, None));
-            for file in files {
-                eprintln!("wrote {}", file.display());
-            }
-            if report.verdict == Verdict::Failed {
-                exit::FAILED
-            } else {
-                exit::PASSED
-            }
         }
     }
 }
@@ -307,7 +298,13 @@ fn merge(shards: Vec<PathBuf>, out: &std::path::Path, baseline: Option<&std::pat
         Ok((merged, baseline))
     };
     match read() {
-        Ok((merged, baseline)) => write_reports(&merged, baseline.as_ref(), out),
+        Ok((merged, baseline)) => {
+            let code = match &merged.aborted {
+                Some(aborted) => aborted.exit_code,
+                None => verdict_code(&merged),
+            };
+            write_reports(&Terminal::stderr(), &merged, baseline.as_ref(), out, code)
+        }
         Err(e) => {
             eprintln!("preflight: {e}");
             exit::USAGE

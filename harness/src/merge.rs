@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::report::{ModelReport, REPORT_FORMAT, Report, Verdict};
+use crate::report::{Aborted, ModelReport, REPORT_FORMAT, Report, Verdict};
 use crate::shard::Shard;
 
 /// Merges shard reports into one. Every shard `1..=N` of one split must be
@@ -39,10 +39,21 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
     }
     // The order an unsharded run gives: the repository's, by name.
     models.sort_by(|a, b| a.name.cmp(&b.name));
+    // A shard that aborted left its models unverified: so is the release.
+    let aborted = shards.iter().find_map(|(path, r)| {
+        r.aborted.as_ref().map(|a| Aborted {
+            exit_code: a.exit_code,
+            error: format!("{}: {}", path.display(), a.error),
+        })
+    });
+    let verdict = match aborted {
+        Some(_) => Verdict::Failed,
+        None => Verdict::of(models.iter().map(|m| m.verdict)),
+    };
     Ok(Report {
         format: REPORT_FORMAT,
         preflight_version: first.preflight_version.clone(),
-        verdict: Verdict::of(models.iter().map(|m| m.verdict)),
+        verdict,
         repository: first.repository.clone(),
         target: first.target.clone(),
         required: first.required.clone(),
@@ -57,6 +68,9 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
             .map(|(_, r)| r.duration_ms)
             .fold(0.0, f64::max),
         shard: None,
+        commit: first.commit.clone(),
+        baseline: first.baseline.clone(),
+        aborted,
         latency_runs,
         models,
     })

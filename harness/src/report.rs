@@ -126,6 +126,10 @@ pub struct SuiteReport {
     /// Figures other reports compare against (`p99_ms`, `mae`, `model_bytes`, ...).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// The contract's bound on a figure of `metrics`, by the same name:
+    /// what the reports draw as a budget or tolerance line.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Limit>,
     /// Suite-specific evidence: worst rows, histograms.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
@@ -140,6 +144,7 @@ impl SuiteReport {
             verdict,
             checks,
             metrics: BTreeMap::new(),
+            limits: BTreeMap::new(),
             details: serde_json::Value::Null,
             duration_ms: 0.0,
         }
@@ -153,6 +158,38 @@ impl SuiteReport {
             .map(|c| format!("{}: {}", c.name, c.message))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+/// The contract's bound on a figure: at most `max`, or at least `min`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    Max(f64),
+    Min(f64),
+}
+
+impl Limit {
+    pub fn value(self) -> f64 {
+        match self {
+            Limit::Max(v) | Limit::Min(v) => v,
+        }
+    }
+
+    /// Whether `figure` keeps within the bound.
+    pub fn holds(self, figure: f64) -> bool {
+        match self {
+            Limit::Max(max) => figure <= max,
+            Limit::Min(min) => figure >= min,
+        }
+    }
+
+    /// `max` or `min`, as the reports label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Max(_) => "max",
+            Limit::Min(_) => "min",
+        }
     }
 }
 
@@ -194,6 +231,18 @@ pub struct Report {
     pub target: String,
     pub started_at: String,
     pub duration_ms: f64,
+    /// The commit verified: `GITHUB_SHA` in GitHub Actions, else the
+    /// repository folder's git `HEAD`, when it is in git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The last release's report this one was compared with (`--baseline`),
+    /// as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// Why the run ended before a verdict on every model: the reports of an
+    /// aborted run carry the error, and its verdict is failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
     /// What the gate required (`--require`): skips of these fail the release.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required: Vec<String>,
@@ -206,6 +255,15 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_runs: Vec<LatencyRun>,
     pub models: Vec<ModelReport>,
+}
+
+/// A run that ended without a verdict on every model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Aborted {
+    /// The exit code: 2 for a usage, bundle or baseline error, 3 for an
+    /// endpoint that could not be reached, started, or stopped answering.
+    pub exit_code: u8,
+    pub error: String,
 }
 
 /// The one latency run of a verification, for the whole fleet.
@@ -291,6 +349,22 @@ impl Report {
                 self.required.join(",")
             )
         }
+    }
+
+    /// Every failed check, model by model in report order: what a reader
+    /// needs first.
+    pub fn failures(&self) -> Vec<(&ModelReport, &SuiteReport, &Check)> {
+        self.models
+            .iter()
+            .flat_map(|m| {
+                m.suites.iter().flat_map(move |s| {
+                    s.checks
+                        .iter()
+                        .filter(|c| c.verdict == Verdict::Failed)
+                        .map(move |c| (m, s, c))
+                })
+            })
+            .collect()
     }
 
     /// The suites that some model of the report ran, in running order:

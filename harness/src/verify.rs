@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use preflight_bundle::{Bundle, Repository};
 
 use crate::client::Unreachable;
 use crate::fleet::{self, FleetOptions};
 use crate::gate::{Policy, Requirement};
-use crate::report::{ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
+use crate::progress::{Event, Progress};
+use crate::report::{Aborted, ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
 use crate::shard::Shard;
 use crate::suites::{self, BaselineReport, ModelUnderTest, Phase, Suite};
 use crate::target::{Endpoint, TargetOptions, TargetSpec};
@@ -74,15 +75,8 @@ struct Selected {
 }
 
 /// Runs the suites; `progress` is told of each suite as it ends.
-pub async fn verify(
-    config: &VerifyConfig,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Report, VerifyError> {
-    let started = Instant::now();
-    let started_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report, VerifyError> {
+    let started_at = SystemTime::now();
     if let Some(library) = &config.target_options.ort_lib {
         crate::artifact::use_library(library);
     }
@@ -99,6 +93,9 @@ pub async fn verify(
         ))
     })?;
     let (endpoint, baseline_endpoint) = start_endpoints(config).await?;
+    progress(&Event::Planned {
+        suites: selected.len() * config.suites.len(),
+    });
     let outcome = run_phases(
         config,
         selected,
@@ -120,20 +117,68 @@ pub async fn verify(
         usage => usage,
     })?;
     let mut report = Report {
-        format: REPORT_FORMAT,
-        preflight_version: env!("CARGO_PKG_VERSION").to_owned(),
         verdict: Verdict::of(models.iter().map(|m| m.verdict)),
-        repository: config.models.display().to_string(),
-        target: config.target.describe(),
-        required: config.policy.describe(),
-        started_at: format!("{started_at}"),
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        shard: config.shard.map(|s| s.to_string()),
         latency_runs: latency_run.into_iter().collect(),
         models,
+        ..header(config, started_at)
     };
     config.policy.apply(&mut report);
     Ok(report)
+}
+
+/// The report of a run that ended with `error` before a verdict on every
+/// model: what was asked, and why it stopped. Its verdict is failed.
+pub fn aborted(config: &VerifyConfig, started_at: SystemTime, error: &VerifyError) -> Report {
+    Report {
+        aborted: Some(Aborted {
+            exit_code: error.exit_code(),
+            error: error.to_string(),
+        }),
+        ..header(config, started_at)
+    }
+}
+
+/// What every report of `config` says of itself, with no model yet.
+fn header(config: &VerifyConfig, started_at: SystemTime) -> Report {
+    Report {
+        format: REPORT_FORMAT,
+        preflight_version: env!("CARGO_PKG_VERSION").to_owned(),
+        verdict: Verdict::Failed,
+        repository: config.models.display().to_string(),
+        target: config.target.describe(),
+        required: config.policy.describe(),
+        started_at: started_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+            .to_string(),
+        duration_ms: started_at
+            .elapsed()
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        commit: commit(&config.models),
+        baseline: config.baseline.as_ref().map(|p| p.display().to_string()),
+        aborted: None,
+        shard: config.shard.map(|s| s.to_string()),
+        latency_runs: Vec::new(),
+        models: Vec::new(),
+    }
+}
+
+/// The commit verified: `GITHUB_SHA` in GitHub Actions, else the git `HEAD`
+/// of the repository folder, when it is in git.
+fn commit(models: &Path) -> Option<String> {
+    if let Some(sha) = std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()) {
+        return Some(sha);
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(models)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let sha = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !sha.is_empty()).then_some(sha)
 }
 
 /// The target and, with `--baseline-target`, the last release's endpoint;
@@ -196,7 +241,7 @@ async fn run_phases(
     baseline: Option<&Report>,
     endpoint: &Endpoint,
     baseline_endpoint: Option<&Endpoint>,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress,
 ) -> Result<Phased, VerifyError> {
     let wanted = |phase: Phase| -> Vec<Suite> {
         config
@@ -270,7 +315,7 @@ async fn functional(
     baseline: Option<&Report>,
     endpoint: &Endpoint,
     suites: &[Suite],
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyError> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -287,12 +332,14 @@ async fn functional(
         };
         let (semaphore, suites) = (Arc::clone(&semaphore), suites.to_vec());
         let endpoint = EndpointFacts::of(endpoint);
+        let progress = Arc::clone(progress);
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let model = Arc::new(prepare(selected, baseline, endpoint, needs_artifact).await?);
             let mut reports = BTreeMap::new();
             for suite in suites {
                 let report = suites::run(suite, &model).await.map_err(stopped)?;
+                tell(&progress, &model, &report);
                 reports.insert(suite, report);
             }
             Ok::<_, VerifyError>((index, model, reports))
@@ -313,9 +360,6 @@ async fn functional(
                 )));
             }
         };
-        for report in reports.values() {
-            tell(progress, &model, report);
-        }
         done.push((index, (model, reports)));
     }
     done.sort_by_key(|(index, _)| *index);
@@ -327,20 +371,12 @@ fn stopped(u: Unreachable) -> VerifyError {
     VerifyError::Endpoint(format!("the endpoint stopped answering: {u}"))
 }
 
-fn tell(progress: &(dyn Fn(&str) + Sync), model: &ModelUnderTest, suite: &SuiteReport) {
-    progress(&format!(
-        "{} {}: {} {} ({:.1} s){}",
-        model.bundle.name(),
-        model.bundle.version(),
-        suite.suite,
-        suite.verdict.as_str(),
-        suite.duration_ms / 1000.0,
-        if suite.verdict == Verdict::Failed {
-            format!(": {}", suite.failures())
-        } else {
-            String::new()
-        }
-    ));
+fn tell(progress: &Progress, model: &ModelUnderTest, report: &SuiteReport) {
+    progress(&Event::SuiteEnded {
+        model: model.bundle.name(),
+        version: model.bundle.version(),
+        report,
+    });
 }
 
 /// The served (highest) version of every model whose name matches `only`

@@ -120,7 +120,7 @@ fn run_shard(
         },
     };
     runtime()
-        .block_on(verify(&config, &|_| {}))
+        .block_on(verify(&config, &preflight_harness::progress::silent()))
         .map_err(|e| Failed::from(e.to_string()))
 }
 

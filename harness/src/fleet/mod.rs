@@ -118,7 +118,7 @@ async fn run_here(
     for (position, model) in models.iter().enumerate() {
         match latency::needs(model) {
             Err(skip) => {
-                reports.insert(position, skip);
+                reports.insert(position, *skip);
             }
             Ok(budget) => {
                 let entry =

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{ModelUnderTest, Suite, skipped};
 use crate::fleet::load::{Outcome, Sample};
 use crate::fleet::stats::{self, Against, Estimate};
-use crate::report::{Check, Skip, SuiteReport};
+use crate::report::{Check, Limit, Skip, SuiteReport};
 
 /// How a failed comparison with the last release begins.
 /// The key of `details` that holds the latency histogram, which
@@ -59,10 +59,10 @@ pub struct Judged {
 }
 
 /// The latency budget, or the skip that says what is missing.
-pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, SuiteReport> {
+pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, Box<SuiteReport>> {
     match (&model.samples, &model.bundle.manifest().contract.latency) {
         (Some(samples), Some(budget)) if !samples.is_empty() => Ok(budget),
-        (samples, budget) => Err(skipped(
+        (samples, budget) => Err(Box::new(skipped(
             Suite::Latency,
             Skip::Missing,
             super::needs(&[
@@ -72,7 +72,7 @@ pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, SuiteReport> {
                 ),
                 ("contract.latency", budget.is_some()),
             ]),
-        )),
+        ))),
     }
 }
 
@@ -81,7 +81,7 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         Ok(budget) => budget,
         Err(report) => {
             return Judged {
-                report,
+                report: *report,
                 undecided: false,
             };
         }
@@ -141,6 +141,14 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     };
     let mut report = SuiteReport::new(Suite::Latency.name(), checks);
     report.metrics = metrics;
+    report.limits = [
+        ("p50_ms", budget.p50_ms),
+        ("p99_ms", budget.p99_ms),
+        ("fallback_rate", budget.fallback_rate()),
+    ]
+    .into_iter()
+    .map(|(key, max)| (key.to_owned(), Limit::Max(max)))
+    .collect();
     report.details = json!({
         HISTOGRAM_MS: histogram(&ms),
         "method": method,
@@ -382,7 +390,12 @@ fn against_report(
     method
 }
 
-/// `[upper bound in ms, count]` buckets of the latencies, from one HDR histogram.
+/// The first bin of the latency histogram, in µs: below a typical request's
+/// time, so that a sub-millisecond server's spread shows in the chart.
+const FIRST_BIN_US: u64 = 50;
+
+/// Requests per bin, `[[upper bound in ms, count], ...]`, from one HDR
+/// histogram: bins 1.5 times wider each, from [`FIRST_BIN_US`].
 fn histogram(ms: &[f64]) -> Vec<serde_json::Value> {
     let Ok(mut h) = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3) else {
         return Vec::new();
@@ -390,7 +403,7 @@ fn histogram(ms: &[f64]) -> Vec<serde_json::Value> {
     for x in ms {
         let _ = h.record(((x * 1000.0).round() as u64).max(1));
     }
-    h.iter_log(1000, 1.5)
+    h.iter_log(FIRST_BIN_US, 1.5)
         .map(|v| {
             json!([
                 v.value_iterated_to() as f64 / 1000.0,

@@ -6,7 +6,7 @@ mod fallback;
 pub mod latency;
 mod memory;
 mod nullable;
-mod parity;
+pub(crate) mod parity;
 mod property;
 mod quality;
 mod size;

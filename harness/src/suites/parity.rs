@@ -83,8 +83,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         let found = compare(model, tolerance, &chosen, &positions, &served.columns);
         let key = mode.key();
         if mode == Mode::Batch {
-            let histogram = error_histogram(&chosen, &served.columns);
-            details.insert("error_histogram".to_owned(), histogram);
+            let histogram = tolerance_histogram(tolerance, &chosen, &served.columns);
+            details.insert(TOLERANCE_HISTOGRAM.to_owned(), histogram);
         }
         metrics.insert(format!("{key}_passed"), found.passed as f64);
         metrics.insert(format!("{key}_max_abs_error"), found.max_abs);
@@ -277,6 +277,7 @@ fn worst_rows(
                 "served": columns[o][i],
                 "expected": expected(s, o),
                 "inputs": inputs,
+                "curl": model.client.curl(manifest, &s.inputs),
             })
         })
         .collect()
@@ -422,17 +423,27 @@ async fn attribution(
     }))
 }
 
-/// Rows per decade of |served − expected|, `[[exponent, count], ...]`; an
-/// exact match counts in the lowest decade, a missing answer is left out.
-fn error_histogram(samples: &[Record], served: &[Vec<f64>]) -> serde_json::Value {
-    const LOWEST: i32 = -9;
+/// The key of the batch mode's error distribution in the suite's details.
+pub(crate) const TOLERANCE_HISTOGRAM: &str = "tolerance_histogram";
+
+/// Values per decade of |served − expected| over the row's allowance
+/// (`abs + rel·|expected|`), `[[exponent, count], ...]`: exponent 0 and
+/// above is at or beyond the tolerance. An exact match counts in the lowest
+/// decade; a missing answer is left out.
+fn tolerance_histogram(
+    tolerance: Tolerance,
+    samples: &[Record],
+    served: &[Vec<f64>],
+) -> serde_json::Value {
+    const LOWEST: i32 = -6;
     let mut counts = std::collections::BTreeMap::<i32, u64>::new();
     for (o, column) in served.iter().enumerate() {
         for (sample, &got) in samples.iter().zip(column) {
-            let error = (got - expected(sample, o)).abs();
-            if error.is_finite() {
-                let decade = if error > 0.0 {
-                    (error.log10().floor() as i32).max(LOWEST)
+            let want = expected(sample, o);
+            let share = (got - want).abs() / tolerance.allowance(want).max(f64::MIN_POSITIVE);
+            if share.is_finite() {
+                let decade = if share > 0.0 {
+                    (share.log10().floor() as i32).max(LOWEST)
                 } else {
                     LOWEST
                 };

@@ -5,7 +5,7 @@ use preflight_bundle::{Metric, QualityBudget, Record};
 
 use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::Unreachable;
-use crate::report::{Check, Skip, SuiteReport};
+use crate::report::{Check, Limit, Skip, SuiteReport};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
@@ -66,7 +66,18 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     report
         .metrics
         .insert(budget.metric.as_str().to_owned(), scored);
+    report.limits.extend(limit(budget));
     Ok(report)
+}
+
+/// The budget's bound on its metric, by the metric's name.
+pub(super) fn limit(budget: &QualityBudget) -> Option<(String, Limit)> {
+    let bound = match (budget.max, budget.min) {
+        (Some(max), _) => Limit::Max(max),
+        (None, Some(min)) => Limit::Min(min),
+        (None, None) => return None,
+    };
+    Some((budget.metric.as_str().to_owned(), bound))
 }
 
 /// The bound of a budget: `max` for error metrics, `min` for accuracy;

@@ -7,7 +7,7 @@ use preflight_bundle::SizeBudget;
 use super::memory::{self, Unmeasured};
 use super::{ModelUnderTest, Suite, skipped};
 use crate::client::Unreachable;
-use crate::report::{Check, Skip, SuiteReport};
+use crate::report::{Check, Limit, Skip, SuiteReport};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let Some(budget) = &model.bundle.manifest().contract.size else {
@@ -70,6 +70,15 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     for (key, value) in figures {
         if let Some(value) = value {
             report.metrics.insert(key.to_owned(), value as f64);
+        }
+    }
+    let limits = [
+        ("model_bytes", budget.max_model_bytes),
+        ("memory_bytes", budget.max_memory_bytes),
+    ];
+    for (key, max) in limits {
+        if let Some(max) = max {
+            report.limits.insert(key.to_owned(), Limit::Max(max as f64));
         }
     }
     Ok(report)

@@ -54,6 +54,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     ];
     let mut report = SuiteReport::new(Suite::Fallback.name(), checks);
     report.metrics = metrics;
+    let budget = model.bundle.manifest().contract.fallback.as_ref();
+    report.limits.extend(budget.and_then(super::quality::limit));
     Ok(report)
 }
 
