@@ -244,10 +244,8 @@ fn run_verify(config: VerifyConfig) -> u8 {
             let code = verdict_code(&report);
             (report, code)
         }
-        Err(e) => {
-            eprintln!("preflight: {e}");
-            (aborted(&config, started_at, &e), e.exit_code())
-        }
+        // The summary says why.
+        Err(e) => (aborted(&config, started_at, &e), e.exit_code()),
     };
     // verify() has read it already; a failure here is impossible short of a race.
     let baseline = config

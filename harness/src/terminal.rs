@@ -109,11 +109,11 @@ impl Terminal {
             Verdict::Skipped => ("SKIP", AnsiColor::Yellow),
         };
         let mut line = format!(
-            "[{n:>width$}/{total}] {}  {:<24} {:<9} {:>6}",
+            "[{n:>width$}/{total}] {}  {:<24} {:<9} {:>7}",
             self.paint(word, Style::new().fg_color(Some(colour.into())).bold()),
             format!("{model} {version}"),
             report.suite,
-            format!("{:.1}s", report.duration_ms / 1000.0),
+            format!("{:.3}s", report.duration_ms / 1000.0),
         );
         for check in report
             .checks
@@ -157,17 +157,20 @@ impl Terminal {
             .iter()
             .filter(|m| m.verdict == Verdict::Failed)
             .count();
-        let mut out = format!(
-            "{}\n     Summary [{:>7}] {}, {}: {} passed, {} failed, {} skipped; {} failed\n",
-            "─".repeat(60),
-            format!("{:.1}s", report.duration_ms / 1000.0),
-            human::plural(report.models.len(), "model"),
-            human::plural(suites.len(), "suite"),
-            count(Verdict::Passed),
-            count(Verdict::Failed),
-            count(Verdict::Skipped),
-            human::plural(failed_models, "model"),
-        );
+        let mut out = "─".repeat(60) + "\n";
+        if report.aborted.is_none() || !report.models.is_empty() {
+            let _ = writeln!(
+                out,
+                "     Summary [{:>7}] {}, {}: {} passed, {} failed, {} skipped; {} failed",
+                format!("{:.1}s", report.duration_ms / 1000.0),
+                human::plural(report.models.len(), "model"),
+                human::plural(suites.len(), "suite"),
+                count(Verdict::Passed),
+                count(Verdict::Failed),
+                count(Verdict::Skipped),
+                human::plural(failed_models, "model"),
+            );
+        }
         let failures = report.failures();
         let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
         for (model, suite, check) in failures.iter().take(LISTED_FAILURES) {

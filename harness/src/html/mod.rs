@@ -18,6 +18,8 @@ const STYLE: &str = include_str!("report.css");
 
 /// Beyond this many models, the passing ones fold.
 const UNFOLDED_MODELS: usize = 10;
+/// A figure this much worse than the baseline's, relative, is marked worse.
+const WORSE: f64 = 0.05;
 /// Beyond this many key figures, the ones neither failed nor worse fold.
 const UNFOLDED_FIGURES: usize = 20;
 
@@ -79,15 +81,15 @@ fn header(report: &Report, baseline: Option<&Report>) -> Markup {
             dl.meta {
                 dt { "Date" } dd { (human::date(&report.started_at)) ", took "
                     (human::ms(report.duration_ms)) }
-                dt { "Commit" } dd { code { (report.commit.as_deref().unwrap_or("not in git")) } }
                 dt { "Target" } dd { code { (report.target) } }
-                dt { "Models" } dd { code { (report.repository) } }
                 dt { "Baseline" } dd #baseline {
                     @match (baseline, &report.baseline) {
                         (Some(b), path) => {
                             code { (path.as_deref().unwrap_or("given")) } ": the release of "
                             (human::date(&b.started_at))
-                            @if let Some(commit) = &b.commit { ", commit " code { (short(commit)) } }
+                            @if let Some(commit) = &b.commit {
+                                ", commit " code { (short(commit)) }
+                            }
                             ", " (human::plural(b.models.len(), "model")) ", "
                             (b.verdict.as_str())
                         }
@@ -97,6 +99,13 @@ fn header(report: &Report, baseline: Option<&Report>) -> Markup {
                         }
                     }
                 }
+                dt { "Commit" } dd {
+                    @match &report.commit {
+                        Some(commit) => code title=(commit) { (short(commit)) },
+                        None => "not in git",
+                    }
+                }
+                dt { "Models" } dd { code { (report.repository) } }
                 dt { "Preflight" } dd { (report.preflight_version) }
             }
             @if let Some(aborted) = &report.aborted {
@@ -113,8 +122,13 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// A failure's message in the box is cut to about this many characters, so
+/// that every failure fits the first screen; its suite has it whole.
+const FAILURE_CHARS: usize = 110;
+
 /// Every failed check on one line: model, suite, check, and the message,
-/// which states the figure against its limit; each links to its suite.
+/// which states the figure against its limit first; each links to its
+/// suite, where the message is whole.
 fn failures(report: &Report) -> Markup {
     let failures = report.failures();
     if failures.is_empty() {
@@ -130,7 +144,7 @@ fn failures(report: &Report) -> Markup {
                             strong { (model.name) " " (model.version) }
                             " · " (suite.suite) " · " (check.name)
                         }
-                        ": " (check.message)
+                        ": " (human::clip(&check.message, FAILURE_CHARS))
                     }
                 }
             }
@@ -153,7 +167,7 @@ fn changed(report: &Report, baseline: Option<&Report>) -> Markup {
     let folds = figures.len() > UNFOLDED_FIGURES;
     let (shown, folded): (Vec<&Figure<'_>>, Vec<&Figure<'_>>) = figures
         .iter()
-        .partition(|f| !folds || f.verdict == Verdict::Failed || f.worse_by() > Some(0.05));
+        .partition(|f| !folds || f.verdict == Verdict::Failed || worse(f));
     html! {
         section #changes {
             h2 {
@@ -184,6 +198,11 @@ fn changed(report: &Report, baseline: Option<&Report>) -> Markup {
     }
 }
 
+/// Worse than the baseline's by more than [`WORSE`].
+fn worse(figure: &Figure<'_>) -> bool {
+    figure.worse_by().is_some_and(|w| w > WORSE)
+}
+
 fn figure_table(figures: &[&Figure<'_>], with_baseline: bool) -> Markup {
     html! {
         div.scroll {
@@ -198,14 +217,16 @@ fn figure_table(figures: &[&Figure<'_>], with_baseline: bool) -> Markup {
                 tbody {
                     @for f in figures {
                         tr class=(f.verdict.as_str()) {
-                            td { a href={ "#" (anchor(f.model, Some(f.suite))) } { (f.model.name) } }
+                            td {
+                                a href={ "#" (anchor(f.model, Some(f.suite))) } { (f.model.name) }
+                            }
                             td { (f.label) }
                             @if with_baseline {
                                 td.num { (f.baseline.map(|b| f.show(b)).unwrap_or_default()) }
                             }
                             td.num { (f.show(f.now)) }
                             @if with_baseline {
-                                td.num class=(if f.worse_by() > Some(0.05) { "worse" } else { "" }) {
+                                td.num class=(if worse(f) { "worse" } else { "" }) {
                                     (f.delta().unwrap_or_default())
                                 }
                             }
@@ -353,7 +374,9 @@ fn figures(suite: &SuiteReport, before: Option<&SuiteReport>) -> Markup {
                 dd {
                     (human::metric(name, *value))
                     @if let Some(limit) = suite.limits.get(name) {
-                        span.limit { " (" (limit.label()) " " (human::metric(name, limit.value())) ")" }
+                        span.limit {
+                            " (" (limit.label()) " " (human::metric(name, limit.value())) ")"
+                        }
                     }
                 }
             }
@@ -394,9 +417,11 @@ fn worst_rows(suite: &SuiteReport) -> Markup {
         @for row in rows {
             div.row {
                 p {
+                    // Served and expected whole: the difference may be in the
+                    // fifth digit.
                     strong { "row " code { (text(&row["id"])) } } ": "
-                    code { (text(&row["output"])) } " served " (text(&row["served"]))
-                    ", expected " (text(&row["expected"]))
+                    code { (text(&row["output"])) } " served " (row["served"])
+                    ", expected " (row["expected"])
                 }
                 @if let Some(inputs) = row["inputs"].as_object() {
                     div.scroll { table.inputs {

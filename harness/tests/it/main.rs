@@ -1,6 +1,7 @@
 //! The `preflight` binary as CI and release managers use it: exit codes,
 //! errors, a URL target started by the test, and the reports it writes.
 
+mod browser;
 mod container;
 mod tidy;
 
@@ -15,8 +16,12 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
+/// Runs preflight in a folder of its own: an aborted run writes its reports
+/// to the default `target/preflight` there.
 fn preflight(args: &[&str]) -> Output {
+    let cwd = tempfile::tempdir().expect("a working folder");
     Command::new(PREFLIGHT)
+        .current_dir(cwd.path())
         .args(args)
         // On GitHub Actions, summary.md would link the run.
         .env_remove("GITHUB_RUN_ID")
@@ -217,6 +222,23 @@ fn an_endpoint_that_is_dead_or_hangs_exits_3_in_bounded_time() {
         "{}",
         stderr(&out)
     );
+    // The aborted run still wrote its reports, carrying why, for CI to show.
+    let read = |name: &str| {
+        std::fs::read_to_string(tmp.path().join(name))
+            .unwrap_or_else(|e| panic!("{name} of an aborted run: {e}"))
+    };
+    let report: serde_json::Value = serde_json::from_str(&read("report.json")).expect("json");
+    assert_eq!(report["verdict"], "failed");
+    assert_eq!(report["aborted"]["exit_code"], 3);
+    let why = report["aborted"]["error"].as_str().expect("the error");
+    assert!(why.contains("preflight-serve.log"), "{why}");
+    let junit = read("junit.xml");
+    assert!(
+        junit.contains("<error message=") && junit.contains("aborted, exit code 3"),
+        "{junit}"
+    );
+    assert!(read("summary.md").starts_with("# Preflight: ❌ aborted"));
+    assert!(read("report.html").contains("id=\"aborted\""));
 }
 
 #[test]
@@ -244,7 +266,11 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
     insta::assert_snapshot!("summary", summary.replace(&server.url, "<url>"));
     let junit = std::fs::read_to_string(out_dir.join("junit.xml")).expect("junit.xml");
-    insta::assert_snapshot!("junit", redact_times(&junit));
+    insta::assert_snapshot!("junit", redact(&junit));
+    assert!(
+        junit.contains("<property name=\"quality.mae.max\" value=\"4.16\"/>"),
+        "the contract's limit is a property: {junit}"
+    );
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("report.json")).expect("report.json"),
     )
@@ -307,7 +333,7 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
 
     let html = std::fs::read_to_string(again.join("report.html")).expect("report.html");
     assert!(
-        html.contains("<h2>Verdicts</h2>") && html.contains("id=\"eta-nairobi\""),
+        html.contains("<h2>Verdicts</h2>") && html.contains("id=\"m-eta-nairobi\""),
         "verdict matrix and drill-down"
     );
     assert!(
@@ -316,7 +342,7 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
     );
     let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
     assert!(
-        html.contains("<svg") && html.contains("Parity error"),
+        html.contains("<svg") && html.contains("Parity (batch): values per decade of error"),
         "a parity-error distribution"
     );
 
@@ -343,17 +369,25 @@ fn a_url_target_started_by_the_test_passes_and_reports() {
 }
 
 /// `time="1.234"` → `time="<t>"`, so the snapshot does not move with the machine.
-fn redact_times(xml: &str) -> String {
-    let mut out = String::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("time=\"") {
-        out.push_str(&rest[..start + 6]);
-        rest = &rest[start + 6..];
-        let end = rest.find('"').unwrap_or(0);
-        out.push_str("<t>");
-        rest = &rest[end..];
+/// The XML with the values of the attributes that change from run to run
+/// and machine to machine replaced by `<name>`: times, the host, and the
+/// properties' values (the snapshot pins their names).
+fn redact(xml: &str) -> String {
+    let mut out = xml.to_owned();
+    for attribute in ["time", "timestamp", "hostname", "value"] {
+        let key = format!(" {attribute}=\"");
+        let mut redacted = String::new();
+        let mut rest = out.as_str();
+        while let Some(start) = rest.find(&key) {
+            redacted.push_str(&rest[..start + key.len()]);
+            rest = &rest[start + key.len()..];
+            let end = rest.find('"').unwrap_or(0);
+            redacted.push_str(&format!("<{attribute}>"));
+            rest = &rest[end..];
+        }
+        redacted.push_str(rest);
+        out = redacted;
     }
-    out.push_str(rest);
     out
 }
 
