@@ -113,6 +113,15 @@ fn figures(report: &Report, baseline: Option<&Report>) -> String {
         }
         by_model.insert((&f.model.name, &f.label), f);
     }
+    // Latency, then quality, then size, whichever failed first.
+    let rank = |label: &str| match label {
+        "p50" => 0,
+        "p99" => 1,
+        "artifact" => 3,
+        "memory" => 4,
+        _ => 2,
+    };
+    labels.sort_by_key(|l| rank(l));
     let row = |m: &ModelReport| {
         let failed: Vec<&str> = m
             .suites
