@@ -1,0 +1,124 @@
+"""The `[contract]` of a manifest: the budgets a release must meet.
+
+Every budget is optional. `write_bundle` suggests the ones the caller does
+not give from what it measures (parity from the export's error, size from
+the artifact, quality from the hold-out, latency from ONNX Runtime), and
+says which it suggested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Parity:
+    """`|served - expected| <= abs + rel * |expected|`."""
+
+    abs: float
+    rel: float = 0.0
+
+    def allowance(self, expected):
+        return self.abs + self.rel * abs(expected)
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    rate_per_s: float = 100
+    requests: int = 1000
+    max_p99_regression: float | None = None
+    max_p50_regression: float | None = None
+    max_fallback_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Size:
+    max_model_bytes: int | None = None
+    max_memory_bytes: int | None = None
+    max_growth: float | None = None
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A hold-out metric's bound: `max` for mae, rmse and mape."""
+
+    metric: str = "mae"
+    max: float | None = None
+    min: float | None = None
+    max_regression: float | None = None
+
+
+@dataclass(frozen=True)
+class Monotonic:
+    input: str
+    direction: str = "increasing"
+
+
+BUDGETS = {"parity": Parity, "latency": Latency, "size": Size, "quality": Quality, "fallback": Quality}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a release of the model must show; `None` leaves a budget to be suggested."""
+
+    parity: Parity | None = None
+    latency: Latency | None = None
+    size: Size | None = None
+    quality: Quality | None = None
+    fallback: Quality | None = None
+    monotonic: tuple[Monotonic, ...] = field(default_factory=tuple)
+
+    @staticmethod
+    def of(value: "Contract | Mapping[str, Any] | None") -> "Contract":
+        """A Contract from a Contract, a dict of budgets (dicts or objects), or None."""
+        if value is None:
+            return Contract()
+        if isinstance(value, Contract):
+            return value
+        unknown = set(value) - set(BUDGETS) - {"monotonic"}
+        if unknown:
+            raise ValueError(f"contract: unknown key(s) {sorted(unknown)}; the keys are {list(BUDGETS) + ['monotonic']}")
+        made: dict[str, Any] = {}
+        for key, cls in BUDGETS.items():
+            v = value.get(key)
+            made[key] = cls(**v) if isinstance(v, Mapping) else v
+        made["monotonic"] = tuple(
+            Monotonic(**m) if isinstance(m, Mapping) else m for m in value.get("monotonic", ())
+        )
+        return Contract(**made)
+
+
+def toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        import json
+
+        return json.dumps(v)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def inline_table(budget: object) -> str:
+    """A budget as a TOML inline table, in field order, without unset fields."""
+    items = [(f.name, getattr(budget, f.name)) for f in fields(budget)]
+    body = ", ".join(f"{k} = {toml_value(v)}" for k, v in items if v is not None)
+    return f"{{ {body} }}"
+
+
+def contract_lines(contract: Contract, table: str = "contract", comment: str | None = None) -> list[str]:
+    lines = [""]
+    if comment:
+        lines.append(f"# {comment}")
+    lines.append(f"[{table}]")
+    for key in BUDGETS:
+        budget = getattr(contract, key)
+        if budget is not None:
+            lines.append(f"{key} = {inline_table(budget)}")
+    for m in contract.monotonic:
+        lines += ["", f"[[{table}.monotonic]]", f"input = {toml_value(m.input)}", f"direction = {toml_value(m.direction)}"]
+    return lines
