@@ -36,7 +36,7 @@ class UnsupportedStep(ValueError):
 
 SUPPORTED = (
     "supported: ColumnTransformer of SimpleImputer, OneHotEncoder, StandardScaler, 'passthrough' and 'drop' "
-    "(alone or in a Pipeline), then GradientBoostingRegressor, HistGradientBoostingRegressor, LGBMRegressor "
+    "(alone or in a Pipeline), then GradientBoostingRegressor, LGBMRegressor "
     "or XGBRegressor; see the support matrix in the preflight-bundle README"
 )
 
@@ -196,12 +196,15 @@ def export_onnx(pipe: Pipeline, inputs: list[Input], output: str, batch: int | N
     for i in inputs:
         if i.datatype not in types:
             raise ValueError(f"input '{i.name}': the exporter writes FP32, INT64 and BYTES inputs, not {i.datatype}")
-    model = to_onnx(
-        pipe,
-        initial_types=[(i.name, types[i.datatype]([batch, 1])) for i in inputs],
-        final_types=[(output, FloatTensorType([None, 1]))],
-        target_opset=TARGET_OPSET,
-    )
+    try:
+        model = to_onnx(
+            pipe,
+            initial_types=[(i.name, types[i.datatype]([batch, 1])) for i in inputs],
+            final_types=[(output, FloatTensorType([None, 1]))],
+            target_opset=TARGET_OPSET,
+        )
+    except Exception as e:
+        raise _converter_failure(pipe, e) from e
     model.doc_string = ""
     # The converters collect opsets in a set, whose order follows Python's
     # salted string hash; sorting makes the file byte-identical run to run.
@@ -209,6 +212,46 @@ def export_onnx(pipe: Pipeline, inputs: list[Input], output: str, batch: int | N
     del model.opset_import[:]
     model.opset_import.extend(opsets)
     return model
+
+
+def _places(pipe: Pipeline) -> dict[int, str]:
+    """Where each step object sits in the pipeline, by identity."""
+    places: dict[int, str] = {}
+    (pre_name, pre), (est_name, est) = pipe.steps
+    places[id(pre)] = f"pipeline step '{pre_name}' (ColumnTransformer)"
+    places[id(est)] = f"pipeline step '{est_name}' ({type(est).__name__})"
+    for name, t, _ in getattr(pre, "transformers_", []):
+        where = f"pipeline step '{pre_name}' › transformer '{name}'"
+        places[id(t)] = f"{where} ({type(t).__name__})"
+        if isinstance(t, Pipeline):
+            for sub, step in t.steps:
+                places[id(step)] = f"{where} › step '{sub}' ({type(step).__name__})"
+    return places
+
+
+def _converter_failure(pipe: Pipeline, error: Exception) -> UnsupportedStep:
+    """The converter's failure, with the step whose converter failed named."""
+    places = _places(pipe)
+    step = None
+    tb = error.__traceback__
+    while tb is not None:
+        op = tb.tb_frame.f_locals.get("operator")
+        raw = getattr(op, "raw_operator", None)
+        if raw is not None and id(raw) in places:
+            step = places[id(raw)]
+        tb = tb.tb_next
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause).strip():
+        detail = f"{detail} {type(cause).__name__}: {str(cause).strip().splitlines()[0]}"
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    step = step or f"pipeline step '{pipe.steps[-1][0]}' ({type(pipe.steps[-1][1]).__name__})"
+    return UnsupportedStep(
+        step,
+        f"the ONNX converter failed on it ({type(error).__name__}: {detail}); with the installed converter "
+        f"versions this step cannot be exported; {SUPPORTED}",
+    )
 
 
 def session(model: onnx.ModelProto | bytes | str) -> ort.InferenceSession:

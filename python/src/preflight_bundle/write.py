@@ -133,13 +133,13 @@ def check_parity(pipe, model, frames: list[tuple[str, pd.DataFrame]], inputs: li
         worst["expected"] = expected[order]
         worst["served"] = served[order]
         culprits = _culprits(pipe, s, frame.iloc[[order[0]]], inputs, output, reference, parity)
-        blame = (
-            f"; on the worst row the difference goes away when {', '.join(repr(c) for c in culprits)} "
-            "takes a typical value, so look at how the export treats "
-            + ("that input" if len(culprits) == 1 else "those inputs")
-            if culprits
-            else ""
-        )
+        if len(culprits) == 1:
+            blame = f"; on the worst row the difference goes away when '{culprits[0]}' takes a typical value, so look at how the export treats that input"
+        elif culprits:
+            listed = ", ".join(f"'{c}'" for c in culprits)
+            blame = f"; on the worst row the difference goes away when any one of {listed} takes a typical value, so look at how the export treats those inputs"
+        else:
+            blame = ""
         raise ParityError(
             f"the exported ONNX model disagrees with the training process on {int(bad.sum())} of {len(frame)} "
             f"{label} rows beyond the parity tolerance (abs {parity.abs}, rel {parity.rel}); largest difference "

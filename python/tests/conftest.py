@@ -1,0 +1,72 @@
+"""Small synthetic delivery data and the pipelines the tests export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+VEHICLES = ["bicycle", "car", "motorbike"]
+
+
+def orders(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    distance = np.round(rng.lognormal(np.log(3.0), 0.5, n), 2)
+    hour = rng.integers(0, 24, n).astype(np.int64)
+    vehicle = rng.choice(VEHICLES, n)
+    prep = np.round(rng.gamma(4.0, 3.0, n), 1)
+    prep = np.where(rng.random(n) < 0.15, np.nan, prep)
+    speed = np.array([{"bicycle": 14.0, "car": 22.0, "motorbike": 24.0}[v] for v in vehicle])
+    minutes = 5 + np.nan_to_num(prep, nan=12.0) + distance / speed * 60 + 3 * np.isin(hour, [12, 13, 20, 21])
+    minutes = np.round(minutes + rng.normal(0, 1.0, n), 2)
+    x = pd.DataFrame(
+        {"distance_km": distance, "hour": hour, "vehicle": pd.Series(vehicle, dtype=object), "prep_time_min": prep}
+    )
+    return x, pd.Series(minutes, name="eta_minutes")
+
+
+def preprocessing() -> ColumnTransformer:
+    return ColumnTransformer(
+        [
+            ("prep", SimpleImputer(strategy="median"), ["prep_time_min"]),
+            # Scaled integers stay far from the trees' thresholds in float32.
+            ("hour", Pipeline([("scale", StandardScaler())]), ["hour"]),
+            ("pass", "passthrough", ["distance_km"]),
+            ("vehicle", OneHotEncoder(handle_unknown="ignore"), ["vehicle"]),
+        ]
+    )
+
+
+def regressor(family: str):
+    if family == "sklearn-gbdt":
+        return GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
+    if family == "sklearn-hist-gbdt":
+        return HistGradientBoostingRegressor(max_iter=30, max_depth=3, random_state=0)
+    if family == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(n_estimators=30, max_depth=3, num_leaves=8, random_state=0, n_jobs=1, verbose=-1)
+    if family == "xgboost":
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(n_estimators=30, max_depth=3, random_state=0, n_jobs=1)
+    raise ValueError(family)
+
+
+FAMILIES = ["sklearn-gbdt", "sklearn-hist-gbdt", "lightgbm", "xgboost"]
+
+
+def fitted(family: str, x: pd.DataFrame, y: pd.Series) -> Pipeline:
+    return Pipeline([("pre", preprocessing()), ("model", regressor(family))]).fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def data():
+    x_train, y_train = orders(600, 1)
+    x_hold, y_hold = orders(200, 2)
+    return x_train, y_train, x_hold, y_hold
