@@ -13,6 +13,7 @@ mod infer;
 mod local;
 mod logging;
 mod metrics;
+mod monitor;
 mod onnx;
 mod protocol;
 mod registry;
@@ -32,6 +33,7 @@ pub use infer::FallbackReason;
 pub use local::{LocalServer, StartError};
 pub use logging::{DroppedLines, LogFormat, Logging};
 pub use metrics::Metrics;
+pub use monitor::{Monitor, MonitorCounters, MonitorLimits, VersionMonitor};
 pub use onnx::{OrtBackend, OrtOptions, init_ort};
 pub use preflight_ort::{OrtInitError, find_library};
 pub use protocol::{InferRequest, InferResponse, TensorData, params};
@@ -53,6 +55,8 @@ pub struct ServeConfig {
     pub load_threads: usize,
     /// How much work is taken on at once; see docs/serving.md, "Admission".
     pub admission: AdmissionLimits,
+    /// What the monitor keeps; see docs/serving.md, "Monitoring".
+    pub monitor: MonitorLimits,
 }
 
 /// Who may call the repository API, which changes what is served.
@@ -80,6 +84,7 @@ impl ServeConfig {
             repository: RepositoryAccess::Open,
             load_threads: 2,
             admission: AdmissionLimits::for_this_machine(),
+            monitor: MonitorLimits::default(),
         }
     }
 }
@@ -93,11 +98,13 @@ impl AppState {
             backend,
             config.version_policy,
             config.load_threads,
+            config.monitor.window,
         );
         Self {
             registry: Arc::new(registry),
             metrics: Metrics::default(),
             admission: admission::Admission::new(config.admission),
+            monitor: Monitor::start(config.monitor),
             limits: Limits {
                 max_rows: config.max_rows,
             },

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AdmissionLimits, AppState, OrtBackend, OrtOptions, RepositoryAccess, ServeConfig,
-    VersionPolicy, app, find_library, init_ort, serve,
+    AdmissionLimits, AppState, MonitorLimits, OrtBackend, OrtOptions, RepositoryAccess,
+    ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
 };
 
 /// Serve every model of a model repository over the Open Inference Protocol
@@ -97,6 +97,20 @@ struct Cli {
     /// is shed with 503 and Retry-After.
     #[arg(long, default_value_t = preflight_serving::QUEUE_WAIT_MS)]
     queue_wait_ms: u64,
+
+    /// Rows in each model version's monitoring windows: the drift of each
+    /// input and output, and the live error, are over the last this many.
+    #[arg(long, default_value_t = MonitorLimits::default().window)]
+    monitor_window: usize,
+
+    /// Predictions kept for feedback (POST /v2/models/{m}/feedback),
+    /// server-wide; beyond it the oldest goes, and is counted.
+    #[arg(long, default_value_t = MonitorLimits::default().pending)]
+    feedback_pending: usize,
+
+    /// Seconds a prediction waits for its feedback.
+    #[arg(long, default_value_t = MonitorLimits::default().ttl.as_secs())]
+    feedback_ttl_seconds: u64,
 
     /// Bearer token for the repository API (load, unload, index). Without
     /// one, the repository API is off, unless --open-repository-api.
@@ -194,6 +208,12 @@ fn run(cli: Cli) -> Result<()> {
             max_model_rows: cli.max_model_rows,
             max_runs: cli.run_slots,
             queue_wait: Duration::from_millis(cli.queue_wait_ms),
+        },
+        monitor: MonitorLimits {
+            window: cli.monitor_window.max(1),
+            pending: cli.feedback_pending.max(1),
+            ttl: Duration::from_secs(cli.feedback_ttl_seconds),
+            ..MonitorLimits::default()
         },
     };
     if !config.models.is_dir() {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::admission::Admission;
 use crate::infer::FallbackReason;
 use crate::logging::DroppedLines;
+use crate::monitor::{Drift, Monitor, MonitorCounters, MonitorReport};
 use crate::registry::Registry;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -190,6 +191,7 @@ impl Metrics {
         &self,
         registry: &Registry,
         admission: &Admission,
+        monitor: &Monitor,
         log: Option<&DroppedLines>,
     ) -> String {
         let versions = registry.served();
@@ -255,6 +257,15 @@ impl Metrics {
         for (labels, c) in &labelled {
             c.histogram(&mut f, labels);
         }
+        let reports: Vec<(&str, MonitorReport)> = labelled
+            .iter()
+            .zip(&versions)
+            .map(|((labels, _), (model, version, served))| {
+                (labels.as_str(), served.monitor.report(model, *version))
+            })
+            .collect();
+        drift(&mut out, &reports);
+        feedback(&mut out, &reports, &monitor.counters);
         let gauges = [
             (
                 "preflight_inflight_rows",
@@ -298,6 +309,129 @@ impl Metrics {
             f.series("", "", bytes);
         }
         out
+    }
+}
+
+/// Each version's drift, input by input and output by output.
+fn drift(out: &mut String, reports: &[(&str, MonitorReport)]) {
+    let mut f = Family::new(
+        out,
+        "preflight_monitor_rows",
+        "gauge",
+        "Rows in the version's monitoring window.",
+    );
+    for (labels, r) in reports {
+        f.series("", labels, r.rows);
+    }
+    type Figure = fn(&Drift) -> Option<f64>;
+    let inputs: [(&'static str, &str, Figure); 4] = [
+        (
+            "preflight_input_psi",
+            "Population stability index of the input over the window, against reference.json.",
+            |d| d.psi,
+        ),
+        (
+            "preflight_input_null_rate",
+            "Share of the window's rows where the input is null.",
+            |d| Some(d.null_rate),
+        ),
+        (
+            "preflight_input_unknown_category_rate",
+            "Share of the window's rows with a category the model was not trained on.",
+            |d| Some(d.unknown_category_rate),
+        ),
+        (
+            "preflight_input_out_of_range_rate",
+            "Share of the window's rows with a value outside the training range.",
+            |d| Some(d.out_of_range_rate),
+        ),
+    ];
+    for (name, help, figure) in inputs {
+        let mut f = Family::new(out, name, "gauge", help);
+        for (labels, r) in reports.iter().filter(|(_, r)| r.rows > 0) {
+            for (input, d) in &r.inputs {
+                if let Some(value) = figure(d) {
+                    f.series("", &format!("{labels},input=\"{}\"", escape(input)), value);
+                }
+            }
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "preflight_output_psi",
+        "gauge",
+        "Population stability index of the output over the window, against the training \
+         predictions.",
+    );
+    for (labels, r) in reports {
+        for (output, d) in &r.outputs {
+            if let Some(psi) = d.psi {
+                f.series("", &format!("{labels},output=\"{}\"", escape(output)), psi);
+            }
+        }
+    }
+}
+
+/// The live error of each version that got feedback, and what the
+/// feedback store kept and let go.
+fn feedback(out: &mut String, reports: &[(&str, MonitorReport)], counters: &MonitorCounters) {
+    let mut f = Family::new(
+        out,
+        "preflight_live_error",
+        "gauge",
+        "The contract's quality metric over the last rows joined with their feedback.",
+    );
+    for (labels, r) in reports {
+        if let Some(live) = &r.live_error {
+            f.series(
+                "",
+                &format!("{labels},metric=\"{}\"", live.metric),
+                live.value,
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "preflight_live_error_rows",
+        "gauge",
+        "Rows the live error is computed over.",
+    );
+    for (labels, r) in reports {
+        if let Some(live) = &r.live_error {
+            f.series("", labels, live.count);
+        }
+    }
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let mut f = Family::new(
+        out,
+        "preflight_feedback_evicted_total",
+        "counter",
+        "Predictions that left the feedback store without feedback, by reason.",
+    );
+    f.series("", "reason=\"capacity\"", get(&counters.evicted_capacity));
+    f.series("", "reason=\"expired\"", get(&counters.evicted_expired));
+    let singles = [
+        (
+            "preflight_feedback_rows_total",
+            "counter",
+            "Rows joined with their observed targets.",
+            get(&counters.joined_rows),
+        ),
+        (
+            "preflight_feedback_pending",
+            "gauge",
+            "Predictions waiting for feedback.",
+            get(&counters.pending),
+        ),
+        (
+            "preflight_monitor_dropped_total",
+            "counter",
+            "Answered requests the monitor did not see: its queue was full.",
+            get(&counters.dropped),
+        ),
+    ];
+    for (name, kind, help, value) in singles {
+        Family::new(out, name, kind, help).series("", "", value);
     }
 }
 

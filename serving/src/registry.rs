@@ -13,6 +13,7 @@ use crate::backend::{Backend, Predictor};
 use crate::batch::supported;
 use crate::error::ApiError;
 use crate::metrics::Counters;
+use crate::monitor::VersionMonitor;
 
 /// Which versions of a model to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub struct Served {
     pub counters: Counters,
     /// Its rows in flight and what its runs cost, for admission.
     pub load: ModelLoad,
+    /// Its inputs' and outputs' drift and its live error; a reload starts
+    /// them afresh.
+    pub monitor: Arc<VersionMonitor>,
 }
 
 /// What a served version can do, as readiness, metadata and metrics say it.
@@ -134,6 +138,8 @@ pub struct Registry {
     backend: Arc<dyn Backend>,
     policy: VersionPolicy,
     load_threads: usize,
+    /// Rows in each version's monitoring windows.
+    monitor_window: usize,
     models: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
     /// Folders of the repository not loaded at all, with why, by path.
     skipped: RwLock<BTreeMap<PathBuf, String>>,
@@ -152,12 +158,14 @@ impl Registry {
         backend: Arc<dyn Backend>,
         policy: VersionPolicy,
         load_threads: usize,
+        monitor_window: usize,
     ) -> Self {
         Self {
             root: root.to_path_buf(),
             backend,
             policy,
             load_threads: load_threads.max(1),
+            monitor_window,
             models: RwLock::new(BTreeMap::new()),
             skipped: RwLock::new(BTreeMap::new()),
         }
@@ -387,6 +395,13 @@ impl Registry {
         let bundle = Bundle::open(dir).map_err(|e| self.relative(&e.to_string()))?;
         let manifest = bundle.manifest().clone();
         let model_bytes = bundle.model_bytes().unwrap_or(0);
+        // A broken reference.json does not stop serving: drift is then not
+        // measured, and the log says why.
+        let reference = bundle.reference().unwrap_or_else(|error| {
+            tracing::warn!(error = %self.relative(&error.to_string()), "drift is not monitored");
+            None
+        });
+        let monitor = VersionMonitor::new(&manifest, reference.as_ref(), self.monitor_window);
         let unsupported = manifest
             .inputs
             .iter()
@@ -413,6 +428,7 @@ impl Registry {
             model_bytes,
             counters: Counters::default(),
             load: ModelLoad::default(),
+            monitor: Arc::new(monitor),
         })
     }
 

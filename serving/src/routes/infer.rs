@@ -15,6 +15,7 @@ use crate::batch::{Batch, Limits, subject};
 use crate::error::ApiError;
 use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
 use crate::metrics::{Counters, Outcome};
+use crate::monitor::{self, Observation};
 use crate::protocol::params;
 use crate::registry::Served;
 
@@ -28,6 +29,10 @@ pub(super) trait Protocol {
 
     /// The request's `parameters`, where `deadline_ms` is read.
     fn parameters(request: &Self::Request) -> Option<&Map<String, Value>>;
+
+    /// The request's id, `make`-d where it has none, for a protocol whose
+    /// answer carries it; `None` for one whose answer cannot.
+    fn id(request: &mut Self::Request, make: impl FnOnce() -> String) -> Option<String>;
 
     /// The rows to predict and the plan of the answer, or why the request
     /// does not fit the model.
@@ -52,6 +57,7 @@ pub(super) trait Protocol {
 struct Answered {
     rows: usize,
     fallback: Option<FallbackReason>,
+    id: Option<String>,
     response: Response,
 }
 
@@ -83,10 +89,12 @@ async fn answer<P: Protocol>(
     served: &Arc<Served>,
     body: Body,
 ) -> AppResult<Answered> {
-    let request: P::Request = read_request(body, state, served).await?;
+    let mut request: P::Request = read_request(body, state, served).await?;
+    let id = P::id(&mut request, || state.monitor.id());
     let deadline = deadline(served, P::parameters(&request))?;
     let (batch, plan) = P::decode(served, &request, state.limits)?;
     let rows = batch.rows;
+    let batch = Arc::new(batch);
     let admitted = (state.admission)
         .admit(&served.load, rows)
         .await
@@ -95,16 +103,29 @@ async fn answer<P: Protocol>(
     let prediction = predict(
         admission,
         Arc::clone(served),
-        Arc::new(batch),
+        Arc::clone(&batch),
         deadline,
         until,
     )
     .await?;
     let fallback = prediction.fallback;
+    let outputs = prediction
+        .outputs
+        .iter()
+        .map(|o| o.as_ref().map_or_else(Vec::new, monitor::numbers))
+        .collect();
     let response = P::answer(model, served, request, plan, prediction, rows)?;
+    state.monitor.observe(Observation {
+        version: Arc::clone(&served.monitor),
+        model: model.to_owned(),
+        id: id.clone(),
+        batch,
+        outputs,
+    });
     Ok(Answered {
         rows,
         fallback,
+        id,
         response,
     })
 }
@@ -124,12 +145,14 @@ fn observe(
             let Answered {
                 rows,
                 fallback,
+                id,
                 response,
             } = answered;
             counters.record(Outcome::Ok, rows, fallback, latency);
             tracing::debug!(
                 model,
                 version,
+                id = id.as_deref().unwrap_or(""),
                 rows,
                 latency_us = micros,
                 outcome = Outcome::Ok.as_str(),

@@ -13,7 +13,12 @@ pub(super) async fn server() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "preflight-serve",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["model_repository", "preflight_fallback", "preflight_nulls"],
+        extensions: vec![
+            "model_repository",
+            "preflight_fallback",
+            "preflight_nulls",
+            "preflight_monitor",
+        ],
     })
 }
 

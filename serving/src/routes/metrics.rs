@@ -9,6 +9,11 @@ use axum::response::IntoResponse;
 use super::AppState;
 
 pub(super) async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = (state.metrics).render(&state.registry, &state.admission, state.log.as_ref());
+    let text = (state.metrics).render(
+        &state.registry,
+        &state.admission,
+        &state.monitor,
+        state.log.as_ref(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -8,6 +8,7 @@ mod health;
 mod infer;
 mod metadata;
 mod metrics;
+mod monitor;
 mod repository;
 mod v1;
 mod v2;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub admission: crate::admission::Admission,
+    /// Drift and live error, off the request's path.
+    pub monitor: crate::monitor::Monitor,
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
@@ -61,6 +64,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(health::model_version_ready),
         )
         .route("/v2/models/{model}/infer", post(v2::infer))
+        .route("/v2/models/{model}/feedback", post(monitor::feedback))
+        .route(
+            "/v2/models/{model}/versions/{version}/monitor",
+            get(monitor::version),
+        )
         .route(
             "/v2/models/{model}/versions/{version}/infer",
             post(v2::infer_version),

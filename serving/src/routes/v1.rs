@@ -54,6 +54,11 @@ impl Protocol for V1 {
         request.parameters.as_ref()
     }
 
+    /// KServe v1's answer has no id: feedback needs the v2 protocol.
+    fn id(_: &mut V1Request, _: impl FnOnce() -> String) -> Option<String> {
+        None
+    }
+
     fn decode(served: &Served, request: &V1Request, limits: Limits) -> AppResult<(Batch, ())> {
         Ok((
             decode_instances(&served.manifest, &request.instances, limits)?,

@@ -43,6 +43,11 @@ impl Protocol for V2 {
         request.parameters.as_ref()
     }
 
+    /// Echoed, or made and returned: the key of `/feedback`.
+    fn id(request: &mut InferRequest, make: impl FnOnce() -> String) -> Option<String> {
+        Some(request.id.get_or_insert_with(make).clone())
+    }
+
     fn decode(
         served: &Served,
         request: &InferRequest,

@@ -6,6 +6,7 @@ mod api;
 mod bad_input;
 mod fallback;
 mod fuzz_corpus;
+mod monitor;
 mod parity;
 mod process;
 mod repository;

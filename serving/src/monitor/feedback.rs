@@ -1,0 +1,208 @@
+//! Live model error: the predictions served under each request id, kept a
+//! while, joined with the targets a client observes later, and the
+//! contract's quality metric over the last rows joined.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use preflight_bundle::Metric;
+
+use super::VersionMonitor;
+
+/// The contract's metric over the last `capacity` rows that got feedback.
+#[derive(Debug)]
+pub(super) struct LiveError {
+    metric: Metric,
+    /// Each row's term of the metric: |error|, error², percentage error,
+    /// or 1 for a right label.
+    terms: VecDeque<f64>,
+    capacity: usize,
+}
+
+/// The live error as the monitor shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct LiveFigure {
+    pub metric: &'static str,
+    pub value: f64,
+    /// Rows the value is computed over.
+    pub count: usize,
+}
+
+impl LiveError {
+    /// `None` for a metric the served answer cannot score alone: log loss
+    /// needs the probability of every class.
+    pub(super) fn new(metric: Metric, capacity: usize) -> Option<Self> {
+        matches!(
+            metric,
+            Metric::Mae | Metric::Rmse | Metric::Mape | Metric::Accuracy
+        )
+        .then(|| Self {
+            metric,
+            terms: VecDeque::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    pub(super) fn push(&mut self, predicted: f64, target: f64) {
+        let error = predicted - target;
+        let term = match self.metric {
+            Metric::Mae => error.abs(),
+            Metric::Rmse => error * error,
+            Metric::Mape => 100.0 * error.abs() / target.abs().max(f64::MIN_POSITIVE),
+            Metric::Accuracy => f64::from(u8::from(predicted.round() == target.round())),
+            // Not live: see `new`.
+            _ => return,
+        };
+        if !term.is_finite() {
+            return;
+        }
+        if self.terms.len() == self.capacity {
+            self.terms.pop_front();
+        }
+        self.terms.push_back(term);
+    }
+
+    pub(super) fn figure(&self) -> Option<LiveFigure> {
+        if self.terms.is_empty() {
+            return None;
+        }
+        let mean = self.terms.iter().sum::<f64>() / self.terms.len() as f64;
+        Some(LiveFigure {
+            metric: self.metric.as_str(),
+            value: if self.metric == Metric::Rmse {
+                mean.sqrt()
+            } else {
+                mean
+            },
+            count: self.terms.len(),
+        })
+    }
+}
+
+/// A prediction waiting for its target.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub version: Arc<VersionMonitor>,
+    /// The scored output (the manifest's first), one value per row.
+    pub predicted: Vec<f64>,
+    expires: Instant,
+}
+
+/// Why a prediction left the store without feedback.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Eviction {
+    /// The store was full: the oldest went.
+    Capacity,
+    /// It waited longer than the TTL.
+    Expired,
+}
+
+/// The predictions waiting for feedback, by model and request id: at most
+/// `capacity`, each for at most `ttl`.
+#[derive(Debug)]
+pub(super) struct Pending {
+    waiting: HashMap<(String, String), Waiting>,
+    /// Keys in the order they came, with their expiry; a key given again
+    /// is found here twice, and the older entry is skipped.
+    order: VecDeque<((String, String), Instant)>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl Pending {
+    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+            ttl,
+        }
+    }
+
+    pub(super) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Keeps a prediction; `evicted` is told of each one that leaves for it.
+    pub(super) fn insert(
+        &mut self,
+        key: (String, String),
+        version: Arc<VersionMonitor>,
+        predicted: Vec<f64>,
+        now: Instant,
+        evicted: &mut dyn FnMut(Eviction),
+    ) {
+        self.expire(now, evicted);
+        while self.waiting.len() >= self.capacity {
+            let Some((old, _)) = self.order.pop_front() else {
+                break;
+            };
+            if self.waiting.remove(&old).is_some() {
+                evicted(Eviction::Capacity);
+            }
+        }
+        let expires = now + self.ttl;
+        self.order.push_back((key.clone(), expires));
+        let waiting = Waiting {
+            version,
+            predicted,
+            expires,
+        };
+        // The same id again: the later prediction is the one joined.
+        self.waiting.insert(key, waiting);
+    }
+
+    /// Drops what waited past its TTL.
+    pub(super) fn expire(&mut self, now: Instant, evicted: &mut dyn FnMut(Eviction)) {
+        while let Some((key, expires)) = self.order.front() {
+            if *expires > now {
+                break;
+            }
+            let key = key.clone();
+            let expires = *expires;
+            self.order.pop_front();
+            if self.waiting.get(&key).is_some_and(|w| w.expires == expires) {
+                self.waiting.remove(&key);
+                evicted(Eviction::Expired);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, key: &(String, String), now: Instant) -> Option<&Waiting> {
+        self.waiting.get(key).filter(|w| w.expires > now)
+    }
+
+    pub(super) fn remove(&mut self, key: &(String, String)) -> Option<Waiting> {
+        self.waiting.remove(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_error_is_the_metric_over_the_last_rows() {
+        let mut mae = LiveError::new(Metric::Mae, 3).expect("mae is live");
+        assert_eq!(mae.figure(), None);
+        for (p, t) in [(10.0, 0.0), (1.0, 2.0), (2.0, 4.0), (5.0, 8.0)] {
+            mae.push(p, t);
+        }
+        // The first row has left the window of 3.
+        let figure = mae.figure().expect("a figure");
+        assert_eq!((figure.metric, figure.count), ("mae", 3));
+        assert!((figure.value - 2.0).abs() < 1e-12, "{figure:?}");
+
+        let mut rmse = LiveError::new(Metric::Rmse, 10).expect("rmse is live");
+        rmse.push(3.0, 0.0);
+        rmse.push(0.0, 4.0);
+        let value = rmse.figure().expect("a figure").value;
+        assert!((value - 12.5f64.sqrt()).abs() < 1e-12);
+        assert!(LiveError::new(Metric::LogLoss, 10).is_none());
+    }
+}

@@ -1,0 +1,499 @@
+//! What a served model sees once it is released: its inputs and outputs
+//! drifting from the training data's (`reference.json`), and its live error
+//! from the targets clients post back (`/feedback`).
+//!
+//! A request hands what it served to one monitor thread over a bounded
+//! queue and goes on: nothing of the monitoring is on the request's path
+//! but that hand-off, and when the queue is full the observation is
+//! dropped and counted, never waited for. The thread keeps, per model
+//! version, a sliding window of the last rows of each input and output, and
+//! the predictions waiting for feedback (bounded by count and TTL). Feedback
+//! goes through the same queue, after the observations of the requests it
+//! answers, so a target posted as soon as its answer arrived finds it.
+
+mod feedback;
+mod window;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use preflight_bundle::{Manifest, Reference};
+
+use crate::batch::Batch;
+use crate::error::ApiError;
+use crate::protocol::TensorData;
+pub(crate) use feedback::Eviction;
+use feedback::{LiveError, LiveFigure, Pending};
+pub(crate) use window::Drift;
+use window::{Binning, Observed, Window};
+
+/// How much the monitor keeps; see docs/serving.md, "Monitoring".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonitorLimits {
+    /// Rows in each feature's sliding window, and in the live error's.
+    pub window: usize,
+    /// Predictions waiting for feedback, server-wide.
+    pub pending: usize,
+    /// How long a prediction waits for its feedback.
+    pub ttl: Duration,
+    /// Observations and feedback waiting for the monitor thread.
+    pub queue: usize,
+}
+
+impl Default for MonitorLimits {
+    fn default() -> Self {
+        Self {
+            window: 1000,
+            pending: 100_000,
+            ttl: Duration::from_secs(3600),
+            queue: 4096,
+        }
+    }
+}
+
+/// One model version's windows and live error.
+#[derive(Debug)]
+pub struct VersionMonitor {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    window: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    inputs: Vec<Window>,
+    outputs: Vec<Window>,
+    rows_seen: u64,
+    live: Option<LiveError>,
+}
+
+/// What `GET /v2/models/{m}/versions/{v}/monitor` answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct MonitorReport {
+    pub model_name: String,
+    pub model_version: String,
+    /// Rows each window holds at most.
+    pub window: usize,
+    /// Rows in the window now.
+    pub rows: usize,
+    /// Rows observed since the version was loaded.
+    pub rows_seen: u64,
+    pub inputs: BTreeMap<String, Drift>,
+    pub outputs: BTreeMap<String, OutputDrift>,
+    /// The contract's quality metric over the last rows that got feedback.
+    pub live_error: Option<LiveFigure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub(crate) struct OutputDrift {
+    pub psi: Option<f64>,
+}
+
+impl VersionMonitor {
+    /// The windows of `manifest`'s features, binned as `reference` has them.
+    pub(crate) fn new(manifest: &Manifest, reference: Option<&Reference>, window: usize) -> Self {
+        let windows = |features: &[preflight_bundle::Feature], stats: Option<&BTreeMap<_, _>>| {
+            features
+                .iter()
+                .map(|f| Window::new(Binning::of(stats.and_then(|s| s.get(&f.name))), window))
+                .collect()
+        };
+        let names = |features: &[preflight_bundle::Feature]| {
+            features.iter().map(|f| f.name.clone()).collect()
+        };
+        let metric = manifest.contract.quality.as_ref().map(|q| q.metric);
+        Self {
+            inputs: names(&manifest.inputs),
+            outputs: names(&manifest.outputs),
+            window,
+            state: Mutex::new(State {
+                inputs: windows(&manifest.inputs, reference.map(|r| &r.inputs)),
+                outputs: windows(&manifest.outputs, reference.map(|r| &r.outputs)),
+                rows_seen: 0,
+                live: metric.and_then(|m| LiveError::new(m, window)),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn observe(&self, batch: &Batch, outputs: &[Vec<f64>]) {
+        let mut state = self.state();
+        for (window, column) in state.inputs.iter_mut().zip(&batch.columns) {
+            for row in 0..batch.rows {
+                window.push(observed(column, row));
+            }
+        }
+        for (window, values) in state.outputs.iter_mut().zip(outputs) {
+            for &value in values {
+                window.push(Observed::Number(value));
+            }
+        }
+        state.rows_seen += batch.rows as u64;
+    }
+
+    fn join(&self, predicted: &[f64], targets: &[f64]) {
+        let mut state = self.state();
+        if let Some(live) = &mut state.live {
+            for (&p, &t) in predicted.iter().zip(targets) {
+                live.push(p, t);
+            }
+        }
+    }
+
+    pub(crate) fn report(&self, model: &str, version: u64) -> MonitorReport {
+        let state = self.state();
+        MonitorReport {
+            model_name: model.to_owned(),
+            model_version: version.to_string(),
+            window: self.window,
+            rows: state.inputs.first().map_or(0, Window::rows),
+            rows_seen: state.rows_seen,
+            inputs: self
+                .inputs
+                .iter()
+                .cloned()
+                .zip(state.inputs.iter().map(Window::drift))
+                .collect(),
+            outputs: self
+                .outputs
+                .iter()
+                .cloned()
+                .zip(
+                    state
+                        .outputs
+                        .iter()
+                        .map(|w| OutputDrift { psi: w.drift().psi }),
+                )
+                .collect(),
+            live_error: state.live.as_ref().and_then(LiveError::figure),
+        }
+    }
+}
+
+/// Row `row` of a column, as a window reads it: text as a category, every
+/// other value as a number (NaN is a null).
+fn observed(column: &TensorData, row: usize) -> Observed<'_> {
+    match column {
+        TensorData::F32(v) => Observed::Number(f64::from(v[row])),
+        TensorData::F64(v) => Observed::Number(v[row]),
+        TensorData::I64(v) => Observed::Number(v[row] as f64),
+        TensorData::I32(v) => Observed::Number(f64::from(v[row])),
+        TensorData::Bool(v) => Observed::Number(f64::from(u8::from(v[row]))),
+        TensorData::Text(v) => Observed::Text(&v[row]),
+    }
+}
+
+/// A column as numbers, for the output windows and the live error; text
+/// outputs are not monitored.
+pub(crate) fn numbers(column: &TensorData) -> Vec<f64> {
+    match column {
+        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::F64(v) => v.clone(),
+        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+        TensorData::Text(_) => Vec::new(),
+    }
+}
+
+/// What one answered request hands to the monitor.
+#[derive(Debug)]
+pub(crate) struct Observation {
+    pub version: Arc<VersionMonitor>,
+    pub model: String,
+    /// The request id the answer carried, where a client can post feedback.
+    pub id: Option<String>,
+    pub batch: Arc<Batch>,
+    /// Each output's values, as numbers.
+    pub outputs: Vec<Vec<f64>>,
+}
+
+/// One observed target: a number for a one-row request, one per row for a
+/// batch.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Target {
+    One(f64),
+    Rows(Vec<f64>),
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct FeedbackItem {
+    pub id: String,
+    pub target: Target,
+}
+
+/// What a feedback request joined.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct FeedbackReceipt {
+    pub model_name: String,
+    /// Request ids joined.
+    pub joined: usize,
+    /// Rows joined.
+    pub rows: usize,
+}
+
+enum Message {
+    Served(Observation),
+    Feedback {
+        model: String,
+        items: Vec<FeedbackItem>,
+        reply: tokio::sync::oneshot::Sender<Result<FeedbackReceipt, ApiError>>,
+    },
+}
+
+/// What the monitor counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MonitorCounters {
+    /// Observations dropped because the queue was full.
+    pub dropped: AtomicU64,
+    pub evicted_capacity: AtomicU64,
+    pub evicted_expired: AtomicU64,
+    /// Rows joined with their targets.
+    pub joined_rows: AtomicU64,
+    /// Predictions waiting for feedback now.
+    pub pending: AtomicU64,
+}
+
+/// The handle requests use: the queue to the monitor thread, and request
+/// ids for requests that came without one.
+#[derive(Debug)]
+pub struct Monitor {
+    queue: SyncSender<Message>,
+    pub limits: MonitorLimits,
+    pub counters: Arc<MonitorCounters>,
+    ids: RequestIds,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Served(o) => write!(f, "Served({} rows)", o.batch.rows),
+            Message::Feedback { items, .. } => write!(f, "Feedback({} ids)", items.len()),
+        }
+    }
+}
+
+impl Monitor {
+    /// Starts the monitor thread; it ends when the last handle is dropped.
+    pub fn start(limits: MonitorLimits) -> Self {
+        let (queue, receiver) = std::sync::mpsc::sync_channel(limits.queue.max(1));
+        let counters = Arc::new(MonitorCounters::default());
+        let thread_counters = Arc::clone(&counters);
+        let spawned = std::thread::Builder::new()
+            .name("preflight-monitor".to_owned())
+            .spawn(move || run(&receiver, limits, &thread_counters));
+        if let Err(error) = spawned {
+            // Without the thread every observation is dropped and counted,
+            // and feedback is refused: serving goes on.
+            tracing::warn!(%error, "the monitor thread could not start");
+        }
+        Self {
+            queue,
+            limits,
+            counters,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Hands an answered request to the monitor, or drops it when the
+    /// queue is full.
+    pub(crate) fn observe(&self, observation: Observation) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(Message::Served(observation))
+        {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Joins targets with the predictions served under their ids, all or
+    /// none.
+    pub(crate) async fn feedback(
+        &self,
+        model: String,
+        items: Vec<FeedbackItem>,
+    ) -> Result<FeedbackReceipt, ApiError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let busy = || {
+            ApiError::Overloaded(
+                "the monitor's queue is full: send the feedback again later".to_owned(),
+            )
+        };
+        // Waiting for room keeps the feedback behind the observations it
+        // answers; it never waits long, the thread drains the queue fast.
+        let queue = self.queue.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            queue.send(Message::Feedback {
+                model,
+                items,
+                reply,
+            })
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => answer.await.unwrap_or_else(|_| Err(busy())),
+            _ => Err(busy()),
+        }
+    }
+
+    /// The request's id, or a new one.
+    pub(crate) fn id(&self) -> String {
+        self.ids.next()
+    }
+}
+
+/// Ids for requests that came without one: unique within this process, and
+/// unlikely to repeat across its restarts.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        // The start time and the process id, mixed: distinct per process.
+        let seed = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
+        Self {
+            prefix: format!("{seed:016x}"),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.prefix)
+    }
+}
+
+/// The monitor thread: observations into the windows and the pending
+/// store, feedback joined from it.
+fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCounters) {
+    let mut pending = Pending::new(limits.pending, limits.ttl);
+    let mut evicted = |why: Eviction| {
+        let counter = match why {
+            Eviction::Capacity => &counters.evicted_capacity,
+            Eviction::Expired => &counters.evicted_expired,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    };
+    loop {
+        // Wake now and then to let expired predictions go.
+        let message = match receiver.recv_timeout(Duration::from_secs(1)) {
+            Ok(message) => message,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                pending.expire(Instant::now(), &mut evicted);
+                counters
+                    .pending
+                    .store(pending.len() as u64, Ordering::Relaxed);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        match message {
+            Message::Served(o) => {
+                o.version.observe(&o.batch, &o.outputs);
+                if let (Some(id), Some(first)) = (o.id, o.outputs.first()) {
+                    let key = (o.model, id);
+                    let predicted = first.clone();
+                    pending.insert(key, o.version, predicted, Instant::now(), &mut evicted);
+                }
+            }
+            Message::Feedback {
+                model,
+                items,
+                reply,
+            } => {
+                let joined = join(&mut pending, &model, items, counters);
+                let _ = reply.send(joined);
+            }
+        }
+        counters
+            .pending
+            .store(pending.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Joins every item, or none when one cannot be: an id unknown or
+/// expired, or targets that do not match the rows served.
+fn join(
+    pending: &mut Pending,
+    model: &str,
+    items: Vec<FeedbackItem>,
+    counters: &MonitorCounters,
+) -> Result<FeedbackReceipt, ApiError> {
+    let now = Instant::now();
+    let mut unknown = Vec::new();
+    let mut mismatched = Vec::new();
+    for item in &items {
+        let key = (model.to_owned(), item.id.clone());
+        match pending.get(&key, now) {
+            None => unknown.push(format!("'{}'", item.id)),
+            Some(waiting) => {
+                let rows = waiting.predicted.len();
+                let given = match &item.target {
+                    Target::One(_) => 1,
+                    Target::Rows(v) => v.len(),
+                };
+                if given != rows {
+                    mismatched.push(format!(
+                        "'{}' answered {rows} rows and got {given} targets",
+                        item.id
+                    ));
+                }
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().take(10).cloned().collect();
+        let more = unknown.len().saturating_sub(shown.len());
+        return Err(ApiError::NotFound(format!(
+            "model '{model}': no prediction waits for request id {}{}: the id is unknown, or \
+             older than the feedback TTL of {} s; nothing was joined",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            pending.ttl().as_secs()
+        )));
+    }
+    if !mismatched.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "model '{model}': {}; nothing was joined",
+            mismatched.join("; ")
+        )));
+    }
+    let mut rows = 0;
+    let joined = items.len();
+    for item in items {
+        let key = (model.to_owned(), item.id);
+        if let Some(waiting) = pending.remove(&key) {
+            let targets = match item.target {
+                Target::One(t) => vec![t],
+                Target::Rows(v) => v,
+            };
+            waiting.version.join(&waiting.predicted, &targets);
+            rows += targets.len();
+        }
+    }
+    counters
+        .joined_rows
+        .fetch_add(rows as u64, Ordering::Relaxed);
+    Ok(FeedbackReceipt {
+        model_name: model.to_owned(),
+        joined,
+        rows,
+    })
+}
