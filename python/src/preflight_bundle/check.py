@@ -1075,11 +1075,15 @@ def check_bundle(directory: str | Path) -> CheckedBundle:
 
 
 def bundle_dirs(directory: str | Path) -> list[Path]:
-    """The bundles under `directory`: itself when it holds manifest.toml, else
-    every `<model>/<version>/` folder of a model repository."""
+    """The bundles under `directory`: itself when it holds manifest.toml, its
+    version folders when it is one model's folder, else every
+    `<model>/<version>/` folder of a model repository."""
     d = Path(directory)
     if (d / MANIFEST_FILE).is_file():
         return [d]
+    versions = sorted((p for p in d.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    if versions:
+        return versions  # one model's folder
     found = []
     for model in sorted(p for p in d.iterdir() if p.is_dir()):
         for version in sorted((p for p in model.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
