@@ -30,13 +30,13 @@ def orders(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     return x, pd.Series(minutes, name="eta_minutes")
 
 
-def preprocessing() -> ColumnTransformer:
+def preprocessing(scaled: bool = False) -> ColumnTransformer:
+    hour = Pipeline([("scale", StandardScaler())]) if scaled else "passthrough"
     return ColumnTransformer(
         [
             ("prep", SimpleImputer(strategy="median"), ["prep_time_min"]),
-            # Scaled integers stay far from the trees' thresholds in float32.
-            ("hour", Pipeline([("scale", StandardScaler())]), ["hour"]),
             ("pass", "passthrough", ["distance_km"]),
+            ("hour", hour, ["hour"]),
             ("vehicle", OneHotEncoder(handle_unknown="ignore"), ["vehicle"]),
         ]
     )
@@ -61,8 +61,8 @@ def regressor(family: str):
 FAMILIES = ["sklearn-gbdt", "sklearn-hist-gbdt", "lightgbm", "xgboost"]
 
 
-def fitted(family: str, x: pd.DataFrame, y: pd.Series) -> Pipeline:
-    return Pipeline([("pre", preprocessing()), ("model", regressor(family))]).fit(x, y)
+def fitted(family: str, x: pd.DataFrame, y: pd.Series, scaled: bool = False) -> Pipeline:
+    return Pipeline([("pre", preprocessing(scaled)), ("model", regressor(family))]).fit(x, y)
 
 
 @pytest.fixture(scope="session")
