@@ -265,6 +265,11 @@ impl Drop for Share<'_> {
 }
 
 impl ModelLoad {
+    /// The version's rows admitted and not yet answered.
+    pub fn inflight_rows(&self) -> usize {
+        self.inflight_rows.load(Ordering::Relaxed)
+    }
+
     /// What `rows` rows are expected to cost, from the runs so far.
     pub fn expected(&self, rows: usize) -> Duration {
         let nanos = self.nanos_per_row.load(Ordering::Relaxed);

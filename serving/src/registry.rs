@@ -39,6 +39,8 @@ pub struct Served {
     /// Its inputs' and outputs' drift and its live error; a reload starts
     /// them afresh.
     pub monitor: Arc<VersionMonitor>,
+    /// How long it took to load: bundle, main model and fallback.
+    pub load_seconds: f64,
 }
 
 /// What a served version can do, as readiness, metadata and metrics say it.
@@ -140,6 +142,9 @@ pub struct Registry {
     load_threads: usize,
     /// Rows in each version's monitoring windows.
     monitor_window: usize,
+    /// Versions whose bundle or main model failed to load, by model, since
+    /// the server started.
+    load_failures: std::sync::Mutex<BTreeMap<String, u64>>,
     models: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
     /// Folders of the repository not loaded at all, with why, by path.
     skipped: RwLock<BTreeMap<PathBuf, String>>,
@@ -166,9 +171,27 @@ impl Registry {
             policy,
             load_threads: load_threads.max(1),
             monitor_window,
+            load_failures: std::sync::Mutex::default(),
             models: RwLock::new(BTreeMap::new()),
             skipped: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    fn count_failure(&self, model: &str) {
+        let mut failures = self
+            .load_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failures.entry(model.to_owned()).or_default() += 1;
+    }
+
+    /// Failed loads by model, for `/metrics`.
+    pub fn load_failures(&self) -> Vec<(String, u64)> {
+        let failures = self
+            .load_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.iter().map(|(m, n)| (m.clone(), *n)).collect()
     }
 
     pub fn platform(&self) -> &'static str {
@@ -351,8 +374,17 @@ impl Registry {
         let mut versions = BTreeMap::new();
         let mut skipped = Vec::new();
         for version in wanted {
-            match self.load_version(&version.dir) {
-                Ok(served) => {
+            let started = std::time::Instant::now();
+            let loaded = self.load_version(&version.dir);
+            if loaded
+                .as_ref()
+                .map_or(true, |s| matches!(s.main, Main::Failed(_)))
+            {
+                self.count_failure(&entry.name);
+            }
+            match loaded {
+                Ok(mut served) => {
+                    served.load_seconds = started.elapsed().as_secs_f64();
                     if let Some(reason) = served.failure() {
                         tracing::warn!(
                             model = %entry.name,
@@ -429,6 +461,7 @@ impl Registry {
             counters: Counters::default(),
             load: ModelLoad::default(),
             monitor: Arc::new(monitor),
+            load_seconds: 0.0,
         })
     }
 

@@ -1,4 +1,4 @@
-//! `GET /metrics`: the Prometheus text exposition.
+//! `GET /metrics`: the OpenMetrics text exposition.
 
 use std::sync::Arc;
 
@@ -9,11 +9,12 @@ use axum::response::IntoResponse;
 use super::AppState;
 
 pub(super) async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = (state.metrics).render(
-        &state.registry,
-        &state.admission,
-        &state.monitor,
-        state.log.as_ref(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let text = crate::metrics::render(&state);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }

@@ -1,0 +1,438 @@
+//! `/metrics` in the OpenMetrics text format, written by `prometheus-client`
+//! from what the server holds at the scrape: one collector reads the
+//! versions' counters and monitors, admission, the log and the process.
+//!
+//! Names follow Prometheus's conventions: `preflight_` and a unit suffix
+//! (`_seconds`, `_bytes`), `_total` on counters (added by the encoder), and
+//! labels `model` and `version` on everything of one model version.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use super::{Counters, escape, process};
+use crate::monitor::{Drift, MonitorReport};
+use crate::routes::AppState;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The exposition of everything `state` holds now.
+pub(crate) fn render(state: &Arc<AppState>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Scrape(Arc::clone(state))));
+    let mut out = String::new();
+    // Writing to a String cannot fail; a collector's error would be ours.
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(%error, "the metrics could not be written");
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Scrape(Arc<AppState>);
+
+/// One family: its descriptor, then `write` encodes its series.
+fn family(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    write: impl FnOnce(&mut MetricEncoder<'_>) -> fmt::Result,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, kind)?;
+    write(&mut m)
+}
+
+/// A series of a family: with its labels, or bare where it has none.
+fn series<'a>(
+    m: &'a mut MetricEncoder<'_>,
+    labels: &'a Labels,
+    encode: impl FnOnce(&mut MetricEncoder<'_>) -> fmt::Result,
+) -> fmt::Result {
+    if labels.is_empty() {
+        encode(m)
+    } else {
+        encode(&mut m.encode_family(labels)?)
+    }
+}
+
+fn counter(m: &mut MetricEncoder<'_>, labels: &Labels, value: u64) -> fmt::Result {
+    series(m, labels, |m| {
+        m.encode_counter::<NoLabelSet, _, u64>(&value, None)
+    })
+}
+
+fn gauge(m: &mut MetricEncoder<'_>, labels: &Labels, value: impl EncodeGaugeValue) -> fmt::Result {
+    series(m, labels, |m| m.encode_gauge(&value))
+}
+
+fn with(labels: &Labels, key: &'static str, value: &str) -> Labels {
+    let mut labels = labels.clone();
+    labels.push((key, escape(value)));
+    labels
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let state = &self.0;
+        let versions: Vec<(Labels, _)> = state
+            .registry
+            .served()
+            .into_iter()
+            .map(|(model, version, served)| {
+                let labels = vec![("model", escape(&model)), ("version", version.to_string())];
+                (labels, (model, version, served))
+            })
+            .collect();
+        family(
+            &mut e,
+            "preflight_build_info",
+            "The preflight-serve build: its version.",
+            MetricType::Gauge,
+            |m| {
+                gauge(
+                    m,
+                    &vec![("version", env!("CARGO_PKG_VERSION").to_owned())],
+                    1,
+                )
+            },
+        )?;
+        family(
+            &mut e,
+            "preflight_models",
+            "Model versions loaded, by state.",
+            MetricType::Gauge,
+            |m| {
+                for (s, n) in state.registry.states() {
+                    gauge(m, &vec![("state", s.as_str().to_owned())], n)?;
+                }
+                Ok(())
+            },
+        )?;
+        let counters: Vec<(&Labels, &Counters)> = versions
+            .iter()
+            .map(|(l, (_, _, s))| (l, &s.counters))
+            .collect();
+        requests(&mut e, &counters, &state.metrics.unmatched)?;
+        family(
+            &mut e,
+            "preflight_model_inflight_rows",
+            "Rows of the version admitted and not yet answered.",
+            MetricType::Gauge,
+            |m| {
+                for (labels, (_, _, served)) in &versions {
+                    gauge(m, labels, served.load.inflight_rows())?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "preflight_model_load_seconds",
+            "How long the version took to load.",
+            MetricType::Gauge,
+            |m| {
+                for (labels, (_, _, served)) in &versions {
+                    gauge(m, labels, served.load_seconds)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "preflight_model_load_failures",
+            "Loads of a model's versions whose bundle or main model failed.",
+            MetricType::Counter,
+            |m| {
+                for (model, n) in state.registry.load_failures() {
+                    counter(m, &vec![("model", escape(&model))], n)?;
+                }
+                Ok(())
+            },
+        )?;
+        admission(&mut e, state)?;
+        let reports: Vec<(&Labels, MonitorReport)> = versions
+            .iter()
+            .map(|(labels, (model, version, served))| {
+                (labels, served.monitor.report(model, *version))
+            })
+            .collect();
+        drift(&mut e, &reports)?;
+        feedback(&mut e, &reports, state)?;
+        if let Some(log) = &state.log {
+            family(
+                &mut e,
+                "preflight_log_lines_dropped",
+                "Log lines dropped rather than delay serving, by reason.",
+                MetricType::Counter,
+                |m| {
+                    counter(m, &vec![("reason", "queue_full".into())], log.queue_full())?;
+                    counter(m, &vec![("reason", "unwritable".into())], log.unwritable())
+                },
+            )?;
+        }
+        process::encode(&mut e)
+    }
+}
+
+/// Requests by outcome, rows, fallback answers by reason, and latency, per
+/// version; and the requests that matched no version.
+fn requests(
+    e: &mut DescriptorEncoder<'_>,
+    versions: &[(&Labels, &Counters)],
+    unmatched: &Counters,
+) -> fmt::Result {
+    family(
+        e,
+        "preflight_requests",
+        "Inference requests, by outcome.",
+        MetricType::Counter,
+        |m| {
+            for (labels, c) in versions {
+                for (outcome, n) in c.requests().filter(|(_, n)| *n > 0) {
+                    counter(m, &with(labels, "outcome", outcome), n)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        e,
+        "preflight_unmatched_requests",
+        "Inference requests for a model or version that is not loaded, by outcome.",
+        MetricType::Counter,
+        |m| {
+            for (outcome, n) in unmatched.requests().filter(|(_, n)| *n > 0) {
+                counter(m, &vec![("outcome", outcome.to_owned())], n)?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        e,
+        "preflight_rows",
+        "Rows predicted.",
+        MetricType::Counter,
+        |m| {
+            for (labels, c) in versions {
+                counter(m, labels, Counters::get(&c.rows))?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        e,
+        "preflight_fallback",
+        "Requests answered by the fast fallback, by reason.",
+        MetricType::Counter,
+        |m| {
+            for (labels, c) in versions {
+                for (reason, n) in c.fallbacks().filter(|(_, n)| *n > 0) {
+                    counter(m, &with(labels, "reason", reason), n)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        e,
+        "preflight_request_duration_seconds",
+        "Inference request latency.",
+        MetricType::Histogram,
+        |m| {
+            for (labels, c) in versions {
+                let (sum, count, buckets) = c.histogram();
+                m.encode_family(*labels)?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn admission(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
+    let none = Labels::new();
+    let admission = &state.admission;
+    family(
+        e,
+        "preflight_inflight_rows",
+        "Rows admitted and not yet answered.",
+        MetricType::Gauge,
+        |m| gauge(m, &none, admission.inflight_rows()),
+    )?;
+    family(
+        e,
+        "preflight_model_runs",
+        "Batches running on blocking threads now.",
+        MetricType::Gauge,
+        |m| gauge(m, &none, admission.running()),
+    )?;
+    family(
+        e,
+        "preflight_runs_stopped",
+        "Runs a deadline stopped before their end, the fallback having answered.",
+        MetricType::Counter,
+        |m| counter(m, &none, admission.stopped()),
+    )?;
+    if let Some(bytes) = crate::heap::in_use() {
+        family(
+            e,
+            "preflight_process_heap_bytes",
+            "Bytes in use from the C allocator, ONNX Runtime's included.",
+            MetricType::Gauge,
+            |m| gauge(m, &none, bytes),
+        )?;
+    }
+    Ok(())
+}
+
+/// Each version's drift, input by input and output by output.
+fn drift(e: &mut DescriptorEncoder<'_>, reports: &[(&Labels, MonitorReport)]) -> fmt::Result {
+    family(
+        e,
+        "preflight_monitor_rows",
+        "Rows in the version's monitoring window.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, r) in reports {
+                gauge(m, labels, r.rows)?;
+            }
+            Ok(())
+        },
+    )?;
+    type Figure = fn(&Drift) -> Option<f64>;
+    let inputs: [(&str, &str, Figure); 4] = [
+        (
+            "preflight_input_psi",
+            "Population stability index of the input over the window, against reference.json.",
+            |d| d.psi,
+        ),
+        (
+            "preflight_input_null_rate",
+            "Share of the window's rows where the input is null.",
+            |d| Some(d.null_rate),
+        ),
+        (
+            "preflight_input_unknown_category_rate",
+            "Share of the window's rows with a category the model was not trained on.",
+            |d| Some(d.unknown_category_rate),
+        ),
+        (
+            "preflight_input_out_of_range_rate",
+            "Share of the window's rows with a value outside the training range.",
+            |d| Some(d.out_of_range_rate),
+        ),
+    ];
+    for (name, help, figure) in inputs {
+        family(e, name, help, MetricType::Gauge, |m| {
+            for (labels, r) in reports.iter().filter(|(_, r)| r.rows > 0) {
+                for (input, d) in &r.inputs {
+                    if let Some(value) = figure(d) {
+                        gauge(m, &with(labels, "input", input), value)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    family(
+        e,
+        "preflight_output_psi",
+        "Population stability index of the output over the window, against the training \
+         predictions.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, r) in reports {
+                for (output, d) in &r.outputs {
+                    if let Some(psi) = d.psi {
+                        gauge(m, &with(labels, "output", output), psi)?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The live error of each version that got feedback, and what the
+/// feedback store kept and let go.
+fn feedback(
+    e: &mut DescriptorEncoder<'_>,
+    reports: &[(&Labels, MonitorReport)],
+    state: &AppState,
+) -> fmt::Result {
+    family(
+        e,
+        "preflight_live_error",
+        "The contract's quality metric over the last rows joined with their feedback.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, r) in reports {
+                if let Some(live) = &r.live_error {
+                    gauge(m, &with(labels, "metric", live.metric), live.value)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        e,
+        "preflight_live_error_rows",
+        "Rows the live error is computed over.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, r) in reports {
+                if let Some(live) = &r.live_error {
+                    gauge(m, labels, live.count)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let counters = &state.monitor.counters;
+    let none = Labels::new();
+    family(
+        e,
+        "preflight_feedback_evicted",
+        "Predictions that left the feedback store without feedback, by reason.",
+        MetricType::Counter,
+        |m| {
+            let capacity = get(&counters.evicted_capacity);
+            counter(m, &vec![("reason", "capacity".into())], capacity)?;
+            counter(
+                m,
+                &vec![("reason", "expired".into())],
+                get(&counters.evicted_expired),
+            )
+        },
+    )?;
+    family(
+        e,
+        "preflight_feedback_rows",
+        "Rows joined with their observed targets.",
+        MetricType::Counter,
+        |m| counter(m, &none, get(&counters.joined_rows)),
+    )?;
+    family(
+        e,
+        "preflight_feedback_pending",
+        "Predictions waiting for feedback.",
+        MetricType::Gauge,
+        |m| gauge(m, &none, get(&counters.pending)),
+    )?;
+    family(
+        e,
+        "preflight_monitor_dropped",
+        "Answered requests the monitor did not see: its queue was full.",
+        MetricType::Counter,
+        |m| counter(m, &none, get(&counters.dropped)),
+    )
+}
