@@ -3,9 +3,10 @@ converter here reproduces faithfully.
 
 A supported pipeline is `ColumnTransformer` of SimpleImputer,
 OneHotEncoder, StandardScaler, "passthrough" and "drop" (alone or chained
-in a Pipeline), followed by one of GradientBoostingRegressor,
-HistGradientBoostingRegressor, LGBMRegressor or XGBRegressor. Anything else
-is refused before export with the step's place in the pipeline named.
+in a Pipeline), followed by one of GradientBoostingRegressor, LGBMRegressor
+or XGBRegressor (and HistGradientBoostingRegressor where the installed
+skl2onnx converts it). Anything else is refused before export with the
+step's place in the pipeline named, and so is a step whose converter fails.
 """
 
 from __future__ import annotations
