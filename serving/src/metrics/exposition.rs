@@ -15,10 +15,15 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, MetricEnc
 use prometheus_client::metrics::MetricType;
 
 use super::{Counters, escape, process};
+use preflight_bundle::{Manifest, QualityBudget};
+
 use crate::monitor::{Drift, MonitorReport};
+use crate::registry::Served;
 use crate::routes::AppState;
 
 type Labels = Vec<(&'static str, String)>;
+/// A served version: model, version and what serves it.
+type Version = (String, u64, Arc<Served>);
 
 /// The exposition of everything `state` holds now.
 pub(crate) fn render(state: &Arc<AppState>) -> String {
@@ -83,7 +88,7 @@ fn get(counter: &AtomicU64) -> u64 {
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let state = &self.0;
-        let versions: Vec<(Labels, _)> = state
+        let versions: Vec<(Labels, Version)> = state
             .registry
             .served()
             .into_iter()
@@ -158,6 +163,7 @@ impl Collector for Scrape {
                 Ok(())
             },
         )?;
+        contract(&mut e, &versions)?;
         admission(&mut e, state)?;
         let reports: Vec<(&Labels, MonitorReport)> = versions
             .iter()
@@ -256,6 +262,66 @@ fn requests(
             Ok(())
         },
     )
+}
+
+/// Each version's contract, as gauges the alert rules compare against:
+/// the latency budgets, the fallback rate allowed, the quality bound.
+fn contract(e: &mut DescriptorEncoder<'_>, versions: &[(Labels, Version)]) -> fmt::Result {
+    type Budget = fn(&Manifest) -> Option<f64>;
+    let latency: [(&str, &str, Budget); 3] = [
+        (
+            "preflight_contract_latency_p50_seconds",
+            "The contract's p50 latency budget.",
+            |m| m.contract.latency.as_ref().map(|l| l.p50_ms / 1000.0),
+        ),
+        (
+            "preflight_contract_latency_p99_seconds",
+            "The contract's p99 latency budget.",
+            |m| m.contract.latency.as_ref().map(|l| l.p99_ms / 1000.0),
+        ),
+        (
+            "preflight_contract_fallback_rate_max",
+            "The share of requests the contract lets the fallback answer.",
+            |m| m.contract.latency.as_ref().map(|l| l.fallback_rate()),
+        ),
+    ];
+    for (name, help, budget) in latency {
+        family(e, name, help, MetricType::Gauge, |m| {
+            for (labels, (_, _, served)) in versions {
+                if let Some(value) = budget(&served.manifest) {
+                    gauge(m, labels, value)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    type Bound = fn(&QualityBudget) -> Option<f64>;
+    let quality: [(&str, &str, Bound); 2] = [
+        (
+            "preflight_contract_quality_max",
+            "The contract's upper bound on its quality metric (lower is better).",
+            |q| q.max,
+        ),
+        (
+            "preflight_contract_quality_min",
+            "The contract's lower bound on its quality metric (higher is better).",
+            |q| q.min,
+        ),
+    ];
+    for (name, help, bound) in quality {
+        family(e, name, help, MetricType::Gauge, |m| {
+            for (labels, (_, _, served)) in versions {
+                let Some(q) = &served.manifest.contract.quality else {
+                    continue;
+                };
+                if let Some(value) = bound(q) {
+                    gauge(m, &with(labels, "metric", q.metric.as_str()), value)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 fn admission(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {

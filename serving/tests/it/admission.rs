@@ -39,9 +39,7 @@ async fn one_slot(bundle: &Path, tmp: &Path) -> Server {
 /// The value of an unlabelled series of `/metrics`.
 async fn gauge(server: &Server, name: &str) -> u64 {
     let text = server.text("/metrics").await;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")));
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
     let line = line.unwrap_or_else(|| panic!("no {name} in\n{text}"));
     line.rsplit(' ')
         .next()

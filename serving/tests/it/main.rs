@@ -4,6 +4,7 @@
 mod admission;
 mod api;
 mod bad_input;
+mod deploy;
 mod fallback;
 mod fuzz_corpus;
 mod monitor;

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::{Server, config, fixtures};
 
-const MODEL: &str = "eta-madrid";
-const VERSION: u64 = 2;
+pub(crate) const MODEL: &str = "eta-madrid";
+pub(crate) const VERSION: u64 = 2;
 
-fn samples() -> (Bundle, Vec<Record>) {
+pub(crate) fn samples() -> (Bundle, Vec<Record>) {
     let dir = fixtures().join(format!("models/{MODEL}/{VERSION}"));
     let bundle = Bundle::open(&dir).expect("the fixture bundle");
     let samples = bundle.samples().expect("samples").expect("samples.jsonl");
@@ -19,7 +19,7 @@ fn samples() -> (Bundle, Vec<Record>) {
 }
 
 /// The rows as one request body, each changed by `change` first.
-fn request(bundle: &Bundle, rows: &[Record], change: &dyn Fn(&mut Vec<Cell>)) -> Value {
+pub(crate) fn request(bundle: &Bundle, rows: &[Record], change: &dyn Fn(&mut Vec<Cell>)) -> Value {
     let rows: Vec<Vec<Cell>> = rows
         .iter()
         .map(|r| {
@@ -31,7 +31,7 @@ fn request(bundle: &Bundle, rows: &[Record], change: &dyn Fn(&mut Vec<Cell>)) ->
     bundle.manifest().infer_request(&rows)
 }
 
-async fn infer(server: &Server, body: &Value) -> Value {
+pub(crate) async fn infer(server: &Server, body: &Value) -> Value {
     let path = format!("/v2/models/{MODEL}/versions/{VERSION}/infer");
     let (status, answer) = server.post(&path, body).await;
     assert_eq!(status, 200, "{answer}");
