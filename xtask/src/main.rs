@@ -10,6 +10,7 @@ mod fleet;
 mod fuzz;
 mod image;
 mod ort;
+mod python;
 mod server;
 mod verify;
 
@@ -159,7 +160,8 @@ fn ci(root: &Path) -> Result<()> {
 }
 
 /// `cargo xtask test [ARGS]`: every test of the workspace, then the
-/// third-party client check. ARGS go to `cargo test` and skip the client check.
+/// third-party client check and the Python package's tests. ARGS go to
+/// `cargo test` and skip the other two.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
     let lib = ort::ensure(root)?;
     // The container tests run whenever a Docker engine answers; without one
@@ -188,6 +190,7 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
     exec(&mut command)?;
     if args.is_empty() {
         clients::run(root)?;
+        python::run(root)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod fallback;
 mod fixtures;
 mod fuzz_corpus;
 mod manifest;
+mod python_agreement;
 mod records;
 mod repository;
 
