@@ -153,6 +153,12 @@ impl Client {
         text(request, &url).await
     }
 
+    /// `POST path` with a JSON body: the status and the body as text.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, String), Unreachable> {
+        let url = format!("{}{path}", self.base);
+        text(self.http.post(&url).json(body), &url).await
+    }
+
     /// Infers `rows` (manifest input order) as one columnar request.
     pub async fn infer(
         &self,

@@ -5,6 +5,7 @@
 mod abuse;
 mod bench;
 mod clients;
+mod drift;
 mod fixtures;
 mod fleet;
 mod fuzz;
@@ -44,6 +45,8 @@ commands:
              releases of the defect catalogue, over R runs (default 10)
   bench abuse  overload, 1,000-row batches, unknown model names and partial
              request heads against the release server
+  bench drift  requests until one input's drift crosses the alert threshold,
+             and the other inputs' PSI meanwhile, on the release server
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -100,7 +103,7 @@ fn run() -> Result<u8> {
     }
 }
 
-/// `cargo xtask bench [server|fleet|verdicts] [OPTIONS]`.
+/// `cargo xtask bench [server|fleet|verdicts|abuse|drift] [OPTIONS]`.
 fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     let mut args = args.into_iter();
     let which = args.next();
@@ -131,6 +134,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         }
         Some("verdicts") => fleet::verdicts(root, runs.unwrap_or(10)),
         Some("abuse") => abuse::run(root),
+        Some("drift") => drift::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

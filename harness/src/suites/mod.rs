@@ -6,6 +6,7 @@ mod fallback;
 pub mod latency;
 mod memory;
 mod nullable;
+pub mod observability;
 pub(crate) mod parity;
 mod property;
 mod quality;
@@ -46,6 +47,7 @@ pub enum Suite {
     Size,
     Quality,
     Fallback,
+    Observability,
 }
 
 impl Suite {
@@ -65,6 +67,7 @@ impl Suite {
             Suite::Size => "size",
             Suite::Quality => "quality",
             Suite::Fallback => "fallback",
+            Suite::Observability => "observability",
         }
     }
 
@@ -184,6 +187,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Size => size::run(model).await?,
         Suite::Quality => quality::run(model).await?,
         Suite::Fallback => fallback::run(model).await?,
+        Suite::Observability => observability::run(model).await?,
     };
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
