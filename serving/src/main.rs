@@ -160,12 +160,23 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = matches!(cli.log_format, LogFormat::Json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // Not through the log, which may not have started; a closed
-            // stderr loses it.
-            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            // Not through the log, which may not have started, but in its
+            // format, so that a JSON log stays JSON; a closed stderr loses it.
+            let line = if json {
+                serde_json::json!({
+                    "level": "ERROR",
+                    "fields": {"message": format!("{error:#}")},
+                    "target": "preflight_serve",
+                })
+                .to_string()
+            } else {
+                format!("error: {error:#}")
+            };
+            let _ = writeln!(std::io::stderr(), "{line}");
             ExitCode::FAILURE
         }
     }

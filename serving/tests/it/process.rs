@@ -74,6 +74,29 @@ fn a_missing_library_or_repository_is_a_clear_error() {
     );
 }
 
+/// With `--log-format json`, every line on standard error is JSON, from the
+/// first, the error an exit gives included.
+#[test]
+fn a_json_log_is_json_from_its_first_line_to_its_last() {
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "--models", "/nonexistent/models"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.trim().is_empty());
+    for line in stderr.lines() {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(parsed["level"], "ERROR", "{line}");
+        let message = parsed["fields"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("--models /nonexistent/models: not a folder"),
+            "{line}"
+        );
+    }
+}
+
 /// Sends SIGTERM to the server.
 fn terminate(server: &Listening) {
     let pid = server.id().to_string();
