@@ -109,7 +109,7 @@ impl Terminal {
             Verdict::Skipped => ("SKIP", AnsiColor::Yellow),
         };
         let mut line = format!(
-            "[{n:>width$}/{total}] {}  {:<24} {:<9} {:>7}",
+            "[{n:>width$}/{total}] {}  {:<24} {:<13} {:>7}",
             self.paint(word, Style::new().fg_color(Some(colour.into())).bold()),
             format!("{model} {version}"),
             report.suite,
@@ -209,5 +209,56 @@ impl Terminal {
         let style = Style::new().fg_color(Some(colour.into())).bold();
         let _ = writeln!(out, "     Release {}", self.paint(word, style));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Check, SuiteReport};
+
+    fn plain() -> Terminal {
+        Terminal {
+            bar: None,
+            colour: false,
+            done: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn a_line_per_suite_and_a_summary_that_ends_with_the_verdict() {
+        let mut suite = SuiteReport::new(
+            "parity",
+            vec![Check::new(
+                "parity (batch)",
+                false,
+                "406 of 500 within tolerance",
+            )],
+        );
+        suite.duration_ms = 123.0;
+        let line = plain().line(12, 48, "eta-madrid", 2, &suite);
+        assert_eq!(
+            line.lines().next(),
+            Some("[12/48] FAIL  eta-madrid 2             parity         0.123s")
+        );
+        assert!(
+            line.ends_with("parity (batch): 406 of 500 within tolerance"),
+            "{line}"
+        );
+        assert!(!line.contains('\x1b'), "no colour when it is off: {line:?}");
+
+        let mut report = Report::committed_baseline();
+        let summary = plain().summary(&report, &[PathBuf::from("out/report.html")]);
+        assert!(summary.contains("Reports out/report.html"), "{summary}");
+        assert!(summary.trim_end().ends_with("Release PASSED"), "{summary}");
+        report.models[0].suites[0] = suite;
+        report.verdict = Verdict::Failed;
+        let summary = plain().summary(&report, &[]);
+        assert!(
+            summary.contains("FAIL eta-barcelona 1  parity · parity (batch)"),
+            "{summary}"
+        );
+        assert!(summary.trim_end().ends_with("Release FAILED"), "{summary}");
     }
 }
