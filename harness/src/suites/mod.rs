@@ -251,6 +251,6 @@ mod tests {
             let json = serde_json::to_value(suite).ok();
             assert_eq!(json.as_ref().and_then(|v| v.as_str()), Some(suite.name()));
         }
-        assert_eq!(Suite::all().len(), 8);
+        assert_eq!(Suite::all().len(), 9);
     }
 }
