@@ -321,12 +321,28 @@ async fn start_process(
 /// otherwise only point at the file.
 fn last_lines(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(readable)
+        .collect();
     let tail = &lines[lines.len().saturating_sub(3)..];
     if tail.is_empty() {
         String::new()
     } else {
         format!(": {}", tail.join(" / "))
+    }
+}
+
+/// A line of the server's JSON log as a person reads it, `error: <message>`;
+/// any other line as it is.
+fn readable(line: &str) -> String {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_owned();
+    };
+    match (json["level"].as_str(), json["fields"]["message"].as_str()) {
+        (Some(level), Some(message)) => format!("{}: {message}", level.to_lowercase()),
+        _ => line.to_owned(),
     }
 }
 
