@@ -25,7 +25,6 @@ and name) and the JSON path of the value. Exit codes: 0 valid, 1 invalid,
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import importlib.resources
 import json
@@ -174,8 +173,12 @@ class Crd:
     validators: dict[str, jsonschema.Validator]
 
 
+@functools.cache
 def load_crds(crd_dir: Path = CRD_DIR) -> dict[tuple[str, str], tuple[Crd, jsonschema.Validator]]:
-    """(apiVersion, kind) -> its CRD and a validator, for every CRD file in crd_dir."""
+    """(apiVersion, kind) -> its CRD and a validator, for every CRD file in crd_dir.
+
+    Cached: the tests validate many manifests in one process.
+    """
     files = sorted(p for p in crd_dir.glob("*.yaml") if p.is_file()) if crd_dir.is_dir() else []
     if not files:
         raise SetupError(f"{crd_dir}: no CRD files; see deploy/kserve/schemas/README.md")
