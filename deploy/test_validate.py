@@ -60,7 +60,8 @@ def test_the_committed_manifests_are_valid(capsys):
 def test_a_wrong_type_in_a_crd_field_is_rejected(tmp_path):
     doc = load(INFERENCE_SERVICE)
     doc["spec"]["predictor"]["canaryTrafficPercent"] = "10%"
-    check(tmp_path, "isvc.yaml", doc, "$.spec.predictor.canaryTrafficPercent", "is not of type 'integer'")
+    path = "$.spec.predictor.canaryTrafficPercent"
+    check(tmp_path, "isvc.yaml", doc, path, "is not of type 'integer'")
 
 
 def test_a_wrong_type_in_a_builtin_field_is_rejected(tmp_path):
@@ -78,7 +79,8 @@ def test_a_wrong_type_in_a_builtin_field_is_rejected(tmp_path):
 def test_an_int_or_string_that_is_neither_is_rejected(tmp_path):
     doc = load(SERVING_RUNTIME)
     doc["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = [8080]
-    check(tmp_path, "sr.yaml", doc, "$.spec.containers[0].readinessProbe.httpGet.port", "is not of type")
+    path = "$.spec.containers[0].readinessProbe.httpGet.port"
+    check(tmp_path, "sr.yaml", doc, path, "is not of type")
 
 
 # --- A missing required field ----------------------------------------------
@@ -109,7 +111,8 @@ def test_an_unknown_crd_field_is_rejected(tmp_path):
     doc = load(INFERENCE_SERVICE)
     # A typo kubectl would refuse, and that the API server would otherwise
     # drop without a word: the canary would silently take all the traffic.
-    doc["spec"]["predictor"]["canaryTraficPercent"] = doc["spec"]["predictor"].pop("canaryTrafficPercent")
+    predictor = doc["spec"]["predictor"]
+    predictor["canaryTraficPercent"] = predictor.pop("canaryTrafficPercent")
     check(tmp_path, "isvc.yaml", doc, "$.spec.predictor", "'canaryTraficPercent' was unexpected")
 
 
@@ -137,7 +140,11 @@ def test_a_preserve_unknown_fields_object_takes_any_field(tmp_path):
         {
             "type": "object",
             "properties": {
-                "open": {"type": "object", "properties": {"a": {}}, "x-kubernetes-preserve-unknown-fields": True},
+                "open": {
+                    "type": "object",
+                    "properties": {"a": {}},
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
                 "closed": {"type": "object", "properties": {"a": {}}},
             },
         }
@@ -151,7 +158,11 @@ def test_a_preserve_unknown_fields_object_takes_any_field(tmp_path):
 
 
 def test_an_unknown_kind_is_an_error_not_a_pass(tmp_path):
-    doc = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}}
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x"},
+    }
     check(tmp_path, "monitor.yaml", doc, "$", "no schema for apiVersion 'monitoring.coreos.com/v1'")
 
 
@@ -168,9 +179,11 @@ def test_every_error_of_every_document_is_reported_with_its_place(tmp_path, caps
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith(str(file))]
     assert len(lines) == 3, err
-    assert re.search(r"document 2 \(ServingRuntime preflight-serve\): \$\.spec\.protocolVersions: 'v2' is not of type 'array'", err)
-    assert "document 2 (ServingRuntime preflight-serve): $.spec.containers[0].imagePullPolicy:" in err
-    assert "document 3 (Deployment preflight-serve): $.spec.replicas: 'two' is not of type 'integer'" in err
+    runtime = "document 2 (ServingRuntime preflight-serve)"
+    assert f"{runtime}: $.spec.protocolVersions: 'v2' is not of type 'array'" in err
+    assert f"{runtime}: $.spec.containers[0].imagePullPolicy:" in err
+    deployment = "document 3 (Deployment preflight-serve)"
+    assert f"{deployment}: $.spec.replicas: 'two' is not of type 'integer'" in err
     assert "[Kubernetes 1.31, 1.37]" in err
     assert "3 error(s) in 1 file(s)" in err
 
@@ -179,7 +192,8 @@ def test_a_file_that_is_not_yaml_is_named(tmp_path):
     file = tmp_path / "broken.yaml"
     file.write_text("apiVersion: v1\nkind: [Service\n")
     problems, _, _ = validate.validate_paths([file])
-    assert len(problems) == 1 and problems[0].file.endswith("broken.yaml") and problems[0].against == "YAML"
+    assert len(problems) == 1
+    assert problems[0].file.endswith("broken.yaml") and problems[0].against == "YAML"
 
 
 def test_a_missing_path_is_a_usage_error(tmp_path, capsys):
@@ -209,7 +223,10 @@ def _flag(args: list[str], name: str, default: int) -> int:
         # Plain Kubernetes: the pod's own grace period.
         (DEPLOYMENT, lambda d: d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]),
         # KServe Standard mode: the predictor's pod spec.
-        (DEPLOY / "kserve" / "inferenceservice-standard.yaml", lambda d: d["spec"]["predictor"]["terminationGracePeriodSeconds"]),
+        (
+            DEPLOY / "kserve" / "inferenceservice-standard.yaml",
+            lambda d: d["spec"]["predictor"]["terminationGracePeriodSeconds"],
+        ),
         # KServe Knative mode: Knative takes the grace period from the revision's timeout.
         (INFERENCE_SERVICE, lambda d: d["spec"]["predictor"]["timeout"]),
     ],

@@ -201,7 +201,8 @@ def load_crds(crd_dir: Path = CRD_DIR) -> dict[tuple[str, str], tuple[Crd, jsons
             schema["properties"]["metadata"] = {"$ref": OBJECT_META}
             schema["properties"]["apiVersion"] = {"const": f"{group}/{version['name']}"}
             schema["properties"]["kind"] = {"const": kind}
-            schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata"})
+            required = set(schema.get("required", [])) | {"apiVersion", "kind", "metadata"}
+            schema["required"] = sorted(required)
             registry = referencing.Registry().with_resource(DEFINITIONS_ID, definitions)
             validator = jsonschema.Draft202012Validator(schema, registry=registry)
             validators[version["name"]] = validator
@@ -214,7 +215,8 @@ def load_crds(crd_dir: Path = CRD_DIR) -> dict[tuple[str, str], tuple[Crd, jsons
 def crd_provenance(crd_dir: Path = CRD_DIR) -> str:
     """`KServe v0.20.0 CRD`, from the README beside the CRDs."""
     readme = crd_dir / "README.md"
-    match = re.search(r"KServe (v\d+\.\d+\.\d+\S*)", readme.read_text()) if readme.is_file() else None
+    text = readme.read_text() if readme.is_file() else ""
+    match = re.search(r"KServe (v\d+\.\d+\.\d+\S*)", text)
     return f"KServe {match.group(1)} CRD" if match else "KServe CRD"
 
 
@@ -270,7 +272,8 @@ def validate_document(
         return Problem(file, index, what, path, message, against)
 
     if not isinstance(document, dict):
-        return [problem("$", f"a manifest is an object, not {type(document).__name__}", "Kubernetes")]
+        found = type(document).__name__
+        return [problem("$", f"a manifest is an object, not {found}", "Kubernetes")]
     api_version, kind = document.get("apiVersion"), document.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         missing = [key for key in ("apiVersion", "kind") if not isinstance(document.get(key), str)]
@@ -351,7 +354,8 @@ def validate_paths(paths: list[Path], crd_dir: Path = CRD_DIR) -> tuple[list[Pro
             text = file.read_text()
             docs = list(documents(text))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            problems.append(Problem(shown, 0, "unreadable", "$", str(error).replace("\n", " "), "YAML"))
+            message = str(error).replace("\n", " ")
+            problems.append(Problem(shown, 0, "unreadable", "$", message, "YAML"))
             continue
         if not docs:
             problems.append(Problem(shown, 0, "empty", "$", "the file has no document", "YAML"))
