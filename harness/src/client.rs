@@ -120,6 +120,11 @@ impl Client {
     }
 
     /// The same client, sending `token` on repository calls.
+    /// Whether the client can call the repository API with a token.
+    pub fn has_repository_token(&self) -> bool {
+        self.repository_token.is_some()
+    }
+
     pub fn with_repository_token(mut self, token: &str) -> Self {
         self.repository_token = Some(token.to_owned());
         self
@@ -147,6 +152,21 @@ impl Client {
     pub async fn post_empty(&self, path: &str) -> Result<(u16, String), Unreachable> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.post(&url);
+        if let Some(token) = &self.repository_token {
+            request = request.bearer_auth(token);
+        }
+        text(request, &url).await
+    }
+
+    /// `POST path` with a JSON body to the repository API, with the client's
+    /// token where it has one: the status and the body as text.
+    pub async fn post_repository(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, String), Unreachable> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.post(&url).json(body);
         if let Some(token) = &self.repository_token {
             request = request.bearer_auth(token);
         }

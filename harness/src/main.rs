@@ -89,6 +89,11 @@ struct VerifyArgs {
     /// ORT_DYLIB_PATH, else target/ort/ as fetched by `cargo xtask ort`.
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
+    /// The repository API token of a `url=` target: with it the rollout
+    /// suite pins, routes and restores the target's models (a process or
+    /// container target gets a token of its own).
+    #[arg(long, env = "PREFLIGHT_REPOSITORY_TOKEN", hide_env_values = true)]
+    repository_token: Option<String>,
     /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
@@ -134,6 +139,7 @@ impl VerifyArgs {
                     cpus: self.cpus,
                     memory_bytes: self.memory_mib * 1024 * 1024,
                 },
+                repository_token: self.repository_token,
             },
         })
     }

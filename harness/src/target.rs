@@ -94,6 +94,10 @@ pub struct TargetOptions {
     pub ready_timeout: Duration,
     /// CPU and memory of a container target.
     pub limits: Limits,
+    /// The repository API token of a `url=` target, for the suites that
+    /// change what it serves (rollout); a process or container target gets
+    /// one of its own.
+    pub repository_token: Option<String>,
 }
 
 impl Default for TargetOptions {
@@ -103,6 +107,7 @@ impl Default for TargetOptions {
             ort_lib: None,
             ready_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            repository_token: None,
         }
     }
 }
@@ -136,7 +141,10 @@ impl Endpoint {
     ) -> Result<Self, String> {
         match spec {
             TargetSpec::Url(url) => {
-                let client = Client::new(url);
+                let client = match &options.repository_token {
+                    Some(token) => Client::new(url).with_repository_token(token),
+                    None => Client::new(url),
+                };
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }

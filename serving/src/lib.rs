@@ -18,6 +18,7 @@ mod onnx;
 mod protocol;
 mod registry;
 mod request_data;
+mod rollout;
 mod routes;
 mod serve;
 
@@ -105,6 +106,7 @@ impl AppState {
             metrics: Metrics::default(),
             admission: admission::Admission::new(config.admission),
             monitor: Monitor::start(config.monitor),
+            shadows: rollout::Shadows::default(),
             limits: Limits {
                 max_rows: config.max_rows,
             },

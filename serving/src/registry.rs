@@ -14,6 +14,7 @@ use crate::batch::supported;
 use crate::error::ApiError;
 use crate::metrics::Counters;
 use crate::monitor::VersionMonitor;
+use crate::rollout::{Mode, Route, Shadowing};
 
 /// Which versions of a model to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,10 +108,31 @@ impl Served {
     }
 }
 
-/// All versions of one model, and which one answers requests without a version.
+/// All versions of one model, which one answers requests without a
+/// version, and the route that sends a share of those to a candidate.
 pub(crate) struct ModelSlot {
     pub versions: BTreeMap<u64, Arc<Served>>,
     pub default_version: u64,
+    pub route: Option<Arc<Route>>,
+}
+
+/// Where a request without a version goes: the version that answers, and
+/// the candidate that computes it in shadow, if any.
+#[derive(Debug)]
+pub struct Routed {
+    pub served: Arc<Served>,
+    pub shadow: Option<Shadowing>,
+}
+
+/// What `POST .../route` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteRequest {
+    To {
+        version: u64,
+        mode: Mode,
+        percent: u32,
+    },
+    Off,
 }
 
 /// A version that is not ready, or a bundle that could not be read: what
@@ -352,6 +374,101 @@ impl Registry {
         Ok((served, versions))
     }
 
+    /// Where a request for `name` without a version goes: the default
+    /// version, or the route's candidate for its share.
+    pub fn route_default(&self, name: &str) -> Result<Routed, ApiError> {
+        let slot = self
+            .models
+            .read()
+            .ok()
+            .and_then(|models| models.get(name).cloned())
+            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
+        let default = slot
+            .versions
+            .get(&slot.default_version)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "model '{name}' version {} is not loaded",
+                    slot.default_version
+                ))
+            })?;
+        let routed = |served| Routed {
+            served,
+            shadow: None,
+        };
+        let Some(route) = &slot.route else {
+            return Ok(routed(default));
+        };
+        let Some(candidate) = slot
+            .versions
+            .get(&route.candidate)
+            .filter(|_| route.takes())
+        else {
+            return Ok(routed(default));
+        };
+        Ok(match route.mode {
+            Mode::Canary => routed(Arc::clone(candidate)),
+            Mode::Shadow => Routed {
+                served: default,
+                shadow: Some(Shadowing {
+                    candidate: Arc::clone(candidate),
+                    route: Arc::clone(route),
+                }),
+            },
+        })
+    }
+
+    /// Sets or ends `name`'s route; a version must be loaded to be a
+    /// candidate. Atomic: a request sees the old route or the new one.
+    pub fn set_route(&self, name: &str, request: RouteRequest) -> Result<(), ApiError> {
+        let mut models = self
+            .models
+            .write()
+            .map_err(|_| ApiError::Internal("the model table is poisoned".to_owned()))?;
+        let slot = models
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
+        let route = match request {
+            RouteRequest::Off => None,
+            RouteRequest::To {
+                version,
+                mode,
+                percent,
+            } => {
+                if !slot.versions.contains_key(&version) {
+                    let loaded: Vec<u64> = slot.versions.keys().copied().collect();
+                    return Err(ApiError::NotFound(format!(
+                        "model '{name}' has no version {version} loaded to route to (loaded: {})",
+                        join(&loaded)
+                    )));
+                }
+                Some(Arc::new(Route::new(version, mode, percent)))
+            }
+        };
+        let next = ModelSlot {
+            versions: slot.versions.clone(),
+            default_version: slot.default_version,
+            route,
+        };
+        models.insert(name.to_owned(), Arc::new(next));
+        Ok(())
+    }
+
+    /// Every model's route, with the version it serves by default.
+    pub fn routes(&self) -> Vec<(String, u64, Arc<Route>)> {
+        let Ok(models) = self.models.read() else {
+            return Vec::new();
+        };
+        models
+            .iter()
+            .filter_map(|(name, slot)| {
+                let route = slot.route.as_ref()?;
+                Some((name.clone(), slot.default_version, Arc::clone(route)))
+            })
+            .collect()
+    }
+
     /// Every loaded model version and its state.
     pub fn index(&self) -> Vec<IndexEntry> {
         self.served()
@@ -366,10 +483,15 @@ impl Registry {
     }
 
     fn load_entry(&self, entry: &ModelEntry, pin: Option<u64>) -> Loaded {
-        let wanted: Vec<_> = match (pin, self.policy) {
-            (Some(v), _) => entry.versions.iter().filter(|e| e.version == v).collect(),
-            (None, VersionPolicy::Latest) => vec![entry.latest()],
-            (None, VersionPolicy::All) => entry.versions.iter().collect(),
+        // A pin makes a version the default; the policy's versions stay
+        // loaded beside it, so that a rollback keeps the candidate at hand.
+        let wanted: Vec<_> = match self.policy {
+            VersionPolicy::Latest => entry
+                .versions
+                .iter()
+                .filter(|e| e.version == entry.latest().version || Some(e.version) == pin)
+                .collect(),
+            VersionPolicy::All => entry.versions.iter().collect(),
         };
         let mut versions = BTreeMap::new();
         let mut skipped = Vec::new();
@@ -410,6 +532,7 @@ impl Registry {
         let slot = default_version(&versions, pin).map(|default_version| ModelSlot {
             versions,
             default_version,
+            route: None,
         });
         Loaded { slot, skipped }
     }

@@ -12,6 +12,7 @@ mod fuzz;
 mod image;
 mod ort;
 mod python;
+mod rollout;
 mod server;
 mod verify;
 
@@ -47,6 +48,8 @@ commands:
              request heads against the release server
   bench drift  requests until one input's drift crosses the alert threshold,
              and the other inputs' PSI meanwhile, on the release server
+  bench rollout  pins back and forth under 1,000 requests/s of mixed traffic:
+             requests lost, and each switch's time to the new version
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -103,7 +106,7 @@ fn run() -> Result<u8> {
     }
 }
 
-/// `cargo xtask bench [server|fleet|verdicts|abuse|drift] [OPTIONS]`.
+/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout] [OPTIONS]`.
 fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     let mut args = args.into_iter();
     let which = args.next();
@@ -135,6 +138,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         Some("verdicts") => fleet::verdicts(root, runs.unwrap_or(10)),
         Some("abuse") => abuse::run(root),
         Some("drift") => drift::run(root),
+        Some("rollout") => rollout::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

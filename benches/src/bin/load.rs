@@ -43,6 +43,10 @@ struct Cli {
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Send to the model's default route (`/v2/models/{m}/infer`), which a
+    /// pin or a route of the repository API moves, not to the bundle's version.
+    #[arg(long)]
+    default_route: bool,
 }
 
 /// How the requests ended.
@@ -75,7 +79,11 @@ async fn main() -> Result<()> {
         .into_owned();
     let bodies = requests(&cli.bundle, cli.rows.max(1))?;
     let base = cli.url.trim_end_matches('/').to_owned();
-    let known = format!("{base}/v2/models/{model}/versions/{version}/infer");
+    let known = if cli.default_route {
+        format!("{base}/v2/models/{model}/infer")
+    } else {
+        format!("{base}/v2/models/{model}/versions/{version}/infer")
+    };
     let unknown = cli.unknown_models;
     let url = |i: u64| {
         if unknown {

@@ -10,6 +10,7 @@ pub mod observability;
 pub(crate) mod parity;
 mod property;
 mod quality;
+mod rollout;
 mod size;
 mod unit;
 
@@ -48,6 +49,7 @@ pub enum Suite {
     Quality,
     Fallback,
     Observability,
+    Rollout,
 }
 
 impl Suite {
@@ -68,6 +70,7 @@ impl Suite {
             Suite::Quality => "quality",
             Suite::Fallback => "fallback",
             Suite::Observability => "observability",
+            Suite::Rollout => "rollout",
         }
     }
 
@@ -188,6 +191,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Quality => quality::run(model).await?,
         Suite::Fallback => fallback::run(model).await?,
         Suite::Observability => observability::run(model).await?,
+        Suite::Rollout => rollout::run(model).await?,
     };
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
@@ -251,6 +255,6 @@ mod tests {
             let json = serde_json::to_value(suite).ok();
             assert_eq!(json.as_ref().and_then(|v| v.as_str()), Some(suite.name()));
         }
-        assert_eq!(Suite::all().len(), 9);
+        assert_eq!(Suite::all().len(), 10);
     }
 }

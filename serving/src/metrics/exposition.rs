@@ -164,6 +164,7 @@ impl Collector for Scrape {
             },
         )?;
         contract(&mut e, &versions)?;
+        routes(&mut e, state)?;
         admission(&mut e, state)?;
         let reports: Vec<(&Labels, MonitorReport)> = versions
             .iter()
@@ -322,6 +323,89 @@ fn contract(e: &mut DescriptorEncoder<'_>, versions: &[(Labels, Version)]) -> fm
         })?;
     }
     Ok(())
+}
+
+/// Each model's route: its share, the requests it sent, and what the
+/// candidate did in shadow. Labels: the model, the candidate's version and
+/// the mode; the canary's own requests, fallbacks and latency are the
+/// candidate version's series.
+fn routes(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
+    let routes: Vec<(Labels, Arc<crate::rollout::Route>)> = state
+        .registry
+        .routes()
+        .into_iter()
+        .map(|(model, _, route)| {
+            let labels = vec![
+                ("model", escape(&model)),
+                ("version", route.candidate.to_string()),
+                ("mode", route.mode.as_str().to_owned()),
+            ];
+            (labels, route)
+        })
+        .collect();
+    family(
+        e,
+        "preflight_route_percent",
+        "The share of the model's default requests the route sends to the candidate, in percent.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, route) in &routes {
+                gauge(m, labels, route.percent)?;
+            }
+            Ok(())
+        },
+    )?;
+    type Count = fn(&crate::rollout::Route) -> u64;
+    let counts: [(&str, &str, Count); 5] = [
+        (
+            "preflight_route_requests",
+            "Default requests the route sent to the candidate.",
+            |r| get(&r.routed),
+        ),
+        (
+            "preflight_shadow_rows",
+            "Rows the candidate computed in shadow.",
+            |r| get(&r.shadow.rows),
+        ),
+        (
+            "preflight_shadow_divergent_rows",
+            "Shadow rows where the candidate is outside its parity tolerance of the answer served.",
+            |r| get(&r.shadow.divergent),
+        ),
+        (
+            "preflight_shadow_shed",
+            "Shadow runs not made: the server was busy, or one was going.",
+            |r| get(&r.shadow.shed),
+        ),
+        (
+            "preflight_shadow_failed",
+            "Shadow runs the candidate's main model failed.",
+            |r| get(&r.shadow.failed),
+        ),
+    ];
+    for (name, help, count) in counts {
+        family(e, name, help, MetricType::Counter, |m| {
+            for (labels, route) in &routes {
+                counter(m, labels, count(route))?;
+            }
+            Ok(())
+        })?;
+    }
+    family(
+        e,
+        "preflight_shadow_max_abs_error",
+        "The largest |candidate − answer served| seen in shadow since the route was set.",
+        MetricType::Gauge,
+        |m| {
+            for (labels, route) in routes
+                .iter()
+                .filter(|(_, r)| r.mode == crate::rollout::Mode::Shadow)
+            {
+                gauge(m, labels, route.shadow.max_abs())?;
+            }
+            Ok(())
+        },
+    )
 }
 
 fn admission(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {

@@ -17,7 +17,8 @@ use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
 use crate::metrics::{Counters, Outcome};
 use crate::monitor::{self, Observation};
 use crate::protocol::params;
-use crate::registry::Served;
+use crate::registry::{Routed, Served};
+use crate::rollout::Shadowing;
 
 /// What differs between the Open Inference Protocol (v2) and KServe v1:
 /// the request's form and the answer's.
@@ -70,15 +71,26 @@ pub(super) async fn serve<P: Protocol>(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let served = match state.registry.get(model, version) {
-        Ok((served, _)) => served,
+    // A request without a version is the default traffic a route shares.
+    let routed = match version {
+        Some(_) => state
+            .registry
+            .get(model, version)
+            .map(|(served, _)| Routed {
+                served,
+                shadow: None,
+            }),
+        None => state.registry.route_default(model),
+    };
+    let Routed { served, shadow } = match routed {
+        Ok(routed) => routed,
         Err(error) => {
             let counters = &state.metrics.unmatched;
             let version = version.unwrap_or("default");
             return observe(counters, model, version, started, Err(error));
         }
     };
-    let outcome = answer::<P>(state, model, &served, body).await;
+    let outcome = answer::<P>(state, model, &served, shadow, body).await;
     let version = served.manifest.model.version.to_string();
     observe(&served.counters, model, &version, started, outcome)
 }
@@ -87,6 +99,7 @@ async fn answer<P: Protocol>(
     state: &AppState,
     model: &str,
     served: &Arc<Served>,
+    shadow: Option<Shadowing>,
     body: Body,
 ) -> AppResult<Answered> {
     let mut request: P::Request = read_request(body, state, served).await?;
@@ -109,12 +122,18 @@ async fn answer<P: Protocol>(
     )
     .await?;
     let fallback = prediction.fallback;
-    let outputs = prediction
+    let outputs: Vec<Vec<f64>> = prediction
         .outputs
         .iter()
         .map(|o| o.as_ref().map_or_else(Vec::new, monitor::numbers))
         .collect();
     let response = P::answer(model, served, request, plan, prediction, rows)?;
+    if let Some(shadowing) = shadow {
+        let (batch, outputs) = (Arc::clone(&batch), outputs.clone());
+        state
+            .shadows
+            .submit(&state.admission, shadowing, batch, outputs);
+    }
     state.monitor.observe(Observation {
         version: Arc::clone(&served.monitor),
         model: model.to_owned(),

@@ -18,6 +18,7 @@ pub(super) async fn server() -> Json<ServerMetadata> {
             "preflight_fallback",
             "preflight_nulls",
             "preflight_monitor",
+            "preflight_rollout",
         ],
     })
 }

@@ -32,6 +32,8 @@ pub struct AppState {
     pub admission: crate::admission::Admission,
     /// Drift and live error, off the request's path.
     pub monitor: crate::monitor::Monitor,
+    /// Candidates computed in shadow, off the request's path.
+    pub shadows: crate::rollout::Shadows,
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
@@ -78,6 +80,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/v2/repository/models/{model}/unload",
             post(repository::unload),
+        )
+        .route(
+            "/v2/repository/models/{model}/route",
+            post(repository::route),
         )
         .route("/v1/models/{target}", post(v1::predict))
         .route("/metrics", get(metrics::scrape))

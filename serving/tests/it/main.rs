@@ -11,6 +11,7 @@ mod monitor;
 mod parity;
 mod process;
 mod repository;
+mod rollout;
 
 use std::path::{Path, PathBuf};
 

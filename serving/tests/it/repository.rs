@@ -165,8 +165,9 @@ async fn load_pin_and_unload() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // The other version stays loaded beside the pinned one.
     let (_, meta) = server.get("/v2/models/eta-madrid").await;
-    assert_eq!(meta["versions"], json!(["1"]));
+    assert_eq!(meta["versions"], json!(["1", "2"]));
     let (_, body) = server.post("/v2/models/eta-madrid/infer", &request).await;
     assert_eq!(body["model_version"], "1");
 
