@@ -168,8 +168,9 @@ fn ci(root: &Path) -> Result<()> {
 }
 
 /// `cargo xtask test [ARGS]`: every test of the workspace, then the
-/// third-party client check and the Python package's tests. ARGS go to
-/// `cargo test` and skip the other two.
+/// third-party client check, the Python package's tests and the offline
+/// validation of `deploy/`'s manifests. ARGS go to `cargo test` and skip the
+/// rest.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
     let lib = ort::ensure(root)?;
     // The container tests run whenever a Docker engine answers; without one
@@ -199,6 +200,7 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
     if args.is_empty() {
         clients::run(root)?;
         python::run(root)?;
+        python::deploy(root)?;
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! The `preflight-bundle` Python package's tests: pytest in
-//! `target/python-venv`, over the package installed from `python/` with the
-//! pins of `python/requirements.txt`. Its test of `preflight verify` on the
-//! bundles it writes uses the debug binaries `cargo test` has built.
+//! The tests that run in Python: the `preflight-bundle` package's pytest
+//! suite in `target/python-venv`, over the package installed from `python/`
+//! with the pins of `python/requirements.txt` (its test of `preflight
+//! verify` on the bundles it writes uses the debug binaries `cargo test` has
+//! built); and the offline validation of `deploy/`'s Kubernetes and KServe
+//! manifests, with its own tests, in `target/deploy-venv`.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,4 +33,22 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             .env("ORT_DYLIB_PATH", lib)
             .args(["-m", "pytest", "-q", "python/tests"]),
     )
+}
+
+/// `deploy/validate.py` over every manifest, then its tests.
+pub(crate) fn deploy(root: &Path) -> Result<()> {
+    let python = python_env(root, "deploy-venv", &root.join("deploy/requirements.txt"))?;
+    exec(
+        Command::new(&python)
+            .current_dir(root)
+            .arg("deploy/validate.py"),
+    )?;
+    exec(Command::new(&python).current_dir(root).args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "deploy/test_validate.py",
+    ]))
 }
