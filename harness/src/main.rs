@@ -307,7 +307,13 @@ fn merge(shards: Vec<PathBuf>, out: &std::path::Path, baseline: Option<&std::pat
                 Some(aborted) => aborted.exit_code,
                 None => verdict_code(&merged),
             };
-            write_reports(&Terminal::stderr(), &merged, baseline.as_ref(), out, code)
+            write_reports(
+                &Terminal::summary_only(),
+                &merged,
+                baseline.as_ref(),
+                out,
+                code,
+            )
         }
         Err(e) => {
             eprintln!("preflight: {e}");

@@ -31,9 +31,7 @@ pub struct Terminal {
 impl Terminal {
     /// For stderr: a bar and colour when it is a terminal.
     pub fn stderr() -> Arc<Self> {
-        let tty = std::io::stderr().is_terminal();
-        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let bar = tty.then(|| {
+        let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {elapsed} {msg}")
@@ -45,7 +43,17 @@ impl Terminal {
         });
         Arc::new(Self {
             bar,
-            colour: tty && !no_colour,
+            colour: colour(),
+            done: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        })
+    }
+
+    /// For the closing lines only, as `report merge` prints them: no bar.
+    pub fn summary_only() -> Arc<Self> {
+        Arc::new(Self {
+            bar: None,
+            colour: colour(),
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
         })
@@ -210,6 +218,12 @@ impl Terminal {
         let _ = writeln!(out, "     Release {}", self.paint(word, style));
         out
     }
+}
+
+/// Colour on a terminal, unless `NO_COLOR` is set.
+fn colour() -> bool {
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_colour
 }
 
 #[cfg(test)]

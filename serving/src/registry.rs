@@ -342,18 +342,22 @@ impl Registry {
             .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))
     }
 
+    /// The slot of a loaded model, held for the length of a lookup only.
+    fn slot(&self, name: &str) -> Result<Arc<ModelSlot>, ApiError> {
+        self.models
+            .read()
+            .ok()
+            .and_then(|models| models.get(name).cloned())
+            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))
+    }
+
     /// The served version of `name`: `version` where given, else the default.
     pub fn get(
         &self,
         name: &str,
         version: Option<&str>,
     ) -> Result<(Arc<Served>, Vec<u64>), ApiError> {
-        let slot = self
-            .models
-            .read()
-            .ok()
-            .and_then(|models| models.get(name).cloned())
-            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
+        let slot = self.slot(name)?;
         let versions: Vec<u64> = slot.versions.keys().copied().collect();
         let wanted = match version {
             None => slot.default_version,
@@ -377,12 +381,7 @@ impl Registry {
     /// Where a request for `name` without a version goes: the default
     /// version, or the route's candidate for its share.
     pub fn route_default(&self, name: &str) -> Result<Routed, ApiError> {
-        let slot = self
-            .models
-            .read()
-            .ok()
-            .and_then(|models| models.get(name).cloned())
-            .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
+        let slot = self.slot(name)?;
         let default = slot
             .versions
             .get(&slot.default_version)
