@@ -18,7 +18,8 @@ const SCREENS: [(u32, u32); 2] = [(390, 844), (1400, 900)];
 const PROBE: &str = include_str!("browser_probe.js");
 
 fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
+    // Debian's package, or the Chrome that CI runners carry.
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
         let found = Command::new("which").arg(name).output();
         if let Ok(out) = found
             && out.status.success()
