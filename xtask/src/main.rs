@@ -11,6 +11,7 @@ mod fleet;
 mod fuzz;
 mod image;
 mod ort;
+mod peers;
 mod python;
 mod rollout;
 mod server;
@@ -50,6 +51,8 @@ commands:
              and the other inputs' PSI meanwhile, on the release server
   bench rollout  pins back and forth under 1,000 requests/s of mixed traffic:
              requests lost, and each switch's time to the new version
+  bench peers  preflight-serve beside a bare axum echo (the ceiling), in one
+             run: closed-loop rate, CPU per request, open-loop p50/p99/p99.9
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -106,7 +109,7 @@ fn run() -> Result<u8> {
     }
 }
 
-/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout] [OPTIONS]`.
+/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout|peers] [OPTIONS]`.
 fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     let mut args = args.into_iter();
     let which = args.next();
@@ -139,6 +142,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         Some("abuse") => abuse::run(root),
         Some("drift") => drift::run(root),
         Some("rollout") => rollout::run(root),
+        Some("peers") => peers::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

@@ -32,6 +32,11 @@ impl Server {
         Listening::start(command).map(Self).map_err(|e| anyhow!(e))
     }
 
+    /// Any program that prints `listening on http://ADDR` first.
+    pub(crate) fn spawn(command: Command) -> Result<Self> {
+        Listening::start(command).map(Self).map_err(|e| anyhow!(e))
+    }
+
     pub(crate) fn url(&self) -> &str {
         &self.0.url
     }

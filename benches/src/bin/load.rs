@@ -27,9 +27,15 @@ struct Cli {
     /// A bundle folder (`<model>/<version>`): its samples are the requests.
     #[arg(long)]
     bundle: PathBuf,
-    /// Requests per second.
-    #[arg(long)]
+    /// Requests per second, sent open-loop: each timed from when it was
+    /// due, so a server that falls behind shows in the latency.
+    #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Closed loop instead: this many connections, each sending its next
+    /// request when its last is answered; the highest rate the server and
+    /// the generator sustain together.
+    #[arg(long, conflicts_with = "rate")]
+    connections: Option<usize>,
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -61,7 +67,7 @@ struct Tally {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    if !(cli.rate > 0.0 && cli.seconds > 0.0) {
+    if cli.connections.is_none() && !(cli.rate > 0.0 && cli.seconds > 0.0) {
         bail!("--rate and --seconds must be positive");
     }
     let version = cli
@@ -96,6 +102,9 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
 
+    if let Some(connections) = cli.connections {
+        return closed_loop(&cli, &client, &known, &bodies, connections.max(1)).await;
+    }
     let total = (cli.rate * cli.seconds).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / cli.rate);
     let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
@@ -166,6 +175,7 @@ async fn main() -> Result<()> {
         "ok_per_s": tally.ok.len() as f64 / elapsed,
         "ok_p50_ms": ms(&tally.ok, 0.50),
         "ok_p99_ms": ms(&tally.ok, 0.99),
+        "ok_p999_ms": ms(&tally.ok, 0.999),
         "ok_max_ms": tally.ok.max() as f64 / 1000.0,
         "all_p50_ms": ms(&tally.all, 0.50),
         "all_p99_ms": ms(&tally.all, 0.99),
@@ -192,6 +202,86 @@ async fn main() -> Result<()> {
             tally.ok.max() as f64 / 1000.0,
             ms(&tally.all, 0.99),
             drained
+        );
+    }
+    Ok(())
+}
+
+/// `connections` loops of send-and-wait for `--seconds`: the requests
+/// answered 200 per second, and their latency.
+async fn closed_loop(
+    cli: &Cli,
+    client: &reqwest::Client,
+    url: &str,
+    bodies: &[bytes::Bytes],
+    connections: usize,
+) -> Result<()> {
+    let until = tokio::time::Instant::now() + Duration::from_secs_f64(cli.seconds.max(0.1));
+    let started = Instant::now();
+    let mut loops = Vec::with_capacity(connections);
+    for c in 0..connections {
+        let (client, url, bodies) = (client.clone(), url.to_owned(), bodies.to_vec());
+        loops.push(tokio::spawn(async move {
+            let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut other = 0u64;
+            let mut i = c;
+            while tokio::time::Instant::now() < until {
+                let body = bodies[i % bodies.len()].clone();
+                i += connections;
+                let sent = Instant::now();
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let status = match answer {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        response.bytes().await.ok().map(|_| status)
+                    }
+                    Err(_) => None,
+                };
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                if status == Some(200) {
+                    let _ = ok.record(micros.max(1));
+                } else {
+                    other += 1;
+                }
+            }
+            Ok::<_, anyhow::Error>((ok, other))
+        }));
+    }
+    let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut other = 0;
+    for task in loops {
+        let (h, o) = task.await??;
+        ok.add(&h)?;
+        other += o;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ms = |q: f64| ok.value_at_quantile(q) as f64 / 1000.0;
+    let figures = serde_json::json!({
+        "connections": connections,
+        "seconds": elapsed,
+        "rows": cli.rows,
+        "ok": ok.len(),
+        "other": other,
+        "ok_per_s": ok.len() as f64 / elapsed,
+        "ok_p50_ms": ms(0.50),
+        "ok_p99_ms": ms(0.99),
+    });
+    #[allow(clippy::print_stdout)]
+    if cli.json {
+        println!("{figures}");
+    } else {
+        println!(
+            "closed loop, {connections} connections for {elapsed:.1} s: {} ok ({:.0}/s), {other} \
+             other; p50 {:.3} ms, p99 {:.3} ms",
+            ok.len(),
+            ok.len() as f64 / elapsed,
+            ms(0.50),
+            ms(0.99)
         );
     }
     Ok(())
