@@ -51,6 +51,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_taken(port: int) -> bool:
+    """Whether something listens on the port already: MLServer would then
+    keep running without its HTTP server, and whatever holds the port might
+    answer the health check in its place."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As uvicorn binds: connections left in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
 def write_settings(folder: Path, http_port: int, grpc_port: int, model_file: Path, parallel_workers: int | None) -> None:
     settings = {
         "debug": False,
@@ -123,6 +137,9 @@ def main() -> None:
     model_file = args.model_file.resolve()
     if not model_file.is_file():
         sys.exit(f"serve.py: {args.model_file}: no such file")
+
+    if port_taken(args.port):
+        sys.exit(f"serve.py: {HOST}:{args.port} is in use")
 
     folder = Path(tempfile.mkdtemp(prefix="preflight-mlserver-"))
     try:
