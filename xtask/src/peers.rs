@@ -1,11 +1,14 @@
 //! `cargo xtask bench peers`: `preflight-serve` beside the ceiling of its
-//! stack, measured in one run on the same machine with the same load
-//! generator: a bare axum server that echoes the request body on the same
-//! path (`benches/src/bin/echo.rs`), and `preflight-serve` on two fixture
-//! GBDTs. For each: the closed-loop rate at 16 connections, the server's CPU
-//! time per request over that run, and open-loop p50, p99 and p99.9 at
-//! 1,000 requests/s (timed from when each request was due). Printed as a
-//! table with each rate as a ratio to the echo's, for benches/README.md.
+//! stack and a peer, measured in one run on the same machine with the same
+//! load generator: a bare axum server that echoes the request body on the
+//! same path (`benches/src/bin/echo.rs`), `preflight-serve` on two fixture
+//! GBDTs, and Seldon MLServer (pinned, in `target/mlserver-peer-venv`)
+//! serving eta-lisbon/2's LightGBM booster (`fixtures/peers/`). For each: the
+//! closed-loop rate at 16 connections, the CPU time of the server's process
+//! tree per request over that run, and open-loop p50, p99 and p99.9 at 1,000
+//! requests/s (timed from when each request was due). Printed as a table
+//! with each rate as a ratio to the echo's and to MLServer's, for
+//! benches/README.md.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,32 +18,76 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::bench::server_and_load;
-use crate::build_release;
 use crate::server::Server;
+use crate::{build_release, python_env};
 
 const CONNECTIONS: &str = "16";
 const SECONDS: &str = "5";
 const OPEN_RATE: &str = "1000";
 
-/// CPU seconds the process has used, user and system, from /proc.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc")?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("/proc/PID/stat")?;
+/// A process's parent and CPU seconds (user and system), from /proc.
+fn stat(pid: u32) -> Option<(u32, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of the line; the state (3) is first after the name.
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
-    let (user, system) = (ticks(14), ticks(15));
-    Ok((user.context("utime")? + system.context("stime")?) / 100.0)
+    // Fields 4, 14 and 15 of the line; the state (3) is first after the name.
+    let field = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    Some((field(4)? as u32, (field(14)? + field(15)?) / 100.0))
+}
+
+/// CPU seconds used by `root` and every process below it: MLServer answers
+/// from a worker process of its own.
+fn cpu_seconds(root: u32) -> Result<f64> {
+    let processes: Vec<(u32, u32, f64)> = std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat(pid).map(|(parent, cpu)| (pid, parent, cpu)))
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(processes.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    Ok(processes
+        .iter()
+        .filter(|p| tree.contains(&p.0))
+        .map(|p| p.2)
+        .sum())
+}
+
+/// What a server is sent: a bundle's samples, or request bodies to a path.
+enum Traffic<'a> {
+    Bundle(&'a Path),
+    Bodies(&'a Path, &'a str),
+}
+
+impl Traffic<'_> {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Traffic::Bundle(dir) => vec!["--bundle".into(), dir.display().to_string()],
+            Traffic::Bodies(file, path) => vec![
+                "--bodies".into(),
+                file.display().to_string(),
+                "--path".into(),
+                (*path).to_owned(),
+            ],
+        }
+    }
 }
 
 /// `load` for `seconds` with `args`, its `--json` figures.
-fn load(release: &Path, url: &str, bundle: &Path, seconds: &str, args: &[&str]) -> Result<Value> {
+fn load(
+    release: &Path,
+    url: &str,
+    traffic: &Traffic<'_>,
+    seconds: &str,
+    args: &[&str],
+) -> Result<Value> {
     let out = Command::new(release.join("load"))
-        .args(["--url", url, "--seconds", seconds, "--json", "--bundle"])
-        .arg(bundle)
+        .args(["--url", url, "--seconds", seconds, "--json"])
+        .args(traffic.args())
         .args(args)
         .output()
         .context("running load")?;
@@ -59,21 +106,21 @@ struct Row {
     open: Value,
 }
 
-fn measure(release: &Path, name: &str, server: &Server, bundle: &Path) -> Result<Row> {
+fn measure(release: &Path, name: &str, server: &Server, traffic: &Traffic<'_>) -> Result<Row> {
     let url = server.url();
     // Warm: connections open, sessions grown, code paged in.
-    load(release, url, bundle, "1", &["--connections", CONNECTIONS])?;
+    load(release, url, traffic, "1", &["--connections", CONNECTIONS])?;
     let before = cpu_seconds(server.id())?;
     let closed = load(
         release,
         url,
-        bundle,
+        traffic,
         SECONDS,
         &["--connections", CONNECTIONS],
     )?;
     let cpu = cpu_seconds(server.id())? - before;
     let ok = closed["ok"].as_f64().unwrap_or(0.0);
-    let open = load(release, url, bundle, SECONDS, &["--rate", OPEN_RATE])?;
+    let open = load(release, url, traffic, SECONDS, &["--rate", OPEN_RATE])?;
     Ok(Row {
         name: name.to_owned(),
         closed_per_s: closed["ok_per_s"].as_f64().unwrap_or(0.0),
@@ -90,37 +137,63 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     {
         let echo = Server::spawn(Command::new(release.join("echo")))?;
         let bundle = models.join("eta-madrid/2");
+        let traffic = Traffic::Bundle(&bundle);
         rows.push(measure(
             &release,
             "bare axum echo (the ceiling)",
             &echo,
-            &bundle,
+            &traffic,
         )?);
     }
-    let serve = Server::start(&release.join("preflight-serve"), &models, &lib)?;
-    serve.wait_ready(Duration::from_secs(60))?;
-    for (name, bundle) in [
-        (
-            "preflight-serve, eta-madrid/2 (scikit-learn GBDT)",
-            "eta-madrid/2",
-        ),
-        ("preflight-serve, eta-lisbon/2 (LightGBM)", "eta-lisbon/2"),
-    ] {
-        rows.push(measure(&release, name, &serve, &models.join(bundle))?);
+    {
+        let serve = Server::start(&release.join("preflight-serve"), &models, &lib)?;
+        serve.wait_ready(Duration::from_secs(60))?;
+        for (name, bundle) in [
+            (
+                "preflight-serve, eta-madrid/2 (scikit-learn GBDT)",
+                "eta-madrid/2",
+            ),
+            ("preflight-serve, eta-lisbon/2 (LightGBM)", "eta-lisbon/2"),
+        ] {
+            let dir = models.join(bundle);
+            rows.push(measure(&release, name, &serve, &Traffic::Bundle(&dir))?);
+        }
     }
-    let ceiling = rows[0].closed_per_s.max(1.0);
+    {
+        let mlserver = mlserver(root)?;
+        let peer = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
+        let traffic = Traffic::Bodies(&peer, "/v2/models/eta-lisbon/infer");
+        let name = "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)";
+        let measured = measure(&release, name, &mlserver, &traffic);
+        // SIGTERM, which serve.py passes on to MLServer and its workers; the
+        // drop's SIGKILL would leave them running.
+        let pid = mlserver.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        std::thread::sleep(Duration::from_secs(3));
+        rows.push(measured?);
+    }
+    print(&rows);
+    Ok(())
+}
+
+/// The table, each closed-loop rate also as a ratio to the echo's (the
+/// first row) and to MLServer's (the last).
+fn print(rows: &[Row]) {
+    let ceiling = rows.first().map_or(1.0, |r| r.closed_per_s.max(1.0));
+    let peer = rows.last().map_or(1.0, |r| r.closed_per_s.max(1.0));
     let ms = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     eprintln!(
-        "| server | closed loop ({CONNECTIONS} connections) | of the ceiling | CPU per \
-         request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 | errors |"
+        "| server | closed loop ({CONNECTIONS} connections) | of the ceiling | of MLServer | CPU \
+         per request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 | errors |"
     );
-    eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for r in &rows {
+    eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in rows {
         eprintln!(
-            "| {} | {:.0}/s | {:.2} | {:.1} µs | {:.3} ms | {:.3} ms | {:.3} ms | {} |",
+            "| {} | {:.0}/s | {:.2} | {:.1}× | {:.1} µs | {:.3} ms | {:.3} ms | {:.3} ms | {} |",
             r.name,
             r.closed_per_s,
             r.closed_per_s / ceiling,
+            r.closed_per_s / peer,
             r.cpu_us,
             ms(&r.open, "ok_p50_ms"),
             ms(&r.open, "ok_p99_ms"),
@@ -128,5 +201,23 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             r.open["other"].as_u64().unwrap_or(0) + r.open["shed"].as_u64().unwrap_or(0)
         );
     }
-    Ok(())
+}
+
+/// MLServer on a free port, from `xtask/bench/mlserver/serve.py` in its
+/// pinned environment.
+fn mlserver(root: &Path) -> Result<Server> {
+    let python = python_env(
+        root,
+        "mlserver-peer-venv",
+        &root.join("xtask/bench/mlserver/requirements.txt"),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut command = Command::new(python);
+    command
+        .arg(root.join("xtask/bench/mlserver/serve.py"))
+        .arg(port.to_string())
+        .arg(root.join("fixtures/peers/eta-lisbon-2/booster.txt"));
+    Server::spawn(command)
 }

@@ -25,8 +25,15 @@ struct Cli {
     #[arg(long)]
     url: String,
     /// A bundle folder (`<model>/<version>`): its samples are the requests.
+    #[arg(long, required_unless_present = "bodies")]
+    bundle: Option<PathBuf>,
+    /// Request bodies instead, one JSON per line, sent to `--path`: for a
+    /// server that takes other requests than the bundle's (a peer's).
+    #[arg(long, requires = "path", conflicts_with = "bundle")]
+    bodies: Option<PathBuf>,
+    /// The URL path of `--bodies`' requests, such as `/v2/models/m/infer`.
     #[arg(long)]
-    bundle: PathBuf,
+    path: Option<String>,
     /// Requests per second, sent open-loop: each timed from when it was
     /// due, so a server that falls behind shows in the latency.
     #[arg(long, default_value_t = 0.0)]
@@ -70,25 +77,40 @@ async fn main() -> Result<()> {
     if cli.connections.is_none() && !(cli.rate > 0.0 && cli.seconds > 0.0) {
         bail!("--rate and --seconds must be positive");
     }
-    let version = cli
-        .bundle
-        .file_name()
-        .context("bundle folder")?
-        .to_string_lossy()
-        .into_owned();
-    let model = cli
-        .bundle
-        .parent()
-        .and_then(|p| p.file_name())
-        .context("model folder")?
-        .to_string_lossy()
-        .into_owned();
-    let bodies = requests(&cli.bundle, cli.rows.max(1))?;
     let base = cli.url.trim_end_matches('/').to_owned();
-    let known = if cli.default_route {
-        format!("{base}/v2/models/{model}/infer")
-    } else {
-        format!("{base}/v2/models/{model}/versions/{version}/infer")
+    let (model, version, bodies, known) = match (&cli.bundle, &cli.bodies, &cli.path) {
+        (Some(bundle), _, _) => {
+            let name = |p: Option<&std::path::Path>, what: &str| -> Result<String> {
+                let name = p.and_then(|p| p.file_name()).context(what.to_owned())?;
+                Ok(name.to_string_lossy().into_owned())
+            };
+            let version = name(Some(bundle), "bundle folder")?;
+            let model = name(bundle.parent(), "model folder")?;
+            let url = if cli.default_route {
+                format!("{base}/v2/models/{model}/infer")
+            } else {
+                format!("{base}/v2/models/{model}/versions/{version}/infer")
+            };
+            let bodies = requests(bundle, cli.rows.max(1))?;
+            (model, version, bodies, url)
+        }
+        (None, Some(file), Some(path)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("{}: cannot read", file.display()))?;
+            let bodies: Vec<bytes::Bytes> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| bytes::Bytes::from(l.to_owned()))
+                .collect();
+            anyhow::ensure!(!bodies.is_empty(), "{}: no request in it", file.display());
+            (
+                path.clone(),
+                "-".to_owned(),
+                bodies,
+                format!("{base}{path}"),
+            )
+        }
+        _ => bail!("give --bundle, or --bodies with --path"),
     };
     let unknown = cli.unknown_models;
     let url = |i: u64| {
