@@ -33,6 +33,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         &staging.join("defects"),
         &root.join("fixtures/defects/bundles"),
     )?;
+    replace(&staging.join("peers"), &root.join("fixtures/peers"))?;
     fs::rename(
         staging.join("measured.json"),
         generate.join("measured.json"),
