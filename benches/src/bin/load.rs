@@ -137,10 +137,26 @@ async fn main() -> Result<()> {
         other: 0,
     }));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    // The schedule is kept by a thread of its own with the OS's sleep,
+    // which wakes within tens of microseconds, not tokio's timer, which
+    // rounds up to the millisecond: a request late to leave would be
+    // counted against the server.
+    let (due, mut leave) = tokio::sync::mpsc::unbounded_channel();
+    let schedule = std::thread::spawn({
+        let start = start.into_std();
+        move || {
+            for i in 0..total {
+                let intended = start + interval.mul_f64(i as f64);
+                std::thread::sleep(intended.saturating_duration_since(Instant::now()));
+                if due.send((i, intended)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
     let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let intended = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(intended).await;
+    while let Some((i, intended)) = leave.recv().await {
+        let intended = tokio::time::Instant::from_std(intended);
         let (client, url, body) = (
             client.clone(),
             url(i),
@@ -177,6 +193,7 @@ async fn main() -> Result<()> {
         }));
     }
     let sent = Instant::now();
+    let _ = schedule.join();
     for task in tasks {
         task.await?;
     }
