@@ -28,11 +28,16 @@ impl Figure<'_> {
         human::metric(&self.metric, value)
     }
 
+    /// The change against the baseline, relative to it.
+    fn change(&self) -> Option<f64> {
+        let base = self.baseline?;
+        Some((self.now - base) / base.abs().max(f64::MIN_POSITIVE))
+    }
+
     /// The change against the baseline, relative, positive when worse:
     /// higher is worse but where the limit is a minimum.
     pub fn worse_by(&self) -> Option<f64> {
-        let base = self.baseline?;
-        let relative = (self.now - base) / base.abs().max(f64::MIN_POSITIVE);
+        let relative = self.change()?;
         Some(match self.limit {
             Some(Limit::Min(_)) => -relative,
             _ => relative,
@@ -41,10 +46,7 @@ impl Figure<'_> {
 
     /// The change against the baseline as a signed percentage of the figure.
     pub fn delta(&self) -> Option<String> {
-        let base = self.baseline?;
-        Some(human::change(
-            (self.now - base) / base.abs().max(f64::MIN_POSITIVE),
-        ))
+        self.change().map(human::change)
     }
 
     /// `max 25 ms`.

@@ -12,7 +12,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -25,24 +24,18 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let (lib, release) = crate::bench::server_and_load(root)?;
     let serve = release.join("preflight-serve");
     let load = |url: &str, bundle: &Path, rate: f64, seconds: f64, extra: &[&str]| {
-        let out = Command::new(release.join("load"))
-            .args(["--json", "--url", url, "--bundle"])
-            .arg(bundle)
-            .args([
-                "--rate",
-                &rate.to_string(),
-                "--seconds",
-                &seconds.to_string(),
-            ])
-            .args(extra)
-            .output()
-            .context("running load")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "load failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).context("load's figures")
+        let mut args: Vec<String> = vec![
+            "--url".into(),
+            url.into(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+            "--rate".into(),
+            rate.to_string(),
+            "--seconds".into(),
+            seconds.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        crate::bench::load_json(&release, &args)
     };
     let show = |what: &str, f: &Value| {
         println!(

@@ -28,6 +28,21 @@ pub(crate) fn server_and_load(root: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((lib, release))
 }
 
+/// The release `load` in `release` with `args` and `--json`: its figures.
+pub(crate) fn load_json(release: &Path, args: &[String]) -> Result<serde_json::Value> {
+    let out = Command::new(release.join("load"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .context("running load")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).context("load's figures")
+}
+
 pub(crate) fn run(root: &Path) -> Result<()> {
     let (lib, release) = server_and_load(root)?;
 

@@ -17,6 +17,7 @@ mod rollout;
 mod server;
 mod verify;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -217,19 +218,23 @@ fn python_env(root: &Path, name: &str, requirements: &Path) -> Result<PathBuf> {
         let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
         exec(Command::new(system_python).arg("-m").arg("venv").arg(&venv))?;
     }
+    pip_install(&python, &[OsStr::new("-r"), requirements.as_os_str()])?;
+    Ok(python)
+}
+
+/// `pip install --quiet ARGS` with `python`.
+fn pip_install(python: &Path, args: &[&OsStr]) -> Result<()> {
     exec(
-        Command::new(&python)
+        Command::new(python)
             .args([
                 "-m",
                 "pip",
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "-r",
             ])
-            .arg(requirements),
-    )?;
-    Ok(python)
+            .args(args),
+    )
 }
 
 /// Whether a Docker engine answers on this machine.

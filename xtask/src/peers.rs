@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::bench::server_and_load;
+use crate::bench::{load_json, server_and_load};
 use crate::server::Server;
 use crate::{build_release, python_env};
 
@@ -85,18 +85,15 @@ fn load(
     seconds: &str,
     args: &[&str],
 ) -> Result<Value> {
-    let out = Command::new(release.join("load"))
-        .args(["--url", url, "--seconds", seconds, "--json"])
-        .args(traffic.args())
-        .args(args)
-        .output()
-        .context("running load")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "load failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).context("load's figures")
+    let mut all: Vec<String> = vec![
+        "--url".into(),
+        url.into(),
+        "--seconds".into(),
+        seconds.into(),
+    ];
+    all.extend(traffic.args());
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    load_json(release, &all)
 }
 
 struct Row {

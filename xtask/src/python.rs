@@ -5,28 +5,20 @@
 //! built); and the offline validation of `deploy/`'s Kubernetes and KServe
 //! manifests, with its own tests, in `target/deploy-venv`.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::Result;
 
-use crate::{exec, ort, python_env};
+use crate::{exec, ort, pip_install, python_env};
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let lib = ort::ensure(root)?;
     let python = python_env(root, "python-venv", &root.join("python/requirements.txt"))?;
-    exec(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-deps", "--force-reinstall"])
-            .arg(root.join("python")),
-    )?;
+    let package = root.join("python");
+    let flags = ["--no-deps", "--force-reinstall"].map(OsStr::new);
+    pip_install(&python, &[flags[0], flags[1], package.as_os_str()])?;
     exec(
         Command::new(&python)
             .current_dir(root)

@@ -197,6 +197,33 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
     Ok(report)
 }
 
+/// Nothing when the endpoint lists Preflight's `extension` (the `what`
+/// extension) in `GET /v2`; else the skip of `suite` that says it does not.
+async fn offers(
+    model: &ModelUnderTest,
+    suite: Suite,
+    extension: &str,
+    what: &str,
+) -> Result<Option<SuiteReport>, Unreachable> {
+    let (status, text) = model.client.get_text("/v2").await?;
+    let offered = status == 200
+        && serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| {
+            v["extensions"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x == extension))
+        });
+    Ok((!offered).then(|| {
+        skipped(
+            suite,
+            Skip::Endpoint,
+            format!(
+                "the endpoint does not offer Preflight's {what} extension (GET /v2 lists no \
+                 {extension})"
+            ),
+        )
+    }))
+}
+
 /// `needs contract.parity`: of what a check needs, what the bundle lacks.
 fn needs(what: &[(&str, bool)]) -> String {
     let missing: Vec<&str> = what

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use preflight_bundle::{Datatype, Metric, Record, Stats, Value};
 use serde_json::{Value as Json, json};
 
-use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
+use super::{CHUNK, ModelUnderTest, Suite, offers, rows};
 use crate::client::{Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -29,20 +29,15 @@ const DEPLOY: [&str; 2] = [
 ];
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
-    let (status, text) = model.client.get_text("/v2").await?;
-    let offered = status == 200
-        && serde_json::from_str::<Json>(&text).is_ok_and(|v| {
-            v["extensions"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|x| x == "preflight_monitor"))
-        });
-    if !offered {
-        return Ok(skipped(
-            Suite::Observability,
-            Skip::Endpoint,
-            "the endpoint does not offer Preflight's monitoring extension (GET /v2 lists no \
-             preflight_monitor)",
-        ));
+    if let Some(skip) = offers(
+        model,
+        Suite::Observability,
+        "preflight_monitor",
+        "monitoring",
+    )
+    .await?
+    {
+        return Ok(skip);
     }
     let checks = vec![
         drift(model).await?,

@@ -19,7 +19,7 @@ use preflight_bundle::{Record, Tolerance};
 use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
-use super::{ModelUnderTest, Suite, skipped};
+use super::{ModelUnderTest, Suite, offers, skipped};
 use crate::client::{Answer, Client, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -141,20 +141,8 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
              an endpoint this run started, or a url= target given --repository-token",
         ));
     }
-    let (status, text) = model.client.get_text("/v2").await?;
-    let offered = status == 200
-        && serde_json::from_str::<Json>(&text).is_ok_and(|v| {
-            v["extensions"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|x| x == "preflight_rollout"))
-        });
-    if !offered {
-        return Ok(skipped(
-            Suite::Rollout,
-            Skip::Endpoint,
-            "the endpoint does not offer Preflight's rollout extension (GET /v2 lists no \
-             preflight_rollout)",
-        ));
+    if let Some(skip) = offers(model, Suite::Rollout, "preflight_rollout", "rollout").await? {
+        return Ok(skip);
     }
     let rate = manifest
         .contract
