@@ -32,7 +32,9 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        // Answers to pipelined requests leave in one write.
+        .pipeline_flush(true);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -52,6 +54,10 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // An answer leaves at once, not when the last one is acknowledged.
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
                 let service = TowerToHyperService::new(router.clone());
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);

@@ -16,7 +16,7 @@ mod window;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -376,10 +376,23 @@ impl RequestIds {
     }
 }
 
+/// How long the monitor thread sleeps between drains of a busy queue.
+const TICK: Duration = Duration::from_millis(2);
+
+/// How often expired predictions are let go.
+const EXPIRY: Duration = Duration::from_secs(1);
+
 /// The monitor thread: observations into the windows and the pending
 /// store, feedback joined from it.
+///
+/// Idle, it blocks on the queue. Once a message wakes it, it drains the
+/// queue every [`TICK`] until a tick brings nothing: while requests keep
+/// coming, a hand-off finds no thread waiting and costs no wake-up (a
+/// wake-up per request cost more than the monitoring itself). Feedback is
+/// answered within a tick.
 fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCounters) {
     let mut pending = Pending::new(limits.pending, limits.ttl);
+    let mut expired_at = Instant::now();
     let mut evicted = |why: Eviction| {
         let counter = match why {
             Eviction::Capacity => &counters.evicted_capacity,
@@ -388,39 +401,57 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
         counter.fetch_add(1, Ordering::Relaxed);
     };
     loop {
-        // Wake now and then to let expired predictions go.
-        let message = match receiver.recv_timeout(Duration::from_secs(1)) {
-            Ok(message) => message,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                pending.expire(Instant::now(), &mut evicted);
-                counters
-                    .pending
-                    .store(pending.len() as u64, Ordering::Relaxed);
-                continue;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        let first = match receiver.recv_timeout(EXPIRY) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
         };
-        match message {
-            Message::Served(o) => {
-                o.version.observe(&o.batch, &o.outputs);
-                if let (Some(id), Some(first)) = (o.id, o.outputs.first()) {
-                    let key = (o.model, id);
-                    let predicted = first.clone();
-                    pending.insert(key, o.version, predicted, Instant::now(), &mut evicted);
-                }
+        let mut next = first;
+        loop {
+            let mut drained = 0;
+            while let Some(message) = next.take().or_else(|| receiver.try_recv().ok()) {
+                handle(message, &mut pending, counters, &mut evicted);
+                drained += 1;
             }
-            Message::Feedback {
-                model,
-                items,
-                reply,
-            } => {
-                let joined = join(&mut pending, &model, items, counters);
-                let _ = reply.send(joined);
+            let now = Instant::now();
+            if now.duration_since(expired_at) >= EXPIRY {
+                pending.expire(now, &mut evicted);
+                expired_at = now;
+            }
+            counters
+                .pending
+                .store(pending.len() as u64, Ordering::Relaxed);
+            if drained == 0 {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+fn handle(
+    message: Message,
+    pending: &mut Pending,
+    counters: &MonitorCounters,
+    evicted: &mut impl FnMut(Eviction),
+) {
+    match message {
+        Message::Served(o) => {
+            o.version.observe(&o.batch, &o.outputs);
+            if let (Some(id), Some(first)) = (o.id, o.outputs.first()) {
+                let key = (o.model, id);
+                let predicted = first.clone();
+                pending.insert(key, o.version, predicted, Instant::now(), evicted);
             }
         }
-        counters
-            .pending
-            .store(pending.len() as u64, Ordering::Relaxed);
+        Message::Feedback {
+            model,
+            items,
+            reply,
+        } => {
+            let joined = join(pending, &model, items, counters);
+            let _ = reply.send(joined);
+        }
     }
 }
 

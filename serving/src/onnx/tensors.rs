@@ -1,55 +1,67 @@
 //! A decoded batch into the graph's input tensors, and its output tensors
 //! back into typed columns.
 
-use ort::session::SessionOutputs;
-use ort::value::{DynValue, Tensor, TensorElementType};
+use std::borrow::Cow;
+
+use ort::session::{SessionInputValue, SessionOutputs};
+use ort::value::{Tensor, TensorElementType, TensorRef};
 
 use super::binding::InputBinding;
 use crate::batch::Batch;
 use crate::protocol::TensorData;
 
-pub(super) fn inputs(
-    binding: &InputBinding,
-    batch: &Batch,
-) -> Result<Vec<(String, DynValue)>, String> {
+/// The graph's inputs for `batch`. Numeric columns are lent to ONNX Runtime
+/// as they are, with no copy; text is copied into ONNX Runtime's own
+/// strings, and a stacked input is built once per batch.
+pub(super) fn inputs<'a>(
+    binding: &'a InputBinding,
+    batch: &'a Batch,
+) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>, String> {
     let n = batch.rows;
     match binding {
         InputBinding::PerColumn(columns) => columns
             .iter()
             .zip(&batch.columns)
             .map(|((name, rank), column)| {
-                let shape: Vec<usize> = if *rank == 1 { vec![n] } else { vec![n, 1] };
-                Ok((name.clone(), column_tensor(shape, column)?))
+                let value = if *rank == 1 {
+                    column_tensor([n], column)
+                } else {
+                    column_tensor([n, 1], column)
+                };
+                Ok((Cow::Borrowed(name.as_str()), value?))
             })
             .collect(),
         InputBinding::Stacked { name, element } => {
             let value = stacked_tensor(n, &batch.columns, *element)?;
-            Ok(vec![(name.clone(), value)])
+            Ok(vec![(Cow::Borrowed(name.as_str()), value)])
         }
     }
 }
 
-fn column_tensor(shape: Vec<usize>, column: &TensorData) -> Result<DynValue, String> {
+fn column_tensor<const R: usize>(
+    shape: [usize; R],
+    column: &TensorData,
+) -> Result<SessionInputValue<'_>, String> {
     let e = |e: ort::Error| e.to_string();
     Ok(match column {
-        TensorData::F32(v) => Tensor::from_array((shape, v.clone()))
+        TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
-        TensorData::F64(v) => Tensor::from_array((shape, v.clone()))
+            .into(),
+        TensorData::F64(v) => TensorRef::from_array_view((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
-        TensorData::I64(v) => Tensor::from_array((shape, v.clone()))
+            .into(),
+        TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
-        TensorData::I32(v) => Tensor::from_array((shape, v.clone()))
+            .into(),
+        TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
-        TensorData::Bool(v) => Tensor::from_array((shape, v.clone()))
+            .into(),
+        TensorData::Bool(v) => TensorRef::from_array_view((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
+            .into(),
         TensorData::Text(v) => Tensor::from_string_array((shape, v.as_slice()))
             .map_err(e)?
-            .into_dyn(),
+            .into(),
     })
 }
 
@@ -59,27 +71,24 @@ fn stacked_tensor(
     n: usize,
     columns: &[TensorData],
     element: TensorElementType,
-) -> Result<DynValue, String> {
+) -> Result<SessionInputValue<'static>, String> {
     let e = |e: ort::Error| e.to_string();
     let k = columns.len();
-    let mut stacked = vec![0.0_f64; n * k];
-    for (j, column) in columns.iter().enumerate() {
-        for i in 0..n {
-            stacked[i * k + j] = match column {
-                TensorData::F32(v) => f64::from(v[i]),
-                TensorData::F64(v) => v[i],
-                TensorData::I64(v) => v[i] as f64,
-                TensorData::I32(v) => f64::from(v[i]),
-                TensorData::Bool(v) => f64::from(u8::from(v[i])),
-                TensorData::Text(_) => f64::NAN,
-            };
-        }
-    }
+    let value = |column: &TensorData, i: usize| match column {
+        TensorData::F32(v) => f64::from(v[i]),
+        TensorData::F64(v) => v[i],
+        TensorData::I64(v) => v[i] as f64,
+        TensorData::I32(v) => f64::from(v[i]),
+        TensorData::Bool(v) => f64::from(u8::from(v[i])),
+        TensorData::Text(_) => f64::NAN,
+    };
+    let rows = (0..n).flat_map(|i| columns.iter().map(move |column| (column, i)));
     Ok(if element == TensorElementType::Float32 {
-        let narrow: Vec<f32> = stacked.into_iter().map(|x| x as f32).collect();
-        Tensor::from_array(([n, k], narrow)).map_err(e)?.into_dyn()
+        let stacked: Vec<f32> = rows.map(|(c, i)| value(c, i) as f32).collect();
+        Tensor::from_array(([n, k], stacked)).map_err(e)?.into()
     } else {
-        Tensor::from_array(([n, k], stacked)).map_err(e)?.into_dyn()
+        let stacked: Vec<f64> = rows.map(|(c, i)| value(c, i)).collect();
+        Tensor::from_array(([n, k], stacked)).map_err(e)?.into()
     })
 }
 
