@@ -17,6 +17,10 @@ use preflight_serving::{
 };
 use tower::ServiceExt;
 
+// The allocator preflight-serve runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bundle() -> (Bundle, Vec<Record>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/eta-madrid/1");
     let bundle = Bundle::open(&dir).expect("bundle");

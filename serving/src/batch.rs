@@ -73,6 +73,31 @@ impl<'a> ColumnBuilder<'a> {
         Self { feature, data }
     }
 
+    /// Reads one value of a v2 tensor. The values a column takes as they
+    /// are go straight in; any other goes the way of [`Self::push`], so
+    /// that both protocols accept and refuse alike, with the same words.
+    fn push_scalar(&mut self, scalar: &Scalar) -> Result<(), String> {
+        let nullable = self.feature.nullable;
+        match (&mut self.data, scalar) {
+            (TensorData::F32(v), Scalar::Null) if nullable => v.push(f32::NAN),
+            (TensorData::F64(v), Scalar::Null) if nullable => v.push(f64::NAN),
+            (TensorData::F32(v), &Scalar::Float(x)) if x.abs() <= f64::from(f32::MAX) => {
+                v.push(x as f32)
+            }
+            (TensorData::F32(v), &Scalar::Int(i)) if (i as f64).abs() <= f64::from(f32::MAX) => {
+                v.push(i as f64 as f32)
+            }
+            (TensorData::F64(v), &Scalar::Float(x)) => v.push(x),
+            (TensorData::F64(v), &Scalar::Int(i)) => v.push(i as f64),
+            (TensorData::I64(v), &Scalar::Int(i)) => v.push(i),
+            (TensorData::I32(v), &Scalar::Int(i)) if i32::try_from(i).is_ok() => v.push(i as i32),
+            (TensorData::Bool(v), &Scalar::Bool(b)) => v.push(b),
+            (TensorData::Text(v), Scalar::Text(s)) if !s.contains('\0') => v.push(s.to_string()),
+            _ => return self.push(&scalar.to_json()),
+        }
+        Ok(())
+    }
+
     /// Reads one value; on failure, why (the caller adds model, input and row).
     fn push(&mut self, json: &Json) -> Result<(), String> {
         let value = self.feature.read(json).map_err(|message| match json {
@@ -184,7 +209,7 @@ pub(crate) fn decode_tensors(
         let mut column = ColumnBuilder::new(feature, n);
         for (row, value) in values.iter().enumerate() {
             column
-                .push(&value.to_json())
+                .push_scalar(value)
                 .map_err(|m| bad(format!("input '{}' row {row}: the value {m}", feature.name)))?;
         }
         columns.push(column.data);

@@ -14,6 +14,9 @@ use preflight_serving::{
     ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
 };
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve every model of a model repository over the Open Inference Protocol
 /// (KServe v2 REST), with ONNX Runtime for the main models and the native
 /// fast fallback when a main model errors, overruns its deadline or cannot be

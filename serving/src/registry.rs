@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
 
 use preflight_bundle::{Bundle, Fallback, Manifest, ModelEntry, Repository};
 
@@ -157,6 +159,9 @@ pub struct IndexEntry {
     pub reason: Option<String>,
 }
 
+/// Each loaded model's slot, by name.
+type Models = BTreeMap<String, Arc<ModelSlot>>;
+
 pub struct Registry {
     root: PathBuf,
     backend: Arc<dyn Backend>,
@@ -167,7 +172,11 @@ pub struct Registry {
     /// Versions whose bundle or main model failed to load, by model, since
     /// the server started.
     load_failures: std::sync::Mutex<BTreeMap<String, u64>>,
-    models: RwLock<BTreeMap<String, Arc<ModelSlot>>>,
+    /// The loaded models. Requests read it without a lock; a change
+    /// publishes a new table whole, under `writer`.
+    models: ArcSwap<Models>,
+    /// Held by whoever changes `models`, so that changes never cross.
+    writer: std::sync::Mutex<()>,
     /// Folders of the repository not loaded at all, with why, by path.
     skipped: RwLock<BTreeMap<PathBuf, String>>,
 }
@@ -194,7 +203,8 @@ impl Registry {
             load_threads: load_threads.max(1),
             monitor_window,
             load_failures: std::sync::Mutex::default(),
-            models: RwLock::new(BTreeMap::new()),
+            models: ArcSwap::from_pointee(Models::new()),
+            writer: std::sync::Mutex::default(),
             skipped: RwLock::new(BTreeMap::new()),
         }
     }
@@ -250,9 +260,7 @@ impl Registry {
             skipped.extend(result.skipped);
             slots.extend(result.slot.map(|slot| (name, Arc::new(slot))));
         }
-        if let Ok(mut models) = self.models.write() {
-            models.extend(slots);
-        }
+        self.update(|models| models.extend(slots));
         if let Ok(mut all) = self.skipped.write() {
             *all = skipped;
         }
@@ -281,16 +289,17 @@ impl Registry {
                 reasons.join("; ")
             )));
         };
-        let serving = self.models.read().ok().and_then(|m| m.get(name).cloned());
-        let worse = serving.and_then(|serving| worse(&serving, &slot, &loaded.skipped, pin));
-        if let Some(worse) = worse {
-            return Err(ApiError::Conflict(format!(
-                "model '{name}': the reload would serve {worse}; the versions serving are kept"
-            )));
-        }
-        if let Ok(mut models) = self.models.write() {
+        // Compared and replaced in one change, so two reloads cannot cross.
+        self.update(|models| {
+            let serving = models.get(name);
+            if let Some(worse) = serving.and_then(|s| worse(s, &slot, &loaded.skipped, pin)) {
+                return Err(ApiError::Conflict(format!(
+                    "model '{name}': the reload would serve {worse}; the versions serving are kept"
+                )));
+            }
             models.insert(name.to_owned(), Arc::new(slot));
-        }
+            Ok(())
+        })?;
         if let Ok(mut skipped) = self.skipped.write() {
             skipped.retain(|path, _| !path.starts_with(&entry.dir));
             skipped.extend(loaded.skipped);
@@ -332,22 +341,27 @@ impl Registry {
     }
 
     pub fn unload(&self, name: &str) -> Result<(), ApiError> {
-        let removed = self
-            .models
-            .write()
-            .ok()
-            .and_then(|mut models| models.remove(name));
-        removed
+        self.update(|models| models.remove(name))
             .map(drop)
             .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))
+    }
+
+    /// Changes the model table: `change` works on a copy, which then
+    /// replaces it whole, so a request sees the table before or after.
+    fn update<R>(&self, change: impl FnOnce(&mut Models) -> R) -> R {
+        let _writing = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut models = Models::clone(&self.models.load());
+        let result = change(&mut models);
+        self.models.store(Arc::new(models));
+        result
     }
 
     /// The slot of a loaded model, held for the length of a lookup only.
     fn slot(&self, name: &str) -> Result<Arc<ModelSlot>, ApiError> {
         self.models
-            .read()
-            .ok()
-            .and_then(|models| models.get(name).cloned())
+            .load()
+            .get(name)
+            .cloned()
             .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))
     }
 
@@ -421,10 +435,10 @@ impl Registry {
     /// Sets or ends `name`'s route; a version must be loaded to be a
     /// candidate. Atomic: a request sees the old route or the new one.
     pub fn set_route(&self, name: &str, request: RouteRequest) -> Result<(), ApiError> {
-        let mut models = self
-            .models
-            .write()
-            .map_err(|_| ApiError::Internal("the model table is poisoned".to_owned()))?;
+        self.update(|models| Self::route_in(models, name, request))
+    }
+
+    fn route_in(models: &mut Models, name: &str, request: RouteRequest) -> Result<(), ApiError> {
         let slot = models
             .get(name)
             .ok_or_else(|| ApiError::NotFound(format!("model '{name}' is not loaded")))?;
@@ -456,9 +470,7 @@ impl Registry {
 
     /// Every model's route, with the version it serves by default.
     pub fn routes(&self) -> Vec<(String, u64, Arc<Route>)> {
-        let Ok(models) = self.models.read() else {
-            return Vec::new();
-        };
+        let models = self.models.load();
         models
             .iter()
             .filter_map(|(name, slot)| {
@@ -598,9 +610,7 @@ impl Registry {
 
     /// Every loaded version: model name, version, and what serves it.
     pub fn served(&self) -> Vec<(String, u64, Arc<Served>)> {
-        let Ok(models) = self.models.read() else {
-            return Vec::new();
-        };
+        let models = self.models.load();
         models
             .iter()
             .flat_map(|(name, slot)| {
