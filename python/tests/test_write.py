@@ -358,3 +358,71 @@ def test_preflight_verify_passes_the_written_bundles(repository, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Release PASSED" in result.stdout + result.stderr
+
+
+def _outputs(model: Path, x: pd.DataFrame) -> np.ndarray:
+    """The model's answers to the rows of `x`, one run per row."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    kinds = {"tensor(string)": object, "tensor(int64)": np.int64, "tensor(float)": np.float32}
+    feed = {i.name: x[i.name].to_numpy().astype(kinds[i.type]).reshape(-1, 1) for i in session.get_inputs()}
+    rows = [session.run(None, {k: v[j : j + 1] for k, v in feed.items()})[0] for j in range(len(x))]
+    return np.concatenate(rows)
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_compact_trees_answer_bit_for_bit_in_opset_5_form(tmp_path, repository, data, family):
+    import onnx
+
+    x, y, xh, yh = data
+    root, _ = repository
+    bundle = tmp_path / f"eta-{family}" / "1"
+    write_bundle(
+        fitted(family, x, y),
+        bundle,
+        train=(x, y),
+        holdout=(xh, yh),
+        samples=50,
+        inputs={"hour": {"min": 0, "max": 23}},
+        output_range=(0.0, 300.0),
+        quiet=True,
+        compact_trees=True,
+    )
+    assert check_bundle(bundle).warnings == []
+    model = onnx.load(bundle / "model.onnx")
+    ops = {(n.domain, n.op_type) for n in model.graph.node}
+    assert ("ai.onnx.ml", "TreeEnsemble") in ops
+    assert ("ai.onnx.ml", "TreeEnsembleRegressor") not in ops
+    assert {o.domain: o.version for o in model.opset_import}["ai.onnx.ml"] == 5
+    rows = pd.concat([x.head(100), xh.head(100)])
+    compact = _outputs(bundle / "model.onnx", rows)
+    original = _outputs(root / f"eta-{family}" / "1" / "model.onnx", rows)
+    assert np.array_equal(compact, original)
+
+
+def test_an_ensemble_of_another_form_is_refused_by_name():
+    from onnx import TensorProto, helper
+
+    from preflight_bundle.compact import NotCompactable, compact_trees
+
+    forest = helper.make_node(
+        "TreeEnsembleRegressor",
+        ["x"],
+        ["y"],
+        name="forest",
+        domain="ai.onnx.ml",
+        aggregate_function="AVERAGE",
+        nodes_treeids=[0],
+        nodes_nodeids=[0],
+        nodes_modes=["LEAF"],
+    )
+    graph = helper.make_graph(
+        [forest],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 3)])
+    with pytest.raises(NotCompactable, match="TreeEnsembleRegressor 'forest': aggregate function AVERAGE"):
+        compact_trees(model)

@@ -10,6 +10,7 @@ repository with the rules `preflight verify` applies.
 """
 
 from .check import BundleError, check_bundle
+from .compact import NotCompactable, compact_trees
 from .contract import Contract, Latency, Monotonic, Parity, Quality, Size
 from .export import UnsupportedStep, check_pipeline, export_onnx
 from .schema import Input
@@ -21,6 +22,7 @@ __all__ = [
     "Input",
     "Latency",
     "Monotonic",
+    "NotCompactable",
     "Parity",
     "ParityError",
     "Quality",
@@ -29,6 +31,7 @@ __all__ = [
     "Written",
     "check_bundle",
     "check_pipeline",
+    "compact_trees",
     "export_onnx",
     "write_bundle",
 ]

@@ -22,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from .compact import compact_trees
 from .schema import Input, onnx_feed
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -184,10 +185,13 @@ def _register(kind: str) -> None:
     _registered.add(kind)
 
 
-def export_onnx(pipe: Pipeline, inputs: list[Input], output: str, batch: int | None = None) -> onnx.ModelProto:
+def export_onnx(
+    pipe: Pipeline, inputs: list[Input], output: str, batch: int | None = None, compact: bool = False
+) -> onnx.ModelProto:
     """The pipeline as ONNX, one `[N, 1]` input per manifest input and one
     `[N, 1]` FP32 output. `batch` fixes the first dimension (only a defect
-    fixture wants that). The file is byte-identical run to run."""
+    fixture wants that); `compact` writes tree ensembles in ONNX-ML opset 5
+    form (`compact.py`). The file is byte-identical run to run."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
@@ -207,6 +211,8 @@ def export_onnx(pipe: Pipeline, inputs: list[Input], output: str, batch: int | N
     except Exception as e:
         raise _converter_failure(pipe, e) from e
     model.doc_string = ""
+    if compact:
+        model = compact_trees(model)
     # The converters collect opsets in a set, whose order follows Python's
     # salted string hash; sorting makes the file byte-identical run to run.
     opsets = sorted(model.opset_import, key=lambda o: o.domain)
