@@ -184,7 +184,7 @@ fn fresh(dir: &Path) -> Result<()> {
 }
 
 /// `GET path` over a plain connection: the body.
-fn get(url: &str, path: &str) -> Result<String> {
+pub(crate) fn get(url: &str, path: &str) -> Result<String> {
     let addr = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr)?;
     write!(

@@ -93,7 +93,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 }
 
 /// `n` copies of a bundle as `<repo>/eta-copy-NNN/1`, their files hard-linked.
-fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
+pub(crate) fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
     if repo.exists() {
         std::fs::remove_dir_all(repo)?;
     }

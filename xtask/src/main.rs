@@ -14,6 +14,7 @@ mod ort;
 mod peers;
 mod python;
 mod rollout;
+mod scale;
 mod server;
 mod verify;
 
@@ -54,6 +55,8 @@ commands:
              requests lost, and each switch's time to the new version
   bench peers  preflight-serve beside a bare axum echo (the ceiling), in one
              run: closed-loop rate, CPU per request, open-loop p50/p99/p99.9
+  bench scale  300 and 1,000 models, their trees as exported and compact:
+             time to ready, resident memory, heap, single-row latency
   client-check  a real third-party client (tritonclient) against preflight-serve
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
@@ -110,7 +113,7 @@ fn run() -> Result<u8> {
     }
 }
 
-/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout|peers] [OPTIONS]`.
+/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout|peers|scale] [OPTIONS]`.
 fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     let mut args = args.into_iter();
     let which = args.next();
@@ -144,6 +147,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         Some("drift") => drift::run(root),
         Some("rollout") => rollout::run(root),
         Some("peers") => peers::run(root),
+        Some("scale") => scale::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

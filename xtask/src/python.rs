@@ -6,7 +6,7 @@
 //! manifests, with its own tests, in `target/deploy-venv`.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
@@ -15,16 +15,23 @@ use crate::{exec, ort, pip_install, python_env};
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let lib = ort::ensure(root)?;
-    let python = python_env(root, "python-venv", &root.join("python/requirements.txt"))?;
-    let package = root.join("python");
-    let flags = ["--no-deps", "--force-reinstall"].map(OsStr::new);
-    pip_install(&python, &[flags[0], flags[1], package.as_os_str()])?;
+    let python = package(root)?;
     exec(
         Command::new(&python)
             .current_dir(root)
             .env("ORT_DYLIB_PATH", lib)
             .args(["-m", "pytest", "-q", "python/tests"]),
     )
+}
+
+/// The Python of `target/python-venv`, with the package installed from
+/// `python/` as it is now.
+pub(crate) fn package(root: &Path) -> Result<PathBuf> {
+    let python = python_env(root, "python-venv", &root.join("python/requirements.txt"))?;
+    let package = root.join("python");
+    let flags = ["--no-deps", "--force-reinstall"].map(OsStr::new);
+    pip_install(&python, &[flags[0], flags[1], package.as_os_str()])?;
+    Ok(python)
 }
 
 /// `deploy/validate.py` over every manifest, then its tests.
