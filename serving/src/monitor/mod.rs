@@ -242,6 +242,8 @@ pub(crate) struct FeedbackReceipt {
 
 enum Message {
     Served(Observation),
+    /// Answered once everything queued before it is in the windows.
+    CaughtUp(tokio::sync::oneshot::Sender<()>),
     Feedback {
         model: String,
         items: Vec<FeedbackItem>,
@@ -277,6 +279,7 @@ impl std::fmt::Debug for Message {
         match self {
             Message::Served(o) => write!(f, "Served({} rows)", o.batch.rows),
             Message::Feedback { items, .. } => write!(f, "Feedback({} ids)", items.len()),
+            Message::CaughtUp(_) => f.write_str("CaughtUp"),
         }
     }
 }
@@ -310,6 +313,16 @@ impl Monitor {
             self.queue.try_send(Message::Served(observation))
         {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns once every request answered before the call is in the
+    /// windows (within a drain of the queue, about 2 ms), so that a report
+    /// read next counts them all; at once when the queue is full.
+    pub(crate) async fn caught_up(&self) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.queue.try_send(Message::CaughtUp(reply)).is_ok() {
+            let _ = answer.await;
         }
     }
 
@@ -451,6 +464,9 @@ fn handle(
         } => {
             let joined = join(pending, &model, items, counters);
             let _ = reply.send(joined);
+        }
+        Message::CaughtUp(reply) => {
+            let _ = reply.send(());
         }
     }
 }

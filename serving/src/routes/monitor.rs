@@ -19,6 +19,8 @@ pub(super) async fn version(
 ) -> AppResult<Json<MonitorReport>> {
     let (served, _) = state.registry.get(&model, Some(&version))?;
     let number = served.manifest.model.version;
+    // The report counts every request answered before it was asked for.
+    state.monitor.caught_up().await;
     Ok(Json(served.monitor.report(&model, number)))
 }
 
