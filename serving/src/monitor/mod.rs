@@ -442,6 +442,8 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
     }
 }
 
+/// One message of the queue: an observation into its windows and the
+/// pending store, feedback joined, or a caller told the thread caught up.
 fn handle(
     message: Message,
     pending: &mut Pending,
