@@ -35,21 +35,20 @@ pub struct Limits {
 }
 
 impl Batch {
-    /// Row `i` as values in manifest order, for the fallback.
-    pub fn row(&self, i: usize) -> Vec<Value> {
-        self.columns
-            .iter()
-            .map(|c| match c {
-                TensorData::F32(v) if v[i].is_nan() => Value::Null,
-                TensorData::F32(v) => Value::Float(f64::from(v[i])),
-                TensorData::F64(v) if v[i].is_nan() => Value::Null,
-                TensorData::F64(v) => Value::Float(v[i]),
-                TensorData::I64(v) => Value::Int(v[i]),
-                TensorData::I32(v) => Value::Int(i64::from(v[i])),
-                TensorData::Bool(v) => Value::Bool(v[i]),
-                TensorData::Text(v) => Value::Text(v[i].clone()),
-            })
-            .collect()
+    /// Row `i` as values in manifest order, for the fallback, into `row`
+    /// (replacing what it held): one buffer serves every row of a batch.
+    pub fn fill_row(&self, i: usize, row: &mut Vec<Value>) {
+        row.clear();
+        row.extend(self.columns.iter().map(|c| match c {
+            TensorData::F32(v) if v[i].is_nan() => Value::Null,
+            TensorData::F32(v) => Value::Float(f64::from(v[i])),
+            TensorData::F64(v) if v[i].is_nan() => Value::Null,
+            TensorData::F64(v) => Value::Float(v[i]),
+            TensorData::I64(v) => Value::Int(v[i]),
+            TensorData::I32(v) => Value::Int(i64::from(v[i])),
+            TensorData::Bool(v) => Value::Bool(v[i]),
+            TensorData::Text(v) => Value::Text(v[i].clone()),
+        }));
     }
 }
 

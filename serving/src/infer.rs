@@ -225,8 +225,12 @@ fn unreachable_fallback(served: &Served) -> ApiError {
 /// The fallback's answer, or `None` where the model has no fallback.
 fn with_fallback(served: &Served, batch: &Batch, reason: FallbackReason) -> Option<Prediction> {
     let fallback = served.fallback()?;
+    let mut row = Vec::with_capacity(batch.columns.len());
     let values: Vec<f64> = (0..batch.rows)
-        .map(|i| fallback.predict(&batch.row(i)))
+        .map(|i| {
+            batch.fill_row(i, &mut row);
+            fallback.predict(&row)
+        })
         .collect();
     let outputs = served
         .manifest

@@ -16,7 +16,7 @@ use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, Skip, SuiteReport};
 
 /// Timed requests per side when comparing the fallback's speed with the model's.
-const TIMINGS: usize = 3;
+const TIMINGS: usize = 5;
 /// Hold-out rows in each timed batch: enough for the models' own cost to
 /// outweigh HTTP and JSON, few enough to keep a fleet's run short.
 const TIMED_ROWS: usize = 500;
