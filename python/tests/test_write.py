@@ -38,11 +38,9 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory, data):
-    """One bundle per exported family, written once for the module."""
+def _write_repository(root: Path, data, compact: bool) -> dict:
+    """One bundle per exported family under `root`."""
     x, y, xh, yh = data
-    root = tmp_path_factory.mktemp("models")
     written = {}
     for family in EXPORTED:
         written[family] = write_bundle(
@@ -55,8 +53,23 @@ def repository(tmp_path_factory, data):
             inputs={"hour": {"min": 0, "max": 23}},
             output_range=(0.0, 300.0),
             quiet=True,
+            compact_trees=compact,
         )
-    return root, written
+    return written
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory, data):
+    """One bundle per exported family, written once for the module."""
+    root = tmp_path_factory.mktemp("models")
+    return root, _write_repository(root, data, compact=False)
+
+
+@pytest.fixture(scope="module")
+def compact_repository(tmp_path_factory, data):
+    """The same bundles with their trees in ONNX-ML opset 5 form."""
+    root = tmp_path_factory.mktemp("compact-models")
+    return root, _write_repository(root, data, compact=True)
 
 
 @pytest.mark.parametrize("family", EXPORTED)
@@ -343,8 +356,9 @@ def preflight_binary() -> Path | None:
     preflight_binary() is None or not (ROOT / "target" / "ort" / "libonnxruntime.so").is_file() and "ORT_DYLIB_PATH" not in os.environ,
     reason="needs a built preflight and preflight-serve (cargo build) and ONNX Runtime (cargo xtask ort)",
 )
-def test_preflight_verify_passes_the_written_bundles(repository, tmp_path):
-    root, _ = repository
+@pytest.mark.parametrize("trees", ["repository", "compact_repository"])
+def test_preflight_verify_passes_the_written_bundles(request, trees, tmp_path):
+    root, _ = request.getfixturevalue(trees)
     env = dict(os.environ)
     env.setdefault("ORT_DYLIB_PATH", str(ROOT / "target" / "ort" / "libonnxruntime.so"))
     models = tmp_path / "models"
@@ -372,23 +386,12 @@ def _outputs(model: Path, x: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.mark.parametrize("family", EXPORTED)
-def test_compact_trees_answer_bit_for_bit_in_opset_5_form(tmp_path, repository, data, family):
+def test_compact_trees_answer_bit_for_bit_in_opset_5_form(repository, compact_repository, data, family):
     import onnx
 
-    x, y, xh, yh = data
+    x, _, xh, _ = data
     root, _ = repository
-    bundle = tmp_path / f"eta-{family}" / "1"
-    write_bundle(
-        fitted(family, x, y),
-        bundle,
-        train=(x, y),
-        holdout=(xh, yh),
-        samples=50,
-        inputs={"hour": {"min": 0, "max": 23}},
-        output_range=(0.0, 300.0),
-        quiet=True,
-        compact_trees=True,
-    )
+    bundle = compact_repository[0] / f"eta-{family}" / "1"
     assert check_bundle(bundle).warnings == []
     model = onnx.load(bundle / "model.onnx")
     ops = {(n.domain, n.op_type) for n in model.graph.node}
