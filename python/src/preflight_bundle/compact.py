@@ -17,7 +17,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-#: The ONNX-ML opset of `TreeEnsemble`; ONNX Runtime runs it from 1.20.
+#: The ONNX-ML opset of `TreeEnsemble`, which the pinned ONNX Runtime (1.32.0) runs.
 OPSET = 5
 
 _MODES = {b"BRANCH_LEQ": 0, b"BRANCH_LT": 1, b"BRANCH_GTE": 2, b"BRANCH_GT": 3, b"BRANCH_EQ": 4, b"BRANCH_NEQ": 5}
