@@ -74,26 +74,40 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 
     eprintln!("== {COPIES} models (copies of eta-madrid/1)");
     let repo = root.join("target/bench-repository");
-    copies(&root.join("fixtures/models/eta-madrid/1"), &repo, COPIES)?;
-    let started = Instant::now();
-    let server = Server::start(&release.join("preflight-serve"), &repo, &lib)?;
-    server.wait_ready(Duration::from_secs(300))?;
-    let ready = started.elapsed();
-    let rss = resident_kib(server.id())?;
+    let bundle = root.join("fixtures/models/eta-madrid/1");
+    let (_server, ready, rss) = serve_copies(&release, &lib, &bundle, &repo, COPIES)?;
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "{COPIES} models: ready in {:.2} s, resident memory {} MiB ({:.1} MiB per model)",
+            "{COPIES} models: ready in {:.2} s, resident memory {rss:.0} MiB ({:.1} MiB per \
+             model)",
             ready.as_secs_f64(),
-            rss / 1024,
-            rss as f64 / 1024.0 / COPIES as f64
+            rss / COPIES as f64
         );
     }
     Ok(())
 }
 
+/// `n` copies of `bundle` in `repo`, served by the release server in
+/// `release`: the server, its time to ready and its resident memory in MiB.
+pub(crate) fn serve_copies(
+    release: &Path,
+    lib: &Path,
+    bundle: &Path,
+    repo: &Path,
+    n: usize,
+) -> Result<(Server, Duration, f64)> {
+    copies(bundle, repo, n)?;
+    let started = Instant::now();
+    let server = Server::start(&release.join("preflight-serve"), repo, lib)?;
+    server.wait_ready(Duration::from_secs(600))?;
+    let ready = started.elapsed();
+    let rss = resident_kib(server.id())? as f64 / 1024.0;
+    Ok((server, ready, rss))
+}
+
 /// `n` copies of a bundle as `<repo>/eta-copy-NNN/1`, their files hard-linked.
-pub(crate) fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
+fn copies(bundle: &Path, repo: &Path, n: usize) -> Result<()> {
     if repo.exists() {
         std::fs::remove_dir_all(repo)?;
     }

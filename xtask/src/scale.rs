@@ -7,12 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bench::{load_json, resident_kib, server_and_load};
-use crate::server::Server;
+use crate::bench::{load_json, serve_copies, server_and_load};
 use crate::{exec, python};
 
 const SIZES: [usize; 2] = [300, 1000];
@@ -29,12 +27,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         for n in SIZES {
             eprintln!("== {n} copies of eta-madrid/1, {form}");
             let repo = root.join(format!("target/bench-scale-{n}"));
-            crate::bench::copies(&bundle, &repo, n)?;
-            let started = Instant::now();
-            let server = Server::start(&release.join("preflight-serve"), &repo, &lib)?;
-            server.wait_ready(Duration::from_secs(600))?;
-            let ready = started.elapsed();
-            let rss = resident_kib(server.id())? as f64 / 1024.0;
+            let (server, ready, rss) = serve_copies(&release, &lib, &bundle, &repo, n)?;
             let heap = heap_mib(server.url())?;
             let url = server.url().to_owned();
             let figures = load_json(

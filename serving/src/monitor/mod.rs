@@ -414,12 +414,11 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
         counter.fetch_add(1, Ordering::Relaxed);
     };
     loop {
-        let first = match receiver.recv_timeout(EXPIRY) {
+        let mut next = match receiver.recv_timeout(EXPIRY) {
             Ok(message) => Some(message),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut next = first;
         loop {
             let mut drained = 0;
             while let Some(message) = next.take().or_else(|| receiver.try_recv().ok()) {
