@@ -24,6 +24,11 @@ pub(super) struct Pool {
     growing: Arc<AtomicBool>,
 }
 
+thread_local! {
+    static SEAT: usize = NEXT_SEAT.fetch_add(1, Ordering::Relaxed);
+}
+static NEXT_SEAT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a session leaves the session itself intact.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -33,7 +38,7 @@ impl Pool {
     /// A pool of one session on the ONNX file at `path`; the error says why
     /// ONNX Runtime cannot load it.
     pub(super) fn new(path: PathBuf, options: OrtOptions) -> Result<Self, String> {
-        let session = preflight_ort::session(&path, options.intra_op_threads)?;
+        let session = preflight_ort::lean_session(&path, options.intra_op_threads)?;
         let mut slots: Vec<Mutex<Option<Session>>> = (0..options.sessions_per_model.max(1))
             .map(|_| Mutex::new(None))
             .collect();
@@ -56,7 +61,10 @@ impl Pool {
     /// another thread: making one takes tens of milliseconds, which must not
     /// land on a request.
     pub(super) fn session(&self) -> MutexGuard<'_, Option<Session>> {
-        for slot in self.slots.iter() {
+        let n = self.slots.len();
+        let start = SEAT.with(|s| *s) % n;
+        for k in 0..n {
+            let slot = &self.slots[(start + k) % n];
             if let Ok(guard) = slot.try_lock()
                 && guard.is_some()
             {
@@ -82,7 +90,7 @@ impl Pool {
         );
         std::thread::spawn(move || {
             if let Some(mut empty) = slots[1..].iter().map(|s| lock(s)).find(|g| g.is_none()) {
-                match preflight_ort::session(&path, threads) {
+                match preflight_ort::lean_session(&path, threads) {
                     Ok(session) => *empty = Some(session),
                     Err(error) => {
                         let path = path.display();
