@@ -6,9 +6,14 @@
 //! requests to that model overlap. Different models never wait for each
 //! other, a hot model can use every core, and a repository of hundreds of
 //! cold models costs one session each.
+//!
+//! Each thread looks first at the slot of its own seat (its turn in
+//! taking one), so that under steady load each core keeps running the same
+//! session and finds that session's trees still in its cache, rather than
+//! the two sessions trading places between the cores.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ort::session::Session;
@@ -24,10 +29,12 @@ pub(super) struct Pool {
     growing: Arc<AtomicBool>,
 }
 
+static SEATS: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
-    static SEAT: usize = NEXT_SEAT.fetch_add(1, Ordering::Relaxed);
+    /// This thread's turn among the threads that ran a model.
+    static SEAT: usize = SEATS.fetch_add(1, Ordering::Relaxed);
 }
-static NEXT_SEAT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a session leaves the session itself intact.
@@ -35,8 +42,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pool {
-    /// A pool of one session on the ONNX file at `path`; the error says why
-    /// ONNX Runtime cannot load it.
+    /// A pool of one session on the ONNX file at `path`, lean (see
+    /// `preflight_ort::lean_session`); the error says why ONNX Runtime cannot
+    /// load it.
     pub(super) fn new(path: PathBuf, options: OrtOptions) -> Result<Self, String> {
         let session = preflight_ort::lean_session(&path, options.intra_op_threads)?;
         let mut slots: Vec<Mutex<Option<Session>>> = (0..options.sessions_per_model.max(1))
@@ -56,15 +64,14 @@ impl Pool {
         lock(&self.slots[0])
     }
 
-    /// A free session: an idle one, else the first, waiting for it. When
-    /// every session is busy and the pool may grow, a new session is made on
-    /// another thread: making one takes tens of milliseconds, which must not
-    /// land on a request.
+    /// A free session: an idle one, from this thread's seat on, else the
+    /// first, waiting for it. When every session is busy and the pool may
+    /// grow, a new session is made on another thread: making one takes tens
+    /// of milliseconds, which must not land on a request.
     pub(super) fn session(&self) -> MutexGuard<'_, Option<Session>> {
         let n = self.slots.len();
-        let start = SEAT.with(|s| *s) % n;
-        for k in 0..n {
-            let slot = &self.slots[(start + k) % n];
+        let seat = SEAT.with(|s| *s) % n;
+        for slot in self.slots[seat..].iter().chain(&self.slots[..seat]) {
             if let Ok(guard) = slot.try_lock()
                 && guard.is_some()
             {
