@@ -98,14 +98,18 @@ pub(crate) enum Eviction {
     Expired,
 }
 
+/// A prediction's model and request id.
+pub(super) type Key = (String, String);
+
 /// The predictions waiting for feedback, by model and request id: at most
 /// `capacity`, each for at most `ttl`.
 #[derive(Debug)]
 pub(super) struct Pending {
-    waiting: HashMap<(String, String), Waiting>,
+    /// Each key is shared with its entry in `order`, not copied.
+    waiting: HashMap<Arc<Key>, Waiting>,
     /// Keys in the order they came, with their expiry; a key given again
     /// is found here twice, and the older entry is skipped.
-    order: VecDeque<((String, String), Instant)>,
+    order: VecDeque<(Arc<Key>, Instant)>,
     capacity: usize,
     ttl: Duration,
 }
@@ -127,7 +131,7 @@ impl Pending {
     /// Keeps a prediction; `evicted` is told of each one that leaves for it.
     pub(super) fn insert(
         &mut self,
-        key: (String, String),
+        key: Key,
         version: Arc<VersionMonitor>,
         predicted: Vec<f64>,
         now: Instant,
@@ -138,12 +142,13 @@ impl Pending {
             let Some((old, _)) = self.order.pop_front() else {
                 break;
             };
-            if self.waiting.remove(&old).is_some() {
+            if self.waiting.remove(old.as_ref()).is_some() {
                 evicted(Eviction::Capacity);
             }
         }
         let expires = now + self.ttl;
-        self.order.push_back((key.clone(), expires));
+        let key = Arc::new(key);
+        self.order.push_back((Arc::clone(&key), expires));
         let waiting = Waiting {
             version,
             predicted,
@@ -155,25 +160,27 @@ impl Pending {
 
     /// Drops what waited past its TTL.
     pub(super) fn expire(&mut self, now: Instant, evicted: &mut dyn FnMut(Eviction)) {
-        while let Some((key, expires)) = self.order.front() {
-            if *expires > now {
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, expires)| *expires <= now)
+        {
+            let Some((key, expires)) = self.order.pop_front() else {
                 break;
-            }
-            let key = key.clone();
-            let expires = *expires;
-            self.order.pop_front();
-            if self.waiting.get(&key).is_some_and(|w| w.expires == expires) {
-                self.waiting.remove(&key);
+            };
+            let key = key.as_ref();
+            if self.waiting.get(key).is_some_and(|w| w.expires == expires) {
+                self.waiting.remove(key);
                 evicted(Eviction::Expired);
             }
         }
     }
 
-    pub(super) fn get(&self, key: &(String, String), now: Instant) -> Option<&Waiting> {
+    pub(super) fn get(&self, key: &Key, now: Instant) -> Option<&Waiting> {
         self.waiting.get(key).filter(|w| w.expires > now)
     }
 
-    pub(super) fn remove(&mut self, key: &(String, String)) -> Option<Waiting> {
+    pub(super) fn remove(&mut self, key: &Key) -> Option<Waiting> {
         self.waiting.remove(key)
     }
 

@@ -452,9 +452,9 @@ fn handle(
     match message {
         Message::Served(o) => {
             o.version.observe(&o.batch, &o.outputs);
-            if let (Some(id), Some(first)) = (o.id, o.outputs.first()) {
+            // The scored output is the first.
+            if let (Some(id), Some(predicted)) = (o.id, o.outputs.into_iter().next()) {
                 let key = (o.model, id);
-                let predicted = first.clone();
                 pending.insert(key, o.version, predicted, Instant::now(), evicted);
             }
         }
