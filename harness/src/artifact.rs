@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use preflight_bundle::{Bundle, Datatype, Feature, Manifest, Record, Value};
 
@@ -41,10 +42,19 @@ fn environment() -> Result<(), String> {
 /// graph as the server does: one input per manifest input by name, or the
 /// manifest's inputs stacked into the graph's one float input.
 pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64>>, String> {
+    predict_with(bundle, records, preflight_ort::session)
+}
+
+/// [`predict`] on a session `make` makes.
+fn predict_with(
+    bundle: &Bundle,
+    records: &[Record],
+    make: fn(&Path, usize) -> Result<Session, String>,
+) -> Result<Vec<Vec<f64>>, String> {
     environment()?;
     let manifest = bundle.manifest();
-    let mut session = preflight_ort::session(&bundle.model_path(), 1)
-        .map_err(|e| format!("{}: {e}", manifest.runtime.model))?;
+    let mut session =
+        make(&bundle.model_path(), 1).map_err(|e| format!("{}: {e}", manifest.runtime.model))?;
     let graph: Vec<String> = session
         .inputs()
         .iter()
@@ -203,4 +213,38 @@ fn numbers(value: &DynValue) -> Result<Vec<f64>, String> {
         .try_extract_tensor::<i32>()
         .map(|(_, data)| data.iter().map(|&x| f64::from(x)).collect())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server's sessions, made from ONNX Runtime's own format, answer
+    /// every fixture's samples bit for bit as sessions on the ONNX file do.
+    #[test]
+    fn a_lean_session_answers_as_the_onnx_file_does() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+        let mut compared = 0;
+        for model in std::fs::read_dir(&models).expect("fixtures/models") {
+            let model = model.expect("a fixture folder").path();
+            for version in std::fs::read_dir(&model).expect("a model's versions") {
+                let dir = version.expect("a version folder").path();
+                let bundle = Bundle::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+                let samples = bundle.samples().unwrap_or_else(|e| panic!("{e}"));
+                let samples = samples.unwrap_or_else(|| panic!("{}: no samples", dir.display()));
+                let plain = predict_with(&bundle, &samples, preflight_ort::session);
+                let lean = predict_with(&bundle, &samples, preflight_ort::lean_session);
+                let (plain, lean) = (plain.expect("plain"), lean.expect("lean"));
+                let bits = |o: &[Vec<f64>]| -> Vec<Vec<u64>> {
+                    o.iter()
+                        .map(|c| c.iter().map(|x| x.to_bits()).collect())
+                        .collect()
+                };
+                assert_eq!(bits(&plain), bits(&lean), "{}", dir.display());
+                assert!(plain.iter().all(|c| c.len() == samples.len()));
+                compared += 1;
+            }
+        }
+        assert!(compared >= 6, "only {compared} fixture versions");
+    }
 }
