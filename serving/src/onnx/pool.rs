@@ -7,10 +7,10 @@
 //! other, a hot model can use every core, and a repository of hundreds of
 //! cold models costs one session each.
 //!
-//! Each thread looks first at the slot of its own seat (its turn in
-//! taking one), so that under steady load each core keeps running the same
-//! session and finds that session's trees still in its cache, rather than
-//! the two sessions trading places between the cores.
+//! Threads are numbered as they first run a model, and each tries the
+//! slots from its own number on: under steady load each core keeps running
+//! the same session and finds that session's trees still in its cache,
+//! rather than the sessions trading places between the cores.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,11 +29,11 @@ pub(super) struct Pool {
     growing: Arc<AtomicBool>,
 }
 
-static SEATS: AtomicUsize = AtomicUsize::new(0);
+static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's turn among the threads that ran a model.
-    static SEAT: usize = SEATS.fetch_add(1, Ordering::Relaxed);
+    /// This thread's number among the threads that ran a model.
+    static NUMBER: usize = THREADS.fetch_add(1, Ordering::Relaxed);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,14 +64,14 @@ impl Pool {
         lock(&self.slots[0])
     }
 
-    /// A free session: an idle one, from this thread's seat on, else the
+    /// A free session: an idle one, from this thread's number on, else the
     /// first, waiting for it. When every session is busy and the pool may
     /// grow, a new session is made on another thread: making one takes tens
     /// of milliseconds, which must not land on a request.
     pub(super) fn session(&self) -> MutexGuard<'_, Option<Session>> {
         let n = self.slots.len();
-        let seat = SEAT.with(|s| *s) % n;
-        for slot in self.slots[seat..].iter().chain(&self.slots[..seat]) {
+        let first = NUMBER.with(|k| *k) % n;
+        for slot in self.slots[first..].iter().chain(&self.slots[..first]) {
             if let Ok(guard) = slot.try_lock()
                 && guard.is_some()
             {
