@@ -2,7 +2,7 @@
 //! folder needs to be writable, and nothing is left behind.
 
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A `memfd`, named to ONNX Runtime by its `/proc/self/fd` path.
 #[derive(Debug)]
@@ -14,18 +14,10 @@ pub(crate) struct File {
 impl File {
     #[cfg(target_os = "linux")]
     pub(crate) fn new() -> io::Result<Self> {
-        use std::os::fd::{AsRawFd, FromRawFd};
+        use rustix::fs::{MemfdFlags, memfd_create};
+        use std::os::fd::AsRawFd;
 
-        // SAFETY: the name is a NUL-terminated literal; the call returns a
-        // new descriptor, or -1 with errno set.
-        #[allow(unsafe_code)]
-        let fd = unsafe { libc::memfd_create(c"preflight-model".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is open and owned by nothing else.
-        #[allow(unsafe_code)]
-        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let file = std::fs::File::from(memfd_create(c"preflight-model", MemfdFlags::CLOEXEC)?);
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         Ok(Self { file, path })
     }
@@ -39,7 +31,7 @@ impl File {
     }
 
     /// The path another writer opens the file by.
-    pub(crate) fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
