@@ -114,8 +114,9 @@ pub fn session(path: &Path, intra_op_threads: usize) -> Result<Session, String> 
 /// file, saved in ONNX Runtime's format to an anonymous in-memory file, and
 /// the session is made from those bytes; the first session is dropped. It
 /// takes about one and a half times as long to load, and runs the same
-/// kernels on the same values. Where no in-memory file can be made, the
-/// session is made from the ONNX file, with a warning.
+/// kernels on the same values. Where no in-memory file can be made or named
+/// (not Linux, or no `/proc`), the session is made from the ONNX file, with a
+/// warning.
 pub fn lean_session(path: &Path, intra_op_threads: usize) -> Result<Session, String> {
     let environment = environment().map_err(|e| e.to_string())?;
     let mut scratch = match scratch::File::new() {

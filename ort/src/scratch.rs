@@ -19,6 +19,8 @@ impl File {
 
         let file = std::fs::File::from(memfd_create(c"preflight-model", MemfdFlags::CLOEXEC)?);
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        // Without /proc mounted the file has no path to be written by.
+        std::fs::metadata(&path)?;
         Ok(Self { file, path })
     }
 
@@ -41,5 +43,21 @@ impl File {
         self.file.seek(SeekFrom::Start(0))?;
         self.file.read_to_end(&mut bytes)?;
         Ok(bytes)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_written_by_its_path_is_read_back() {
+        let mut file = File::new().expect("a memfd");
+        std::fs::write(file.path(), b"ORTM and the rest").expect("written by path");
+        assert_eq!(file.read().expect("read back"), b"ORTM and the rest");
+        // A second writer replaces what the first wrote, as ONNX Runtime's
+        // save of a retried conversion would.
+        std::fs::write(file.path(), b"again").expect("written again");
+        assert_eq!(file.read().expect("read back"), b"again");
     }
 }
