@@ -2,9 +2,10 @@
 //! back into typed columns.
 
 use std::borrow::Cow;
+use std::fmt::Debug;
 
 use ort::session::{SessionInputValue, SessionOutputs};
-use ort::value::{Tensor, TensorElementType, TensorRef};
+use ort::value::{PrimitiveTensorElementType, Tensor, TensorElementType, TensorRef};
 
 use super::binding::InputBinding;
 use crate::batch::Batch;
@@ -42,27 +43,26 @@ fn column_tensor<const R: usize>(
     shape: [usize; R],
     column: &TensorData,
 ) -> Result<SessionInputValue<'_>, String> {
-    let e = |e: ort::Error| e.to_string();
-    Ok(match column {
-        TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
-        TensorData::F64(v) => TensorRef::from_array_view((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
-        TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
-        TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
-        TensorData::Bool(v) => TensorRef::from_array_view((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
+    match column {
+        TensorData::F32(v) => lent(shape, v),
+        TensorData::F64(v) => lent(shape, v),
+        TensorData::I64(v) => lent(shape, v),
+        TensorData::I32(v) => lent(shape, v),
+        TensorData::Bool(v) => lent(shape, v),
         TensorData::Text(v) => Tensor::from_string_array((shape, v.as_slice()))
-            .map_err(e)?
-            .into(),
-    })
+            .map(Into::into)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Numbers lent to ONNX Runtime as they are.
+fn lent<T, const R: usize>(shape: [usize; R], data: &[T]) -> Result<SessionInputValue<'_>, String>
+where
+    T: PrimitiveTensorElementType + Clone + Debug + 'static,
+{
+    TensorRef::from_array_view((shape, data))
+        .map(Into::into)
+        .map_err(|e| e.to_string())
 }
 
 /// The columns side by side in one `[n, k]` float tensor; the binding has
