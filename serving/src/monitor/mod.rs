@@ -420,10 +420,10 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
             Err(RecvTimeoutError::Disconnected) => return,
         };
         loop {
-            let mut drained = 0;
+            let mut drained = false;
             while let Some(message) = next.take().or_else(|| receiver.try_recv().ok()) {
                 handle(message, &mut pending, counters, &mut evicted);
-                drained += 1;
+                drained = true;
             }
             let now = Instant::now();
             if now.duration_since(expired_at) >= EXPIRY {
@@ -433,7 +433,7 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
             counters
                 .pending
                 .store(pending.len() as u64, Ordering::Relaxed);
-            if drained == 0 {
+            if !drained {
                 break;
             }
             std::thread::sleep(TICK);
