@@ -35,6 +35,32 @@ pub struct Limits {
 }
 
 impl Batch {
+    /// The rows of `parts`, one after another; `None` where their columns
+    /// differ, which batches decoded for one version never do.
+    pub fn concat<'a>(mut parts: impl Iterator<Item = &'a Batch>) -> Option<Batch> {
+        let mut together = parts.next()?.clone();
+        for part in parts {
+            if part.columns.len() != together.columns.len() {
+                return None;
+            }
+            for (column, more) in together.columns.iter_mut().zip(&part.columns) {
+                if !column.extend(more) {
+                    return None;
+                }
+            }
+            together.rows += part.rows;
+        }
+        Some(together)
+    }
+
+    /// Rows `rows`, copied.
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> Batch {
+        Batch {
+            rows: rows.len(),
+            columns: self.columns.iter().map(|c| c.slice(rows.clone())).collect(),
+        }
+    }
+
     /// Row `i` as values in manifest order, for the fallback, into `row`
     /// (replacing what it held): one buffer serves every row of a batch.
     pub fn fill_row(&self, i: usize, row: &mut Vec<Value>) {
@@ -218,6 +244,27 @@ pub(crate) fn decode_tensors(
         return Err(bad("the request has no rows".to_owned()));
     }
     Ok(Batch { rows, columns })
+}
+
+/// Decodes rows of values in manifest input order, such as a bundle's
+/// samples; the error names the input and row.
+pub(crate) fn decode_rows(manifest: &Manifest, rows: &[&[Value]]) -> Result<Batch, String> {
+    let mut columns: Vec<ColumnBuilder<'_>> = manifest
+        .inputs
+        .iter()
+        .map(|f| ColumnBuilder::new(f, rows.len()))
+        .collect();
+    for (row, values) in rows.iter().enumerate() {
+        for (column, value) in columns.iter_mut().zip(values.iter()) {
+            column
+                .push(&value.to_json())
+                .map_err(|m| format!("input '{}' row {row}: the value {m}", column.feature.name))?;
+        }
+    }
+    Ok(Batch {
+        rows: rows.len(),
+        columns: columns.into_iter().map(|c| c.data).collect(),
+    })
 }
 
 /// Decodes KServe v1 `instances`: one JSON object per row, keyed by input name.

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use preflight_bundle::Datatype;
 
 use crate::admission::{Admission, ModelLoad};
-use crate::backend::{Predictor, Stop};
+use crate::backend::{BackendError, Predictor, Stop};
 use crate::batch::{Batch, subject};
 use crate::error::ApiError;
+use crate::gather::{self, Mode};
 use crate::protocol::TensorData;
 use crate::registry::{Main, Served};
 
@@ -86,7 +87,18 @@ pub(crate) async fn predict(
             .ok_or_else(|| unreachable_fallback(&served));
     }
     let run = if runs_inline(&served.load, batch.rows) {
-        run_inline(&served, &batch, predictor.as_ref(), deadline)
+        match served.gather.mode() {
+            Mode::On => {
+                let started = Instant::now();
+                let outputs = gather::predict(&served, &predictor, Arc::clone(&batch)).await;
+                within(deadline, started, outputs)
+            }
+            Mode::Unchecked => {
+                let _alone = gather::running_alone(&served, &predictor);
+                run_inline(&served, &batch, predictor.as_ref(), deadline)
+            }
+            Mode::Checking | Mode::Off => run_inline(&served, &batch, predictor.as_ref(), deadline),
+        }
     } else {
         let timing = Timing {
             started: Instant::now(),
@@ -146,9 +158,17 @@ fn run_inline(
 ) -> Run {
     let started = Instant::now();
     let outputs = predictor.predict(batch, None);
-    let took = started.elapsed();
-    served.load.ran(batch.rows, took);
-    if deadline.is_some_and(|budget| took > budget) {
+    served.load.ran(batch.rows, started.elapsed());
+    within(deadline, started, outputs)
+}
+
+/// A run's outputs, unless it ended past the deadline.
+fn within(
+    deadline: Option<Duration>,
+    started: Instant,
+    outputs: Result<Vec<TensorData>, BackendError>,
+) -> Run {
+    if deadline.is_some_and(|budget| started.elapsed() > budget) {
         return Run::TooLate;
     }
     Run::Done(outputs.map_err(|e| e.to_string()))

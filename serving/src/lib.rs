@@ -8,6 +8,7 @@ mod admission;
 mod backend;
 mod batch;
 mod error;
+mod gather;
 mod heap;
 mod infer;
 mod local;

@@ -89,6 +89,49 @@ impl TensorData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The values at `range`, copied.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        match self {
+            TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
+            TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
+            TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
+            TensorData::I32(v) => TensorData::I32(v[range].to_vec()),
+            TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
+            TensorData::Text(v) => TensorData::Text(v[range].to_vec()),
+        }
+    }
+
+    /// Whether `other` holds the same values bit for bit: NaN is NaN, and
+    /// -0.0 is not 0.0.
+    pub fn same_bits(&self, other: &TensorData) -> bool {
+        match (self, other) {
+            (TensorData::F32(a), TensorData::F32(b)) => a
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(b.iter().map(|x| x.to_bits())),
+            (TensorData::F64(a), TensorData::F64(b)) => a
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(b.iter().map(|x| x.to_bits())),
+            (a, b) => a == b,
+        }
+    }
+
+    /// Appends `other`'s values, which are of the same type; `false`, and
+    /// nothing appended, where they are not.
+    pub fn extend(&mut self, other: &TensorData) -> bool {
+        match (self, other) {
+            (TensorData::F32(v), TensorData::F32(o)) => v.extend_from_slice(o),
+            (TensorData::F64(v), TensorData::F64(o)) => v.extend_from_slice(o),
+            (TensorData::I64(v), TensorData::I64(o)) => v.extend_from_slice(o),
+            (TensorData::I32(v), TensorData::I32(o)) => v.extend_from_slice(o),
+            (TensorData::Bool(v), TensorData::Bool(o)) => v.extend_from_slice(o),
+            (TensorData::Text(v), TensorData::Text(o)) => v.extend_from_slice(o),
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// `GET /v2/models/{m}` response body.

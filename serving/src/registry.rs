@@ -14,6 +14,7 @@ use crate::admission::ModelLoad;
 use crate::backend::{Backend, Predictor};
 use crate::batch::supported;
 use crate::error::ApiError;
+use crate::gather::Gather;
 use crate::metrics::Counters;
 use crate::monitor::VersionMonitor;
 use crate::rollout::{Mode, Route, Shadowing};
@@ -39,6 +40,8 @@ pub struct Served {
     pub counters: Counters,
     /// Its rows in flight and what its runs cost, for admission.
     pub load: ModelLoad,
+    /// Whether its small requests that overlap run together, and their queue.
+    pub gather: Gather,
     /// Its inputs' and outputs' drift and its live error; a reload starts
     /// them afresh.
     pub monitor: Arc<VersionMonitor>,
@@ -594,6 +597,7 @@ impl Registry {
             model_bytes,
             counters: Counters::default(),
             load: ModelLoad::default(),
+            gather: Gather::new(dir.to_path_buf()),
             monitor: Arc::new(monitor),
             load_seconds: 0.0,
         })

@@ -141,6 +141,30 @@ impl Collector for Scrape {
         )?;
         family(
             &mut e,
+            "preflight_model_gathered_runs",
+            "Runs of the main model for requests that overlapped and were gathered (serving.md, \"Gathered runs\").",
+            MetricType::Counter,
+            |m| {
+                for (labels, (_, _, served)) in &versions {
+                    counter(m, labels, served.gather.runs().0)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "preflight_model_gathered_requests",
+            "Requests answered by gathered runs: over the runs, how many requests a run answered.",
+            MetricType::Counter,
+            |m| {
+                for (labels, (_, _, served)) in &versions {
+                    counter(m, labels, served.gather.runs().1)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
             "preflight_model_load_seconds",
             "How long the version took to load.",
             MetricType::Gauge,

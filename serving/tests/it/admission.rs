@@ -36,17 +36,6 @@ async fn one_slot(bundle: &Path, tmp: &Path) -> Server {
     .await
 }
 
-/// The value of an unlabelled series of `/metrics`.
-async fn gauge(server: &Server, name: &str) -> u64 {
-    let text = server.text("/metrics").await;
-    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
-    let line = line.unwrap_or_else(|| panic!("no {name} in\n{text}"));
-    line.rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("a count")
-}
-
 /// Sends `request` in the background, and returns once its batch runs.
 async fn while_running(server: &Server, request: Value) -> tokio::task::JoinHandle<(u16, Value)> {
     let (client, url) = (server.client.clone(), server.url.clone());
@@ -60,7 +49,7 @@ async fn while_running(server: &Server, request: Value) -> tokio::task::JoinHand
         let status = response.status().as_u16();
         (status, response.json::<Value>().await.expect("JSON"))
     });
-    while gauge(server, "preflight_model_runs").await == 0 {
+    while server.metric("preflight_model_runs").await == 0 {
         assert!(
             !long.is_finished(),
             "the long batch ended before a second request could meet it"
@@ -116,8 +105,8 @@ async fn a_deadline_stops_the_run_it_cut_short_and_frees_its_slot() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["parameters"]["fallback_reason"], "deadline");
     // ONNX Runtime ends the run at its next node; the slot is then free.
-    while gauge(&server, "preflight_model_runs").await > 0 {
+    while server.metric("preflight_model_runs").await > 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(gauge(&server, "preflight_runs_stopped_total").await, 1);
+    assert_eq!(server.metric("preflight_runs_stopped_total").await, 1);
 }

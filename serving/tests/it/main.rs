@@ -7,6 +7,7 @@ mod bad_input;
 mod deploy;
 mod fallback;
 mod fuzz_corpus;
+mod gather;
 mod monitor;
 mod parity;
 mod process;
@@ -61,6 +62,18 @@ impl Server {
             .await
             .expect("GET");
         decode(response).await
+    }
+
+    /// The value of one series of `/metrics`, named with its labels, such
+    /// as `preflight_rows_total{model="m",version="1"}`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self.text("/metrics").await;
+        let line = text.lines().find(|l| l.starts_with(&format!("{series} ")));
+        let line = line.unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
     }
 
     /// The body of `GET path` as text, for `/metrics`.

@@ -1,0 +1,466 @@
+//! Small requests to one model version that overlap, run together.
+//!
+//! Most of what ONNX Runtime spends on a run of a tree ensemble is per run,
+//! not per row: a run walks every tree, and brings it into the cache, once
+//! for all its rows (benches/README.md, "Gathered runs"). So once a
+//! version's small requests overlap, they stop taking a session each: they
+//! queue their rows, and the request running the model takes what queued,
+//! up to [`MAX_ROWS`] rows, as its next run and hands each request its rows
+//! of the outputs. A request that finds no run in progress runs at once, so
+//! a server that is not busy adds no wait.
+//!
+//! Gathering must not change an answer: a version is gathered only once its
+//! answers were found the same, bit for bit, in runs of 2 to [`MAX_ROWS`]
+//! rows as alone, on the bundle's samples ([`invariant`]). A tree ensemble
+//! adds up the same trees in the same order for a row whatever the run
+//! holds; a matrix product may not, where ONNX Runtime picks its kernel by
+//! the number of rows. That check runs off the request path, the first time
+//! two requests to the version overlap: a repository of cold models pays
+//! nothing for it, and until it ends the version runs as before.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use preflight_bundle::{Bundle, Manifest, Value};
+use tokio::sync::oneshot;
+
+use crate::admission::ModelLoad;
+use crate::backend::{BackendError, Predictor};
+use crate::batch::{Batch, decode_rows};
+use crate::protocol::TensorData;
+use crate::registry::Served;
+
+/// The most rows one gathered run takes. Past 8 rows ONNX Runtime's tree
+/// ensemble walks the trees another way, and the cost per row goes up.
+pub(crate) const MAX_ROWS: usize = 8;
+
+/// The most runs a request makes for others before it hands the queue on
+/// to a task of its own and goes to answer its client.
+const MAX_RUNS: usize = 4;
+
+type Outputs = Result<Vec<TensorData>, BackendError>;
+
+/// Whether a version's requests are gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not yet known: its requests have not overlapped.
+    Unchecked,
+    /// Being checked on the samples.
+    Checking,
+    /// Its answers are the same gathered as alone.
+    On,
+    /// It is not gathered: its answers differ in runs of other sizes, or it
+    /// has too few samples to tell.
+    Off,
+}
+
+/// One version's gathering: its state, and its queue of waiting requests.
+#[derive(Debug)]
+pub struct Gather {
+    /// The bundle's folder, whose samples the check runs.
+    bundle: PathBuf,
+    mode: AtomicU8,
+    /// Requests running the model alone now, while the mode is unknown.
+    alone: AtomicUsize,
+    queue: Mutex<Vec<Waiting>>,
+    /// Set while a task is running the queue.
+    running: AtomicBool,
+    /// Runs of the queue, and the requests they answered.
+    runs: AtomicU64,
+    requests: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    batch: Arc<Batch>,
+    answer: oneshot::Sender<Outputs>,
+}
+
+impl Gather {
+    /// The gathering of the version in the bundle folder `bundle`, not
+    /// yet checked.
+    pub fn new(bundle: PathBuf) -> Self {
+        Self {
+            bundle,
+            mode: AtomicU8::new(Mode::Unchecked as u8),
+            alone: AtomicUsize::new(0),
+            queue: Mutex::new(Vec::new()),
+            running: AtomicBool::new(false),
+            runs: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs of the queue so far, and the requests they answered.
+    pub fn runs(&self) -> (u64, u64) {
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        (get(&self.runs), get(&self.requests))
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::Acquire) {
+            0 => Mode::Unchecked,
+            1 => Mode::Checking,
+            2 => Mode::On,
+            _ => Mode::Off,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The oldest waiting requests, up to [`MAX_ROWS`] rows (at least one
+    /// request, however many rows it has).
+    fn take(&self) -> Vec<Waiting> {
+        let mut queue = self.lock();
+        let mut rows = 0;
+        let n = queue
+            .iter()
+            .take_while(|w| {
+                rows += w.batch.rows;
+                rows <= MAX_ROWS
+            })
+            .count()
+            .max(queue.len().min(1));
+        queue.drain(..n).collect()
+    }
+}
+
+/// A request running the model alone while the mode is unknown, until
+/// dropped.
+pub(crate) struct RunningAlone<'a>(&'a Gather);
+
+impl Drop for RunningAlone<'_> {
+    fn drop(&mut self) {
+        self.0.alone.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Notes a request about to run `served`'s model alone while its mode is
+/// unknown; the first time two overlap, starts the check on a blocking
+/// thread.
+pub(crate) fn running_alone<'a>(
+    served: &'a Arc<Served>,
+    predictor: &Arc<dyn Predictor>,
+) -> RunningAlone<'a> {
+    let gather = &served.gather;
+    let overlapping = gather.alone.fetch_add(1, Ordering::AcqRel) > 0;
+    let (unchecked, checking) = (Mode::Unchecked as u8, Mode::Checking as u8);
+    if overlapping
+        && (gather.mode)
+            .compare_exchange(unchecked, checking, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        let (served, predictor) = (Arc::clone(served), Arc::clone(predictor));
+        tokio::task::spawn_blocking(move || check(&served, predictor.as_ref()));
+    }
+    RunningAlone(gather)
+}
+
+/// Decides the mode of `served`, logging why.
+fn check(served: &Served, predictor: &dyn Predictor) {
+    let gather = &served.gather;
+    let checked = samples(&gather.bundle, &served.manifest).and_then(|samples| {
+        match invariant(predictor, &samples) {
+            Ok(None) => Ok(()),
+            Ok(Some(row)) => Err(format!(
+                "sample row {row}'s answer differs in a run with others from alone"
+            )),
+            Err(error) => Err(format!("the check could not run: {error}")),
+        }
+    });
+    let (model, version) = (&served.manifest.model.name, served.manifest.model.version);
+    let mode = match checked {
+        Ok(()) => {
+            tracing::info!(
+                model,
+                version,
+                "overlapping requests run together: the samples' answers are the same in runs \
+                    of 2 to {MAX_ROWS} rows as alone"
+            );
+            Mode::On
+        }
+        Err(reason) => {
+            tracing::info!(model, version, %reason, "overlapping requests run apart");
+            Mode::Off
+        }
+    };
+    gather.mode.store(mode as u8, Ordering::Release);
+}
+
+/// The first [`MAX_ROWS`] rows of the bundle's samples, or why there are
+/// not two of them to check with.
+fn samples(bundle: &Path, manifest: &Manifest) -> Result<Batch, String> {
+    let samples = Bundle::open(bundle)
+        .and_then(|b| b.samples())
+        .map_err(|e| format!("its samples cannot be read: {e}"))?
+        .unwrap_or_default();
+    if samples.len() < 2 {
+        return Err("its bundle has fewer than two samples to check with".to_owned());
+    }
+    let rows: Vec<&[Value]> = samples
+        .iter()
+        .take(MAX_ROWS)
+        .map(|r| &r.inputs[..])
+        .collect();
+    decode_rows(manifest, &rows).map_err(|e| format!("its samples do not decode: {e}"))
+}
+
+/// The first row of `samples` whose answer differs, bit for bit, in some
+/// run of 2 to [`MAX_ROWS`] rows from alone; `None` where none does. Each
+/// size is tried with the first rows and with the last, so that rows are
+/// seen in more than one place of a run.
+pub(crate) fn invariant(
+    predictor: &dyn Predictor,
+    samples: &Batch,
+) -> Result<Option<usize>, BackendError> {
+    let n = samples.rows.min(MAX_ROWS);
+    let alone = (0..n)
+        .map(|row| predictor.predict(&samples.slice(row..row + 1), None))
+        .collect::<Result<Vec<_>, _>>()?;
+    for size in 2..=n {
+        for first in [0, n - size] {
+            let together = predictor.predict(&samples.slice(first..first + size), None)?;
+            for (at, own) in alone[first..first + size].iter().enumerate() {
+                let same = together
+                    .iter()
+                    .zip(own)
+                    .all(|(all, own)| rows_of(all, size, at..at + 1).same_bits(own));
+                if !same || together.len() != own.len() {
+                    return Ok(Some(first + at));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The outputs of `batch`, run with the requests that overlap it: queued,
+/// then run by this request or by the one running the queue.
+pub(crate) async fn predict(
+    served: &Arc<Served>,
+    predictor: &Arc<dyn Predictor>,
+    batch: Arc<Batch>,
+) -> Outputs {
+    let (answer, answered) = oneshot::channel();
+    served.gather.lock().push(Waiting { batch, answer });
+    drain(served, predictor);
+    answered.await.unwrap_or_else(|_| {
+        Err(BackendError::Run(
+            "the gathered run ended without an answer".to_owned(),
+        ))
+    })
+}
+
+/// Runs the queue unless another task is running it. After [`MAX_RUNS`]
+/// runs it hands the rest to a task of its own, so that no request waits
+/// long for its answer to leave. A request that queues while the runner
+/// finishes is seen: the flag is cleared before the queue is looked at
+/// again.
+fn drain(served: &Arc<Served>, predictor: &Arc<dyn Predictor>) {
+    let gather = &served.gather;
+    while gather
+        .running
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        if !run_queue(served, predictor.as_ref()) {
+            let (served, predictor) = (Arc::clone(served), Arc::clone(predictor));
+            tokio::spawn(async move {
+                while !run_queue(&served, predictor.as_ref()) {
+                    tokio::task::yield_now().await;
+                }
+                release(&served, &predictor);
+            });
+            return;
+        }
+        gather.running.store(false, Ordering::Release);
+        if gather.lock().is_empty() {
+            return;
+        }
+    }
+}
+
+/// After the queue's own task has emptied it: the flag cleared, and the
+/// queue run again if a request came meanwhile.
+fn release(served: &Arc<Served>, predictor: &Arc<dyn Predictor>) {
+    served.gather.running.store(false, Ordering::Release);
+    if !served.gather.lock().is_empty() {
+        drain(served, predictor);
+    }
+}
+
+/// Up to [`MAX_RUNS`] runs of the queue; `true` when it was emptied.
+fn run_queue(served: &Served, predictor: &dyn Predictor) -> bool {
+    for _ in 0..MAX_RUNS {
+        let taken = served.gather.take();
+        if taken.is_empty() {
+            return true;
+        }
+        run(&served.gather, &served.load, predictor, taken);
+    }
+    served.gather.lock().is_empty()
+}
+
+/// One run of `taken`, each request answered with its rows.
+fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: Vec<Waiting>) {
+    let started = Instant::now();
+    gather.runs.fetch_add(1, Ordering::Relaxed);
+    gather
+        .requests
+        .fetch_add(taken.len() as u64, Ordering::Relaxed);
+    if taken.len() == 1
+        && let Some(one) = taken.pop()
+    {
+        let outputs = predictor.predict(&one.batch, None);
+        load.ran(one.batch.rows, started.elapsed());
+        let _ = one.answer.send(outputs);
+        return;
+    }
+    let Some(together) = Batch::concat(taken.iter().map(|w| w.batch.as_ref())) else {
+        for waiting in taken {
+            let mismatch = "the gathered requests' columns differ".to_owned();
+            let _ = waiting.answer.send(Err(BackendError::Run(mismatch)));
+        }
+        return;
+    };
+    let outputs = predictor.predict(&together, None);
+    load.ran(together.rows, started.elapsed());
+    let mut first = 0;
+    for waiting in taken {
+        let rows = first..first + waiting.batch.rows;
+        first = rows.end;
+        let answer = match &outputs {
+            Ok(outputs) => Ok(outputs
+                .iter()
+                .map(|o| rows_of(o, together.rows, rows.clone()))
+                .collect()),
+            Err(error) => Err(error.clone()),
+        };
+        let _ = waiting.answer.send(answer);
+    }
+}
+
+/// Rows `rows` of an output of `total` rows.
+fn rows_of(output: &TensorData, total: usize, rows: Range<usize>) -> TensorData {
+    let width = output.len() / total.max(1);
+    output.slice(rows.start * width..rows.end * width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Twice the first column, plus `per_run` times the run's rows: an
+    /// answer that depends on what else the run holds unless `per_run` is 0.
+    struct Doubling {
+        per_run: f32,
+    }
+
+    impl Predictor for Doubling {
+        fn predict(&self, batch: &Batch, _: Option<&crate::backend::Stop>) -> Outputs {
+            let TensorData::F32(x) = &batch.columns[0] else {
+                return Err(BackendError::Run("not FP32".to_owned()));
+            };
+            let extra = self.per_run * batch.rows as f32;
+            Ok(vec![TensorData::F32(
+                x.iter().map(|v| v * 2.0 + extra).collect(),
+            )])
+        }
+    }
+
+    fn rows(values: &[f32]) -> Batch {
+        Batch {
+            rows: values.len(),
+            columns: vec![TensorData::F32(values.to_vec())],
+        }
+    }
+
+    fn queue(gather: &Gather, sizes: &[usize]) -> Vec<oneshot::Receiver<Outputs>> {
+        let mut next = 0.0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let values: Vec<f32> = (0..n).map(|i| next + i as f32).collect();
+                next += 100.0;
+                let (answer, answered) = oneshot::channel();
+                gather.lock().push(Waiting {
+                    batch: Arc::new(rows(&values)),
+                    answer,
+                });
+                answered
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_check_finds_the_first_row_whose_answer_depends_on_the_run() {
+        let samples = rows(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        let same = Doubling { per_run: 0.0 };
+        assert_eq!(invariant(&same, &samples), Ok(None));
+        let differs = Doubling { per_run: 1e-3 };
+        assert_eq!(invariant(&differs, &samples), Ok(Some(0)));
+    }
+
+    #[test]
+    fn a_run_takes_whole_requests_up_to_the_row_cap_and_at_least_one() {
+        let gather = Gather::new(PathBuf::new());
+        let _answers = queue(&gather, &[3, 4, 2, 9, 1]);
+        let sizes =
+            |taken: Vec<Waiting>| -> Vec<usize> { taken.iter().map(|w| w.batch.rows).collect() };
+        assert_eq!(sizes(gather.take()), [3, 4]);
+        assert_eq!(sizes(gather.take()), [2]);
+        assert_eq!(sizes(gather.take()), [9]);
+        assert_eq!(sizes(gather.take()), [1]);
+        assert!(gather.take().is_empty());
+    }
+
+    #[test]
+    fn each_request_gets_its_own_rows_of_a_gathered_run() {
+        let gather = Gather::new(PathBuf::new());
+        let predictor = Doubling { per_run: 0.0 };
+        let answers = queue(&gather, &[1, 3, 2]);
+        let taken = gather.take();
+        run(&gather, &ModelLoad::default(), &predictor, taken);
+        let expected = [vec![0.0], vec![200.0, 202.0, 204.0], vec![400.0, 402.0]];
+        for (mut answered, expected) in answers.into_iter().zip(expected) {
+            let outputs = answered.try_recv().expect("answered").expect("ran");
+            assert_eq!(outputs, [TensorData::F32(expected)]);
+        }
+        assert_eq!(gather.runs(), (1, 3));
+    }
+
+    #[test]
+    fn a_failed_run_fails_every_request_in_it() {
+        let gather = Gather::new(PathBuf::new());
+        let answers: Vec<_> = (0..2)
+            .map(|i| {
+                let (answer, answered) = oneshot::channel();
+                let batch = Batch {
+                    rows: 1,
+                    columns: vec![TensorData::I64(vec![i])],
+                };
+                gather.lock().push(Waiting {
+                    batch: Arc::new(batch),
+                    answer,
+                });
+                answered
+            })
+            .collect();
+        let taken = gather.take();
+        run(
+            &gather,
+            &ModelLoad::default(),
+            &Doubling { per_run: 0.0 },
+            taken,
+        );
+        for mut answered in answers {
+            let failed = answered.try_recv().expect("answered");
+            assert_eq!(failed, Err(BackendError::Run("not FP32".to_owned())));
+        }
+    }
+}
