@@ -164,8 +164,9 @@ fn the_crate_graph_keeps_its_invariants() {
 }
 
 /// ARCHITECTURE.md: `ApiError::status` is the only place the server
-/// chooses a status code, and no lock is shared by every request (the
-/// per-model session slots are the only mutexes on the request path).
+/// chooses a status code, and no lock is shared by every request (each
+/// version's session slots and gather queue are the only mutexes on the
+/// request path).
 #[test]
 fn the_server_keeps_its_invariants() {
     let src = workspace().join("serving/src");
