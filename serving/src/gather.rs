@@ -19,6 +19,7 @@
 //! nothing for it, and until it ends the version runs as before.
 
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -316,7 +317,7 @@ fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: 
     if taken.len() == 1
         && let Some(one) = taken.pop()
     {
-        let outputs = predictor.predict(&one.batch, None);
+        let outputs = guarded(predictor, &one.batch);
         load.ran(one.batch.rows, started.elapsed());
         let _ = one.answer.send(outputs);
         return;
@@ -328,7 +329,7 @@ fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: 
         }
         return;
     };
-    let outputs = predictor.predict(&together, None);
+    let outputs = guarded(predictor, &together);
     load.ran(together.rows, started.elapsed());
     let mut first = 0;
     for waiting in taken {
@@ -343,6 +344,14 @@ fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: 
         };
         let _ = waiting.answer.send(answer);
     }
+}
+
+/// The run's outputs; a panic in it is an error of the run, which each of
+/// its requests' fallback answers, rather than the end of the task running
+/// the queue with the queue still claimed.
+fn guarded(predictor: &dyn Predictor, batch: &Batch) -> Outputs {
+    std::panic::catch_unwind(AssertUnwindSafe(|| predictor.predict(batch, None)))
+        .unwrap_or_else(|_| Err(BackendError::Run("the model's run panicked".to_owned())))
 }
 
 /// Rows `rows` of an output of `total` rows.
@@ -370,6 +379,15 @@ mod tests {
             Ok(vec![TensorData::F32(
                 x.iter().map(|v| v * 2.0 + extra).collect(),
             )])
+        }
+    }
+
+    /// A model whose run panics.
+    struct Panicking;
+
+    impl Predictor for Panicking {
+        fn predict(&self, _: &Batch, _: Option<&crate::backend::Stop>) -> Outputs {
+            panic!("a bug in the runtime")
         }
     }
 
@@ -461,6 +479,19 @@ mod tests {
         for mut answered in answers {
             let failed = answered.try_recv().expect("answered");
             assert_eq!(failed, Err(BackendError::Run("not FP32".to_owned())));
+        }
+    }
+
+    #[test]
+    fn a_run_that_panics_fails_each_of_its_requests() {
+        let gather = Gather::new(PathBuf::new());
+        let answers = queue(&gather, &[1, 2]);
+        let taken = gather.take();
+        run(&gather, &ModelLoad::default(), &Panicking, taken);
+        for mut answered in answers {
+            let failed = answered.try_recv().expect("answered");
+            let panicked = BackendError::Run("the model's run panicked".to_owned());
+            assert_eq!(failed, Err(panicked));
         }
     }
 }
