@@ -142,7 +142,7 @@ impl Collector for Scrape {
         family(
             &mut e,
             "preflight_model_gathered_runs",
-            "Runs of the main model for requests that overlapped and were gathered (serving.md, \"Gathered runs\").",
+            "Runs of the main model for small requests that overlapped and were gathered.",
             MetricType::Counter,
             |m| {
                 for (labels, (_, _, served)) in &versions {
