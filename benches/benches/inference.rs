@@ -1,12 +1,14 @@
 //! In-process benchmarks of a fixture GBDT (eta-madrid/1: scikit-learn,
 //! 200 trees of depth 6): ONNX Runtime alone, per row and per 1,000-row
 //! batch, and the whole request path (decode, validate, infer, encode)
-//! through the axum router without a socket.
+//! through the axum router without a socket, before and after the version's
+//! overlapping requests are gathered.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,6 +22,8 @@ use tower::ServiceExt;
 // The allocator preflight-serve runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PATH: &str = "/v2/models/eta-madrid/versions/1/infer";
 
 fn bundle() -> (Bundle, Vec<Record>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/eta-madrid/1");
@@ -124,17 +128,14 @@ fn request_path(c: &mut Criterion) {
     let thousand_rows: Vec<&Record> = samples.iter().cycle().take(1000).collect();
     let thousand = request(&bundle, &thousand_rows);
     let call = |body: &str| {
-        let request = Request::post("/v2/models/eta-madrid/versions/1/infer")
+        let request = Request::post(PATH)
             .header("content-type", "application/json")
             .body(Body::from(body.to_owned()))
             .expect("request");
         (router.clone(), request)
     };
     let mut group = c.benchmark_group("request path");
-    for (name, body, rows) in [
-        ("infer/1 row", &one, 1),
-        ("infer/1000 rows", &thousand, 1000),
-    ] {
+    let mut infer = |name: &str, body: &str, rows: u64| {
         group.throughput(Throughput::Elements(rows));
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter_batched(
@@ -151,8 +152,55 @@ fn request_path(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-    }
+    };
+    infer("infer/1 row", &one, 1);
+    infer("infer/1000 rows", &thousand, 1000);
+    // A lone request to a version whose overlapping requests are gathered
+    // (docs/serving.md, "Gathered runs") queues, finds no run, and runs.
+    gather(&router, &one);
+    infer("infer/1 row, gathered version", &one, 1);
     group.finish();
+}
+
+/// Sends overlapping requests to eta-madrid/1 from two threads until its
+/// requests are gathered.
+fn gather(router: &Router, body: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let runs = r#"preflight_model_gathered_runs_total{model="eta-madrid",version="1"} "#;
+    runtime.block_on(async {
+        for _ in 0..1_000 {
+            let calls: Vec<_> = (0..16)
+                .map(|_| {
+                    let request = Request::post(PATH)
+                        .header("content-type", "application/json")
+                        .body(Body::from(body.to_owned()))
+                        .expect("request");
+                    tokio::spawn(router.clone().oneshot(request))
+                })
+                .collect();
+            for call in calls {
+                let _ = call.await.expect("task");
+            }
+            let metrics = Request::get("/metrics").body(Body::empty()).expect("GET");
+            let response = router.clone().oneshot(metrics).await.expect("metrics");
+            let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            let text = String::from_utf8_lossy(&text);
+            let gathered = text
+                .lines()
+                .find_map(|l| l.strip_prefix(runs))
+                .is_some_and(|n| n.trim() != "0");
+            if gathered {
+                return;
+            }
+        }
+        panic!("eta-madrid/1's overlapping requests were never gathered");
+    });
 }
 
 criterion_group!(benches, runtime, request_path);
