@@ -398,6 +398,15 @@ mod tests {
         }
     }
 
+    /// Queues `batch` as a request would.
+    fn push(gather: &Gather, batch: Batch) -> oneshot::Receiver<Outputs> {
+        let (answer, answered) = oneshot::channel();
+        let batch = Arc::new(batch);
+        gather.lock().push(Waiting { batch, answer });
+        answered
+    }
+
+    /// Queues requests of `sizes` rows, the values of each a hundred apart.
     fn queue(gather: &Gather, sizes: &[usize]) -> Vec<oneshot::Receiver<Outputs>> {
         let mut next = 0.0;
         sizes
@@ -405,12 +414,7 @@ mod tests {
             .map(|&n| {
                 let values: Vec<f32> = (0..n).map(|i| next + i as f32).collect();
                 next += 100.0;
-                let (answer, answered) = oneshot::channel();
-                gather.lock().push(Waiting {
-                    batch: Arc::new(rows(&values)),
-                    answer,
-                });
-                answered
+                push(gather, rows(&values))
             })
             .collect()
     }
@@ -457,16 +461,11 @@ mod tests {
         let gather = Gather::new(PathBuf::new());
         let answers: Vec<_> = (0..2)
             .map(|i| {
-                let (answer, answered) = oneshot::channel();
                 let batch = Batch {
                     rows: 1,
                     columns: vec![TensorData::I64(vec![i])],
                 };
-                gather.lock().push(Waiting {
-                    batch: Arc::new(batch),
-                    answer,
-                });
-                answered
+                push(&gather, batch)
             })
             .collect();
         let taken = gather.take();
