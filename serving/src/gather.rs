@@ -193,8 +193,10 @@ fn check(served: &Served, predictor: &dyn Predictor) {
     gather.mode.store(mode as u8, Ordering::Release);
 }
 
-/// The first [`MAX_ROWS`] rows of the bundle's samples, or why there are
-/// not two of them to check with.
+/// [`MAX_ROWS`] of the bundle's samples, or why there are not two of them
+/// to check with. Rows with a missing value come first, up to half of
+/// them: a model may take another path for a missing value, and the check
+/// must see it.
 fn samples(bundle: &Path, manifest: &Manifest) -> Result<Batch, String> {
     let samples = Bundle::open(bundle)
         .and_then(|b| b.samples())
@@ -203,12 +205,18 @@ fn samples(bundle: &Path, manifest: &Manifest) -> Result<Batch, String> {
     if samples.len() < 2 {
         return Err("its bundle has fewer than two samples to check with".to_owned());
     }
-    let rows: Vec<&[Value]> = samples
-        .iter()
-        .take(MAX_ROWS)
-        .map(|r| &r.inputs[..])
-        .collect();
+    let rows = checked_rows(samples.iter().map(|r| &r.inputs[..]));
     decode_rows(manifest, &rows).map_err(|e| format!("its samples do not decode: {e}"))
+}
+
+/// Of `rows`, in their order, up to [`MAX_ROWS`]: first up to half of them
+/// with a missing value, then the others.
+fn checked_rows<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<&'a [Value]> {
+    let (missing, full): (Vec<_>, Vec<_>) = rows.partition(|r| r.iter().any(Value::is_null));
+    let half = MAX_ROWS / 2;
+    let first = missing.iter().take(half);
+    let rest = full.iter().chain(missing.iter().skip(half));
+    first.chain(rest).take(MAX_ROWS).copied().collect()
 }
 
 /// The first row of `samples` whose answer differs, bit for bit, in some
@@ -426,6 +434,27 @@ mod tests {
         assert_eq!(invariant(&same, &samples), Ok(None));
         let differs = Doubling { per_run: 1e-3 };
         assert_eq!(invariant(&differs, &samples), Ok(Some(0)));
+    }
+
+    #[test]
+    fn the_check_takes_rows_with_a_missing_value_first_up_to_half() {
+        let (null, one) = (Value::Null, Value::Float(1.0));
+        let with = [null.clone()];
+        let without = [one];
+        let some: Vec<&[Value]> = vec![&without, &without, &with, &without, &with];
+        let picked = checked_rows(some.into_iter());
+        let missing: Vec<bool> = picked.iter().map(|r| r[0].is_null()).collect();
+        assert_eq!(missing, [true, true, false, false, false]);
+
+        let many: Vec<&[Value]> = std::iter::repeat_n(&with[..], 10)
+            .chain(std::iter::repeat_n(&without[..], 10))
+            .collect();
+        let picked = checked_rows(many.into_iter());
+        let missing = picked.iter().filter(|r| r[0].is_null()).count();
+        assert_eq!((picked.len(), missing), (MAX_ROWS, MAX_ROWS / 2));
+
+        let only_missing: Vec<&[Value]> = vec![&with; 10];
+        assert_eq!(checked_rows(only_missing.into_iter()).len(), MAX_ROWS);
     }
 
     #[test]
