@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,27 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 VEHICLES = ["bicycle", "car", "motorbike"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def preflight_binary() -> Path | None:
+    """The built `preflight`, with `preflight-serve` beside it."""
+    found = os.environ.get("PREFLIGHT_BIN")
+    if found:
+        return Path(found)
+    for profile in ("debug", "release"):
+        candidate = ROOT / "target" / profile / "preflight"
+        if candidate.is_file() and (candidate.parent / "preflight-serve").is_file():
+            return candidate
+    return None
+
+
+needs_binaries = pytest.mark.skipif(
+    preflight_binary() is None
+    or not (ROOT / "target" / "ort" / "libonnxruntime.so").is_file()
+    and "ORT_DYLIB_PATH" not in os.environ,
+    reason="needs a built preflight and preflight-serve (cargo build) and ONNX Runtime (cargo xtask ort)",
+)
 
 
 def orders(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAMILIES, VEHICLES, fitted, orders, preprocessing, regressor
+from conftest import FAMILIES, ROOT, VEHICLES, fitted, needs_binaries, orders, preflight_binary, preprocessing, regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -30,7 +30,6 @@ from preflight_bundle import (
 )
 from preflight_bundle.__main__ import main as cli
 
-ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = [f for f in FAMILIES if f != "sklearn-hist-gbdt"]
 
 
@@ -341,21 +340,7 @@ def test_the_committed_fixtures_check():
         assert cli(["check", str(folder)]) == 0
 
 
-def preflight_binary() -> Path | None:
-    found = os.environ.get("PREFLIGHT_BIN")
-    if found:
-        return Path(found)
-    for profile in ("debug", "release"):
-        candidate = ROOT / "target" / profile / "preflight"
-        if candidate.is_file() and (candidate.parent / "preflight-serve").is_file():
-            return candidate
-    return None
-
-
-@pytest.mark.skipif(
-    preflight_binary() is None or not (ROOT / "target" / "ort" / "libonnxruntime.so").is_file() and "ORT_DYLIB_PATH" not in os.environ,
-    reason="needs a built preflight and preflight-serve (cargo build) and ONNX Runtime (cargo xtask ort)",
-)
+@needs_binaries
 @pytest.mark.parametrize("trees", ["repository", "compact_repository"])
 def test_preflight_verify_passes_the_written_bundles(request, trees, tmp_path):
     root, _ = request.getfixturevalue(trees)
