@@ -13,10 +13,11 @@
 //! answers were found the same, bit for bit, in runs of 2 to [`MAX_ROWS`]
 //! rows as alone, on the bundle's samples ([`invariant`]). A tree ensemble
 //! adds up the same trees in the same order for a row whatever the run
-//! holds; a matrix product may not, where ONNX Runtime picks its kernel by
-//! the number of rows. That check runs off the request path, the first time
-//! two requests to the version overlap: a repository of cold models pays
-//! nothing for it, and until it ends the version runs as before.
+//! holds; ONNX-ML's `LinearRegressor` does not, and some of its rows come
+//! out otherwise in the last bits. The check runs off the request path,
+//! the first time two requests to the version overlap: a repository of
+//! cold models pays nothing for it, and until it ends the version runs as
+//! before.
 
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
