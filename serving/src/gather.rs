@@ -24,12 +24,11 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
 use preflight_bundle::{Bundle, Manifest, Value};
 use tokio::sync::oneshot;
 
-use crate::admission::ModelLoad;
+use crate::admission::{ModelLoad, RunClock};
 use crate::backend::{BackendError, Predictor};
 use crate::batch::{Batch, decode_rows};
 use crate::protocol::TensorData;
@@ -318,7 +317,7 @@ fn run_queue(served: &Served, predictor: &dyn Predictor) -> bool {
 
 /// One run of `taken`, each request answered with its rows.
 fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: Vec<Waiting>) {
-    let started = Instant::now();
+    let clock = RunClock::start();
     gather.runs.fetch_add(1, Ordering::Relaxed);
     gather
         .requests
@@ -327,7 +326,7 @@ fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: 
         && let Some(one) = taken.pop()
     {
         let outputs = guarded(predictor, &one.batch);
-        load.ran(one.batch.rows, started.elapsed());
+        load.ran(one.batch.rows, clock.elapsed());
         let _ = one.answer.send(outputs);
         return;
     }
@@ -339,7 +338,7 @@ fn run(gather: &Gather, load: &ModelLoad, predictor: &dyn Predictor, mut taken: 
         return;
     };
     let outputs = guarded(predictor, &together);
-    load.ran(together.rows, started.elapsed());
+    load.ran(together.rows, clock.elapsed());
     let mut first = 0;
     for waiting in taken {
         let rows = first..first + waiting.batch.rows;

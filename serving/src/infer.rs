@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use preflight_bundle::Datatype;
 
-use crate::admission::{Admission, ModelLoad};
+use crate::admission::{Admission, ModelLoad, RunClock};
 use crate::backend::{BackendError, Predictor, Stop};
 use crate::batch::{Batch, subject};
 use crate::error::ApiError;
@@ -156,9 +156,9 @@ fn run_inline(
     predictor: &dyn Predictor,
     deadline: Option<Duration>,
 ) -> Run {
-    let started = Instant::now();
+    let (started, clock) = (Instant::now(), RunClock::start());
     let outputs = predictor.predict(batch, None);
-    served.load.ran(batch.rows, started.elapsed());
+    served.load.ran(batch.rows, clock.elapsed());
     within(deadline, started, outputs)
 }
 
@@ -204,10 +204,10 @@ async fn run_blocking(
     let task = tokio::task::spawn_blocking({
         let (served, batch, stop) = (Arc::clone(served), Arc::clone(batch), Arc::clone(&stop));
         move || {
-            let ran = Instant::now();
+            let clock = RunClock::start();
             let outputs = predictor.predict(&batch, Some(&stop));
             match &outputs {
-                Ok(_) => served.load.ran(batch.rows, ran.elapsed()),
+                Ok(_) => served.load.ran(batch.rows, clock.elapsed()),
                 Err(_) if stop.is_requested() => slot.stopped(),
                 Err(_) => {}
             }
