@@ -248,16 +248,33 @@ pub(crate) fn invariant(
     Ok(None)
 }
 
+/// What running a version's queue needs of it: the queue, and the load
+/// its runs' costs go to.
+pub(crate) trait Queued: Send + Sync + 'static {
+    fn gather(&self) -> &Gather;
+    fn load(&self) -> &ModelLoad;
+}
+
+impl Queued for Served {
+    fn gather(&self) -> &Gather {
+        &self.gather
+    }
+
+    fn load(&self) -> &ModelLoad {
+        &self.load
+    }
+}
+
 /// The outputs of `batch`, run with the requests that overlap it: queued,
 /// then run by this request or by the one running the queue.
-pub(crate) async fn predict(
-    served: &Arc<Served>,
+pub(crate) async fn predict<V: Queued>(
+    version: &Arc<V>,
     predictor: &Arc<dyn Predictor>,
     batch: Arc<Batch>,
 ) -> Outputs {
     let (answer, answered) = oneshot::channel();
-    served.gather.lock().push(Waiting { batch, answer });
-    drain(served, predictor);
+    version.gather().lock().push(Waiting { batch, answer });
+    drain(version, predictor);
     answered.await.unwrap_or_else(|_| {
         Err(BackendError::Run(
             "the gathered run ended without an answer".to_owned(),
@@ -270,20 +287,20 @@ pub(crate) async fn predict(
 /// long for its answer to leave. A request that queues while the runner
 /// finishes is seen: the flag is cleared before the queue is looked at
 /// again.
-fn drain(served: &Arc<Served>, predictor: &Arc<dyn Predictor>) {
-    let gather = &served.gather;
+fn drain<V: Queued>(version: &Arc<V>, predictor: &Arc<dyn Predictor>) {
+    let gather = version.gather();
     while gather
         .running
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
-        if !run_queue(served, predictor.as_ref()) {
-            let (served, predictor) = (Arc::clone(served), Arc::clone(predictor));
+        if !run_queue(version.as_ref(), predictor.as_ref()) {
+            let (version, predictor) = (Arc::clone(version), Arc::clone(predictor));
             tokio::spawn(async move {
-                while !run_queue(&served, predictor.as_ref()) {
+                while !run_queue(version.as_ref(), predictor.as_ref()) {
                     tokio::task::yield_now().await;
                 }
-                release(&served, &predictor);
+                release(&version, &predictor);
             });
             return;
         }
@@ -296,23 +313,23 @@ fn drain(served: &Arc<Served>, predictor: &Arc<dyn Predictor>) {
 
 /// After the queue's own task has emptied it: the flag cleared, and the
 /// queue run again if a request came meanwhile.
-fn release(served: &Arc<Served>, predictor: &Arc<dyn Predictor>) {
-    served.gather.running.store(false, Ordering::Release);
-    if !served.gather.lock().is_empty() {
-        drain(served, predictor);
+fn release<V: Queued>(version: &Arc<V>, predictor: &Arc<dyn Predictor>) {
+    version.gather().running.store(false, Ordering::Release);
+    if !version.gather().lock().is_empty() {
+        drain(version, predictor);
     }
 }
 
 /// Up to [`MAX_RUNS`] runs of the queue; `true` when it was emptied.
-fn run_queue(served: &Served, predictor: &dyn Predictor) -> bool {
+fn run_queue<V: Queued>(version: &V, predictor: &dyn Predictor) -> bool {
     for _ in 0..MAX_RUNS {
-        let taken = served.gather.take();
+        let taken = version.gather().take();
         if taken.is_empty() {
             return true;
         }
-        run(&served.gather, &served.load, predictor, taken);
+        run(version.gather(), version.load(), predictor, taken);
     }
-    served.gather.lock().is_empty()
+    version.gather().lock().is_empty()
 }
 
 /// One run of `taken`, each request answered with its rows.
@@ -521,5 +538,50 @@ mod tests {
             let panicked = BackendError::Run("the model's run panicked".to_owned());
             assert_eq!(failed, Err(panicked));
         }
+    }
+
+    /// A version with nothing but a queue.
+    struct Bare {
+        gather: Gather,
+        load: ModelLoad,
+    }
+
+    impl Queued for Bare {
+        fn gather(&self) -> &Gather {
+            &self.gather
+        }
+
+        fn load(&self) -> &ModelLoad {
+            &self.load
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_is_handed_on_to_a_task_of_its_own_and_all_answered() {
+        let version = Arc::new(Bare {
+            gather: Gather::new(PathBuf::new()),
+            load: ModelLoad::default(),
+        });
+        let predictor: Arc<dyn Predictor> = Arc::new(Doubling { per_run: 0.0 });
+        // One full run each: two more than a request makes for others.
+        let answers = queue(&version.gather, &[MAX_ROWS; MAX_RUNS + 2]);
+        drain(&version, &predictor);
+        let handed_on = MAX_RUNS as u64;
+        assert_eq!(version.gather.runs(), (handed_on, handed_on));
+        assert!(version.gather.running.load(Ordering::Acquire));
+        for (i, answered) in answers.into_iter().enumerate() {
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), answered);
+            let outputs = answered
+                .await
+                .expect("in time")
+                .expect("answered")
+                .expect("ran");
+            let TensorData::F32(values) = &outputs[0] else {
+                panic!("FP32 out: {outputs:?}");
+            };
+            assert_eq!(values[0], 200.0 * i as f32, "request {i}");
+        }
+        assert_eq!(version.gather.runs().0, handed_on + 2);
+        assert!(!version.gather.running.load(Ordering::Acquire));
     }
 }
