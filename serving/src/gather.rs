@@ -34,8 +34,9 @@ use crate::batch::{Batch, decode_rows};
 use crate::protocol::TensorData;
 use crate::registry::Served;
 
-/// The most rows one gathered run takes. Past 8 rows ONNX Runtime's tree
-/// ensemble walks the trees another way, and the cost per row goes up.
+/// The most rows one gathered run takes: the cheapest run size per row on
+/// one machine measured (a run of 16 rows cost more per row there), and a
+/// fifth of a lone row's cost on another (benches/README.md).
 pub(crate) const MAX_ROWS: usize = 8;
 
 /// The most runs a request makes for others before it hands the queue on
