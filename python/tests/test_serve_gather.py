@@ -14,29 +14,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import tomllib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import ROOT, needs_binaries, preflight_binary, preprocessing
+from conftest import ROOT, fitted, needs_binaries, preflight_binary, preprocessing
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
 from preflight_bundle import write_bundle
+from preflight_bundle.check import load_manifest
 from preflight_bundle.export import TARGET_OPSET, run_onnx, session
 
 TREES, LINEAR = "eta-trees", "eta-linear"
-
-
-def read_manifest(bundle: Path) -> SimpleNamespace:
-    """The manifest's inputs (name, datatype) and its output's name."""
-    doc = tomllib.loads((bundle / "manifest.toml").read_text())
-    inputs = [SimpleNamespace(name=i["name"], datatype=i["datatype"]) for i in doc["inputs"]]
-    return SimpleNamespace(inputs=inputs, output=doc["outputs"][0]["name"])
 
 
 def _linear_model(bundle: Path, x, y) -> None:
@@ -44,13 +36,13 @@ def _linear_model(bundle: Path, x, y) -> None:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
-    manifest = read_manifest(bundle)
+    manifest = load_manifest(bundle / "manifest.toml")
     types = {"FP32": FloatTensorType, "INT64": Int64TensorType, "BYTES": StringTensorType}
     pipe = Pipeline([("pre", preprocessing()), ("model", Ridge())]).fit(x, y)
     model = to_onnx(
         pipe,
         initial_types=[(i.name, types[i.datatype]([None, 1])) for i in manifest.inputs],
-        final_types=[(manifest.output, FloatTensorType([None, 1]))],
+        final_types=[(manifest.outputs[0].name, FloatTensorType([None, 1]))],
         target_opset=TARGET_OPSET,
     )
     (bundle / "model.onnx").write_bytes(model.SerializeToString())
@@ -59,10 +51,11 @@ def _linear_model(bundle: Path, x, y) -> None:
 def _differs_in_a_run(bundle: Path, x) -> bool:
     """Whether ONNX Runtime answers some row of `x` differently alone and in
     a run of its first rows, of 2 rows or more."""
-    manifest = read_manifest(bundle)
+    manifest = load_manifest(bundle / "manifest.toml")
     model = session(str(bundle / "model.onnx"))
-    alone = np.concatenate([run_onnx(model, x.iloc[[i]], manifest.inputs, manifest.output) for i in range(len(x))])
-    runs = (run_onnx(model, x.iloc[:n], manifest.inputs, manifest.output) for n in range(2, len(x) + 1))
+    output = manifest.outputs[0].name
+    alone = np.concatenate([run_onnx(model, x.iloc[[i]], manifest.inputs, output) for i in range(len(x))])
+    runs = (run_onnx(model, x.iloc[:n], manifest.inputs, output) for n in range(2, len(x) + 1))
     return any(run.tobytes() != alone[: len(run)].tobytes() for run in runs)
 
 
@@ -87,7 +80,7 @@ def test_overlapping_requests_run_together_only_where_the_answers_stay_the_same(
     models = tmp_path / "models"
     for name in (TREES, LINEAR):
         write_bundle(
-            Pipeline([("pre", preprocessing()), ("model", _gbdt())]).fit(x, y),
+            fitted("sklearn-gbdt", x, y),
             models / name / "1",
             train=(x, y),
             samples=40,
@@ -123,7 +116,7 @@ def test_overlapping_requests_run_together_only_where_the_answers_stay_the_same(
         rows = [json.loads(line)["inputs"] for line in samples]
         decisions: dict[str, str] = {}
         for name in (TREES, LINEAR):
-            manifest = read_manifest(models / name / "1")
+            manifest = load_manifest(models / name / "1" / "manifest.toml")
             path = f"{url}/v2/models/{name}/versions/1/infer"
             requests = [_request(manifest, row) for row in rows]
             alone = [_post(path, r)["outputs"] for r in requests]
@@ -142,12 +135,6 @@ def test_overlapping_requests_run_together_only_where_the_answers_stay_the_same(
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _gbdt():
-    from sklearn.ensemble import GradientBoostingRegressor
-
-    return GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
 
 
 def _decisions(log: Path) -> dict[str, str]:
