@@ -66,6 +66,14 @@ fn batch(bundle: &Bundle, rows: &[&Record]) -> Batch {
     }
 }
 
+/// `body` posted to eta-madrid/1's inference route.
+fn post(body: &str) -> Request<Body> {
+    Request::post(PATH)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
 fn request(bundle: &Bundle, rows: &[&Record]) -> String {
     bundle.manifest().infer_request(rows).to_string()
 }
@@ -127,13 +135,7 @@ fn request_path(c: &mut Criterion) {
     let one = request(&bundle, &[&samples[0]]);
     let thousand_rows: Vec<&Record> = samples.iter().cycle().take(1000).collect();
     let thousand = request(&bundle, &thousand_rows);
-    let call = |body: &str| {
-        let request = Request::post(PATH)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_owned()))
-            .expect("request");
-        (router.clone(), request)
-    };
+    let call = |body: &str| (router.clone(), post(body));
     let mut group = c.benchmark_group("request path");
     let mut infer = |name: &str, body: &str, rows: u64| {
         group.throughput(Throughput::Elements(rows));
@@ -174,13 +176,7 @@ fn gather(router: &Router, body: &str) {
     runtime.block_on(async {
         for _ in 0..1_000 {
             let calls: Vec<_> = (0..16)
-                .map(|_| {
-                    let request = Request::post(PATH)
-                        .header("content-type", "application/json")
-                        .body(Body::from(body.to_owned()))
-                        .expect("request");
-                    tokio::spawn(router.clone().oneshot(request))
-                })
+                .map(|_| tokio::spawn(router.clone().oneshot(post(body))))
                 .collect();
             for call in calls {
                 let _ = call.await.expect("task");
