@@ -51,7 +51,18 @@ pub(crate) struct Prediction {
 /// [`INLINE_COST`], run on the async worker itself: a hand-off to a blocking
 /// thread costs more than such a run.
 const INLINE_ROWS: usize = 16;
-const INLINE_COST: Duration = Duration::from_micros(200);
+
+/// The most a batch run on the async worker is expected to cost. Well above
+/// what a small batch of a fixture tree ensemble costs at any rate: 20–40 µs
+/// a row when its requests come close together, and 100–400 µs when they
+/// come far apart, each run finding the trees out of the cache
+/// (benches/README.md, "What a cold run costs"). A threshold inside that
+/// range would send a cheap model to the run slots whenever its traffic
+/// thinned, and keep it there once traffic rose, where runs on the
+/// blocking threads cost more: a busy machine would shed it. A run of a
+/// millisecond or more gains little from the worker, and is worth a slot
+/// that its deadline can stop.
+const INLINE_COST: Duration = Duration::from_millis(1);
 
 /// Whether a batch of `rows` rows of the model whose runs cost `load` runs
 /// on the async worker rather than with a run slot.
@@ -268,4 +279,28 @@ fn with_fallback(served: &Served, batch: &Batch, reason: FallbackReason) -> Opti
         outputs,
         fallback: Some(reason),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(rows: usize, took: Duration) -> ModelLoad {
+        let load = ModelLoad::default();
+        load.ran(rows, took);
+        load
+    }
+
+    #[test]
+    fn a_small_batch_runs_inline_unless_its_model_costs_a_millisecond() {
+        // A fresh model, and one whose runs found its trees out of the cache.
+        assert!(runs_inline(&ModelLoad::default(), 1));
+        let cold = load(1, Duration::from_micros(400));
+        assert!(runs_inline(&cold, 1));
+        assert!(runs_inline(&cold, 2));
+        assert!(!runs_inline(&cold, 3), "1.2 ms expected");
+        let costly = load(1, Duration::from_micros(1500));
+        assert!(!runs_inline(&costly, 1));
+        assert!(!runs_inline(&ModelLoad::default(), INLINE_ROWS + 1));
+    }
 }

@@ -141,6 +141,20 @@ impl Collector for Scrape {
         )?;
         family(
             &mut e,
+            "preflight_model_row_cost_seconds",
+            "What a row of the version's main model costs, in the CPU time of the thread that \
+             runs it, averaged over about its last eight runs (0 before its first): small batches \
+             expected to cost more than a millisecond run on the run slots.",
+            MetricType::Gauge,
+            |m| {
+                for (labels, (_, _, served)) in &versions {
+                    gauge(m, labels, served.load.expected(1).as_secs_f64())?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
             "preflight_model_gathered_runs",
             "Runs of the main model for small requests that overlapped and were gathered.",
             MetricType::Counter,

@@ -131,6 +131,17 @@ async fn row_oriented_predict_and_metrics() {
         text.contains("preflight_models{state=\"ready\"} 8"),
         "{text}"
     );
+    // What a row costs is known once the model ran, and only then.
+    let row_cost = |version: &str| -> f64 {
+        let series = format!(
+            "preflight_model_row_cost_seconds{{model=\"eta-lisbon\",version=\"{version}\"}} "
+        );
+        let line = text.lines().find_map(|l| l.strip_prefix(&series));
+        line.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(row_cost("2") > 0.0, "{text}");
+    assert_eq!(row_cost("1"), 0.0, "{text}");
     assert!(
         text.contains(
             "preflight_request_duration_seconds_count{model=\"eta-lisbon\",version=\"2\"} 2"
