@@ -53,8 +53,10 @@ commands:
              and the other inputs' PSI meanwhile, on the release server
   bench rollout  pins back and forth under 1,000 requests/s of mixed traffic:
              requests lost, and each switch's time to the new version
-  bench peers  preflight-serve beside a bare axum echo (the ceiling), in one
-             run: closed-loop rate, CPU per request, open-loop p50/p99/p99.9
+  bench peers [--runs R]
+             preflight-serve beside a bare axum echo (the ceiling), in R rounds
+             taken in turn (default 3), and MLServer once: closed-loop rate,
+             CPU per request, open-loop p50/p99/p99.9
   bench scale  300 and 1,000 models, their trees as exported and compact:
              time to ready, resident memory, heap, single-row latency
   client-check  a real third-party client (tritonclient) against preflight-serve
@@ -146,7 +148,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         Some("abuse") => abuse::run(root),
         Some("drift") => drift::run(root),
         Some("rollout") => rollout::run(root),
-        Some("peers") => peers::run(root),
+        Some("peers") => peers::run(root, runs.unwrap_or(3)),
         Some("scale") => scale::run(root),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }

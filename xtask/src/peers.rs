@@ -6,9 +6,12 @@
 //! serving eta-lisbon/2's LightGBM booster (`fixtures/peers/`). For each: the
 //! closed-loop rate at 16 connections, the CPU time of the server's process
 //! tree per request over that run, and open-loop p50, p99 and p99.9 at 1,000
-//! requests/s (timed from when each request was due). Printed as a table
-//! with each rate as a ratio to the echo's and to MLServer's, for
-//! benches/README.md.
+//! requests/s (timed from when each request was due). The echo and
+//! `preflight-serve` are measured in rounds, in turn (`--runs`, default 3),
+//! since the machines this runs on drift by a fifth within minutes; each
+//! rate's ratio to the echo's is taken against the same round's echo.
+//! Printed as a table of ranges over the rounds, with each rate as a ratio
+//! to the echo's and to MLServer's, for benches/README.md.
 
 use std::path::Path;
 use std::process::Command;
@@ -96,14 +99,20 @@ fn load(
     load_json(release, &all)
 }
 
-struct Row {
-    name: String,
+/// One server's figures in one round.
+struct Measured {
     closed_per_s: f64,
     cpu_us: f64,
     open: Value,
 }
 
-fn measure(release: &Path, name: &str, server: &Server, traffic: &Traffic<'_>) -> Result<Row> {
+/// One server's rounds.
+struct Row {
+    name: String,
+    rounds: Vec<Measured>,
+}
+
+fn measure(release: &Path, server: &Server, traffic: &Traffic<'_>) -> Result<Measured> {
     let url = server.url();
     // Warm: connections open, sessions grown, code paged in.
     load(release, url, traffic, "1", &["--connections", CONNECTIONS])?;
@@ -118,84 +127,138 @@ fn measure(release: &Path, name: &str, server: &Server, traffic: &Traffic<'_>) -
     let cpu = cpu_seconds(server.id())? - before;
     let ok = closed["ok"].as_f64().unwrap_or(0.0);
     let open = load(release, url, traffic, SECONDS, &["--rate", OPEN_RATE])?;
-    Ok(Row {
-        name: name.to_owned(),
+    Ok(Measured {
         closed_per_s: closed["ok_per_s"].as_f64().unwrap_or(0.0),
         cpu_us: cpu / ok.max(1.0) * 1e6,
         open,
     })
 }
 
-pub(crate) fn run(root: &Path) -> Result<()> {
+/// `rounds` rounds of the echo and `preflight-serve` on both models, in
+/// turn, so that each ratio compares figures taken minutes apart on a
+/// machine that drifts; then MLServer, once (it is twenty times slower).
+pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
     let (lib, release) = server_and_load(root)?;
     build_release(root, &[("preflight-benches", "echo")])?;
     let models = root.join("fixtures/models");
-    let mut rows = Vec::new();
-    {
-        let echo = Server::spawn(Command::new(release.join("echo")))?;
-        let bundle = models.join("eta-madrid/2");
-        let traffic = Traffic::Bundle(&bundle);
-        rows.push(measure(
-            &release,
+    let echo = Server::spawn(Command::new(release.join("echo")))?;
+    let serve = Server::start(&release.join("preflight-serve"), &models, &lib)?;
+    serve.wait_ready(Duration::from_secs(60))?;
+    let (madrid, lisbon) = (models.join("eta-madrid/2"), models.join("eta-lisbon/2"));
+    let servers = [
+        (
             "bare axum echo (the ceiling)",
             &echo,
-            &traffic,
-        )?);
-    }
-    {
-        let serve = Server::start(&release.join("preflight-serve"), &models, &lib)?;
-        serve.wait_ready(Duration::from_secs(60))?;
-        for (name, bundle) in [
-            (
-                "preflight-serve, eta-madrid/2 (scikit-learn GBDT)",
-                "eta-madrid/2",
-            ),
-            ("preflight-serve, eta-lisbon/2 (LightGBM)", "eta-lisbon/2"),
-        ] {
-            let dir = models.join(bundle);
-            rows.push(measure(&release, name, &serve, &Traffic::Bundle(&dir))?);
+            Traffic::Bundle(&madrid),
+        ),
+        (
+            "preflight-serve, eta-madrid/2 (scikit-learn GBDT)",
+            &serve,
+            Traffic::Bundle(&madrid),
+        ),
+        (
+            "preflight-serve, eta-lisbon/2 (LightGBM)",
+            &serve,
+            Traffic::Bundle(&lisbon),
+        ),
+    ];
+    let mut rows: Vec<Row> = servers
+        .iter()
+        .map(|(name, _, _)| Row {
+            name: (*name).to_owned(),
+            rounds: Vec::new(),
+        })
+        .collect();
+    for round in 1..=rounds.max(1) {
+        for ((name, server, traffic), row) in servers.iter().zip(&mut rows) {
+            eprintln!("== round {round}: {name}");
+            row.rounds.push(measure(&release, server, traffic)?);
         }
     }
+    drop((echo, serve));
     {
         let mlserver = mlserver(root)?;
         let peer = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
         let traffic = Traffic::Bodies(&peer, "/v2/models/eta-lisbon/infer");
-        let name = "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)";
-        let measured = measure(&release, name, &mlserver, &traffic);
+        let measured = measure(&release, &mlserver, &traffic);
         // SIGTERM, which serve.py passes on to MLServer and its workers; the
         // drop's SIGKILL would leave them running.
         let pid = mlserver.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         std::thread::sleep(Duration::from_secs(3));
-        rows.push(measured?);
+        rows.push(Row {
+            name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
+            rounds: vec![measured?],
+        });
     }
     print(&rows);
     Ok(())
 }
 
-/// The table, each closed-loop rate also as a ratio to the echo's (the
-/// first row) and to MLServer's (the last).
+/// The lowest and highest of `values`, as `low–high` (one figure when they
+/// are the same).
+fn range(values: impl Iterator<Item = f64>, format: impl Fn(f64) -> String) -> String {
+    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let (low, high) = (format(low), format(high));
+    if low == high {
+        low
+    } else {
+        format!("{low}–{high}")
+    }
+}
+
+/// The table, one row per server with the range over its rounds. A rate's
+/// ratio to the echo's is taken round by round, against the echo of the
+/// same round (MLServer's one round against each of the echo's); its
+/// ratio to MLServer's against MLServer's one round.
 fn print(rows: &[Row]) {
-    let ceiling = rows.first().map_or(1.0, |r| r.closed_per_s.max(1.0));
-    let peer = rows.last().map_or(1.0, |r| r.closed_per_s.max(1.0));
-    let ms = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let Some(echo) = rows.first() else {
+        return;
+    };
+    let peer = rows
+        .last()
+        .and_then(|r| r.rounds.first())
+        .map_or(1.0, |m| m.closed_per_s.max(1.0));
+    let ms = |m: &Measured, k: &str| m.open[k].as_f64().unwrap_or(f64::NAN);
+    let errors =
+        |m: &Measured| m.open["other"].as_u64().unwrap_or(0) + m.open["shed"].as_u64().unwrap_or(0);
     eprintln!(
-        "| server | closed loop ({CONNECTIONS} connections) | of the ceiling | of MLServer | CPU \
-         per request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 | errors |"
+        "| server | rounds | closed loop ({CONNECTIONS} connections) | of the ceiling | of MLServer \
+         | CPU per request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 | errors |"
     );
-    eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
+        let of_ceiling: Vec<f64> = if r.rounds.len() == echo.rounds.len() {
+            let pairs = r.rounds.iter().zip(&echo.rounds);
+            pairs
+                .map(|(m, e)| m.closed_per_s / e.closed_per_s.max(1.0))
+                .collect()
+        } else {
+            // MLServer's one round, against every round of the echo.
+            let all = r
+                .rounds
+                .iter()
+                .flat_map(|m| echo.rounds.iter().map(move |e| (m, e)));
+            all.map(|(m, e)| m.closed_per_s / e.closed_per_s.max(1.0))
+                .collect()
+        };
+        let figures = |f: &dyn Fn(&Measured) -> f64, format: &dyn Fn(f64) -> String| {
+            range(r.rounds.iter().map(f), format)
+        };
         eprintln!(
-            "| {} | {:.0}/s | {:.2} | {:.1}× | {:.1} µs | {:.3} ms | {:.3} ms | {:.3} ms | {} |",
+            "| {} | {} | {}/s | {} | {} | {} µs | {} ms | {} ms | {} ms | {} |",
             r.name,
-            r.closed_per_s,
-            r.closed_per_s / ceiling,
-            r.closed_per_s / peer,
-            r.cpu_us,
-            ms(&r.open, "ok_p50_ms"),
-            ms(&r.open, "ok_p99_ms"),
-            ms(&r.open, "ok_p999_ms"),
-            r.open["other"].as_u64().unwrap_or(0) + r.open["shed"].as_u64().unwrap_or(0)
+            r.rounds.len(),
+            figures(&|m| m.closed_per_s, &|v| format!("{v:.0}")),
+            range(of_ceiling.into_iter(), |v| format!("{v:.2}")),
+            figures(&|m| m.closed_per_s / peer, &|v| format!("{v:.1}×")),
+            figures(&|m| m.cpu_us, &|v| format!("{v:.1}")),
+            figures(&|m| ms(m, "ok_p50_ms"), &|v| format!("{v:.3}")),
+            figures(&|m| ms(m, "ok_p99_ms"), &|v| format!("{v:.3}")),
+            figures(&|m| ms(m, "ok_p999_ms"), &|v| format!("{v:.3}")),
+            r.rounds.iter().map(errors).sum::<u64>()
         );
     }
 }
