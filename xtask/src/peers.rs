@@ -222,11 +222,12 @@ fn print(rows: &[Row]) {
         .and_then(|r| r.rounds.first())
         .map_or(1.0, |m| m.closed_per_s.max(1.0));
     let ms = |m: &Measured, k: &str| m.open[k].as_f64().unwrap_or(f64::NAN);
-    let errors =
-        |m: &Measured| m.open["other"].as_u64().unwrap_or(0) + m.open["shed"].as_u64().unwrap_or(0);
+    let count = |m: &Measured, k: &str| m.open[k].as_u64().unwrap_or(0);
+    let errors = |m: &Measured| count(m, "other") + count(m, "shed");
     eprintln!(
-        "| server | rounds | closed loop ({CONNECTIONS} connections) | of the ceiling | of MLServer \
-         | CPU per request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 | errors |"
+        "| server | rounds | closed loop ({CONNECTIONS} connections) | of the ceiling \
+         | of MLServer | CPU per request | open loop at {OPEN_RATE}/s: p50 | p99 | p99.9 \
+         | errors |"
     );
     eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
