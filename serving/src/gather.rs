@@ -5,8 +5,9 @@
 //! for all its rows (benches/README.md, "Gathered runs"). So once a
 //! version's small requests overlap, they stop taking a session each: they
 //! queue their rows, and the request running the model takes what queued,
-//! up to [`MAX_ROWS`] rows, as its next run and hands each request its rows
-//! of the outputs. A request that finds no run in progress runs at once, so
+//! up to [`MAX_ROWS`] rows and no more than may run on the async worker
+//! ([`row_cap`]), as its next run and hands each request its rows of the
+//! outputs. A request that finds no run in progress runs at once, so
 //! a server that is not busy adds no wait.
 //!
 //! Gathering must not change an answer: a version is gathered only once its
@@ -31,6 +32,7 @@ use tokio::sync::oneshot;
 use crate::admission::{ModelLoad, RunClock};
 use crate::backend::{BackendError, Predictor};
 use crate::batch::{Batch, decode_rows};
+use crate::infer::runs_inline;
 use crate::protocol::TensorData;
 use crate::registry::Served;
 
@@ -115,16 +117,16 @@ impl Gather {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The oldest waiting requests, up to [`MAX_ROWS`] rows (at least one
+    /// The oldest waiting requests, up to `max_rows` rows (at least one
     /// request, however many rows it has).
-    fn take(&self) -> Vec<Waiting> {
+    fn take(&self, max_rows: usize) -> Vec<Waiting> {
         let mut queue = self.lock();
         let mut rows = 0;
         let n = queue
             .iter()
             .take_while(|w| {
                 rows += w.batch.rows;
-                rows <= MAX_ROWS
+                rows <= max_rows
             })
             .count()
             .max(queue.len().min(1));
@@ -321,10 +323,20 @@ fn release<V: Queued>(version: &Arc<V>, predictor: &Arc<dyn Predictor>) {
     }
 }
 
+/// The most rows one run of the queue takes: [`MAX_ROWS`], or fewer where
+/// the version's runs so far say that a run of more would cost more than a
+/// run on the async worker may (`infer::runs_inline`); at least one.
+fn row_cap(load: &ModelLoad) -> usize {
+    (1..=MAX_ROWS)
+        .rev()
+        .find(|&rows| runs_inline(load, rows))
+        .unwrap_or(1)
+}
+
 /// Up to [`MAX_RUNS`] runs of the queue; `true` when it was emptied.
 fn run_queue<V: Queued>(version: &V, predictor: &dyn Predictor) -> bool {
     for _ in 0..MAX_RUNS {
-        let taken = version.gather().take();
+        let taken = version.gather().take(row_cap(version.load()));
         if taken.is_empty() {
             return true;
         }
@@ -481,11 +493,26 @@ mod tests {
         let _answers = queue(&gather, &[3, 4, 2, 9, 1]);
         let sizes =
             |taken: Vec<Waiting>| -> Vec<usize> { taken.iter().map(|w| w.batch.rows).collect() };
-        assert_eq!(sizes(gather.take()), [3, 4]);
-        assert_eq!(sizes(gather.take()), [2]);
-        assert_eq!(sizes(gather.take()), [9]);
-        assert_eq!(sizes(gather.take()), [1]);
-        assert!(gather.take().is_empty());
+        assert_eq!(sizes(gather.take(MAX_ROWS)), [3, 4]);
+        assert_eq!(sizes(gather.take(MAX_ROWS)), [2]);
+        assert_eq!(sizes(gather.take(MAX_ROWS)), [9]);
+        assert_eq!(sizes(gather.take(MAX_ROWS)), [1]);
+        assert!(gather.take(MAX_ROWS).is_empty());
+    }
+
+    #[test]
+    fn a_run_takes_no_more_rows_than_may_run_on_the_async_worker() {
+        let load = ModelLoad::default();
+        assert_eq!(row_cap(&load), MAX_ROWS, "a version that has not run");
+        load.ran(1, std::time::Duration::from_micros(30));
+        assert_eq!(row_cap(&load), MAX_ROWS);
+        // Runs found their trees out of the cache: 300 µs a row.
+        let cold = ModelLoad::default();
+        cold.ran(1, std::time::Duration::from_micros(300));
+        assert_eq!(row_cap(&cold), 3);
+        let costly = ModelLoad::default();
+        costly.ran(1, std::time::Duration::from_millis(2));
+        assert_eq!(row_cap(&costly), 1);
     }
 
     #[test]
@@ -493,7 +520,7 @@ mod tests {
         let gather = Gather::new(PathBuf::new());
         let predictor = Doubling { per_run: 0.0 };
         let answers = queue(&gather, &[1, 3, 2]);
-        let taken = gather.take();
+        let taken = gather.take(MAX_ROWS);
         run(&gather, &ModelLoad::default(), &predictor, taken);
         let expected = [vec![0.0], vec![200.0, 202.0, 204.0], vec![400.0, 402.0]];
         for (mut answered, expected) in answers.into_iter().zip(expected) {
@@ -515,7 +542,7 @@ mod tests {
                 push(&gather, batch)
             })
             .collect();
-        let taken = gather.take();
+        let taken = gather.take(MAX_ROWS);
         run(
             &gather,
             &ModelLoad::default(),
@@ -532,7 +559,7 @@ mod tests {
     fn a_run_that_panics_fails_each_of_its_requests() {
         let gather = Gather::new(PathBuf::new());
         let answers = queue(&gather, &[1, 2]);
-        let taken = gather.take();
+        let taken = gather.take(MAX_ROWS);
         run(&gather, &ModelLoad::default(), &Panicking, taken);
         for mut answered in answers {
             let failed = answered.try_recv().expect("answered");
