@@ -25,6 +25,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use preflight_bundle::{Bundle, Manifest, Value};
 use tokio::sync::oneshot;
@@ -32,7 +33,7 @@ use tokio::sync::oneshot;
 use crate::admission::{ModelLoad, RunClock};
 use crate::backend::{BackendError, Predictor};
 use crate::batch::{Batch, decode_rows};
-use crate::infer::runs_inline;
+use crate::infer::{INLINE_COST, runs_inline};
 use crate::protocol::TensorData;
 use crate::registry::Served;
 
@@ -42,7 +43,10 @@ use crate::registry::Served;
 pub(crate) const MAX_ROWS: usize = 8;
 
 /// The most runs a request makes for others before it hands the queue on
-/// to a task of its own and goes to answer its client.
+/// to a task of its own and goes to answer its client; fewer when those
+/// runs are expected to cost [`INLINE_COST`] together, so that one pass
+/// over the queue holds its async worker about as long as one batch run
+/// there may.
 const MAX_RUNS: usize = 4;
 
 type Outputs = Result<Vec<TensorData>, BackendError>;
@@ -326,21 +330,29 @@ fn release<V: Queued>(version: &Arc<V>, predictor: &Arc<dyn Predictor>) {
 /// The most rows one run of the queue takes: [`MAX_ROWS`], or fewer where
 /// the version's runs so far say that a run of more would cost more than a
 /// run on the async worker may (`infer::runs_inline`); at least one.
-fn row_cap(load: &ModelLoad) -> usize {
+pub(crate) fn row_cap(load: &ModelLoad) -> usize {
     (1..=MAX_ROWS)
         .rev()
         .find(|&rows| runs_inline(load, rows))
         .unwrap_or(1)
 }
 
-/// Up to [`MAX_RUNS`] runs of the queue; `true` when it was emptied.
+/// Up to [`MAX_RUNS`] runs of the queue, and no more once they are
+/// expected to have cost [`INLINE_COST`]; `true` when it was emptied.
 fn run_queue<V: Queued>(version: &V, predictor: &dyn Predictor) -> bool {
+    let load = version.load();
+    let mut expected = Duration::ZERO;
     for _ in 0..MAX_RUNS {
-        let taken = version.gather().take(row_cap(version.load()));
+        if expected >= INLINE_COST {
+            break;
+        }
+        let taken = version.gather().take(row_cap(load));
         if taken.is_empty() {
             return true;
         }
-        run(version.gather(), version.load(), predictor, taken);
+        let rows = taken.iter().map(|w| w.batch.rows).sum();
+        expected += load.expected(rows);
+        run(version.gather(), load, predictor, taken);
     }
     version.gather().lock().is_empty()
 }
@@ -504,14 +516,14 @@ mod tests {
     fn a_run_takes_no_more_rows_than_may_run_on_the_async_worker() {
         let load = ModelLoad::default();
         assert_eq!(row_cap(&load), MAX_ROWS, "a version that has not run");
-        load.ran(1, std::time::Duration::from_micros(30));
+        load.ran(1, Duration::from_micros(30));
         assert_eq!(row_cap(&load), MAX_ROWS);
         // Runs found their trees out of the cache: 300 µs a row.
         let cold = ModelLoad::default();
-        cold.ran(1, std::time::Duration::from_micros(300));
+        cold.ran(1, Duration::from_micros(300));
         assert_eq!(row_cap(&cold), 3);
         let costly = ModelLoad::default();
-        costly.ran(1, std::time::Duration::from_millis(2));
+        costly.ran(1, Duration::from_millis(2));
         assert_eq!(row_cap(&costly), 1);
     }
 
@@ -584,6 +596,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_pass_over_the_queue_stops_once_its_runs_are_expected_to_cost_a_batch() {
+        let version = Bare {
+            gather: Gather::new(PathBuf::new()),
+            load: ModelLoad::default(),
+        };
+        // 600 µs a row: one row a run, and a second run brings the pass's
+        // expected cost past a millisecond (the runs themselves take
+        // microseconds, which lowers the average only by an eighth a run).
+        version.load.ran(1, Duration::from_micros(600));
+        let _answers = queue(&version.gather, &[1; MAX_RUNS + 2]);
+        assert!(!run_queue(&version, &Doubling { per_run: 0.0 }));
+        assert_eq!(version.gather.runs(), (2, 2));
+    }
+
     #[tokio::test]
     async fn a_long_queue_is_handed_on_to_a_task_of_its_own_and_all_answered() {
         let version = Arc::new(Bare {
@@ -598,7 +625,7 @@ mod tests {
         assert_eq!(version.gather.runs(), (handed_on, handed_on));
         assert!(version.gather.running.load(Ordering::Acquire));
         for (i, answered) in answers.into_iter().enumerate() {
-            let answered = tokio::time::timeout(std::time::Duration::from_secs(10), answered);
+            let answered = tokio::time::timeout(Duration::from_secs(10), answered);
             let outputs = answered
                 .await
                 .expect("in time")

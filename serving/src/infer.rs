@@ -48,21 +48,24 @@ pub(crate) struct Prediction {
 }
 
 /// Batches of at most this many rows, expected to take at most
-/// [`INLINE_COST`], run on the async worker itself: a hand-off to a blocking
-/// thread costs more than such a run.
+/// [`INLINE_COST`], run on the async worker itself: they need no hand-off to
+/// a blocking thread, and no run slot, which a busy server may not have.
 const INLINE_ROWS: usize = 16;
 
-/// The most a batch run on the async worker is expected to cost. Well above
-/// what a small batch of a fixture tree ensemble costs at any rate: 20–40 µs
-/// a row when its requests come close together, and 100–400 µs when they
-/// come far apart, each run finding the trees out of the cache
+/// The most a batch run on the async worker is expected to cost: its rows
+/// times what a row of its model costs (`ModelLoad::expected`), which
+/// overstates a batch of several rows, whose run costs mostly per run.
+///
+/// Well above what a single row of a fixture tree ensemble costs at any
+/// rate: 20–40 µs when its requests come close together, and 100–400 µs
+/// when they come far apart, each run finding the trees out of the cache
 /// (benches/README.md, "What a cold run costs"). A threshold inside that
 /// range would send a cheap model to the run slots whenever its traffic
 /// thinned, and keep it there once traffic rose, where runs on the
 /// blocking threads cost more: a busy machine would shed it. A run of a
 /// millisecond or more gains little from the worker, and is worth a slot
 /// that its deadline can stop.
-const INLINE_COST: Duration = Duration::from_millis(1);
+pub(crate) const INLINE_COST: Duration = Duration::from_millis(1);
 
 /// Whether a batch of `rows` rows of the model whose runs cost `load` runs
 /// on the async worker rather than with a run slot.
@@ -99,7 +102,9 @@ pub(crate) async fn predict(
     }
     let run = if runs_inline(&served.load, batch.rows) {
         match served.gather.mode() {
-            Mode::On => {
+            // A version whose runs may take a single row runs side by side
+            // on its sessions: queued, it would run one row at a time.
+            Mode::On if gather::row_cap(&served.load) >= 2 => {
                 let started = Instant::now();
                 let outputs = gather::predict(&served, &predictor, Arc::clone(&batch)).await;
                 within(deadline, started, outputs)
@@ -108,7 +113,9 @@ pub(crate) async fn predict(
                 let _alone = gather::running_alone(&served, &predictor);
                 run_inline(&served, &batch, predictor.as_ref(), deadline)
             }
-            Mode::Checking | Mode::Off => run_inline(&served, &batch, predictor.as_ref(), deadline),
+            Mode::On | Mode::Checking | Mode::Off => {
+                run_inline(&served, &batch, predictor.as_ref(), deadline)
+            }
         }
     } else {
         let timing = Timing {

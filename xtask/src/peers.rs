@@ -9,7 +9,9 @@
 //! requests/s (timed from when each request was due). The echo and
 //! `preflight-serve` are measured in rounds, in turn (`--runs`, default 3),
 //! since the machines this runs on drift by a fifth within minutes; each
-//! rate's ratio to the echo's is taken against the same round's echo.
+//! rate's ratio to the echo's is taken against the same round's echo. Both
+//! run throughout, each idle while the other is measured (an idle
+//! `preflight-serve` blocks on its queues and timers).
 //! Printed as a table of ranges over the rounds, with each rate as a ratio
 //! to the echo's and to MLServer's, for benches/README.md.
 
@@ -138,6 +140,7 @@ fn measure(release: &Path, server: &Server, traffic: &Traffic<'_>) -> Result<Mea
 /// turn, so that each ratio compares figures taken minutes apart on a
 /// machine that drifts; then MLServer, once (it is twenty times slower).
 pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
+    anyhow::ensure!(rounds > 0, "--runs must be at least 1");
     let (lib, release) = server_and_load(root)?;
     build_release(root, &[("preflight-benches", "echo")])?;
     let models = root.join("fixtures/models");
@@ -169,38 +172,55 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
             rounds: Vec::new(),
         })
         .collect();
-    for round in 1..=rounds.max(1) {
+    for round in 1..=rounds {
         for ((name, server, traffic), row) in servers.iter().zip(&mut rows) {
             eprintln!("== round {round}: {name}");
             row.rounds.push(measure(&release, server, traffic)?);
         }
     }
     drop((echo, serve));
-    {
-        let mlserver = mlserver(root)?;
-        let peer = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
-        let traffic = Traffic::Bodies(&peer, "/v2/models/eta-lisbon/infer");
-        let measured = measure(&release, &mlserver, &traffic);
-        // SIGTERM, which serve.py passes on to MLServer and its workers; the
-        // drop's SIGKILL would leave them running.
-        let pid = mlserver.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        std::thread::sleep(Duration::from_secs(3));
-        rows.push(Row {
-            name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
-            rounds: vec![measured?],
-        });
-    }
-    print(&rows);
-    Ok(())
+    // The rounds are printed whatever becomes of MLServer, and its failure
+    // is the bench's.
+    let (rate, failed) = match peer(root, &release) {
+        Ok(measured) => {
+            let rate = measured.closed_per_s;
+            rows.push(Row {
+                name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
+                rounds: vec![measured],
+            });
+            (Some(rate), None)
+        }
+        Err(error) => (None, Some(error)),
+    };
+    print(&rows, rate);
+    failed.map_or(Ok(()), |error| Err(error.context("MLServer")))
+}
+
+/// MLServer's one round.
+fn peer(root: &Path, release: &Path) -> Result<Measured> {
+    let mlserver = mlserver(root)?;
+    let requests = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
+    let traffic = Traffic::Bodies(&requests, "/v2/models/eta-lisbon/infer");
+    let measured = measure(release, &mlserver, &traffic);
+    // SIGTERM, which serve.py passes on to MLServer and its workers; the
+    // drop's SIGKILL would leave them running.
+    let pid = mlserver.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    std::thread::sleep(Duration::from_secs(3));
+    measured
 }
 
 /// The lowest and highest of `values`, as `low–high` (one figure when they
-/// are the same).
+/// are the same); `–` when none is a number.
 fn range(values: impl Iterator<Item = f64>, format: impl Fn(f64) -> String) -> String {
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
+    let (low, high) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+    if low > high {
+        return "–".to_owned();
+    }
     let (low, high) = (format(low), format(high));
     if low == high {
         low
@@ -212,15 +232,12 @@ fn range(values: impl Iterator<Item = f64>, format: impl Fn(f64) -> String) -> S
 /// The table, one row per server with the range over its rounds. A rate's
 /// ratio to the echo's is taken round by round, against the echo of the
 /// same round (MLServer's one round against each of the echo's); its
-/// ratio to MLServer's against MLServer's one round.
-fn print(rows: &[Row]) {
+/// ratio to MLServer's against MLServer's rate `peer`, where it was measured.
+fn print(rows: &[Row], peer: Option<f64>) {
     let Some(echo) = rows.first() else {
         return;
     };
-    let peer = rows
-        .last()
-        .and_then(|r| r.rounds.first())
-        .map_or(1.0, |m| m.closed_per_s.max(1.0));
+    let peer = peer.map_or(f64::NAN, |rate| rate.max(1.0));
     let ms = |m: &Measured, k: &str| m.open[k].as_f64().unwrap_or(f64::NAN);
     let count = |m: &Measured, k: &str| m.open[k].as_u64().unwrap_or(0);
     let errors = |m: &Measured| count(m, "other") + count(m, "shed");
