@@ -181,19 +181,12 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
     drop((echo, serve));
     // The rounds are printed whatever becomes of MLServer, and its failure
     // is the bench's.
-    let (rate, failed) = match peer(root, &release) {
-        Ok(measured) => {
-            let rate = measured.closed_per_s;
-            rows.push(Row {
-                name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
-                rounds: vec![measured],
-            });
-            (Some(rate), None)
-        }
-        Err(error) => (None, Some(error)),
-    };
-    print(&rows, rate);
-    failed.map_or(Ok(()), |error| Err(error.context("MLServer")))
+    let peer = peer(root, &release).map(|measured| Row {
+        name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
+        rounds: vec![measured],
+    });
+    print(&rows, peer.as_ref().ok());
+    peer.map(drop).context("MLServer")
 }
 
 /// MLServer's one round.
@@ -232,12 +225,15 @@ fn range(values: impl Iterator<Item = f64>, format: impl Fn(f64) -> String) -> S
 /// The table, one row per server with the range over its rounds. A rate's
 /// ratio to the echo's is taken round by round, against the echo of the
 /// same round (MLServer's one round against each of the echo's); its
-/// ratio to MLServer's against MLServer's rate `peer`, where it was measured.
-fn print(rows: &[Row], peer: Option<f64>) {
+/// ratio to MLServer's against MLServer's, where `peer` was measured (its
+/// row comes last).
+fn print(rows: &[Row], peer: Option<&Row>) {
     let Some(echo) = rows.first() else {
         return;
     };
-    let peer = peer.map_or(f64::NAN, |rate| rate.max(1.0));
+    let rate = peer
+        .and_then(|p| p.rounds.first())
+        .map_or(f64::NAN, |m| m.closed_per_s.max(1.0));
     let ms = |m: &Measured, k: &str| m.open[k].as_f64().unwrap_or(f64::NAN);
     let count = |m: &Measured, k: &str| m.open[k].as_u64().unwrap_or(0);
     let errors = |m: &Measured| count(m, "other") + count(m, "shed");
@@ -247,7 +243,7 @@ fn print(rows: &[Row], peer: Option<f64>) {
          | errors |"
     );
     eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for r in rows {
+    for r in rows.iter().chain(peer) {
         let of_ceiling: Vec<f64> = if r.rounds.len() == echo.rounds.len() {
             let pairs = r.rounds.iter().zip(&echo.rounds);
             pairs
@@ -271,7 +267,7 @@ fn print(rows: &[Row], peer: Option<f64>) {
             r.rounds.len(),
             figures(&|m| m.closed_per_s, &|v| format!("{v:.0}")),
             range(of_ceiling.into_iter(), |v| format!("{v:.2}")),
-            figures(&|m| m.closed_per_s / peer, &|v| format!("{v:.1}×")),
+            figures(&|m| m.closed_per_s / rate, &|v| format!("{v:.1}×")),
             figures(&|m| m.cpu_us, &|v| format!("{v:.1}")),
             figures(&|m| ms(m, "ok_p50_ms"), &|v| format!("{v:.3}")),
             figures(&|m| ms(m, "ok_p99_ms"), &|v| format!("{v:.3}")),
