@@ -9,7 +9,7 @@ mod backend;
 mod batch;
 mod error;
 mod gather;
-mod heap;
+pub mod heap;
 mod infer;
 mod local;
 mod logging;

@@ -14,8 +14,8 @@ use preflight_serving::{
     ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
 };
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod malloc;
 
 /// Serve every model of a model repository over the Open Inference Protocol
 /// (KServe v2 REST), with ONNX Runtime for the main models and the native
@@ -162,6 +162,8 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    preflight_serving::heap::count_with(malloc::in_use);
     let cli = Cli::parse();
     let json = matches!(cli.log_format, LogFormat::Json);
     match run(cli) {
