@@ -17,6 +17,10 @@ use preflight_serving::{
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod malloc;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: malloc::Counted = malloc::Counted;
+
 /// Serve every model of a model repository over the Open Inference Protocol
 /// (KServe v2 REST), with ONNX Runtime for the main models and the native
 /// fast fallback when a main model errors, overruns its deadline or cannot be

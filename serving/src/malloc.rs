@@ -4,28 +4,32 @@
 //!
 //! glibc lets a program replace its allocator by defining these functions
 //! (its manual, "Replacing malloc"); ONNX Runtime, loaded later, and the C++
-//! runtime then allocate through them too, and so does Rust, whose global
-//! allocator is the system's. Loading a model is mostly ONNX Runtime
-//! building many small objects, and mimalloc makes that about a third
-//! cheaper than glibc's allocator (`benches/README.md`).
+//! runtime then allocate through them too. Loading a model is mostly ONNX
+//! Runtime building many small objects, and mimalloc makes that about a
+//! third cheaper than glibc's allocator (`benches/README.md`). Rust's own
+//! allocations go to mimalloc directly, through [`Counted`].
 //!
-//! The count is of usable bytes, added when a block is handed out and taken
-//! off when it is freed, so it is exact at any moment: the heap gauge, and
-//! through it the harness's `size` suite, read it (`heap::count_with`).
-//! Each thread adds to one of a few counters of its own cache line, so
-//! threads do not trade one line on every allocation.
+//! The count is added to when a block is handed out and taken off when it
+//! is freed, so it is exact at any moment: the heap gauge, and through it
+//! the harness's `size` suite, read it (`heap::count_with`). A C block
+//! counts its usable size, which `free` can look up; a Rust block its
+//! layout's size, which Rust gives back when it frees the block, so the
+//! request path looks nothing up.
+//! The first threads (the async workers, the monitor, the log among them)
+//! each keep a counter of their own, on a cache line of its own, which
+//! they add to without a locked instruction.
 //!
 //! Nothing here may allocate, panic or unwind: every function is called
 //! from C, and from inside other allocations.
 
 #![allow(unsafe_code)]
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-// Links mimalloc's static library, built without its own override.
-use libmimalloc_sys as _;
+use mimalloc::MiMalloc;
 
 // mimalloc's C API (mimalloc.h).
 unsafe extern "C" {
@@ -42,38 +46,49 @@ unsafe extern "C" {
     fn mi_pvalloc(size: usize) -> *mut c_void;
 }
 
-const SHARDS: usize = 8;
+/// Threads with a counter of their own. Later threads share one.
+const OWN: usize = 64;
 
 #[repr(align(128))]
-struct Shard(AtomicIsize);
+struct Counter(AtomicIsize);
 
-static IN_USE: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+/// `OWN` counters, each written by one thread only, then the shared one.
+static IN_USE: [Counter; OWN + 1] = [const { Counter(AtomicIsize::new(0)) }; OWN + 1];
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // Constant-initialised and without a destructor: reading it never
     // allocates and never fails, even while the thread exits.
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static COUNTER: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 /// Bytes handed out and not yet freed, process-wide.
 pub(crate) fn in_use() -> u64 {
-    let sum: isize = IN_USE.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    let sum: isize = IN_USE.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
     u64::try_from(sum).unwrap_or(0)
 }
 
+/// Adds `bytes` to this thread's counter. A thread's own counter has one
+/// writer, so it takes a plain load and store, not a locked add: this runs
+/// on every allocation. A counter is never given back (a thread's blocks
+/// can outlive it), so threads started after the first `OWN` share the
+/// last counter, with a locked add.
 fn count(bytes: isize) {
-    let shard = SHARD
-        .try_with(|s| {
-            let mut shard = s.get();
-            if shard == usize::MAX {
-                shard = THREADS.fetch_add(1, Ordering::Relaxed) % SHARDS;
-                s.set(shard);
+    let own = COUNTER
+        .try_with(|c| {
+            if c.get() == usize::MAX {
+                c.set(THREADS.fetch_add(1, Ordering::Relaxed).min(OWN));
             }
-            shard
+            c.get()
         })
-        .unwrap_or(0);
-    IN_USE[shard].0.fetch_add(bytes, Ordering::Relaxed);
+        .unwrap_or(OWN);
+    let counter = &IN_USE[own].0;
+    if own < OWN {
+        let now = counter.load(Ordering::Relaxed);
+        counter.store(now.wrapping_add(bytes), Ordering::Relaxed);
+    } else {
+        counter.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 fn usable(p: *const c_void) -> isize {
@@ -99,6 +114,48 @@ fn moved(old: isize, new: *mut c_void) -> *mut c_void {
         count(usable(new) - old);
     }
     new
+}
+
+/// Rust's global allocator: mimalloc (built without its own override),
+/// each block counted by its layout's size.
+pub(crate) struct Counted;
+
+fn size(layout: Layout) -> isize {
+    isize::try_from(layout.size()).unwrap_or(isize::MAX)
+}
+
+// SAFETY: each method forwards to mimalloc's allocator under the same
+// contract, and only adds to the count where a block was handed out or
+// taken back.
+unsafe impl GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { MiMalloc.alloc(layout) };
+        if !p.is_null() {
+            count(size(layout));
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(size(layout));
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        count(-size(layout));
+        unsafe { MiMalloc.dealloc(p, layout) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { MiMalloc.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            count(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout));
+        }
+        q
+    }
 }
 
 // SAFETY (for each function below): the contract is the C standard's and
