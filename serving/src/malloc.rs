@@ -14,7 +14,9 @@
 //! the harness's `size` suite, read it (`heap::count_with`). A C block
 //! counts its usable size, which `free` can look up; a Rust block its
 //! layout's size, which Rust gives back when it frees the block, so the
-//! request path looks nothing up.
+//! request path looks nothing up. A block is freed by the side that made
+//! it (Rust hands none of its blocks to C's `free`, nor ONNX Runtime its
+//! own to Rust), so each is taken off the count as it was added.
 //! The first threads (the async workers, the monitor, the log among them)
 //! each keep a counter of their own, on a cache line of its own, which
 //! they add to without a locked instruction.
