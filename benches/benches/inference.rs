@@ -19,7 +19,9 @@ use preflight_serving::{
 };
 use tower::ServiceExt;
 
-// The allocator preflight-serve runs with.
+// preflight-serve's allocator for Rust's blocks. Its count, and its
+// replacement of ONNX Runtime's `malloc`, are the binary's own
+// (serving/src/malloc.rs): here ONNX Runtime allocates from glibc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -227,7 +227,7 @@ unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 
 #[unsafe(no_mangle)]
 unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    usable(p).unsigned_abs()
+    unsafe { mi_usable_size(p) }
 }
 
 // glibc's own names for the same functions, which a library may call
