@@ -12,8 +12,9 @@
 //! rate's ratio to the echo's is taken against the same round's echo. Both
 //! run throughout, each idle while the other is measured (an idle
 //! `preflight-serve` blocks on its queues and timers).
-//! Printed as a table of ranges over the rounds, with each rate as a ratio
-//! to the echo's and to MLServer's, for benches/README.md.
+//! Each round's rates and ratios go to standard error as the round ends;
+//! standard output gets a table of ranges over the rounds, with each rate
+//! as a ratio to the echo's and to MLServer's, for benches/README.md.
 
 use std::path::Path;
 use std::process::Command;
@@ -176,6 +177,20 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
         for ((name, server, traffic), row) in servers.iter().zip(&mut rows) {
             eprintln!("== round {round}: {name}");
             row.rounds.push(measure(&release, server, traffic)?);
+        }
+        // Each round as it ends: the table gives only the ranges.
+        let latest = |row: &Row| row.rounds.last().map_or(0.0, |m| m.closed_per_s);
+        let ceiling = rows.first().map_or(0.0, latest);
+        for row in &rows {
+            if let Some(m) = row.rounds.last() {
+                eprintln!(
+                    "   round {round}: {}: {:.0}/s, {:.2} of the echo, {:.1} µs a request",
+                    row.name,
+                    m.closed_per_s,
+                    m.closed_per_s / ceiling,
+                    m.cpu_us
+                );
+            }
         }
     }
     drop((echo, serve));
