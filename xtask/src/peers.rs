@@ -179,8 +179,10 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
             row.rounds.push(measure(&release, server, traffic)?);
         }
         // Each round as it ends: the table gives only the ranges.
-        let latest = |row: &Row| row.rounds.last().map_or(0.0, |m| m.closed_per_s);
-        let ceiling = rows.first().map_or(0.0, latest);
+        let ceiling = rows
+            .first()
+            .and_then(|echo| echo.rounds.last())
+            .map_or(0.0, |m| m.closed_per_s);
         for row in &rows {
             if let Some(m) = row.rounds.last() {
                 eprintln!(
