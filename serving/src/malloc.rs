@@ -93,70 +93,62 @@ fn count(bytes: isize) {
     }
 }
 
+/// `p`, with `bytes` added to the count where it is a block: a null `p`
+/// is an allocation that failed, and leaves the count as it was.
+fn counted<T>(p: *mut T, bytes: isize) -> *mut T {
+    if !p.is_null() {
+        count(bytes);
+    }
+    p
+}
+
+fn bytes(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
+}
+
+/// The usable size of a C block, 0 for null.
 fn usable(p: *const c_void) -> isize {
     if p.is_null() {
         return 0;
     }
     // SAFETY: `p` is a live block of mimalloc's: every block of this
     // process comes from the functions below.
-    let bytes = unsafe { mi_usable_size(p) };
-    isize::try_from(bytes).unwrap_or(isize::MAX)
+    bytes(unsafe { mi_usable_size(p) })
 }
 
-/// `p`, counted where it is a block.
+/// `p`, counted by its usable size where it is a block.
 fn handed_out(p: *mut c_void) -> *mut c_void {
-    count(usable(p));
-    p
-}
-
-/// A block moved by `realloc`: counted anew where it moved or grew, and
-/// `p` left counted where it could not.
-fn moved(old: isize, new: *mut c_void) -> *mut c_void {
-    if !new.is_null() {
-        count(usable(new) - old);
-    }
-    new
+    counted(p, usable(p))
 }
 
 /// Rust's global allocator: mimalloc (built without its own override),
 /// each block counted by its layout's size.
 pub(crate) struct Counted;
 
-fn size(layout: Layout) -> isize {
-    isize::try_from(layout.size()).unwrap_or(isize::MAX)
-}
-
 // SAFETY: each method forwards to mimalloc's allocator under the same
 // contract, and only adds to the count where a block was handed out or
 // taken back.
 unsafe impl GlobalAlloc for Counted {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            count(size(layout));
-        }
-        p
+        counted(unsafe { MiMalloc.alloc(layout) }, bytes(layout.size()))
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(size(layout));
-        }
-        p
+        counted(
+            unsafe { MiMalloc.alloc_zeroed(layout) },
+            bytes(layout.size()),
+        )
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        count(-size(layout));
+        count(-bytes(layout.size()));
         unsafe { MiMalloc.dealloc(p, layout) }
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let q = unsafe { MiMalloc.realloc(p, layout, new_size) };
-        if !q.is_null() {
-            count(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout));
-        }
-        q
+        // Where it failed, `p` stays, counted as it was.
+        counted(q, bytes(new_size) - bytes(layout.size()))
     }
 }
 
@@ -178,21 +170,23 @@ unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let old = usable(p);
-    moved(old, unsafe { mi_realloc(p, size) })
+    let q = unsafe { mi_realloc(p, size) };
+    // Where it failed, `p` stays, counted as it was.
+    counted(q, usable(q) - old)
 }
 
 #[unsafe(no_mangle)]
 unsafe extern "C" fn reallocarray(p: *mut c_void, count: usize, size: usize) -> *mut c_void {
     let old = usable(p);
-    moved(old, unsafe { mi_reallocarray(p, count, size) })
+    let q = unsafe { mi_reallocarray(p, count, size) };
+    counted(q, usable(q) - old)
 }
 
 #[unsafe(no_mangle)]
 unsafe extern "C" fn free(p: *mut c_void) {
-    if !p.is_null() {
-        count(-usable(p));
-        unsafe { mi_free(p) }
-    }
+    // `usable` and `mi_free` both take null as nothing.
+    count(-usable(p));
+    unsafe { mi_free(p) }
 }
 
 #[unsafe(no_mangle)]
