@@ -120,6 +120,23 @@ impl Bundle {
         self.optional(REFERENCE_FILE, |path| Reference::load(path, &self.manifest))
     }
 
+    /// Reads every file of the bundle in the order a reader meets them
+    /// (the fallback, the samples, the hold-out, the reference; the manifest
+    /// and the model file were read by [`Bundle::open`]) and returns the
+    /// first problem, with its file, line and key: what `preflight check`
+    /// and the Python package's `check` report.
+    pub fn first_problem(&self) -> Option<String> {
+        if let Some(error) = self.fallback_error() {
+            return Some(error.to_owned());
+        }
+        let errors = [
+            self.samples().err(),
+            self.holdout().err(),
+            self.reference().err(),
+        ];
+        errors.into_iter().flatten().next().map(|e| e.to_string())
+    }
+
     fn optional<T>(
         &self,
         file: &str,

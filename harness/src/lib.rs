@@ -6,6 +6,7 @@
 //! It runs ONNX Runtime itself only for the `unit` suite's artifact parity.
 
 mod artifact;
+pub mod check;
 pub mod client;
 pub mod container;
 pub mod diff;

@@ -18,6 +18,7 @@ use preflight_harness::{
 ///   preflight verify --models fixtures/models --target url=http://127.0.0.1:8080 --only 'eta-*'
 /// --suites parity,quality
 ///   preflight verify --models models --target process --shard 2/4 --out shard-2
+///   preflight check models
 ///   preflight report merge shard-*/report.json --out target/preflight
 ///   preflight report diff last-release/report.json target/preflight/report.json
 ///
@@ -33,6 +34,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Check bundles against the format's rules, serving nothing: each
+    /// bundle's first problem with its file, line and key. Exits 2 when a
+    /// bundle is wrong.
+    Check {
+        /// Bundles, model folders or repositories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Work with reports.
     Report {
         #[command(subcommand)]
@@ -186,6 +195,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Commands::Check { paths } => check(&paths),
         Commands::Report {
             command: ReportCommand::Diff { old, new },
         } => diff(&old, &new),
@@ -206,6 +216,28 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+#[allow(clippy::print_stdout)] // The problems are the command's output.
+fn check(paths: &[PathBuf]) -> u8 {
+    let mut failed = false;
+    for path in paths {
+        let checked = preflight_harness::check::check(path);
+        for warning in &checked.warnings {
+            println!("warning: {warning}");
+        }
+        for problem in &checked.problems {
+            println!("error: {problem}");
+        }
+        failed |= !checked.problems.is_empty();
+        println!(
+            "{}: {} bundle(s) checked, {} problem(s)",
+            path.display(),
+            checked.bundles,
+            checked.problems.len()
+        );
+    }
+    if failed { exit::USAGE } else { exit::PASSED }
 }
 
 #[allow(clippy::print_stdout)] // The diff is the command's output.

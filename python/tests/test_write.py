@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from conftest import FAMILIES, ROOT, VEHICLES, fitted, needs_binaries, orders, preflight_binary, preprocessing, regressor
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.impute import SimpleImputer
+from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
@@ -182,11 +183,10 @@ def test_a_scaler_before_the_trees_exports(tmp_path, data):
     check_bundle(tmp_path / "m" / "1")
 
 
-@pytest.mark.parametrize("family", EXPORTED)
-def test_parity_refusal_names_the_worst_rows_and_the_input(tmp_path, family):
-    """A deliberately broken pipeline: epoch seconds, scaled in float64 in
-    training, reach the export as FP32, whose 128-second steps at 1.7e9 hide
-    the minute the target depends on."""
+def _epochs(family: str):
+    """Epoch seconds, scaled in float64 in training: as FP32, whose 128-second
+    steps at 1.7e9 hide the minute the target depends on, the export cannot
+    tell the rows apart."""
     rng = np.random.default_rng(0)
     n = 400
     epoch = 1.7e9 + rng.integers(0, 1200, n).astype(np.float64)
@@ -198,8 +198,17 @@ def test_parity_refusal_names_the_worst_rows_and_the_input(tmp_path, family):
             ("model", regressor(family)),
         ]
     ).fit(x, y)
+    return pipe, x, y
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_parity_refusal_names_the_worst_rows_and_the_input(tmp_path, family):
+    pipe, x, y = _epochs(family)
     with pytest.raises(ParityError) as caught:
-        write_bundle(pipe, tmp_path / "m" / "1", train=(x, y), holdout=(x.head(100), y.head(100)), samples=50, quiet=True)
+        write_bundle(
+            pipe, tmp_path / "m" / "1", train=(x, y), holdout=(x.head(100), y.head(100)), samples=50, quiet=True,
+            precision="float32",
+        )
     message = str(caught.value)
     assert "disagrees with the training process" in message
     assert "Worst rows" in message and "sample row" in message and "epoch_s" in message
@@ -209,14 +218,34 @@ def test_parity_refusal_names_the_worst_rows_and_the_input(tmp_path, family):
     assert not (tmp_path / "m").exists()
 
 
-def test_xgboost_after_a_scaler_is_refused_when_a_row_crosses_a_split(tmp_path, data):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_float64_is_chosen_when_float32_disagrees(tmp_path, family):
+    """The epochs that no float32 export can tell apart are exact in float64:
+    FP64 inputs, the scaler in double, and each split as the learner makes it."""
+    pipe, x, y = _epochs(family)
+    written = write_bundle(pipe, tmp_path / "m" / "1", train=(x, y), holdout=(x.head(100), y.head(100)), samples=50, quiet=True)
+    assert written.precision == "float64"
+    assert "the float32 export disagreed with the training process on" in written.precision_note
+    assert "bytes" in written.precision_note and "us of single-row p50" in written.precision_note
+    text = (tmp_path / "m" / "1" / "manifest.toml").read_text()
+    manifest = tomllib.loads(text)
+    assert {i["name"]: i["datatype"] for i in manifest["inputs"]} == {"epoch_s": "FP64", "vehicle": "BYTES"}
+    assert "# precision float64: the float32 export disagreed" in text
+    check_bundle(tmp_path / "m" / "1")
+
+
+def test_xgboost_after_a_scaler_is_refused_in_float32_and_exact_in_float64(tmp_path, data):
     """XGBoost splits at float32 data values; a scaler computed in float32 by
-    the export and in float64 in training moves such a row across the split."""
+    the export and in float64 in training moves such a row across the split.
+    The float64 export scales in double and rounds to float32 before the
+    trees, as XGBoost does."""
     x, y, _, _ = data
     pipe = fitted("xgboost", x, y, scaled=True)
     with pytest.raises(ParityError) as caught:
-        write_bundle(pipe, tmp_path / "m" / "1", train=(x, y), samples=600, quiet=True)
+        write_bundle(pipe, tmp_path / "m" / "1", train=(x, y), samples=600, quiet=True, precision="float32")
     assert "hour" in caught.value.inputs
+    written = write_bundle(pipe, tmp_path / "m" / "1", train=(x, y), samples=600, quiet=True)
+    assert written.precision == "float64"
 
 
 @pytest.mark.parametrize(
@@ -258,10 +287,10 @@ def test_xgboost_after_a_scaler_is_refused_when_a_row_crosses_a_split(tmp_path, 
             lambda: Pipeline(
                 [
                     ("pre", ColumnTransformer([("d", "passthrough", ["distance_km"])])),
-                    ("forest", RandomForestRegressor(n_estimators=3)),
+                    ("knn", KNeighborsRegressor(n_neighbors=3)),
                 ]
             ),
-            "pipeline step 'forest' (RandomForestRegressor)",
+            "pipeline step 'knn' (KNeighborsRegressor)",
         ),
         (
             lambda: Pipeline(

@@ -3,29 +3,39 @@ converter here reproduces faithfully.
 
 A supported pipeline is `ColumnTransformer` of SimpleImputer,
 OneHotEncoder, StandardScaler, "passthrough" and "drop" (alone or chained
-in a Pipeline), followed by one of GradientBoostingRegressor, LGBMRegressor
-or XGBRegressor (and HistGradientBoostingRegressor where the installed
-skl2onnx converts it). Anything else is refused before export with the
-step's place in the pipeline named, and so is a step whose converter fails.
+in a Pipeline), followed by one of the estimators of `ESTIMATORS`. Anything
+else is refused before export with the step's place in the pipeline named,
+and so is a step whose converter fails.
+
+Two precisions. `float32` is what the converters write: FP32 inputs and
+float arithmetic throughout. `float64` takes FP64 inputs, runs the
+preprocessing in double, and splits each tree as its learner does in
+training: scikit-learn's trees and XGBoost round their input to float32
+first (so the export does too, with a `Cast` to float and back before the
+ensemble), LightGBM and HistGradientBoosting split float64 values on float64
+thresholds (so the export writes its thresholds as doubles). `write_bundle`
+tries float32 first and float64 when float32 disagrees with training.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
-from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from . import double, hist
 from .compact import compact_trees
 from .schema import Input, onnx_feed
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+PRECISIONS = ("float32", "float64")
 
 
 class UnsupportedStep(ValueError):
@@ -36,25 +46,50 @@ class UnsupportedStep(ValueError):
         super().__init__(f"{step}: {message}")
 
 
+@dataclass(frozen=True)
+class Estimator:
+    """What the exporter knows of a final estimator.
+
+    `splits` is how the learner compares a value at a split in training:
+    "float32" when it rounds its input to float32 first (scikit-learn's
+    trees, XGBoost), "float64" when it compares float64 values (LightGBM,
+    HistGradientBoosting), None for a model without splits.
+    """
+
+    family: str
+    task: str
+    splits: str | None
+    packages: tuple[str, ...] = ()
+
+
+_LGBM = ("lightgbm", "onnxmltools")
+_XGB = ("xgboost", "onnxmltools")
+
+# By the estimator's module root and class name: the support matrix.
+ESTIMATORS = {
+    ("sklearn", "GradientBoostingRegressor"): Estimator("sklearn-gbdt", "regression", "float32"),
+    ("sklearn", "RandomForestRegressor"): Estimator("sklearn-forest", "regression", "float32"),
+    ("sklearn", "ExtraTreesRegressor"): Estimator("sklearn-extra-trees", "regression", "float32"),
+    ("sklearn", "HistGradientBoostingRegressor"): Estimator("sklearn-hist-gbdt", "regression", "float64"),
+    ("sklearn", "LinearRegression"): Estimator("sklearn-linear", "regression", None),
+    ("sklearn", "Ridge"): Estimator("sklearn-linear", "regression", None),
+    ("sklearn", "Lasso"): Estimator("sklearn-linear", "regression", None),
+    ("sklearn", "ElasticNet"): Estimator("sklearn-linear", "regression", None),
+    ("lightgbm", "LGBMRegressor"): Estimator("lightgbm", "regression", "float64", _LGBM),
+    ("xgboost", "XGBRegressor"): Estimator("xgboost", "regression", "float32", _XGB),
+}
+
 SUPPORTED = (
     "supported: ColumnTransformer of SimpleImputer, OneHotEncoder, StandardScaler, 'passthrough' and 'drop' "
-    "(alone or in a Pipeline), then GradientBoostingRegressor, LGBMRegressor "
-    "or XGBRegressor; see the support matrix in the preflight-bundle README"
+    "(alone or in a Pipeline), then one of "
+    + ", ".join(sorted({name for _, name in ESTIMATORS}))
+    + "; see the support matrix in the preflight-bundle README"
 )
 
 
-def _estimator_kind(est) -> str | None:
-    name = type(est).__name__
-    module = type(est).__module__
-    if isinstance(est, GradientBoostingRegressor):
-        return "sklearn-gbdt"
-    if isinstance(est, HistGradientBoostingRegressor):
-        return "sklearn-hist-gbdt"
-    if name == "LGBMRegressor" and module.startswith("lightgbm"):
-        return "lightgbm"
-    if name == "XGBRegressor" and module.startswith("xgboost"):
-        return "xgboost"
-    return None
+def estimator_of(est) -> Estimator | None:
+    root = type(est).__module__.split(".")[0]
+    return ESTIMATORS.get((root, type(est).__name__))
 
 
 def _refuse(where: str, obj, reason: str) -> UnsupportedStep:
@@ -94,10 +129,10 @@ def _check_transformer(where: str, t, columns) -> list[str]:
     raise _refuse(where, t, reason)
 
 
-def check_pipeline(model) -> tuple[str, list[str], set[str]]:
+def check_pipeline(model) -> tuple[Estimator, list[str], set[str]]:
     """Checks that `model` is a pipeline the exporter converts faithfully.
 
-    Returns the final estimator's family, the columns the ColumnTransformer
+    Returns what the exporter knows of the final estimator, the columns the ColumnTransformer
     reads (in its order), and the columns it imputes. Raises UnsupportedStep
     naming the first step that is not supported.
     """
@@ -118,11 +153,7 @@ def check_pipeline(model) -> tuple[str, list[str], set[str]]:
             "transformers inside the ColumnTransformer's entries",
         )
     (pre_name, pre), (est_name, est) = steps
-    if is_classifier(est):
-        raise _refuse(f"pipeline step '{est_name}'", est, "this version writes regression bundles only")
     if not isinstance(pre, ColumnTransformer):
-        if _estimator_kind(pre) is not None:
-            raise _refuse(f"pipeline step '{pre_name}'", pre, "the first step must be a ColumnTransformer")
         raise _refuse(f"pipeline step '{pre_name}'", pre, "the first step must be a ColumnTransformer")
     if not (isinstance(pre.remainder, str) and pre.remainder == "drop"):
         raise _refuse(
@@ -146,28 +177,36 @@ def check_pipeline(model) -> tuple[str, list[str], set[str]]:
         for c in cols:
             if c not in columns:
                 columns.append(c)
-    kind = _estimator_kind(est)
+    kind = estimator_of(est)
     if kind is None:
         raise _refuse(f"pipeline step '{est_name}'", est, "this exporter has no converter it has verified for it")
-    if kind == "sklearn-hist-gbdt" and getattr(est, "is_categorical_", None) is not None and np.any(est.is_categorical_):
-        raise _refuse(
-            f"pipeline step '{est_name}'", est,
-            "native categorical splits (categorical_features) are not converted; one-hot encode the column instead",
-        )
+    if kind.family == "sklearn-hist-gbdt":
+        if getattr(est, "is_categorical_", None) is not None and np.any(est.is_categorical_):
+            raise _refuse(
+                f"pipeline step '{est_name}'", est,
+                "native categorical splits (categorical_features) are not converted; one-hot encode the column instead",
+            )
+        if hist.link_of(est) not in hist.LINKS:
+            raise _refuse(f"pipeline step '{est_name}'", est, f"loss={est.loss!r}: its link function is not converted")
     return kind, columns, imputed
 
 
 _registered: set[str] = set()
 
 
-def _register(kind: str) -> None:
-    """Teaches skl2onnx the LightGBM and XGBoost converters of onnxmltools."""
-    if kind in _registered or kind not in ("lightgbm", "xgboost"):
+def _register(kind: Estimator) -> None:
+    """Teaches skl2onnx the converters it does not hold: LightGBM's and
+    XGBoost's from onnxmltools, HistGradientBoosting's from `hist.py`, and
+    SimpleImputer's in double from `double.py`."""
+    if "imputer" not in _registered:
+        double.register_imputer()
+        _registered.add("imputer")
+    if kind.family in _registered:
         return
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes
 
-    if kind == "lightgbm":
+    if kind.family == "lightgbm":
         from lightgbm import LGBMRegressor
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
@@ -175,32 +214,47 @@ def _register(kind: str) -> None:
             LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm,
             options={"split": None},
         )
-    else:
+    elif kind.family == "xgboost":
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
         from xgboost import XGBRegressor
 
         update_registered_converter(
             XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost,
         )
-    _registered.add(kind)
+    elif kind.family == "sklearn-hist-gbdt":
+        hist.register()
+    _registered.add(kind.family)
 
 
 def export_onnx(
-    pipe: Pipeline, inputs: list[Input], output: str, batch: int | None = None, compact: bool = False
+    pipe: Pipeline,
+    inputs: list[Input],
+    output: str,
+    batch: int | None = None,
+    compact: bool = False,
+    precision: str = "float32",
 ) -> onnx.ModelProto:
     """The pipeline as ONNX, one `[N, 1]` input per manifest input and one
-    `[N, 1]` FP32 output. `batch` fixes the first dimension (only a defect
-    fixture wants that); `compact` writes tree ensembles in ONNX-ML opset 5
-    form (`compact.py`). The file is byte-identical run to run."""
+    `[N, 1]` FP32 output. `precision` "float64" expects the FP32 inputs
+    declared FP64 (`with_precision`) and splits as training does (see the
+    module's documentation). `batch` fixes the first dimension (only a
+    defect fixture wants that); `compact` writes tree ensembles in ONNX-ML
+    opset 5 form (`compact.py`). The file is byte-identical run to run."""
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: give one of {list(PRECISIONS)}")
     kind, _, _ = check_pipeline(pipe)
     _register(kind)
-    types = {"FP32": FloatTensorType, "INT64": Int64TensorType, "BYTES": StringTensorType}
+    types = {"FP32": FloatTensorType, "FP64": DoubleTensorType, "INT64": Int64TensorType, "BYTES": StringTensorType}
     for i in inputs:
         if i.datatype not in types:
-            raise ValueError(f"input '{i.name}': the exporter writes FP32, INT64 and BYTES inputs, not {i.datatype}")
+            raise ValueError(f"input '{i.name}': the exporter writes FP32, FP64, INT64 and BYTES inputs, not {i.datatype}")
+    integers = [i.name for i in inputs if i.datatype == "INT64"]
+    if precision == "float64":
+        # Exported as doubles, so that every operator computes in double; cast from INT64 below.
+        types["INT64"] = DoubleTensorType
     try:
         model = to_onnx(
             pipe,
@@ -211,6 +265,16 @@ def export_onnx(
     except Exception as e:
         raise _converter_failure(pipe, e) from e
     model.doc_string = ""
+    if precision == "float64":
+        model = double.integer_inputs(model, integers)
+    if precision == "float64" and kind.splits == "float32":
+        model = double.round_split_inputs(model)
+    if precision == "float64" and kind.family == "lightgbm":
+        est_name, est = pipe.steps[-1]
+        try:
+            model = double.exact_thresholds(model, double.lightgbm_thresholds(est))
+        except double.NotExact as e:
+            raise UnsupportedStep(f"pipeline step '{est_name}' ({type(est).__name__})", str(e)) from None
     if compact:
         model = compact_trees(model)
     # The converters collect opsets in a set, whose order follows Python's
@@ -219,6 +283,16 @@ def export_onnx(
     del model.opset_import[:]
     model.opset_import.extend(opsets)
     return model
+
+
+def with_precision(inputs: list[Input], precision: str) -> list[Input]:
+    """The inputs as an export of `precision` takes them: float64 reads
+    every float input as FP64, so that no value is rounded on the wire."""
+    if precision == "float32":
+        return list(inputs)
+    from dataclasses import replace
+
+    return [replace(i, datatype="FP64") if i.datatype == "FP32" else i for i in inputs]
 
 
 def _places(pipe: Pipeline) -> dict[int, str]:

@@ -74,6 +74,7 @@ def manifest_toml(
     deadline_ms: int | None = 25,
     contract_comment: str | None = None,
     contract_table: str = "contract",
+    runtime_comment: str | None = None,
 ) -> str:
     """manifest.toml's text. `contract_table` other than "contract" writes a
     misspelt table, as a defect fixture needs."""
@@ -88,6 +89,7 @@ def manifest_toml(
         *(f"{p} = {json.dumps(v)}" for p, v in packages.items()),
         "",
         "[runtime]",
+        *([f"# {runtime_comment}"] if runtime_comment else []),
         f"model = {json.dumps(model_file)}",
     ]
     if fallback_file is not None:
@@ -173,9 +175,10 @@ def predict_fallback(pipe: Pipeline, frame: pd.DataFrame, clip: tuple[float, flo
 def numeric_stats(values: np.ndarray) -> dict:
     present = values[~np.isnan(values)]
     edges = np.round(np.quantile(present, np.linspace(0.0, 1.0, 11)), 4)
-    # Rounded outer edges must still hold every value.
-    edges[0] = math.floor(present.min() * 1e4) / 1e4
-    edges[-1] = math.ceil(present.max() * 1e4) / 1e4
+    # Rounded outer edges must still hold every value, also where rounding
+    # to four decimals cannot move a large value outward.
+    edges[0] = min(math.floor(present.min() * 1e4) / 1e4, float(present.min()))
+    edges[-1] = max(math.ceil(present.max() * 1e4) / 1e4, float(present.max()))
     edges = np.unique(edges)
     stats = {
         "kind": "numeric",

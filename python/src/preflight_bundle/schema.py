@@ -13,7 +13,7 @@ import pandas as pd
 from .check import Feature
 
 # The datatypes the exporter writes: what skl2onnx's input types map to.
-EXPORTED_DATATYPES = ("FP32", "INT64", "BYTES")
+EXPORTED_DATATYPES = ("FP32", "FP64", "INT64", "BYTES")
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,13 @@ def onnx_feed(frame: pd.DataFrame, inputs: list[Input]) -> dict[str, np.ndarray]
     for i in inputs:
         if i.datatype == "FP32":
             column = frame[i.name].to_numpy(dtype=np.float32, na_value=np.nan)
+        elif i.datatype == "FP64":
+            column = frame[i.name].to_numpy(dtype=np.float64, na_value=np.nan)
         elif i.datatype == "INT64":
             column = frame[i.name].to_numpy().astype(np.int64)
         elif i.datatype == "BYTES":
             column = frame[i.name].to_numpy().astype(str).astype(object)
         else:
-            raise ValueError(f"input '{i.name}': the exporter feeds FP32, INT64 and BYTES, not {i.datatype}")
+            raise ValueError(f"input '{i.name}': the exporter feeds FP32, FP64, INT64 and BYTES, not {i.datatype}")
         feed[i.name] = column.reshape(-1, 1)
     return feed

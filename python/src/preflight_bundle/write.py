@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from .check import check_bundle, evaluate_fallback, is_valid_model_name, parse_fallback
 from .contract import Contract, Latency, Parity, Quality, Size
-from .export import check_pipeline, export_onnx, run_onnx, session
+from .export import PRECISIONS, UnsupportedStep, check_pipeline, export_onnx, run_onnx, session, with_precision
 from .parts import (
     fallback_json,
     fallback_pipeline,
@@ -34,7 +34,6 @@ from .schema import Input, apply_override, infer_input, row_inputs
 # What parity must hold to when the caller gives no tolerance: BUNDLE.md's example.
 DEFAULT_PARITY = Parity(abs=1e-3, rel=1e-4)
 BASE_PACKAGES = ["scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas"]
-FAMILY_PACKAGES = {"lightgbm": ["lightgbm", "onnxmltools"], "xgboost": ["xgboost", "onnxmltools"]}
 
 
 class ParityError(ValueError):
@@ -57,6 +56,10 @@ class Written:
     fallback_metrics: dict[str, float]
     contract: Contract
     suggested: list[str] = field(default_factory=list)
+    #: "float32" or "float64": the precision of the export that agreed with training.
+    precision: str = "float32"
+    #: Why float64 was chosen and what it costs, when it was.
+    precision_note: str | None = None
 
 
 def _split(data, what: str) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -151,6 +154,66 @@ def check_parity(pipe, model, frames: list[tuple[str, pd.DataFrame]], inputs: li
     return worst_err
 
 
+@dataclass
+class _Exported:
+    model: Any
+    inputs: list[Input]
+    max_err: float
+    precision: str
+    #: For float64: why, for the manifest; and why with what it costs, for the caller.
+    reason: str | None = None
+    note: str | None = None
+
+
+def _export_agreeing(pipe, schema, output, parity, frames, reference, precision, compact) -> _Exported:
+    """The first export, in the precisions `precision` allows, that agrees
+    with training on `frames`; else the float32 export's ParityError, with
+    what the float64 export found."""
+    tried = list(PRECISIONS) if precision == "auto" else [precision]
+    refusals: list[Exception] = []
+    models = {}
+    for p in tried:
+        inputs = with_precision(schema, p)
+        try:
+            models[p] = export_onnx(pipe, inputs, output, compact=compact, precision=p)
+            err = check_parity(pipe, models[p], frames, inputs, output, parity, reference)
+        except (ParityError, UnsupportedStep) as e:
+            refusals.append(e)
+            continue
+        exported = _Exported(models[p], inputs, err, p)
+        if refusals:
+            exported.reason, exported.note = _precision_note(refusals[0], models, schema, inputs, output, frames)
+        return exported
+    first = refusals[0]
+    if len(refusals) == 1 or not isinstance(first, ParityError):
+        raise first
+    second = str(refusals[1]).splitlines()[0]
+    raise ParityError(
+        f"{first}\nA float64 export (FP64 inputs, splits as the learner makes them) does not agree either: {second}",
+        first.worst,
+        first.inputs,
+    )
+
+
+def _precision_note(refusal, models, schema, inputs, output, frames) -> tuple[str, str]:
+    """Why float64 was chosen, for the manifest; and with what it costs
+    against float32 in size and in ONNX Runtime's single-row latency, for
+    the caller (a measured time would make the manifest differ run to run)."""
+    why = str(refusal).split(" beyond the parity")[0].replace(
+        "the exported ONNX model disagrees", "the float32 export disagreed"
+    )
+    reason = f"precision float64: {why}; the float64 export agrees, with FP64 inputs"
+    rows = next(f for _, f in frames if f is not None and len(f))
+    p50_32, _ = _measure_latency(models["float32"], rows, schema, output)
+    p50_64, _ = _measure_latency(models["float64"], rows, inputs, output)
+    size_32, size_64 = (len(models[p].SerializeToString()) for p in PRECISIONS)
+    cost = (
+        f"{reason}. It costs {size_64 - size_32:+,} bytes ({size_32:,} -> {size_64:,}) and "
+        f"{1000 * (p50_64 - p50_32):+.1f} us of single-row p50 in ONNX Runtime ({1000 * p50_32:.1f} -> {1000 * p50_64:.1f} us)"
+    )
+    return reason, cost
+
+
 def _version_and_name(out: Path, name: str | None, version: int | None) -> tuple[str, int]:
     folder_version = out.name
     folder_name = out.parent.name
@@ -196,6 +259,7 @@ def write_bundle(
     overwrite: bool = False,
     quiet: bool = False,
     compact_trees: bool = False,
+    precision: str = "auto",
 ) -> Written:
     """Exports a fitted pipeline and writes a verified Preflight bundle to `out`.
 
@@ -219,6 +283,10 @@ def write_bundle(
       name, else "prediction") and optional bounds.
     - `compact_trees`: write tree ensembles in ONNX-ML opset 5 form: a file
       a third the size, which loads twice as fast (`compact.py`).
+    - `precision`: "auto" exports in float32 and, when that disagrees with
+      training, in float64 (FP64 inputs, splits as the learner makes them);
+      "float32" or "float64" forces one. The result says which was chosen
+      and, for float64, what it costs.
 
     Before anything is written the export is run in ONNX Runtime on the
     samples and hold-out and compared with the pipeline's predictions; beyond
@@ -236,6 +304,8 @@ def write_bundle(
     x_hold, y_hold = _split(holdout, "holdout")
     if holdout is not None and y_hold is None:
         raise ValueError("holdout: give (features, target); hold-out rows carry the true value")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: give 'auto' or one of {list(PRECISIONS)}")
     kind, columns, imputed = check_pipeline(model)
     missing = [c for c in columns if c not in x_train.columns]
     if missing:
@@ -277,13 +347,13 @@ def write_bundle(
     out_feature = Input(output_name, "FP32", *(output_range or (None, None)))
 
     # ------------------------------------------------------------- export
-    onnx_model = export_onnx(model, schema, output_name, compact=compact_trees)
     c = Contract.of(contract)
     suggested: list[str] = []
     parity = c.parity or DEFAULT_PARITY
-    max_err = check_parity(
-        model, onnx_model, [("sample", x_samples), ("hold-out", x_hold)], schema, output_name, parity, x_train
+    exported = _export_agreeing(
+        model, schema, output_name, parity, [("sample", x_samples), ("hold-out", x_hold)], x_train, precision, compact_trees
     )
+    onnx_model, schema, max_err = exported.model, exported.inputs, exported.max_err
     if c.parity is None:
         c = replace(c, parity=Parity(abs=max(1e-4, sig_ceil(10 * max_err)), rel=1e-5))
         suggested.append(
@@ -347,8 +417,7 @@ def write_bundle(
         )
 
     # -------------------------------------------------------------- write
-    families = FAMILY_PACKAGES.get(kind, [])
-    packages = installed_versions(BASE_PACKAGES + families)
+    packages = installed_versions(BASE_PACKAGES + list(kind.packages))
     text = manifest_toml(
         name=name,
         version=version,
@@ -359,6 +428,7 @@ def write_bundle(
         description=description,
         fallback_file="fallback.json" if fb_doc is not None else None,
         deadline_ms=deadline_ms,
+        runtime_comment=exported.reason,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging_root = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=out.parent))
@@ -395,9 +465,17 @@ def write_bundle(
         staging.rename(out)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
-    written = Written(out, len(model_bytes), max_err, hold_metrics, fb_metrics, c, suggested)
+    written = Written(
+        out, len(model_bytes), max_err, hold_metrics, fb_metrics, c, suggested, exported.precision, exported.note
+    )
     if not quiet:
-        print(f"preflight-bundle: wrote {out} ({len(model_bytes)} bytes of ONNX, export error {max_err:.3g})", file=sys.stderr)
+        print(
+            f"preflight-bundle: wrote {out} ({len(model_bytes)} bytes of ONNX in {exported.precision}, "
+            f"export error {max_err:.3g})",
+            file=sys.stderr,
+        )
+        if exported.note:
+            print(f"  {exported.note}", file=sys.stderr)
         for s in suggested:
             print(f"  suggested {s}", file=sys.stderr)
     return written
