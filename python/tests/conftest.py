@@ -67,10 +67,22 @@ def preprocessing(scaled: bool = False) -> ColumnTransformer:
 
 
 def regressor(family: str):
-    if family == "sklearn-gbdt":
-        return GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
-    if family == "sklearn-hist-gbdt":
-        return HistGradientBoostingRegressor(max_iter=30, max_depth=3, random_state=0)
+    """A small estimator of each regression family of the support matrix."""
+    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+    from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+
+    made = {
+        "sklearn-gbdt": lambda: GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0),
+        "sklearn-forest": lambda: RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0, n_jobs=1),
+        "sklearn-extra-trees": lambda: ExtraTreesRegressor(n_estimators=10, max_depth=6, random_state=0, n_jobs=1),
+        "sklearn-hist-gbdt": lambda: HistGradientBoostingRegressor(max_iter=30, max_depth=3, random_state=0),
+        "sklearn-linear": lambda: Ridge(alpha=1.0),
+        "sklearn-linear-regression": LinearRegression,
+        "sklearn-lasso": lambda: Lasso(alpha=0.01),
+        "sklearn-elastic-net": lambda: ElasticNet(alpha=0.01),
+    }
+    if family in made:
+        return made[family]()
     if family == "lightgbm":
         from lightgbm import LGBMRegressor
 
@@ -82,7 +94,15 @@ def regressor(family: str):
     raise ValueError(family)
 
 
-FAMILIES = ["sklearn-gbdt", "sklearn-hist-gbdt", "lightgbm", "xgboost"]
+# One of each family of the support matrix (`export.ESTIMATORS`); the linear
+# family's other estimators are in LINEAR.
+FAMILIES = [
+    "sklearn-gbdt", "sklearn-forest", "sklearn-extra-trees", "sklearn-hist-gbdt", "sklearn-linear", "lightgbm", "xgboost",
+]
+LINEAR = ["sklearn-linear-regression", "sklearn-lasso", "sklearn-elastic-net"]
+# The families whose trees are summed and whose export of the test data is
+# float32, which `compact_trees` rewrites (HistGradientBoosting's is float64).
+BOOSTED = ["sklearn-gbdt", "lightgbm", "xgboost"]
 
 
 def fitted(family: str, x: pd.DataFrame, y: pd.Series, scaled: bool = False) -> Pipeline:

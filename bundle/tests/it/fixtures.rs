@@ -42,14 +42,17 @@ fn check_bundle(dir: &Path) {
         .reference()
         .unwrap_or_else(|e| panic!("{e}"))
         .expect("reference.json");
+    // The cities' boosters carry 500 samples and 1,000 hold-out rows; the
+    // zoo's models (zoo.py) fewer, to keep the wide frame small enough to
+    // commit, still enough for parity and a hold-out metric.
     assert!(
-        samples.len() >= 500,
+        samples.len() >= 150,
         "{}: {} samples",
         dir.display(),
         samples.len()
     );
     assert!(
-        holdout.len() >= 1000,
+        holdout.len() >= 100,
         "{}: {} hold-out rows",
         dir.display(),
         holdout.len()
@@ -121,7 +124,7 @@ fn committed_models_are_valid_bundles() {
             >= 2,
         "two cities have a version 2"
     );
-    assert_eq!(check_repository(&fixtures().join("models")), 8);
+    assert_eq!(check_repository(&fixtures().join("models")), 13);
     for model in repo.models() {
         for version in &model.versions {
             let bundle = Bundle::open(&version.dir).unwrap_or_else(|e| panic!("{e}"));

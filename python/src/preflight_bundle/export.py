@@ -238,8 +238,9 @@ def export_onnx(
     `[N, 1]` FP32 output. `precision` "float64" expects the FP32 inputs
     declared FP64 (`with_precision`) and splits as training does (see the
     module's documentation). `batch` fixes the first dimension (only a
-    defect fixture wants that); `compact` writes tree ensembles in ONNX-ML
-    opset 5 form (`compact.py`). The file is byte-identical run to run."""
+    defect fixture wants that); `compact` writes a float32 export's tree
+    ensembles in ONNX-ML opset 5 form (`compact.py`). The file is
+    byte-identical run to run."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
@@ -275,7 +276,9 @@ def export_onnx(
             model = double.exact_thresholds(model, double.lightgbm_thresholds(est))
         except double.NotExact as e:
             raise UnsupportedStep(f"pipeline step '{est_name}' ({type(est).__name__})", str(e)) from None
-    if compact:
+    if compact and precision == "float32":
+        # The opset-5 rewrite takes float thresholds; a float64 export keeps
+        # the converters' form, whose doubles it needs.
         model = compact_trees(model)
     # The converters collect opsets in a set, whose order follows Python's
     # salted string hash; sorting makes the file byte-identical run to run.

@@ -127,8 +127,14 @@ async fn row_oriented_predict_and_metrics() {
         ),
         "{text}"
     );
+    let versions: usize = preflight_bundle::Repository::scan(&fixtures().join("models"))
+        .expect("scan")
+        .models()
+        .iter()
+        .map(|m| m.versions.len())
+        .sum();
     assert!(
-        text.contains("preflight_models{state=\"ready\"} 8"),
+        text.contains(&format!("preflight_models{{state=\"ready\"}} {versions}")),
         "{text}"
     );
     // What a row costs is known once the model ran, and only then.

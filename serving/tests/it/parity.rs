@@ -1,15 +1,9 @@
 //! Every fixture's verification samples come back from the server within the
 //! contract's tolerance, in one batch and one row at a time.
 
-use preflight_bundle::{Bundle, Record, Repository, Tolerance};
+use preflight_bundle::{Bundle, Record, Repository};
 
 use crate::{Server, fixtures, output};
-
-/// A row alone and the same row in a batch go through the same trees.
-const SAME_ROW: Tolerance = Tolerance {
-    abs: 0.0,
-    rel: 1e-6,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_matches_its_samples() {
@@ -39,7 +33,8 @@ async fn every_fixture_matches_its_samples() {
                 "{path}: the main model answers: {body}"
             );
             assert_eq!(body["model_version"], version.version.to_string());
-            let batch = output(&body, "eta_minutes");
+            let name = &manifest.outputs[0].name;
+            let batch = output(&body, name);
             assert_eq!(batch.len(), samples.len());
             for (sample, &served) in samples.iter().zip(&batch) {
                 let expected = sample.outputs.as_ref().expect("outputs")[0]
@@ -55,9 +50,11 @@ async fn every_fixture_matches_its_samples() {
             for (sample, &in_batch) in samples.iter().zip(&batch) {
                 let (status, body) = server.post(&path, &manifest.infer_request(&[sample])).await;
                 assert_eq!(status, 200, "{path} row '{}': {body}", sample.id);
-                let alone = output(&body, "eta_minutes")[0];
+                let alone = output(&body, name)[0];
+                // A linear model's product may take another kernel for a batch,
+                // but its answers stay within the contract's tolerance.
                 assert!(
-                    SAME_ROW.accepts(alone, in_batch),
+                    tolerance.accepts(alone, in_batch),
                     "{path} row '{}': {alone} alone, {in_batch} in a batch",
                     sample.id
                 );
@@ -65,7 +62,7 @@ async fn every_fixture_matches_its_samples() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8, "every bundle of fixtures/models");
+    assert_eq!(checked, 13, "every bundle of fixtures/models");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
