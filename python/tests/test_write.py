@@ -409,8 +409,11 @@ def test_preflight_verify_passes_the_written_bundles(request, trees, tmp_path):
     env.setdefault("ORT_DYLIB_PATH", str(ROOT / "target" / "ort" / "libonnxruntime.so"))
     models = tmp_path / "models"
     shutil.copytree(root, models)
+    # As a container where `cargo xtask test` built the image, as the gate verifies; else as a process.
+    image = os.environ.get("PREFLIGHT_IMAGE")
+    target = f"container={image}" if image else "process"
     result = subprocess.run(
-        [str(preflight_binary()), "verify", "--models", str(models), "--target", "process", "--out", str(tmp_path / "report")],
+        [str(preflight_binary()), "verify", "--models", str(models), "--target", target, "--out", str(tmp_path / "report")],
         env=env,
         capture_output=True,
         text=True,

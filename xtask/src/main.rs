@@ -210,7 +210,7 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
     exec(&mut command)?;
     if args.is_empty() {
         clients::run(root)?;
-        python::run(root)?;
+        python::run(root, image.as_deref())?;
         python::deploy(root)?;
     }
     Ok(())

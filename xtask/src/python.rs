@@ -13,15 +13,20 @@ use anyhow::Result;
 
 use crate::{exec, ort, pip_install, python_env};
 
-pub(crate) fn run(root: &Path) -> Result<()> {
+/// `image`, where the container tests run, is the serving image the
+/// package's test of `preflight verify` verifies its bundles in.
+pub(crate) fn run(root: &Path, image: Option<&str>) -> Result<()> {
     let lib = ort::ensure(root)?;
     let python = package(root)?;
-    exec(
-        Command::new(&python)
-            .current_dir(root)
-            .env("ORT_DYLIB_PATH", lib)
-            .args(["-m", "pytest", "-q", "python/tests"]),
-    )
+    let mut pytest = Command::new(&python);
+    pytest
+        .current_dir(root)
+        .env("ORT_DYLIB_PATH", lib)
+        .args(["-m", "pytest", "-q", "python/tests"]);
+    if let Some(image) = image {
+        pytest.env("PREFLIGHT_IMAGE", image);
+    }
+    exec(&mut pytest)
 }
 
 /// The Python of `target/python-venv`, with the package installed from
