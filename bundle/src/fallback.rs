@@ -19,7 +19,14 @@ pub const OTHER_CATEGORY: &str = "__other__";
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Fallback {
+    /// A regression output: a linear form, clipped.
     Linear(LinearFallback),
+    /// A binary classifier's probabilities: the sigmoid of a linear form is
+    /// the probability of the second class.
+    Logistic(LinearFallback),
+    /// A multiclass classifier's probabilities: the softmax of one linear
+    /// form per class, in the manifest's class order.
+    Softmax(Vec<LinearFallback>),
 }
 
 impl Fallback {
@@ -36,45 +43,107 @@ impl Fallback {
         };
         // The kind decides the shape of the rest, so it is read on its own first.
         let kind: RawKind = serde_json::from_str(text).map_err(syntax)?;
-        match kind.kind.as_str() {
-            "linear" => {
-                let raw: RawFallback = serde_json::from_str(text).map_err(syntax)?;
-                LinearFallback::bind(raw, path, manifest).map(Fallback::Linear)
-            }
-            other => Err(Error::invalid(
+        let kind = kind.kind.as_str();
+        let classifier = matches!(kind, "logistic" | "softmax");
+        if !matches!(kind, "linear" | "logistic" | "softmax") {
+            return Err(Error::invalid(
                 path,
                 format!(
-                    "fallback kind '{other}' is not supported (this version supports 'linear')"
+                    "fallback kind '{kind}' is not supported (this version supports 'linear', \
+                        'logistic' and 'softmax')"
                 ),
             )
-            .at_key("kind")),
+            .at_key("kind"));
         }
+        let wanted = match manifest.classifier() {
+            None if classifier => Some("a regression model's fallback is 'linear'".to_owned()),
+            Some(c) if kind == "linear" => Some(format!(
+                "a classifier's fallback is 'logistic' (two classes) or 'softmax', not 'linear'; \
+                    this one has {} classes",
+                c.k()
+            )),
+            Some(c) if kind == "logistic" && c.k() != 2 => Some(format!(
+                "'logistic' is for two classes; this classifier has {}: use 'softmax'",
+                c.k()
+            )),
+            _ => None,
+        };
+        if let Some(message) = wanted {
+            return Err(Error::invalid(path, message).at_key("kind"));
+        }
+        if kind == "softmax" {
+            let raw: RawSoftmax = serde_json::from_str(text).map_err(syntax)?;
+            return raw.bind(path, manifest).map(Fallback::Softmax);
+        }
+        let raw: RawFallback = serde_json::from_str(text).map_err(syntax)?;
+        let form = LinearFallback::bind(raw, path, manifest)?;
+        if classifier {
+            check_probabilities(&form.output, path, manifest)?;
+        }
+        Ok(match kind {
+            "logistic" => Fallback::Logistic(form),
+            _ => Fallback::Linear(form),
+        })
     }
 
-    /// The name of the output the fallback predicts.
+    /// The name of the output the fallback predicts: the regression output,
+    /// or a classifier's probabilities (its label is their arg-max).
     pub fn output(&self) -> &str {
         match self {
-            Fallback::Linear(l) => &l.output,
+            Fallback::Linear(l) | Fallback::Logistic(l) => &l.output,
+            Fallback::Softmax(forms) => forms.first().map_or("", |f| f.output.as_str()),
         }
     }
 
     /// The manifest inputs the fallback reads, by name.
     pub fn inputs(&self) -> Vec<&str> {
-        match self {
-            Fallback::Linear(l) => l
-                .numeric
-                .iter()
-                .map(|t| t.name.as_str())
-                .chain(l.categorical.iter().map(|t| t.name.as_str()))
-                .collect(),
-        }
+        let form = match self {
+            Fallback::Linear(l) | Fallback::Logistic(l) => l,
+            Fallback::Softmax(forms) => match forms.first() {
+                Some(first) => first,
+                None => return Vec::new(),
+            },
+        };
+        form.numeric
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(form.categorical.iter().map(|t| t.name.as_str()))
+            .collect()
     }
 
-    /// Predicts one row given in manifest input order.
-    pub fn predict(&self, row: &[Value]) -> f64 {
+    /// Predicts one row given in manifest input order: the regression
+    /// output's value, or a classifier's probabilities in class order.
+    pub fn predict(&self, row: &[Value]) -> Vec<f64> {
         match self {
-            Fallback::Linear(l) => l.predict(row),
+            Fallback::Linear(l) => vec![l.predict(row)],
+            Fallback::Logistic(l) => {
+                let p = 1.0 / (1.0 + (-l.predict(row)).exp());
+                vec![1.0 - p, p]
+            }
+            Fallback::Softmax(forms) => {
+                let scores: Vec<f64> = forms.iter().map(|f| f.predict(row)).collect();
+                let top = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exp: Vec<f64> = scores.iter().map(|z| (z - top).exp()).collect();
+                let sum: f64 = exp.iter().sum();
+                exp.into_iter().map(|e| e / sum).collect()
+            }
         }
+    }
+}
+
+/// A classifier's fallback predicts its probabilities output.
+fn check_probabilities(output: &str, path: &Path, manifest: &Manifest) -> Result<(), Error> {
+    match manifest.classifier() {
+        Some(c) if manifest.outputs[c.probabilities].name == output => Ok(()),
+        Some(c) => Err(Error::invalid(
+            path,
+            format!(
+                "a classifier's fallback predicts its probabilities, '{}', not '{output}'",
+                manifest.outputs[c.probabilities].name
+            ),
+        )
+        .at_key("output")),
+        None => Ok(()),
     }
 }
 
@@ -261,6 +330,80 @@ struct RawFallback {
     categorical: BTreeMap<String, BTreeMap<String, f64>>,
     #[serde(default)]
     clip: Option<[f64; 2]>,
+}
+
+/// `softmax`: the linear form's numbers, one per class.
+#[derive(Deserialize)]
+struct RawSoftmax {
+    output: String,
+    intercept: Vec<f64>,
+    #[serde(default)]
+    numeric: BTreeMap<String, RawNumerics>,
+    #[serde(default)]
+    categorical: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNumerics {
+    impute: f64,
+    mean: f64,
+    scale: f64,
+    coef: Vec<f64>,
+}
+
+impl RawSoftmax {
+    /// One linear form per class, each bound as a linear fallback is.
+    fn bind(self, path: &Path, manifest: &Manifest) -> Result<Vec<LinearFallback>, Error> {
+        check_probabilities(&self.output, path, manifest)?;
+        let k = manifest.classifier().map_or(0, |c| c.k());
+        let per_class = |key: String, n: usize| {
+            if n == k {
+                Ok(())
+            } else {
+                Err(
+                    Error::invalid(path, format!("holds {n} numbers, not one per class ({k})"))
+                        .at_key(key),
+                )
+            }
+        };
+        per_class("intercept".into(), self.intercept.len())?;
+        for (name, t) in &self.numeric {
+            per_class(format!("numeric.{name}.coef"), t.coef.len())?;
+        }
+        for (name, weights) in &self.categorical {
+            for (category, w) in weights {
+                per_class(format!("categorical.{name}.{category}"), w.len())?;
+            }
+        }
+        (0..k)
+            .map(|class| {
+                let raw = RawFallback {
+                    output: self.output.clone(),
+                    intercept: self.intercept[class],
+                    numeric: (self.numeric.iter())
+                        .map(|(name, t)| {
+                            let term = RawNumeric {
+                                impute: t.impute,
+                                mean: t.mean,
+                                scale: t.scale,
+                                coef: t.coef[class],
+                            };
+                            (name.clone(), term)
+                        })
+                        .collect(),
+                    categorical: (self.categorical.iter())
+                        .map(|(name, weights)| {
+                            let w = weights.iter().map(|(c, w)| (c.clone(), w[class])).collect();
+                            (name.clone(), w)
+                        })
+                        .collect(),
+                    clip: None,
+                };
+                LinearFallback::bind(raw, path, manifest)
+            })
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]

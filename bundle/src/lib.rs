@@ -11,6 +11,7 @@
 //! crates that link it.
 
 mod bundle;
+mod classes;
 mod contract;
 mod datatype;
 mod error;
@@ -24,6 +25,7 @@ mod unknown;
 mod value;
 
 pub use bundle::{Bundle, HOLDOUT_FILE, MANIFEST_FILE, REFERENCE_FILE, SAMPLES_FILE};
+pub use classes::{Class, Classifier, arg_max};
 pub use contract::{
     Contract, Direction, LatencyBudget, Metric, Monotonic, QualityBudget, SizeBudget, Tolerance,
 };

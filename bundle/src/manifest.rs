@@ -35,6 +35,9 @@ pub struct ModelInfo {
     pub task: Task,
     #[serde(default)]
     pub description: Option<String>,
+    /// A classifier's classes, in the order of its probability columns.
+    #[serde(default)]
+    pub classes: Option<Vec<crate::Class>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +87,9 @@ pub struct Feature {
     pub max: Option<f64>,
     #[serde(default)]
     pub categories: Option<Vec<String>>,
+    /// `[-1, K]`: K values per row, a classifier's probabilities (outputs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<i64>>,
 }
 
 impl Manifest {
@@ -192,6 +198,15 @@ impl Validator<'_> {
         self.runtime(&raw.runtime)?;
         let inputs = self.features(&raw.inputs, "inputs")?;
         let outputs = self.features(&raw.outputs, "outputs")?;
+        if let Some(f) = raw.inputs.iter().find(|f| f.get_ref().shape.is_some()) {
+            let name = &f.get_ref().name;
+            return Err(self.error(
+                f,
+                format!("inputs.{name}.shape"),
+                "an input is one value per row; shape applies to a classifier's probabilities",
+            ));
+        }
+        self.task(model, &raw.outputs)?;
         let task = model.get_ref().task;
         let contract = match raw.contract {
             Some(contract) => self.contract(contract, &inputs, task)?,
@@ -205,6 +220,42 @@ impl Validator<'_> {
             outputs,
             contract,
             warnings: Vec::new(),
+        })
+    }
+
+    /// A classifier declares its classes and its two outputs; a regression
+    /// model neither.
+    fn task(&self, model: &Spanned<ModelInfo>, outputs: &[Spanned<Feature>]) -> Result<(), Error> {
+        let info = model.get_ref();
+        let shaped = outputs.iter().filter(|o| o.get_ref().shape.is_some());
+        let Some(classes) = info.classes.as_deref() else {
+            if info.task == Task::Classification {
+                return Err(self.error(
+                    model,
+                    "model.classes",
+                    "a classification model lists its classes, in the order of its probability \
+                        columns: classes = [\"on_time\", \"late\"]",
+                ));
+            }
+            if let Some(o) = shaped.into_iter().next() {
+                return Err(self.error(
+                    o,
+                    format!("outputs.{}.shape", o.get_ref().name),
+                    "shape applies to a classifier's probabilities (task = \"classification\")",
+                ));
+            }
+            return Ok(());
+        };
+        if info.task != Task::Classification {
+            return Err(self.error(
+                model,
+                "model.classes",
+                "classes apply to task = \"classification\"",
+            ));
+        }
+        crate::classes::check(classes, outputs).map_err(|(at, key, message)| match at {
+            Some(i) => self.error(&outputs[i], key, message),
+            None => self.error(model, key, message),
         })
     }
 

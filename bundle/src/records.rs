@@ -70,6 +70,7 @@ pub fn parse_records(
 ) -> Result<Vec<Record>, Error> {
     let mut records = Vec::new();
     let mut ids = HashSet::new();
+    let classifier = manifest.classifier();
     for (index, line_text) in text.lines().enumerate() {
         let line = index + 1;
         if line_text.trim().is_empty() {
@@ -120,11 +121,55 @@ pub fn parse_records(
             .map(|m| conform("fallback_outputs", m, &manifest.outputs, true))
             .transpose()?;
         // The true target may lie outside the range the model's outputs are held to.
-        let target = raw
-            .target
-            .as_ref()
-            .map(|m| conform("target", m, &manifest.outputs, false))
-            .transpose()?;
+        // A classifier's target is its label alone; the probabilities' slot is null.
+        let target = match classifier {
+            None => raw
+                .target
+                .as_ref()
+                .map(|m| conform("target", m, &manifest.outputs, false))
+                .transpose()?,
+            Some(c) => raw
+                .target
+                .as_ref()
+                .map(|m| {
+                    let label = &manifest.outputs[c.label];
+                    let [value] = <[Value; 1]>::try_from(conform(
+                        "target",
+                        m,
+                        std::slice::from_ref(label),
+                        false,
+                    )?)
+                    .map_err(|_| fail(ErrorKind::Conformance, "target", String::new()))?;
+                    let mut row = vec![Value::Null; manifest.outputs.len()];
+                    row[c.label] = value;
+                    Ok(row)
+                })
+                .transpose()?,
+        };
+        if let Some(c) = classifier {
+            for (key, row) in [
+                ("outputs", &outputs),
+                ("fallback_outputs", &fallback_outputs),
+                ("target", &target),
+            ] {
+                let Some(label) = row.as_ref().map(|r| &r[c.label]) else {
+                    continue;
+                };
+                if c.index(label).is_none() {
+                    let name = &manifest.outputs[c.label].name;
+                    let classes: Vec<String> = c.classes.iter().map(ToString::to_string).collect();
+                    return Err(fail(
+                        ErrorKind::Conformance,
+                        &format!("{key}.{name}"),
+                        format!(
+                            "row '{id}': '{name}' = {} is not one of the classes [{}]",
+                            label.to_json(),
+                            classes.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         match file {
             RecordFile::Samples if outputs.is_none() => {
                 return Err(fail(

@@ -17,6 +17,8 @@ pub enum Value {
     UInt(u64),
     Float(f64),
     Text(String),
+    /// A row of an output of shape `[-1, K]`: a classifier's probabilities.
+    List(Vec<f64>),
 }
 
 impl Value {
@@ -28,7 +30,7 @@ impl Value {
             Value::Int(i) => Some(*i as f64),
             Value::UInt(u) => Some(*u as f64),
             Value::Float(x) => Some(*x),
-            Value::Text(_) => None,
+            Value::Text(_) | Value::List(_) => None,
         }
     }
 
@@ -52,6 +54,12 @@ impl Value {
             Value::UInt(u) => Json::from(*u),
             Value::Float(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
             Value::Text(s) => Json::String(s.clone()),
+            Value::List(values) => Json::Array(
+                values
+                    .iter()
+                    .map(|x| serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number))
+                    .collect(),
+            ),
         }
     }
 }
@@ -60,6 +68,10 @@ impl Feature {
     /// Reads a JSON value as this feature's datatype, without checking its
     /// domain (bounds and categories): a server accepts an unseen category.
     pub fn read(&self, json: &Json) -> Result<Value, String> {
+        let width = self.width();
+        if width > 1 {
+            return self.read_list(json, width);
+        }
         let dt = self.datatype;
         let kind = || match json {
             Json::Null => "null",
@@ -109,8 +121,44 @@ impl Feature {
         }
     }
 
+    /// A row of K values, each of the datatype, as a list.
+    fn read_list(&self, json: &Json, width: usize) -> Result<Value, String> {
+        let Json::Array(items) = json else {
+            return Err(format!(
+                "is not a list of {width} values (shape [-1, {width}])"
+            ));
+        };
+        if items.len() != width {
+            return Err(format!(
+                "holds {} values, not {width} (shape [-1, {width}])",
+                items.len()
+            ));
+        }
+        let one = Feature {
+            shape: None,
+            nullable: false,
+            ..self.clone()
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                one.read(item)
+                    .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                    .map_err(|m| format!("[{k}] {m}"))
+            })
+            .collect::<Result<Vec<f64>, String>>()
+            .map(Value::List)
+    }
+
     /// Checks a value against the declared bounds and categories.
     pub fn check_domain(&self, value: &Value) -> Result<(), String> {
+        if let Value::List(values) = value {
+            return values.iter().enumerate().try_for_each(|(k, x)| {
+                self.check_domain(&Value::Float(*x))
+                    .map_err(|m| format!("[{k}] {m}"))
+            });
+        }
         if let (Some(categories), Some(text)) = (&self.categories, value.as_str())
             && !categories.iter().any(|c| c == text)
         {

@@ -83,7 +83,7 @@ fn predict_with(
     let outputs = session
         .run(inputs)
         .map_err(|e| e.to_string().trim_end().to_owned())?;
-    manifest
+    let tensors = manifest
         .outputs
         .iter()
         .map(|feature| {
@@ -96,9 +96,12 @@ fn predict_with(
             let value = outputs
                 .get(name.as_str())
                 .ok_or_else(|| format!("the graph has no output '{}'", feature.name))?;
-            numbers(value).map_err(|e| format!("output '{}': {e}", feature.name))
+            let data = data(value).map_err(|e| format!("output '{}': {e}", feature.name))?;
+            Ok(serde_json::json!({ "name": feature.name, "data": data }))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    // Read as an answer is: one column per slot (a classifier's label and probabilities).
+    crate::slots::columns(manifest, &tensors, records.len())
 }
 
 /// The value of one row of one input as the artifact takes it, or why it
@@ -199,19 +202,26 @@ fn stacked(manifest: &Manifest, records: &[Record]) -> Result<DynValue, String> 
 }
 
 /// An output tensor's values as numbers, whatever its numeric type.
-fn numbers(value: &DynValue) -> Result<Vec<f64>, String> {
+/// An output tensor's values, flat, as JSON: numbers, or a label's strings.
+fn data(value: &DynValue) -> Result<serde_json::Value, String> {
+    use serde_json::json;
     if let Ok((_, data)) = value.try_extract_tensor::<f32>() {
-        return Ok(data.iter().map(|&x| f64::from(x)).collect());
+        return Ok(json!(
+            data.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()
+        ));
     }
     if let Ok((_, data)) = value.try_extract_tensor::<f64>() {
-        return Ok(data.to_vec());
+        return Ok(json!(data));
     }
     if let Ok((_, data)) = value.try_extract_tensor::<i64>() {
-        return Ok(data.iter().map(|&x| x as f64).collect());
+        return Ok(json!(data));
+    }
+    if let Ok((_, data)) = value.try_extract_strings() {
+        return Ok(json!(data));
     }
     value
         .try_extract_tensor::<i32>()
-        .map(|(_, data)| data.iter().map(|&x| f64::from(x)).collect())
+        .map(|(_, data)| json!(data))
         .map_err(|e| e.to_string())
 }
 

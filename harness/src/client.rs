@@ -71,7 +71,8 @@ pub struct Unreachable {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    /// One column per manifest output, in manifest order, where the answer is a 200.
+    /// One column per slot of the manifest's outputs (`crate::slots`: a
+    /// classifier's label and each class's probability), where the answer is a 200.
     pub outputs: Vec<Vec<f64>>,
     /// `parameters.fallback_reason` where the fallback answered.
     pub fallback: Option<FallbackReason>,
@@ -336,8 +337,7 @@ fn unreachable(url: &str, error: &reqwest::Error) -> Unreachable {
     }
 }
 
-/// Reads an answer; a single-output model's output is matched whatever the
-/// server calls it (Seldon MLServer calls it `predict`).
+/// Reads an answer into slot columns (`crate::slots`).
 fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Answer {
     let fail = |error: String| Answer {
         status,
@@ -365,29 +365,10 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
     let Some(outputs) = body["outputs"].as_array() else {
         return fail("the answer has no outputs".to_owned());
     };
-    let mut columns = Vec::new();
-    for feature in &manifest.outputs {
-        let found = outputs
-            .iter()
-            .find(|o| o["name"] == feature.name.as_str())
-            .or(match (manifest.outputs.len(), outputs.as_slice()) {
-                (1, [only]) => Some(only),
-                _ => None,
-            });
-        let Some(output) = found else {
-            return fail(format!("the answer has no output '{}'", feature.name));
-        };
-        let mut values = Vec::with_capacity(rows);
-        flatten(&output["data"], &mut values);
-        if values.len() != rows {
-            return fail(format!(
-                "output '{}' has {} values for {rows} rows",
-                feature.name,
-                values.len()
-            ));
-        }
-        columns.push(values);
-    }
+    let columns = match crate::slots::columns(manifest, outputs, rows) {
+        Ok(columns) => columns,
+        Err(why) => return fail(why),
+    };
     let parameters = &body["parameters"];
     let fallback = (parameters[params::FALLBACK] == true).then(|| {
         FallbackReason::parse(
@@ -410,21 +391,14 @@ fn read_answer(manifest: &Manifest, status: u16, text: &str, rows: usize) -> Ans
     }
 }
 
-fn flatten(data: &Value, out: &mut Vec<f64>) {
-    match data {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN)),
-        // A null or a string where a number belongs reads as NaN: never close to anything.
-        _ => out.push(f64::NAN),
-    }
-}
-
-/// The expected value of output `index` of a record, as a number.
-pub fn expected(record: &Record, index: usize) -> f64 {
+/// The expected value of slot `slot` (`crate::slots`) of a record's
+/// outputs: a regression output's value, a classifier's label as its
+/// class's position, or one of its probabilities.
+pub fn expected(manifest: &Manifest, record: &Record, slot: usize) -> f64 {
     record
         .outputs
         .as_ref()
-        .and_then(|o| o.get(index))
-        .and_then(preflight_bundle::Value::as_f64)
+        .map(|o| crate::slots::values(manifest, o))
+        .and_then(|v| v.get(slot).copied())
         .unwrap_or(f64::NAN)
 }

@@ -21,6 +21,7 @@ pub mod output;
 pub mod progress;
 pub mod report;
 pub mod shard;
+pub mod slots;
 pub mod suites;
 pub mod target;
 pub mod terminal;

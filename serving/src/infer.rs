@@ -260,25 +260,47 @@ fn unreachable_fallback(served: &Served) -> ApiError {
     ))
 }
 
-/// The fallback's answer, or `None` where the model has no fallback.
+/// The fallback's answer, or `None` where the model has no fallback. A
+/// classifier's fallback gives its probabilities, and the label is their
+/// arg-max, as the main model's is.
 fn with_fallback(served: &Served, batch: &Batch, reason: FallbackReason) -> Option<Prediction> {
     let fallback = served.fallback()?;
     let mut row = Vec::with_capacity(batch.columns.len());
-    let values: Vec<f64> = (0..batch.rows)
+    let answers: Vec<Vec<f64>> = (0..batch.rows)
         .map(|i| {
             batch.fill_row(i, &mut row);
             fallback.predict(&row)
         })
         .collect();
+    let classifier = served.manifest.classifier();
     let outputs = served
         .manifest
         .outputs
         .iter()
-        .map(|o| {
-            (o.name == fallback.output()).then(|| match o.datatype {
-                Datatype::Fp64 => TensorData::F64(values.clone()),
-                // Narrowing to the declared FP32 is the point here.
-                _ => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+        .enumerate()
+        .map(|(index, o)| {
+            if o.name == fallback.output() {
+                let values = answers.iter().flatten();
+                return Some(match o.datatype {
+                    Datatype::Fp64 => TensorData::F64(values.copied().collect()),
+                    // Narrowing to the declared FP32 is the point here.
+                    _ => TensorData::F32(values.map(|&v| v as f32).collect()),
+                });
+            }
+            let c = classifier.filter(|c| c.label == index)?;
+            let classes = answers
+                .iter()
+                .map(|p| &c.classes[preflight_bundle::arg_max(p).unwrap_or(0)]);
+            Some(match o.datatype {
+                Datatype::Bytes => TensorData::Text(classes.map(ToString::to_string).collect()),
+                _ => TensorData::I64(
+                    classes
+                        .map(|class| match class {
+                            preflight_bundle::Class::Int(i) => *i,
+                            preflight_bundle::Class::Text(_) => 0,
+                        })
+                        .collect(),
+                ),
             })
         })
         .collect();

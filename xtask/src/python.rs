@@ -19,10 +19,12 @@ pub(crate) fn run(root: &Path, image: Option<&str>) -> Result<()> {
     let lib = ort::ensure(root)?;
     let python = package(root)?;
     let mut pytest = Command::new(&python);
-    pytest
-        .current_dir(root)
-        .env("ORT_DYLIB_PATH", lib)
-        .args(["-m", "pytest", "-q", "python/tests"]);
+    pytest.current_dir(root).env("ORT_DYLIB_PATH", lib).args([
+        "-m",
+        "pytest",
+        "-q",
+        "python/tests",
+    ]);
     if let Some(image) = image {
         pytest.env("PREFLIGHT_IMAGE", image);
     }

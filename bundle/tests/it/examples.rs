@@ -169,13 +169,13 @@ fn fallback_example() {
     };
     // 12.3 + 2.7 * (3.2 - 5.2) / 3.9 + 1.2
     assert_relative_eq!(
-        fallback.predict(&row(3.2, "car")),
+        fallback.predict(&row(3.2, "car"))[0],
         12.3 + 2.7 * (3.2 - 5.2) / 3.9 + 1.2,
         max_relative = 1e-12
     );
     // An unseen category takes the __other__ weight.
     assert_relative_eq!(
-        fallback.predict(&row(5.2, "scooter")),
+        fallback.predict(&row(5.2, "scooter"))[0],
         12.3,
         max_relative = 1e-12
     );
@@ -187,12 +187,12 @@ fn fallback_example() {
         Value::Null,
     ];
     assert_relative_eq!(
-        fallback.predict(&missing),
+        fallback.predict(&missing)[0],
         12.3 + 2.7 * (4.1 - 5.2) / 3.9 - 0.8,
         max_relative = 1e-12
     );
     // The output is clipped to [0, 300].
-    assert_eq!(fallback.predict(&row(-1000.0, "car")), 0.0);
+    assert_eq!(fallback.predict(&row(-1000.0, "car")), [0.0]);
 }
 
 #[test]

@@ -240,20 +240,33 @@ fn skipped(suite: Suite, skip: Skip, why: impl Into<String>) -> SuiteReport {
 }
 
 /// The first output value that is not finite or lies outside its output's
-/// declared range, said as such.
+/// declared range, said as such: a label that names no class, a
+/// probability outside [0, 1].
 fn out_of_range(manifest: &preflight_bundle::Manifest, outputs: &[Vec<f64>]) -> Option<String> {
-    for (feature, column) in manifest.outputs.iter().zip(outputs) {
+    use crate::slots::SlotKind;
+    for (slot, column) in crate::slots::slots(manifest).iter().zip(outputs) {
+        let feature = &manifest.outputs[slot.output];
+        let (min, max) = match slot.kind {
+            SlotKind::Probability(_) => (Some(0.0), Some(1.0)),
+            _ => (feature.min, feature.max),
+        };
         for &x in column {
-            if !x.is_finite() {
-                return Some(format!("output '{}' = {x} is not finite", feature.name));
+            if slot.kind == SlotKind::Label && x.is_nan() {
+                return Some(format!(
+                    "output '{}' names no class of the model",
+                    slot.name
+                ));
             }
-            if feature.min.is_some_and(|m| x < m) || feature.max.is_some_and(|m| x > m) {
+            if !x.is_finite() {
+                return Some(format!("output '{}' = {x} is not finite", slot.name));
+            }
+            if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
                 let bound = |b: Option<f64>| b.map_or("unbounded".to_owned(), |b| b.to_string());
                 return Some(format!(
                     "output '{}' = {x} is outside its range [{}, {}]",
-                    feature.name,
-                    bound(feature.min),
-                    bound(feature.max)
+                    slot.name,
+                    bound(min),
+                    bound(max)
                 ));
             }
         }

@@ -299,7 +299,7 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
                 format!("a request failed: {}", answer.describe()),
             ));
         };
-        let targets: Vec<f64> = chunk.iter().map(|r| target(r)).collect();
+        let targets: Vec<f64> = chunk.iter().map(|r| target(manifest, r)).collect();
         for (p, t) in predicted.iter().zip(&targets) {
             terms.push(term(metric, *p, *t));
         }
@@ -354,13 +354,13 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
     })
 }
 
-fn target(record: &Record) -> f64 {
+fn target(manifest: &preflight_bundle::Manifest, record: &Record) -> f64 {
     record
         .target
         .as_ref()
         .and_then(|t| t.first())
         .and_then(Value::as_f64)
-        .unwrap_or_else(|| expected(record, 0))
+        .unwrap_or_else(|| expected(manifest, record, 0))
 }
 
 fn term(metric: Metric, predicted: f64, target: f64) -> f64 {

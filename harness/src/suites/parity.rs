@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{CHUNK, ModelUnderTest, Suite, explain, rows, skipped};
 use crate::client::{Answer, FallbackReason, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
+use crate::slots::{SlotKind, agrees, near_tie, slots};
 
 /// One row per request for every this many samples.
 const SINGLE_ROW_STEP: usize = 10;
@@ -83,7 +84,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         let found = compare(model, tolerance, &chosen, &positions, &served.columns);
         let key = mode.key();
         if mode == Mode::Batch {
-            let histogram = tolerance_histogram(tolerance, &chosen, &served.columns);
+            let histogram = tolerance_histogram(manifest, tolerance, &chosen, &served.columns);
             details.insert(TOLERANCE_HISTOGRAM.to_owned(), histogram);
         }
         metrics.insert(format!("{key}_passed"), found.passed as f64);
@@ -93,11 +94,21 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         metrics.insert(format!("{key}_deadline_retries"), retries);
         let worst = worst_rows(model, &chosen, &served.columns, &found.worst);
         details.insert(format!("{key}_worst_rows"), json!(worst));
+        metrics.insert(format!("{key}_near_ties"), found.near_ties.len() as f64);
         let message = if found.passed == found.total {
-            format!(
+            let mut message = format!(
                 "{} of {} within |Δ| <= {} + {}·|expected|; max |Δ| {:.3e}",
                 found.passed, found.total, tolerance.abs, tolerance.rel, found.max_abs
-            )
+            );
+            if let Some(&first) = found.near_ties.first() {
+                message.push_str(&format!(
+                    "; {} labels differ where training's top two probabilities lie within the \
+                        tolerance (a near tie; first row '{}'), which is not counted",
+                    found.near_ties.len(),
+                    chosen[first].id
+                ));
+            }
+            message
         } else {
             explain(model, tolerance, &chosen, &served, &found).await?
         };
@@ -155,7 +166,7 @@ async fn serve(
 ) -> Result<Served, Unreachable> {
     let manifest = model.bundle.manifest();
     let mut served = Served {
-        columns: vec![Vec::with_capacity(samples.len()); manifest.outputs.len()],
+        columns: vec![Vec::with_capacity(samples.len()); slots(manifest).len()],
         failed_requests: Vec::new(),
         fallback_rows: 0,
         deadline_retries: 0,
@@ -203,11 +214,15 @@ struct Comparison {
     total: usize,
     max_abs: f64,
     max_rel: f64,
-    /// `(|Δ|, sample, output)` of every value off, the worst first.
+    /// `(|Δ|, sample, slot)` of every value off, the worst first.
     worst: Vec<(f64, usize, usize)>,
     /// Values off that the artifact already gets wrong (training → artifact),
     /// and that it gets right (artifact → endpoint).
     stages: (usize, usize),
+    /// Samples whose served label differs from training's where training's
+    /// top two probabilities lie within the tolerance: float rounding may
+    /// name either class, so they are reported, not failed.
+    near_ties: Vec<usize>,
 }
 
 fn compare(
@@ -217,6 +232,8 @@ fn compare(
     positions: &[usize],
     columns: &[Vec<f64>],
 ) -> Comparison {
+    let manifest = model.bundle.manifest();
+    let slots = slots(manifest);
     let artifact = model.artifact.as_ref().and_then(|a| a.as_ref().ok());
     let mut found = Comparison {
         passed: 0,
@@ -225,24 +242,31 @@ fn compare(
         max_rel: 0.0,
         worst: Vec::new(),
         stages: (0, 0),
+        near_ties: Vec::new(),
     };
     for (o, column) in columns.iter().enumerate() {
+        let kind = slots[o].kind;
         for (i, (sample, &got)) in samples.iter().zip(column).enumerate() {
-            let want = expected(sample, o);
+            let want = expected(manifest, sample, o);
             let abs = (got - want).abs();
-            if tolerance.accepts(got, want) {
+            if agrees(kind, tolerance, got, want) {
                 found.passed += 1;
+            } else if kind == SlotKind::Label && near_tie(manifest, sample, tolerance) {
+                found.passed += 1;
+                found.near_ties.push(i);
             } else {
                 found
                     .worst
                     .push((if abs.is_nan() { f64::INFINITY } else { abs }, i, o));
                 match artifact {
-                    Some(a) if tolerance.accepts(a[o][positions[i]], want) => found.stages.1 += 1,
+                    Some(a) if agrees(kind, tolerance, a[o][positions[i]], want) => {
+                        found.stages.1 += 1;
+                    }
                     Some(_) => found.stages.0 += 1,
                     None => {}
                 }
             }
-            if abs.is_finite() {
+            if abs.is_finite() && kind != SlotKind::Label {
                 found.max_abs = found.max_abs.max(abs);
                 found.max_rel = found.max_rel.max(abs / want.abs().max(f64::MIN_POSITIVE));
             }
@@ -273,9 +297,9 @@ fn worst_rows(
                 .collect();
             json!({
                 "id": s.id,
-                "output": manifest.outputs[o].name,
+                "output": slots(manifest)[o].name,
                 "served": columns[o][i],
-                "expected": expected(s, o),
+                "expected": expected(manifest, s, o),
                 "inputs": inputs,
                 "curl": model.client.curl(manifest, &s.inputs),
             })
@@ -308,13 +332,12 @@ async fn explain(
         "{} of {} within tolerance; max |Δ| {:.3e}, max relative {:.3e}",
         found.passed, found.total, found.max_abs, found.max_rel
     )];
-    let outputs: Vec<String> = manifest
-        .outputs
+    let outputs: Vec<String> = slots(manifest)
         .iter()
         .enumerate()
-        .filter_map(|(o, output)| {
+        .filter_map(|(o, slot)| {
             let off = found.worst.iter().filter(|w| w.2 == o).count();
-            (off > 0).then(|| format!("'{}' off in {off} rows", output.name))
+            (off > 0).then(|| format!("'{}' off in {off} rows", slot.name))
         })
         .collect();
     why.push(outputs.join(", "));
@@ -322,9 +345,9 @@ async fn explain(
         why.push(format!(
             "worst row '{}': '{}' served {:.6}, expected {:.6}",
             samples[i].id,
-            manifest.outputs[o].name,
+            slots(manifest)[o].name,
             served.columns[o][i],
-            expected(&samples[i], o)
+            expected(manifest, &samples[i], o)
         ));
     }
     why.extend(stage(model, found.stages));
@@ -431,15 +454,21 @@ pub(crate) const TOLERANCE_HISTOGRAM: &str = "tolerance_histogram";
 /// above is at or beyond the tolerance. An exact match counts in the lowest
 /// decade; a missing answer is left out.
 fn tolerance_histogram(
+    manifest: &preflight_bundle::Manifest,
     tolerance: Tolerance,
     samples: &[Record],
     served: &[Vec<f64>],
 ) -> serde_json::Value {
     const LOWEST: i32 = -6;
     let mut counts = std::collections::BTreeMap::<i32, u64>::new();
+    let slots = slots(manifest);
     for (o, column) in served.iter().enumerate() {
+        // A label is right or wrong, not near.
+        if slots[o].kind == SlotKind::Label {
+            continue;
+        }
         for (sample, &got) in samples.iter().zip(column) {
-            let want = expected(sample, o);
+            let want = expected(manifest, sample, o);
             let share = (got - want).abs() / tolerance.allowance(want).max(f64::MIN_POSITIVE);
             if share.is_finite() {
                 let decade = if share > 0.0 {

@@ -350,7 +350,10 @@ impl Rollout<'_> {
             .filter_map(|s| {
                 let answer = s.answer.as_ref().ok().filter(|a| a.ok())?;
                 let served = *answer.outputs.first()?.first()?;
-                Some((expected(&self.samples[s.sample], 0), served))
+                Some((
+                    expected(self.model.bundle.manifest(), &self.samples[s.sample], 0),
+                    served,
+                ))
             })
             .collect();
         let off = answered

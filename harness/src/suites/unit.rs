@@ -7,6 +7,7 @@ use preflight_bundle::Tolerance;
 use super::{ModelUnderTest, Suite};
 use crate::client::expected;
 use crate::report::{Check, Skip, SuiteReport};
+use crate::slots::{SlotKind, agrees, near_tie, slots};
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     let manifest = model.bundle.manifest();
@@ -87,7 +88,7 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
             format!("training → artifact: the artifact cannot run the samples: {reason}"),
         ),
         Some(Ok(outputs)) => {
-            let (off, worst) = compare(samples, outputs, tolerance);
+            let (off, worst) = compare(model.bundle.manifest(), samples, outputs, tolerance);
             match worst {
                 None => Check::new(
                     NAME,
@@ -114,17 +115,22 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
 }
 
 /// Rows outside the tolerance, and the worst of them (id, got, expected).
+/// A label is exact, except at a near tie of training's probabilities.
 pub(super) fn compare(
+    manifest: &preflight_bundle::Manifest,
     samples: &[preflight_bundle::Record],
     outputs: &[Vec<f64>],
     tolerance: Tolerance,
 ) -> (usize, Option<(String, f64, f64)>) {
+    let slots = slots(manifest);
     let mut off = 0;
     let mut worst: Option<(f64, String, f64, f64)> = None;
     for (o, column) in outputs.iter().enumerate() {
+        let kind = slots[o].kind;
         for (sample, &got) in samples.iter().zip(column) {
-            let want = expected(sample, o);
-            if !tolerance.accepts(got, want) {
+            let want = expected(manifest, sample, o);
+            let excused = kind == SlotKind::Label && near_tie(manifest, sample, tolerance);
+            if !agrees(kind, tolerance, got, want) && !excused {
                 off += 1;
                 let excess = if got.is_nan() {
                     f64::INFINITY

@@ -10,6 +10,7 @@ use super::super::explain::{self, show};
 use super::super::{CHUNK, ModelUnderTest};
 use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, Skip};
+use crate::slots::{self, Slot};
 
 /// The fallback computes in f64 and the answer is FP32: a few ulps at the
 /// largest outputs, far below any difference between two fits.
@@ -54,19 +55,35 @@ fn generated(manifest: &Manifest, base: &[Value]) -> Vec<Generated> {
     rows
 }
 
-/// The fallback's output, in manifest order.
-fn output_index(manifest: &Manifest, fallback: &Fallback) -> usize {
-    manifest.output(fallback.output()).map_or(0, |(o, _)| o)
+/// The slots (`crate::slots`) the fallback predicts: its regression output,
+/// or a classifier's probabilities in class order, as `Fallback::predict`
+/// gives them.
+fn fallback_slots(manifest: &Manifest, fallback: &Fallback) -> Vec<Slot> {
+    let output = manifest.output(fallback.output()).map_or(0, |(o, _)| o);
+    slots::slots(manifest)
+        .into_iter()
+        .filter(|s| s.output == output)
+        .collect()
 }
 
-/// The fallback's answers for `rows`, forced with `deadline_ms = 0`, or why
-/// there are none.
+/// The first slot where `got` and `want` differ beyond the tolerance.
+fn first_off(got: &[f64], want: &[f64]) -> Option<usize> {
+    (0..want.len()).find(|&k| !TOLERANCE.accepts(got.get(k).copied().unwrap_or(f64::NAN), want[k]))
+}
+
+/// The fallback's answers for `rows`, forced with `deadline_ms = 0`, each
+/// row's values of the fallback's slots, or why there are none.
 async fn forced(
     model: &ModelUnderTest,
     rows: &[&[Value]],
-    output: usize,
-) -> Result<Result<Vec<f64>, String>, Unreachable> {
+    fallback: &Fallback,
+) -> Result<Result<Vec<Vec<f64>>, String>, Unreachable> {
     let manifest = model.bundle.manifest();
+    let all = slots::slots(manifest);
+    let wanted: Vec<usize> = fallback_slots(manifest, fallback)
+        .iter()
+        .filter_map(|w| all.iter().position(|s| s == w))
+        .collect();
     let mut served = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let parameters = Some(json!({ params::DEADLINE_MS: 0 }));
@@ -80,7 +97,10 @@ async fn forced(
                 answer.fallback
             )));
         }
-        served.extend(answer.outputs.get(output).cloned().unwrap_or_default());
+        for i in 0..chunk.len() {
+            let row = slots::row(&answer.outputs, i);
+            served.push(wanted.iter().map(|&k| row[k]).collect());
+        }
     }
     Ok(Ok(served))
 }
@@ -106,22 +126,21 @@ pub(super) async fn off_holdout(
     };
     let rows = generated(manifest, &base.inputs);
     let borrowed: Vec<&[Value]> = rows.iter().map(|g| g.row.as_slice()).collect();
-    let served = match forced(model, &borrowed, output_index(manifest, fallback)).await? {
+    let served = match forced(model, &borrowed, fallback).await? {
         Ok(served) => served,
         Err(why) => return Ok(Check::new(NAME, false, why)),
     };
+    let names = fallback_slots(manifest, fallback);
     let differing: Vec<String> = rows
         .iter()
         .zip(&served)
-        .filter_map(|(g, &got)| {
+        .filter_map(|(g, got)| {
             let want = fallback.predict(&g.row);
-            (!TOLERANCE.accepts(got, want)).then(|| {
-                format!(
-                    "{}: '{}' served {got:.4}, fallback.json gives {want:.4}",
-                    g.label,
-                    fallback.output()
-                )
-            })
+            let k = first_off(got, &want)?;
+            Some(format!(
+                "{}: '{}' served {:.4}, fallback.json gives {:.4}",
+                g.label, names[k].name, got[k], want[k]
+            ))
         })
         .collect();
     Ok(if differing.is_empty() {
@@ -157,14 +176,19 @@ pub(super) async fn with_training(
 ) -> Result<Check, Unreachable> {
     const NAME: &str = "agrees with the training process";
     let manifest = model.bundle.manifest();
-    let output = output_index(manifest, fallback);
-    let recorded: Vec<(&Record, f64)> = model
+    let names = fallback_slots(manifest, fallback);
+    let all = slots::slots(manifest);
+    let recorded: Vec<(&Record, Vec<f64>)> = model
         .samples
         .iter()
         .flatten()
         .filter_map(|s| {
-            let value = s.fallback_outputs.as_ref()?.get(output)?.as_f64()?;
-            Some((s, value))
+            let values = slots::values(manifest, s.fallback_outputs.as_ref()?);
+            let want: Vec<f64> = names
+                .iter()
+                .filter_map(|w| all.iter().position(|s| s == w).map(|k| values[k]))
+                .collect();
+            want.iter().all(|x| !x.is_nan()).then_some((s, want))
         })
         .collect();
     if recorded.is_empty() {
@@ -175,7 +199,7 @@ pub(super) async fn with_training(
         ));
     }
     let rows: Vec<&[Value]> = recorded.iter().map(|(s, _)| s.inputs.as_slice()).collect();
-    let served = match forced(model, &rows, output).await? {
+    let served = match forced(model, &rows, fallback).await? {
         Ok(served) => served,
         Err(why) => return Ok(Check::new(NAME, false, why)),
     };
@@ -183,10 +207,10 @@ pub(super) async fn with_training(
     let mut endpoint_off = Vec::new();
     for ((sample, want), got) in recorded.iter().zip(&served) {
         let computed = fallback.predict(&sample.inputs);
-        if !TOLERANCE.accepts(computed, *want) {
-            bundle_off.push((*sample, computed, *want));
-        } else if !TOLERANCE.accepts(*got, *want) {
-            endpoint_off.push((*sample, *got, *want));
+        if let Some(k) = first_off(&computed, want) {
+            bundle_off.push((*sample, names[k].name.as_str(), computed[k], want[k]));
+        } else if let Some(k) = first_off(got, want) {
+            endpoint_off.push((*sample, names[k].name.as_str(), got[k], want[k]));
         }
     }
     if bundle_off.is_empty() && endpoint_off.is_empty() {
@@ -215,7 +239,7 @@ pub(super) async fn with_training(
         .filter(|(_, off, _)| !off.is_empty())
         .flat_map(|(stage, off, side)| {
             let total = recorded.len();
-            let mut why = vec![differing(stage, fallback.output(), off, side, total)];
+            let mut why = vec![differing(stage, off, side, total)];
             let failing: Vec<&[Value]> = off.iter().map(|(s, ..)| s.inputs.as_slice()).collect();
             why.extend(explain::shared(manifest, &failing, &all));
             why
@@ -225,31 +249,28 @@ pub(super) async fn with_training(
 }
 
 /// `training → fallback.json: 'eta_minutes' differs in 44 of 500 samples;
-/// row ...`: the samples off at one stage, `(sample, got, want)`.
-fn differing(
-    stage: &str,
-    output: &str,
-    off: &[(&Record, f64, f64)],
-    side: &str,
-    total: usize,
-) -> String {
+/// row ...`: the samples off at one stage, `(sample, slot, got, want)`.
+fn differing(stage: &str, off: &[(&Record, &str, f64, f64)], side: &str, total: usize) -> String {
     let rows: Vec<String> = off
         .iter()
-        .map(|(s, got, want)| {
+        .map(|(s, _, got, want)| {
             format!(
                 "row '{}': {side} {got:.4}, the training process {want:.4}",
                 s.id
             )
         })
         .collect();
+    let mut outputs: Vec<&str> = off.iter().map(|(_, name, ..)| *name).collect();
+    outputs.dedup();
     format!(
-        "{stage}: '{output}' differs in {} of {total} samples; {}",
+        "{stage}: '{}' differs in {} of {total} samples; {}",
+        outputs.join("', '"),
         off.len(),
         named(&rows)
     )
 }
 
-fn rows_of<'r>(recorded: &[(&'r Record, f64)]) -> Vec<&'r [Value]> {
+fn rows_of<'r>(recorded: &[(&'r Record, Vec<f64>)]) -> Vec<&'r [Value]> {
     recorded.iter().map(|(s, _)| s.inputs.as_slice()).collect()
 }
 
