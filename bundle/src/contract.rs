@@ -12,7 +12,10 @@ pub struct Contract {
     pub parity: Option<Tolerance>,
     pub latency: Option<LatencyBudget>,
     pub size: Option<SizeBudget>,
-    pub quality: Option<QualityBudget>,
+    /// Hold-out quality budgets, one table or a list of them (a classifier
+    /// bounds accuracy and log loss, say); the first is the model's
+    /// primary metric, which the server's live error follows.
+    pub quality: Vec<QualityBudget>,
     /// The fast fallback's own quality budget on the hold-out (a Preflight extension).
     pub fallback: Option<QualityBudget>,
     pub monotonic: Vec<Monotonic>,
@@ -105,6 +108,13 @@ pub struct SizeBudget {
     pub max_growth: Option<f64>,
 }
 
+impl Contract {
+    /// The first quality budget: the metric the live error follows.
+    pub fn primary_quality(&self) -> Option<&QualityBudget> {
+        self.quality.first()
+    }
+}
+
 /// A quality budget on the hold-out: an absolute bound and a regression limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +147,11 @@ pub enum Metric {
     Accuracy,
     /// Mean negative log-likelihood of the true label.
     LogLoss,
+    /// Area under the ROC curve: of `classes[1]` for a binary classifier,
+    /// the macro average of one-vs-rest for more classes.
+    RocAuc,
+    /// Mean squared distance between the probabilities and the one-hot label.
+    Brier,
 }
 
 impl Metric {
@@ -147,11 +162,13 @@ impl Metric {
             Metric::Mape => "mape",
             Metric::Accuracy => "accuracy",
             Metric::LogLoss => "log_loss",
+            Metric::RocAuc => "roc_auc",
+            Metric::Brier => "brier",
         }
     }
 
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Accuracy)
+        matches!(self, Metric::Accuracy | Metric::RocAuc)
     }
 
     pub fn for_regression(self) -> bool {
@@ -165,6 +182,9 @@ impl Metric {
 pub struct Monotonic {
     pub input: String,
     pub direction: Direction,
+    /// A classifier's class whose probability the constraint holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<crate::Class>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -156,10 +156,41 @@ struct RawContract {
     parity: Option<Spanned<Tolerance>>,
     latency: Option<Spanned<LatencyBudget>>,
     size: Option<Spanned<SizeBudget>>,
-    quality: Option<Spanned<QualityBudget>>,
+    quality: Option<Spanned<Budgets>>,
     fallback: Option<Spanned<QualityBudget>>,
     #[serde(default)]
     monotonic: Vec<Spanned<Monotonic>>,
+}
+
+/// `quality = { ... }` or `quality = [{ ... }, { ... }]`, read by what the
+/// value is, so that a budget's own error (an unknown key) is the one told.
+struct Budgets(Vec<QualityBudget>);
+
+impl Budgets {
+    fn into_vec(self) -> Vec<QualityBudget> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Budgets {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Budgets;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a quality budget or a list of them")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Budgets, A::Error> {
+                let one =
+                    QualityBudget::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Budgets(vec![one]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Budgets, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Budgets)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 struct Validator<'a> {
@@ -207,9 +238,8 @@ impl Validator<'_> {
             ));
         }
         self.task(model, &raw.outputs)?;
-        let task = model.get_ref().task;
         let contract = match raw.contract {
-            Some(contract) => self.contract(contract, &inputs, task)?,
+            Some(contract) => self.contract(contract, &inputs, model.get_ref())?,
             None => Contract::default(),
         };
         Ok(Manifest {
@@ -355,8 +385,10 @@ impl Validator<'_> {
         &self,
         raw: Spanned<RawContract>,
         inputs: &[Feature],
-        task: crate::Task,
+        model: &ModelInfo,
     ) -> Result<Contract, Error> {
+        let task = model.task;
+        let classes = model.classes.as_deref();
         let raw = raw.into_inner();
         if let Some(parity) = &raw.parity {
             self.check_parity(parity)?;
@@ -367,22 +399,35 @@ impl Validator<'_> {
         if let Some(size) = &raw.size {
             self.check_size(size)?;
         }
-        for (key, quality) in [
-            ("contract.quality", &raw.quality),
-            ("contract.fallback", &raw.fallback),
-        ] {
-            if let Some(quality) = quality {
-                self.check_quality(key, quality, task)?;
+        let quality = match raw.quality {
+            Some(q) => {
+                let span = q.span();
+                let list = q.into_inner().into_vec();
+                let one = list.len() == 1;
+                for (i, budget) in list.iter().enumerate() {
+                    let key = if one {
+                        "contract.quality".to_owned()
+                    } else {
+                        format!("contract.quality[{i}]")
+                    };
+                    let spanned = Spanned::new(span.clone(), budget.clone());
+                    self.check_quality(&key, &spanned, task)?;
+                }
+                list
             }
+            None => Vec::new(),
+        };
+        if let Some(fallback) = &raw.fallback {
+            self.check_quality("contract.fallback", fallback, task)?;
         }
         for (i, monotonic) in raw.monotonic.iter().enumerate() {
-            self.check_monotonic(i, monotonic, inputs)?;
+            self.check_monotonic(i, monotonic, inputs, classes)?;
         }
         Ok(Contract {
             parity: raw.parity.map(Spanned::into_inner),
             latency: raw.latency.map(Spanned::into_inner),
             size: raw.size.map(Spanned::into_inner),
-            quality: raw.quality.map(Spanned::into_inner),
+            quality,
             fallback: raw.fallback.map(Spanned::into_inner),
             monotonic: raw.monotonic.into_iter().map(Spanned::into_inner).collect(),
         })
@@ -502,6 +547,7 @@ impl Validator<'_> {
         i: usize,
         m: &Spanned<Monotonic>,
         inputs: &[Feature],
+        classes: Option<&[crate::Class]>,
     ) -> Result<(), Error> {
         let name = &m.get_ref().input;
         let problem = match inputs.iter().find(|f| &f.name == name) {
@@ -509,9 +555,31 @@ impl Validator<'_> {
             Some(f) if !f.datatype.is_numeric() => {
                 format!("'{name}' is {}, not numeric", f.datatype)
             }
-            Some(_) => return Ok(()),
+            Some(_) => return self.check_monotonic_class(i, m, classes),
         };
         Err(self.error(m, format!("contract.monotonic[{i}].input"), problem))
+    }
+
+    /// A classifier's constraint names the class whose probability it
+    /// holds, one of its classes; a regressor's names none.
+    fn check_monotonic_class(
+        &self,
+        i: usize,
+        m: &Spanned<Monotonic>,
+        classes: Option<&[crate::Class]>,
+    ) -> Result<(), Error> {
+        let problem = match (&m.get_ref().class, classes) {
+            (None, None) => return Ok(()),
+            (Some(c), Some(classes)) if classes.contains(c) => return Ok(()),
+            (Some(c), Some(_)) => format!("{c} is not a class of the model"),
+            (Some(_), None) => "a class applies to a classifier's constraint".to_owned(),
+            (None, Some(_)) => {
+                "a classifier's constraint names the class whose probability it holds: \
+                    class = ..."
+                    .to_owned()
+            }
+        };
+        Err(self.error(m, format!("contract.monotonic[{i}].class"), problem))
     }
 }
 

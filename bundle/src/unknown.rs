@@ -17,7 +17,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "model", "producer", "runtime", "inputs", "outputs", "contract",
         ],
     ),
-    ("model", &["name", "version", "task", "description"]),
+    (
+        "model",
+        &["name", "version", "task", "description", "classes"],
+    ),
     ("producer", &["python", "packages"]),
 ];
 

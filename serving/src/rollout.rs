@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::admission::Admission;
 use crate::batch::Batch;
-use crate::monitor::numbers;
+use crate::protocol::TensorData;
 use crate::registry::{Main, Served};
 
 /// How the candidate takes its share.
@@ -165,14 +165,17 @@ impl Shadows {
             let figures = &shadowing.route.shadow;
             match run {
                 Ok(Ok(outputs)) => {
-                    let candidate: Vec<Vec<f64>> = outputs.iter().map(numbers).collect();
+                    let scoring = &shadowing.candidate.monitor.scoring;
+                    let outputs: Vec<Option<TensorData>> = outputs.into_iter().map(Some).collect();
+                    let candidate = scoring.rows(&scoring.columns(&outputs));
                     let tolerance = shadowing
                         .candidate
                         .manifest
                         .contract
                         .parity
                         .unwrap_or(Tolerance::new(0.0, 0.0));
-                    compare(figures, tolerance, &candidate, &served);
+                    let served = scoring.rows(&served);
+                    compare(figures, tolerance, scoring.width(), &candidate, &served);
                 }
                 _ => {
                     figures.failed.fetch_add(1, Ordering::Relaxed);
@@ -182,23 +185,22 @@ impl Shadows {
     }
 }
 
-/// Counts the rows where any output of the candidate is outside the
-/// tolerance of the answer served, and the largest difference.
+/// Counts the rows where any scored value of the candidate (`Scoring::rows`,
+/// `width` a row) is outside the tolerance of the answer served, and the
+/// largest difference.
 fn compare(
     figures: &ShadowFigures,
     tolerance: Tolerance,
-    candidate: &[Vec<f64>],
-    served: &[Vec<f64>],
+    width: usize,
+    candidate: &[f64],
+    served: &[f64],
 ) {
-    let rows = served.first().map_or(0, Vec::len);
+    let rows = served.len() / width.max(1);
     let mut divergent = 0;
     let mut max_abs: f64 = 0.0;
-    for row in 0..rows {
+    for (c, s) in candidate.chunks(width).zip(served.chunks(width)) {
         let mut off = false;
-        for (c, s) in candidate.iter().zip(served) {
-            let (Some(&c), Some(&s)) = (c.get(row), s.get(row)) else {
-                continue;
-            };
+        for (&c, &s) in c.iter().zip(s) {
             let abs = (c - s).abs();
             if abs.is_finite() {
                 max_abs = max_abs.max(abs);
@@ -230,14 +232,21 @@ mod tests {
     fn divergence_is_counted_by_row_against_the_candidates_tolerance() {
         let figures = ShadowFigures::default();
         let tolerance = Tolerance::new(0.1, 0.0);
-        compare(
-            &figures,
-            tolerance,
-            &[vec![1.0, 2.05, 3.5]],
-            &[vec![1.0, 2.0, 3.0]],
-        );
+        compare(&figures, tolerance, 1, &[1.0, 2.05, 3.5], &[1.0, 2.0, 3.0]);
         assert_eq!(figures.rows.load(Ordering::Relaxed), 3);
         assert_eq!(figures.divergent.load(Ordering::Relaxed), 1);
         assert!((figures.max_abs() - 0.5).abs() < 1e-12);
+        // A classifier's rows: a label's position and two probabilities; the
+        // second row names another class.
+        let classes = ShadowFigures::default();
+        compare(
+            &classes,
+            tolerance,
+            3,
+            &[1.0, 0.2, 0.8, 0.0, 0.6, 0.4],
+            &[1.0, 0.25, 0.75, 1.0, 0.45, 0.55],
+        );
+        assert_eq!(classes.rows.load(Ordering::Relaxed), 2);
+        assert_eq!(classes.divergent.load(Ordering::Relaxed), 1);
     }
 }

@@ -79,7 +79,7 @@ fn manifest_example() {
         (size.max_model_bytes, size.max_growth),
         (Some(5_000_000), Some(0.25))
     );
-    let quality = c.quality.as_ref().expect("quality");
+    let quality = c.primary_quality().expect("quality");
     assert_eq!(
         (quality.metric, quality.max, quality.max_regression),
         (Metric::Mae, Some(6.0), Some(0.05))

@@ -92,7 +92,10 @@ fn check_bundle(dir: &Path) {
         let got = fallback.predict(&sample.inputs);
         assert!(
             got.len() == expected.len()
-                && got.iter().zip(&expected).all(|(g, e)| FALLBACK_PARITY.accepts(*g, *e)),
+                && got
+                    .iter()
+                    .zip(&expected)
+                    .all(|(g, e)| FALLBACK_PARITY.accepts(*g, *e)),
             "{} row '{}': fallback gave {got:?}, the training process {expected:?}",
             dir.display(),
             sample.id

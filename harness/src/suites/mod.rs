@@ -11,6 +11,7 @@ pub(crate) mod parity;
 mod property;
 mod quality;
 mod rollout;
+mod scoring;
 mod size;
 mod unit;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use preflight_bundle::{Datatype, Metric, Record, Stats, Value};
 use serde_json::{Value as Json, json};
 
-use super::{CHUNK, ModelUnderTest, Suite, offers, rows};
+use super::{CHUNK, ModelUnderTest, Suite, offers, rows, scoring};
 use crate::client::{Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -244,7 +244,7 @@ async fn drift(model: &ModelUnderTest) -> Result<Check, Unreachable> {
 async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
     const NAME: &str = "the live error is the metric over the feedback";
     let manifest = model.bundle.manifest();
-    let metric = manifest.contract.quality.as_ref().map(|q| q.metric);
+    let metric = manifest.contract.primary_quality().map(|q| q.metric);
     let (Some(holdout), Some(metric)) = (model.holdout.as_ref().filter(|h| !h.is_empty()), metric)
     else {
         return Ok(Check::skipped(
@@ -253,14 +253,11 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
             "needs holdout.jsonl and contract.quality",
         ));
     };
-    if !matches!(metric, Metric::Mae | Metric::Rmse | Metric::Mape) {
+    if matches!(metric, Metric::RocAuc) {
         return Ok(Check::skipped(
             NAME,
             Skip::NotApplicable,
-            format!(
-                "{} is not computed live from one served output",
-                metric.as_str()
-            ),
+            "roc_auc ranks rows, so the server does not compute it live row by row",
         ));
     }
     let before = match monitor(model).await? {
@@ -277,7 +274,7 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
     };
     let chosen: Vec<&Record> = holdout.iter().cycle().take(n).collect();
     let mut feedback = Vec::new();
-    let mut terms = Vec::new();
+    let mut answers = scoring::Answers::default();
     let tag = format!(
         "preflight-{}-{}-{}",
         manifest.model.name,
@@ -292,17 +289,16 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
             .client
             .post_infer(manifest, &body, chunk.len())
             .await?;
-        let Some(predicted) = answer.outputs.first().filter(|_| answer.ok()) else {
+        if !answer.ok() {
             return Ok(Check::new(
                 NAME,
                 false,
                 format!("a request failed: {}", answer.describe()),
             ));
-        };
-        let targets: Vec<f64> = chunk.iter().map(|r| target(manifest, r)).collect();
-        for (p, t) in predicted.iter().zip(&targets) {
-            terms.push(term(metric, *p, *t));
         }
+        let records: Vec<Record> = chunk.iter().map(|r| (*r).clone()).collect();
+        answers.extend(manifest, &answer.outputs, &records);
+        let targets: Vec<serde_json::Value> = chunk.iter().map(|r| target(manifest, r)).collect();
         feedback.push(json!({"id": id, "target": targets}));
     }
     let path = format!("/v2/models/{}/feedback", manifest.model.name);
@@ -317,7 +313,7 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
             format!("POST {path} answered {status}: {text}"),
         ));
     }
-    let ours = terms.len().min(window);
+    let ours = answers.served.len().min(window);
     let report = match monitor_until(model, |r| {
         r["live_error"]["count"].as_u64() >= Some(ours as u64)
     })
@@ -327,13 +323,7 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
         Err(why) => return Ok(Check::new(NAME, false, why)),
     };
     let live = report["live_error"]["value"].as_f64().unwrap_or(f64::NAN);
-    let last = &terms[terms.len() - ours..];
-    let mean = last.iter().sum::<f64>() / ours as f64;
-    let computed = if metric == Metric::Rmse {
-        mean.sqrt()
-    } else {
-        mean
-    };
+    let computed = scoring::score(manifest, metric, &answers.last(ours)).unwrap_or(f64::NAN);
     let name = metric.as_str();
     // The answers are FP32 in JSON: the server keeps them as it sent them.
     let close = (live - computed).abs() <= 1e-6 + 1e-5 * computed.abs();
@@ -354,22 +344,16 @@ async fn live_error(model: &ModelUnderTest) -> Result<Check, Unreachable> {
     })
 }
 
-fn target(manifest: &preflight_bundle::Manifest, record: &Record) -> f64 {
+/// A record's target as feedback sends it: a number, or a classifier's
+/// label as its label output carries it.
+fn target(manifest: &preflight_bundle::Manifest, record: &Record) -> serde_json::Value {
+    let index = manifest.classifier().map_or(0, |c| c.label);
     record
         .target
         .as_ref()
-        .and_then(|t| t.first())
-        .and_then(Value::as_f64)
-        .unwrap_or_else(|| expected(manifest, record, 0))
-}
-
-fn term(metric: Metric, predicted: f64, target: f64) -> f64 {
-    let error = predicted - target;
-    match metric {
-        Metric::Rmse => error * error,
-        Metric::Mape => 100.0 * error.abs() / target.abs().max(f64::MIN_POSITIVE),
-        _ => error.abs(),
-    }
+        .and_then(|t| t.get(index))
+        .filter(|v| !v.is_null())
+        .map_or_else(|| json!(expected(manifest, record, 0)), Value::to_json)
 }
 
 /// Every metric the alert rules and the dashboard read, by family name.

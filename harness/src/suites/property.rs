@@ -15,6 +15,7 @@ use serde_json::json;
 use super::{ModelUnderTest, Suite};
 use crate::client::{Answer, Client, FallbackReason};
 use crate::report::{Check, SuiteReport};
+use crate::slots::SlotKind;
 
 /// Generated cases per property; the runner's seed is fixed, so a run repeats.
 const CASES: u32 = 32;
@@ -43,6 +44,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> SuiteReport {
             handle: &handle,
         };
         let mut checks = valid_batches(&endpoint, &row);
+        checks.extend(classified(&endpoint, &row));
         checks.push(large_batch(&endpoint, &row));
         for monotonic in &manifest.contract.monotonic {
             checks.extend(monotonic_check(
@@ -168,6 +170,68 @@ fn in_range(manifest: &Manifest, answer: &Answer) -> Result<(), TestCaseError> {
     }
 }
 
+/// How far a row's probabilities may sum from 1: float32 rounding of K
+/// shares, far below what a score served as a probability gives.
+const PROBABILITY_SUM: f64 = 1e-4;
+
+/// A classifier's answers are probabilities, and its label their arg-max:
+/// each row's probabilities sum to 1, and the label names the class of the
+/// largest (unless the top two lie within the parity tolerance, where
+/// rounding may name either). `None` for a regressor.
+fn classified(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Option<Check> {
+    let manifest = endpoint.manifest;
+    manifest.classifier()?;
+    let tolerance = manifest.contract.parity.unwrap_or(SAME);
+    let batches = prop::collection::vec(row.clone(), 1..6);
+    Some(endpoint.property(
+        "probabilities sum to 1 and the label is their arg-max",
+        CASES,
+        batches,
+        move |rows| {
+            let answer = endpoint.call(rows)?;
+            if !answer.ok() {
+                return Err(TestCaseError::fail(format!(
+                    "a valid batch was answered {}",
+                    answer.describe()
+                )));
+            }
+            for i in 0..rows.len() {
+                let values = crate::slots::row(&answer.outputs, i);
+                let Some(c) = crate::slots::classified(manifest, &values) else {
+                    continue;
+                };
+                let sum: f64 = c.probabilities.iter().sum();
+                if (sum - 1.0).abs() > PROBABILITY_SUM {
+                    return Err(TestCaseError::fail(format!(
+                        "row {i}: the probabilities {:?} sum to {sum}, not 1",
+                        c.probabilities
+                    )));
+                }
+                let top = c
+                    .probabilities
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let near_tie = c.margin() <= tolerance.allowance(top);
+                if c.arg_max().map(|k| k as f64) != Some(c.label) && !near_tie {
+                    let slots = crate::slots::slots(manifest);
+                    let named = |k: Option<usize>| {
+                        k.and_then(|k| slots.iter().find(|s| s.kind == SlotKind::Probability(k)))
+                            .map_or("no class".to_owned(), |s| format!("'{}'", s.name))
+                    };
+                    return Err(TestCaseError::fail(format!(
+                        "row {i}: the label names {}, but the largest probability is {}: {:?}",
+                        named(c.label.is_finite().then_some(c.label as usize)),
+                        named(c.arg_max()),
+                        c.probabilities
+                    )));
+                }
+            }
+            Ok(())
+        },
+    ))
+}
+
 fn large_batch(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Check {
     let large = prop::collection::vec(row.clone(), LARGE_BATCH..=LARGE_BATCH);
     let name = format!("a batch of {LARGE_BATCH} rows is answered");
@@ -194,6 +258,16 @@ fn monotonic_check(
     reference: Option<&Reference>,
 ) -> Option<Check> {
     let (index, feature) = endpoint.manifest.input(&monotonic.input)?;
+    // A classifier's constraint is on the probability of the class it names.
+    let slot = match (&monotonic.class, endpoint.manifest.classifier()) {
+        (Some(class), Some(c)) => {
+            let k = c.classes.iter().position(|known| known == class)?;
+            crate::slots::slots(endpoint.manifest)
+                .iter()
+                .position(|s| s.kind == SlotKind::Probability(k))?
+        }
+        _ => 0,
+    };
     let tolerance = endpoint.manifest.contract.parity.unwrap_or(Tolerance {
         abs: 1e-4,
         rel: 0.0,
@@ -205,12 +279,16 @@ fn monotonic_check(
     );
     let direction = monotonic.direction;
     let name = format!(
-        "'{}' is monotonic {}",
+        "'{}' is monotonic {}{}",
         monotonic.input,
         match direction {
             Direction::Increasing => "increasing",
             Direction::Decreasing => "decreasing",
-        }
+        },
+        monotonic
+            .class
+            .as_ref()
+            .map_or(String::new(), |c| format!(" in the probability of {c}"))
     );
     let rows = pair.prop_map(move |(row, a, b)| {
         let (lo, hi) = if a.as_f64() <= b.as_f64() {
@@ -231,7 +309,7 @@ fn monotonic_check(
                 answer.describe()
             )));
         }
-        let (low, high) = (answer.outputs[0][0], answer.outputs[0][1]);
+        let (low, high) = (answer.outputs[slot][0], answer.outputs[slot][1]);
         let holds = match direction {
             Direction::Increasing => high >= low - tolerance.allowance(low),
             Direction::Decreasing => high <= low + tolerance.allowance(low),

@@ -1,73 +1,114 @@
-//! `quality`: the hold-out through the endpoint, scored with the contract's
-//! metric against its absolute bound and against the baseline release.
+//! `quality`: the hold-out through the endpoint, scored with each of the
+//! contract's metrics against its absolute bound and against the baseline
+//! release; every metric of the task is reported (a classifier's accuracy,
+//! log loss, ROC AUC and Brier score).
 
 use preflight_bundle::{Metric, QualityBudget, Record};
 
-use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
+use super::{CHUNK, ModelUnderTest, Suite, rows, scoring, skipped};
 use crate::client::Unreachable;
 use crate::report::{Check, Limit, Skip, SuiteReport};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
-    let (Some(holdout), Some(budget)) = (&model.holdout, &manifest.contract.quality) else {
+    let budgets = &manifest.contract.quality;
+    let Some(holdout) = model.holdout.as_ref().filter(|_| !budgets.is_empty()) else {
         return Ok(skipped(
             Suite::Quality,
             Skip::Missing,
             super::needs(&[
                 ("holdout.jsonl", model.holdout.is_some()),
-                ("contract.quality", manifest.contract.quality.is_some()),
+                ("contract.quality", !budgets.is_empty()),
             ]),
         ));
     };
-    let scored = match score(model, holdout, budget.metric, None).await? {
-        Ok(value) => value,
+    let answers = match answered(model, holdout, None).await? {
+        Ok(answers) => answers,
         Err(why) => {
-            return Ok(SuiteReport::new(
-                Suite::Quality.name(),
-                vec![Check::new(budget.metric.as_str(), false, why)],
-            ));
+            let name = budgets[0].metric.as_str();
+            let check = Check::new(name, false, why);
+            return Ok(SuiteReport::new(Suite::Quality.name(), vec![check]));
         }
     };
-    let output = &manifest.outputs[0].name;
-    let mut checks = vec![bound_check(budget, output, scored)];
-    checks.push(
-        match (
-            budget.max_regression,
-            model.baseline_metric(Suite::Quality, budget.metric.as_str()),
-        ) {
-            (None, _) => Check::skipped(
-                "against the baseline",
-                Skip::Missing,
-                "the contract sets no max_regression",
-            ),
-            (Some(_), Err((skip, why))) => Check::skipped("against the baseline", skip, why),
-            (Some(limit), Ok(base)) => {
-                // Positive when worse, whichever way the metric points.
-                let change = if budget.metric.higher_is_better() {
-                    (base - scored) / base.abs()
-                } else {
-                    (scored - base) / base.abs()
-                };
-                Check::new(
-                    "against the baseline",
-                    change <= limit,
-                    format!(
-                        "{} of '{output}' {scored:.4} against the baseline's {base:.4}: {:+.1}% \
-                        worse (limit {:.0}%)",
-                        budget.metric.as_str(),
-                        change * 100.0,
-                        limit * 100.0
-                    ),
-                )
+    let output = scored_output(manifest);
+    let mut checks = Vec::new();
+    let mut report_metrics = std::collections::BTreeMap::new();
+    // Every metric of the task is reported; the contract's are judged.
+    for metric in scoring::reported(manifest) {
+        if let Ok(value) = scoring::score(manifest, metric, &answers) {
+            report_metrics.insert(metric.as_str().to_owned(), value);
+        }
+    }
+    for budget in budgets {
+        let scored = match scoring::score(manifest, budget.metric, &answers) {
+            Ok(value) => value,
+            Err(why) => {
+                checks.push(Check::new(budget.metric.as_str(), false, why));
+                continue;
             }
-        },
-    );
+        };
+        report_metrics.insert(budget.metric.as_str().to_owned(), scored);
+        checks.push(bound_check(budget, &output, scored));
+        checks.push(against_baseline(model, budget, &output, scored));
+    }
     let mut report = SuiteReport::new(Suite::Quality.name(), checks);
-    report
-        .metrics
-        .insert(budget.metric.as_str().to_owned(), scored);
-    report.limits.extend(limit(budget));
+    report.metrics = report_metrics;
+    report.limits.extend(budgets.iter().filter_map(limit));
     Ok(report)
+}
+
+/// What the metrics score: the regression output, or a classifier's label
+/// and probabilities.
+pub(super) fn scored_output(manifest: &preflight_bundle::Manifest) -> String {
+    match manifest.classifier() {
+        Some(c) => format!(
+            "{}', '{}",
+            manifest.outputs[c.label].name, manifest.outputs[c.probabilities].name
+        ),
+        None => manifest.outputs[0].name.clone(),
+    }
+}
+
+/// The budget's metric against the baseline release's, within its
+/// `max_regression`; named after the metric where the contract bounds
+/// several.
+fn against_baseline(
+    model: &ModelUnderTest,
+    budget: &QualityBudget,
+    output: &str,
+    scored: f64,
+) -> Check {
+    let name = if model.bundle.manifest().contract.quality.len() > 1 {
+        format!("{} against the baseline", budget.metric.as_str())
+    } else {
+        "against the baseline".to_owned()
+    };
+    match (
+        budget.max_regression,
+        model.baseline_metric(Suite::Quality, budget.metric.as_str()),
+    ) {
+        (None, _) => Check::skipped(&name, Skip::Missing, "the contract sets no max_regression"),
+        (Some(_), Err((skip, why))) => Check::skipped(&name, skip, why),
+        (Some(limit), Ok(base)) => {
+            // Positive when worse, whichever way the metric points.
+            let change = if budget.metric.higher_is_better() {
+                (base - scored) / base.abs()
+            } else {
+                (scored - base) / base.abs()
+            };
+            Check::new(
+                &name,
+                change <= limit,
+                format!(
+                    "{} of '{output}' {scored:.4} against the baseline's {base:.4}: {:+.1}% \
+                    worse (limit {:.0}%)",
+                    budget.metric.as_str(),
+                    change * 100.0,
+                    limit * 100.0
+                ),
+            )
+        }
+    }
 }
 
 /// The budget's bound on its metric, by the metric's name.
@@ -112,8 +153,20 @@ pub(super) async fn score(
     parameters: Option<serde_json::Value>,
 ) -> Result<Result<f64, String>, Unreachable> {
     let manifest = model.bundle.manifest();
-    let mut truth = Vec::with_capacity(holdout.len());
-    let mut predicted = Vec::with_capacity(holdout.len());
+    Ok(answered(model, holdout, parameters)
+        .await?
+        .and_then(|answers| scoring::score(manifest, metric, &answers)))
+}
+
+/// The hold-out's answers, sent in chunks with `parameters`; `Ok(Err)` when
+/// the endpoint answered but not with predictions.
+async fn answered(
+    model: &ModelUnderTest,
+    holdout: &[Record],
+    parameters: Option<serde_json::Value>,
+) -> Result<Result<scoring::Answers, String>, Unreachable> {
+    let manifest = model.bundle.manifest();
+    let mut answers = scoring::Answers::default();
     for chunk in holdout.chunks(CHUNK) {
         let records: Vec<&Record> = chunk.iter().collect();
         let answer = model
@@ -128,33 +181,7 @@ pub(super) async fn score(
                 answer.describe()
             )));
         }
-        predicted.extend_from_slice(&answer.outputs[0]);
-        truth.extend(chunk.iter().map(|r| {
-            r.target
-                .as_ref()
-                .and_then(|t| t[0].as_f64())
-                .unwrap_or(f64::NAN)
-        }));
+        answers.extend(manifest, &answer.outputs, chunk);
     }
-    Ok(evaluate(metric, &truth, &predicted))
-}
-
-fn evaluate(metric: Metric, truth: &[f64], predicted: &[f64]) -> Result<f64, String> {
-    let n = truth.len() as f64;
-    let pairs = truth.iter().zip(predicted);
-    match metric {
-        Metric::Mae => Ok(pairs.map(|(t, p)| (t - p).abs()).sum::<f64>() / n),
-        Metric::Rmse => Ok((pairs.map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n).sqrt()),
-        Metric::Mape => {
-            let nonzero: Vec<f64> = pairs
-                .filter(|(t, _)| **t != 0.0)
-                .map(|(t, p)| ((t - p) / t).abs())
-                .collect();
-            Ok(100.0 * nonzero.iter().sum::<f64>() / nonzero.len().max(1) as f64)
-        }
-        other => Err(format!(
-            "the {} metric is not computed by this version of preflight",
-            other.as_str()
-        )),
-    }
+    Ok(Ok(answers))
 }

@@ -35,8 +35,9 @@ INTEGER_RANGE = {
     "INT64": (-(2**63), 2**63 - 1),
 }
 FLOAT_LARGEST = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": 1.7976931348623157e308}
-METRICS = ["mae", "rmse", "mape", "accuracy", "log_loss"]
+METRICS = ["mae", "rmse", "mape", "accuracy", "log_loss", "roc_auc", "brier"]
 REGRESSION_METRICS = {"mae", "rmse", "mape"}
+HIGHER_IS_BETTER = {"accuracy", "roc_auc"}
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
@@ -104,6 +105,14 @@ class Feature:
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    #: `[-1, K]`: a classifier's probabilities, K per row (outputs only).
+    shape: list[int] | None = None
+
+    def width(self) -> int:
+        """Values per row: K for a probabilities output of shape `[-1, K]`, else 1."""
+        if self.shape is not None and len(self.shape) == 2 and self.shape[0] == -1 and self.shape[1] >= 0:
+            return self.shape[1]
+        return 1
 
 
 @dataclass
@@ -118,6 +127,19 @@ class Manifest:
     outputs: list[Feature]
     contract: dict
     warnings: list[Warning_] = field(default_factory=list)
+    #: A classifier's classes, in the order of its probability columns.
+    classes: list | None = None
+
+    def classifier(self) -> tuple[list, int, int] | None:
+        """(classes, label output's index, probabilities output's index), or
+        None for a regression model."""
+        if self.task != "classification" or self.classes is None:
+            return None
+        probabilities = next((i for i, o in enumerate(self.outputs) if o.width() > 1), None)
+        label = next((i for i, o in enumerate(self.outputs) if o.width() == 1), None)
+        if probabilities is None or label is None:
+            return None
+        return self.classes, label, probabilities
 
 
 # ------------------------------------------------------------------ reading
@@ -275,7 +297,7 @@ def _fields(table: dict, path: tuple, known: list[str], required: list[str], den
             raise Shape(f"missing field `{key}`", path)
 
 
-FEATURE_FIELDS = ["name", "datatype", "nullable", "min", "max", "categories"]
+FEATURE_FIELDS = ["name", "datatype", "nullable", "min", "max", "categories", "shape"]
 
 
 def _feature(value: Any, path: tuple) -> Feature:
@@ -287,6 +309,12 @@ def _feature(value: Any, path: tuple) -> Feature:
         if not isinstance(raw, list):
             raise Shape(f"invalid type: {_found(raw)}, expected a sequence", path + ("categories",))
         categories = [_want_str(c, path + ("categories",)) for c in raw]
+    shape = None
+    if "shape" in t:
+        raw = t["shape"]
+        if not isinstance(raw, list):
+            raise Shape(f"invalid type: {_found(raw)}, expected a sequence", path + ("shape",))
+        shape = [_want_i64(d, path + ("shape",)) for d in raw]
     return Feature(
         name=_want_str(t["name"], path + ("name",)),
         datatype=_want_enum(t["datatype"], DATATYPES, path + ("datatype",)),
@@ -294,7 +322,26 @@ def _feature(value: Any, path: tuple) -> Feature:
         min=_want_f64(t["min"], path + ("min",)) if "min" in t else None,
         max=_want_f64(t["max"], path + ("max",)) if "max" in t else None,
         categories=categories,
+        shape=shape,
     )
+
+
+def _want_i64(value: Any, path: tuple) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Shape(f"invalid type: {_found(value)}, expected i64", path)
+    return value
+
+
+def _class(value: Any, path: tuple) -> int | str:
+    """One of `[model] classes`: an integer or a string (serde's untagged `Class`)."""
+    if (isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63) or isinstance(value, str):
+        return value
+    raise Shape("data did not match any variant of untagged enum Class", path)
+
+
+def class_text(c: int | str) -> str:
+    """A class as messages name it: 1, or 'late'."""
+    return str(c) if isinstance(c, int) else f"'{c}'"
 
 
 CONTRACT_TABLES = {
@@ -314,10 +361,8 @@ def _contract(value: Any, path: tuple) -> dict:
     t = _want_table(value, path, "struct RawContract")
     _fields(t, path, ["parity", "latency", "size", "quality", "fallback", "monotonic"], [], True)
     contract: dict = {}
-    for name, (known, required) in CONTRACT_TABLES.items():
-        if name not in t:
-            continue
-        sub = _want_table(t[name], path + (name,), "a table")
+    def budget_of(name: str, known: list[str], required: list[str], sub: Any) -> dict:
+        sub = _want_table(sub, path + (name,), "a table")
         _fields(sub, path + (name,), known, required, True)
         budget = {}
         for key, v in sub.items():
@@ -328,7 +373,17 @@ def _contract(value: Any, path: tuple) -> dict:
                 budget[key] = _want_u64(v, p)
             else:
                 budget[key] = _want_f64(v, p)
-        contract[name] = budget
+        return budget
+
+    for name, (known, required) in CONTRACT_TABLES.items():
+        if name not in t:
+            continue
+        if name == "quality":
+            # One budget or a list of them; always a list here.
+            raw = t[name] if isinstance(t[name], list) else [t[name]]
+            contract[name] = [budget_of(name, known, required, b) for b in raw]
+        else:
+            contract[name] = budget_of(name, known, required, t[name])
     monotonic = []
     raw = t.get("monotonic", [])
     if not isinstance(raw, list):
@@ -336,10 +391,11 @@ def _contract(value: Any, path: tuple) -> dict:
     for i, m in enumerate(raw):
         p = path + ("monotonic", i)
         m = _want_table(m, p, "struct Monotonic")
-        _fields(m, p, ["input", "direction"], ["input", "direction"], True)
-        monotonic.append(
-            {"input": _want_str(m["input"], p + ("input",)), "direction": _want_enum(m["direction"], ["increasing", "decreasing"], p + ("direction",))}
-        )
+        _fields(m, p, ["input", "direction", "class"], ["input", "direction"], True)
+        entry = {"input": _want_str(m["input"], p + ("input",)), "direction": _want_enum(m["direction"], ["increasing", "decreasing"], p + ("direction",))}
+        if "class" in m:
+            entry["class"] = _class(m["class"], p + ("class",))
+        monotonic.append(entry)
     contract["monotonic"] = monotonic
     return contract
 
@@ -352,6 +408,12 @@ def _shape(doc: dict) -> Manifest:
     version = _want_u64(model["version"], ("model", "version"))
     task = _want_enum(model["task"], ["regression", "classification"], ("model", "task"))
     description = _want_str(model["description"], ("model", "description")) if "description" in model else None
+    classes = None
+    if "classes" in model:
+        raw = model["classes"]
+        if not isinstance(raw, list):
+            raise Shape(f"invalid type: {_found(raw)}, expected a sequence", ("model", "classes"))
+        classes = [_class(c, ("model", "classes")) for c in raw]
     producer = _want_table(doc.get("producer", {}), ("producer",), "struct Producer")
     if "python" in producer:
         _want_str(producer["python"], ("producer", "python"))
@@ -372,7 +434,10 @@ def _shape(doc: dict) -> Manifest:
             raise Shape(f"invalid type: {_found(raw)}, expected a sequence", (table,))
         features[table] = [_feature(f, (table, i)) for i, f in enumerate(raw)]
     contract = _contract(doc["contract"], ("contract",)) if "contract" in doc else None
-    return Manifest(name, version, task, description, dict(producer), dict(runtime), features["inputs"], features["outputs"], contract or {})
+    return Manifest(
+        name, version, task, description, dict(producer), dict(runtime), features["inputs"], features["outputs"],
+        contract or {}, classes=classes,
+    )
 
 
 def _line_of(lines: Lines, path: tuple) -> int | None:
@@ -397,7 +462,7 @@ def _line_of(lines: Lines, path: tuple) -> int | None:
 
 KNOWN_KEYS = {
     "": ["model", "producer", "runtime", "inputs", "outputs", "contract"],
-    "model": ["name", "version", "task", "description"],
+    "model": ["name", "version", "task", "description", "classes"],
     "producer": ["python", "packages"],
 }
 
@@ -537,7 +602,74 @@ def _validate(m: Manifest, lines: Lines, path: Path) -> None:
                     if c in distinct:
                         raise err("categories", f"'{c}' is listed twice")
                     distinct.add(c)
+    for i, f in enumerate(m.inputs):
+        if f.shape is not None:
+            raise error(
+                lines.table("inputs", i), f"inputs.{f.name}.shape",
+                "an input is one value per row; shape applies to a classifier's probabilities",
+            )
+    _validate_task(m, lines, error)
     _validate_contract(m, lines, error)
+
+
+def _validate_task(m: Manifest, lines: Lines, error) -> None:
+    """A classifier declares its classes and its two outputs; a regression model neither."""
+    model_line = lines.table("model")
+    shaped = [i for i, o in enumerate(m.outputs) if o.shape is not None]
+    if m.classes is None:
+        if m.task == "classification":
+            raise error(
+                model_line, "model.classes",
+                'a classification model lists its classes, in the order of its probability columns: classes = ["on_time", "late"]',
+            )
+        if shaped:
+            o = m.outputs[shaped[0]]
+            raise error(
+                lines.table("outputs", shaped[0]), f"outputs.{o.name}.shape",
+                'shape applies to a classifier\'s probabilities (task = "classification")',
+            )
+        return
+    if m.task != "classification":
+        raise error(model_line, "model.classes", 'classes apply to task = "classification"')
+    classes = m.classes
+    if len(classes) < 2:
+        raise error(model_line, "model.classes", f"a classifier has at least two classes, not {len(classes)}")
+    seen = []
+    for c in classes:
+        if any(type(c) is type(d) and c == d for d in seen):
+            raise error(model_line, "model.classes", f"{class_text(c)} is listed twice")
+        seen.append(c)
+    kinds = {isinstance(c, int) for c in classes}
+    if len(kinds) > 1:
+        raise error(model_line, "model.classes", "classes are all integers or all strings, not both")
+    datatype = "INT64" if isinstance(classes[0], int) else "BYTES"
+    k = len(classes)
+    if len(m.outputs) != 2:
+        names = ", ".join(o.name for o in m.outputs)
+        raise error(
+            model_line, "outputs",
+            f"a classifier has two outputs, the label and the probabilities, not {len(m.outputs)} ({names})",
+        )
+    if len(shaped) != 1:
+        raise error(
+            lines.table("outputs", 1 if not shaped else 0), "outputs",
+            f"exactly one output is the probabilities, with shape = [-1, {k}]; {len(shaped)} of the two have a shape",
+        )
+    p_index = shaped[0]
+    p = m.outputs[p_index]
+    p_line = lines.table("outputs", p_index)
+    if p.shape != [-1, k]:
+        shown = "[" + ", ".join(str(d) for d in p.shape) + "]"
+        raise error(p_line, f"outputs.{p.name}.shape", f"{shown} is not [-1, {k}]: one probability per class, for any number of rows")
+    if p.datatype != "FP32":
+        raise error(p_line, f"outputs.{p.name}.datatype", f"the probabilities are FP32, not {p.datatype}")
+    label = m.outputs[1 - p_index]
+    if label.datatype != datatype:
+        kind = "integers" if datatype == "INT64" else "strings"
+        raise error(
+            lines.table("outputs", 1 - p_index), f"outputs.{label.name}.datatype",
+            f"the label carries the classes, which are {kind}: {datatype}, not {label.datatype}",
+        )
 
 
 def _non_negative(x: float) -> bool:
@@ -573,17 +705,16 @@ def _validate_contract(m: Manifest, lines: Lines, error) -> None:
             raise error(line, "contract.size", "give max_model_bytes, max_memory_bytes or max_growth")
         if "max_growth" in b and not _non_negative(b["max_growth"]):
             raise error(line, "contract.size.max_growth", "must not be negative")
-    for name in ("quality", "fallback"):
-        if name not in c:
-            continue
-        key = f"contract.{name}"
-        b = c[name]
-        line = lines.table(key)
+    budgets = [(f"contract.quality[{i}]" if len(c["quality"]) > 1 else "contract.quality", b) for i, b in enumerate(c.get("quality", []))]
+    if "fallback" in c:
+        budgets.append(("contract.fallback", c["fallback"]))
+    for key, b in budgets:
+        line = lines.table(key.split("[")[0])
         metric = b["metric"]
         fits = (metric in REGRESSION_METRICS) == (m.task == "regression")
         if not fits:
             raise error(line, f"{key}.metric", f"'{metric}' does not apply to a {m.task} model")
-        higher = metric == "accuracy"
+        higher = metric in HIGHER_IS_BETTER
         wanted, other = ("min", "max") if higher else ("max", "min")
         if other in b:
             raise error(line, f"{key}.{other}", f"'{metric}' is bounded by {wanted}, not {other}")
@@ -597,7 +728,18 @@ def _validate_contract(m: Manifest, lines: Lines, error) -> None:
         elif not is_numeric(feature.datatype):
             problem = f"'{name}' is {feature.datatype}, not numeric"
         else:
-            continue
+            klass = mono.get("class")
+            if klass is None and m.classes is None:
+                continue
+            if klass is not None and m.classes is not None and any(type(klass) is type(c) and klass == c for c in m.classes):
+                continue
+            if klass is not None and m.classes is not None:
+                problem = f"{class_text(klass)} is not a class of the model"
+            elif klass is not None:
+                problem = "a class applies to a classifier's constraint"
+            else:
+                problem = "a classifier's constraint names the class whose probability it holds: class = ..."
+            raise error(lines.table("contract.monotonic", i), f"contract.monotonic[{i}].class", problem)
         raise error(lines.table("contract.monotonic", i), f"contract.monotonic[{i}].input", problem)
 
 
@@ -640,6 +782,21 @@ def _json_number(value: int | float) -> str:
 
 def read_value(f: Feature, value: Any) -> Any:
     """Reads a JSON value as the feature's datatype; raises ValueError with the reason."""
+    width = f.width()
+    if width > 1:
+        if not isinstance(value, list):
+            raise ValueError(f"is not a list of {width} values (shape [-1, {width}])")
+        if len(value) != width:
+            raise ValueError(f"holds {len(value)} values, not {width} (shape [-1, {width}])")
+        one = Feature(f.name, f.datatype, False, f.min, f.max, f.categories)
+        items = []
+        for k, item in enumerate(value):
+            try:
+                read = read_value(one, item)
+            except ValueError as e:
+                raise ValueError(f"[{k}] {e}") from None
+            items.append(float(read) if read is not None and not isinstance(read, str) else math.nan)
+        return items
     dt = f.datatype
     if value is None:
         if f.nullable:
@@ -670,6 +827,13 @@ def read_value(f: Feature, value: Any) -> Any:
 
 def check_domain(f: Feature, value: Any) -> None:
     """Checks a read value against the feature's bounds and categories."""
+    if isinstance(value, list):
+        for k, x in enumerate(value):
+            try:
+                check_domain(Feature(f.name, f.datatype, False, f.min, f.max, f.categories), x)
+            except ValueError as e:
+                raise ValueError(f"[{k}] {e}") from None
+        return
     if f.categories is not None and isinstance(value, str) and value not in f.categories:
         listed = "[" + ", ".join(json.dumps(c, ensure_ascii=False) for c in f.categories) + "]"
         raise ValueError(f"'{value}' is not one of the categories {listed}")
@@ -773,11 +937,14 @@ def parse_records(text: str, path: Path, manifest: Manifest, samples: bool) -> l
             raise BundleError("conformance", path, f"'{rid}' is used by an earlier row", line=line, key="id")
         ids.add(rid)
         record = {"line": line, "id": rid}
+        classifier = manifest.classifier()
+        # A classifier's target is its label alone; the probabilities' slot is null.
+        targets = manifest.outputs if classifier is None else [manifest.outputs[classifier[1]]]
         for key, features, domain in (
             ("inputs", manifest.inputs, True),
             ("outputs", manifest.outputs, True),
             ("fallback_outputs", manifest.outputs, True),
-            ("target", manifest.outputs, False),
+            ("target", targets, False),
         ):
             if raw.get(key) is None:
                 record[key] = None
@@ -786,6 +953,23 @@ def parse_records(text: str, path: Path, manifest: Manifest, samples: bool) -> l
                 record[key] = read_row(raw[key], features, domain)
             except _RowError as e:
                 raise BundleError("conformance", path, f"row '{rid}': {e.message}", line=line, key=f"{key}.{e.name}") from None
+        if classifier is not None:
+            classes, label, _ = classifier
+            if record["target"] is not None:
+                row = [None] * len(manifest.outputs)
+                row[label] = record["target"][0]
+                record["target"] = row
+            for key in ("outputs", "fallback_outputs", "target"):
+                if record[key] is None:
+                    continue
+                value = record[key][label]
+                if not any(type(value) is type(c) and value == c for c in classes):
+                    name = manifest.outputs[label].name
+                    listed = ", ".join(class_text(c) for c in classes)
+                    raise BundleError(
+                        "conformance", path, f"row '{rid}': '{name}' = {json.dumps(value)} is not one of the classes [{listed}]",
+                        line=line, key=f"{key}.{name}",
+                    )
         if samples and record["outputs"] is None:
             raise BundleError(
                 "conformance",
@@ -924,21 +1108,49 @@ def parse_reference(text: str, path: Path, manifest: Manifest) -> dict:
 # ---------------------------------------------------------------- fallback
 
 
+FALLBACK_KINDS = ("linear", "logistic", "softmax")
+
+
 def parse_fallback(text: str, path: Path, manifest: Manifest) -> dict:
     doc = _json_syntax(path, text)
     doc = _want_json_object(path, doc, "struct RawKind")
     _want_json_fields(path, doc, ["kind"])
     if not isinstance(doc["kind"], str):
         raise _json_shape(path, f"invalid type: {_found_json(doc['kind'])}, expected a string")
-    if doc["kind"] != "linear":
+    kind = doc["kind"]
+    if kind not in FALLBACK_KINDS:
         raise BundleError(
-            "invalid", path, f"fallback kind '{doc['kind']}' is not supported (this version supports 'linear')", key="kind"
+            "invalid", path,
+            f"fallback kind '{kind}' is not supported (this version supports 'linear', 'logistic' and 'softmax')",
+            key="kind",
         )
-    _want_json_fields(path, doc, ["output"])
+    classifier = manifest.classifier()
+    wanted = None
+    if classifier is None and kind != "linear":
+        wanted = "a regression model's fallback is 'linear'"
+    elif classifier is not None and kind == "linear":
+        wanted = (
+            "a classifier's fallback is 'logistic' (two classes) or 'softmax', not 'linear'; "
+            f"this one has {len(classifier[0])} classes"
+        )
+    elif classifier is not None and kind == "logistic" and len(classifier[0]) != 2:
+        wanted = f"'logistic' is for two classes; this classifier has {len(classifier[0])}: use 'softmax'"
+    if wanted is not None:
+        raise BundleError("invalid", path, wanted, key="kind")
+    per_class = kind == "softmax"
+    _want_json_fields(path, doc, ["output"] + (["intercept"] if per_class else []))
     if not isinstance(doc["output"], str):
         raise _json_shape(path, f"invalid type: {_found_json(doc['output'])}, expected a string")
+
+    def numbers(value: Any) -> list[float]:
+        if not per_class:
+            return [_want_json_f64(path, value)]
+        if not isinstance(value, list):
+            raise _json_shape(path, f"invalid type: {_found_json(value)}, expected a sequence")
+        return [_want_json_f64(path, x) for x in value]
+
     if "intercept" in doc:
-        _want_json_f64(path, doc["intercept"])
+        numbers(doc["intercept"])
     numeric = _want_json_object(path, doc.get("numeric", {}), "a map")
     for name, term in numeric.items():
         term = _want_json_object(path, term, "struct RawNumeric")
@@ -946,14 +1158,15 @@ def parse_fallback(text: str, path: Path, manifest: Manifest) -> dict:
             if key not in ("impute", "mean", "scale", "coef"):
                 raise _json_shape(path, f"unknown field `{key}`, expected one of `impute`, `mean`, `scale`, `coef`")
         _want_json_fields(path, term, ["impute", "mean", "scale", "coef"])
-        for key in ("impute", "mean", "scale", "coef"):
+        for key in ("impute", "mean", "scale"):
             _want_json_f64(path, term[key])
+        numbers(term["coef"])
     categorical = _want_json_object(path, doc.get("categorical", {}), "a map")
     for name, weights in categorical.items():
         weights = _want_json_object(path, weights, "a map")
         for w in weights.values():
-            _want_json_f64(path, w)
-    clip = doc.get("clip")
+            numbers(w)
+    clip = doc.get("clip") if not per_class else None
     if clip is not None:
         if not isinstance(clip, list):
             raise _json_shape(path, f"invalid type: {_found_json(clip)}, expected an array of length 2")
@@ -965,6 +1178,27 @@ def parse_fallback(text: str, path: Path, manifest: Manifest) -> dict:
     def invalid(key: str, message: str) -> BundleError:
         return BundleError("invalid", path, message, key=key)
 
+    def probabilities() -> None:
+        if classifier is not None and manifest.outputs[classifier[2]].name != doc["output"]:
+            raise invalid(
+                "output",
+                f"a classifier's fallback predicts its probabilities, '{manifest.outputs[classifier[2]].name}', not '{doc['output']}'",
+            )
+
+    if per_class:
+        probabilities()
+        k = len(classifier[0])
+
+        def count(key: str, values: list) -> None:
+            if len(values) != k:
+                raise invalid(key, f"holds {len(values)} numbers, not one per class ({k})")
+
+        count("intercept", doc["intercept"])
+        for name in sorted(numeric):
+            count(f"numeric.{name}.coef", numeric[name]["coef"])
+        for name in sorted(categorical):
+            for category in sorted(categorical[name]):
+                count(f"categorical.{name}.{category}", categorical[name][category])
     if not any(f.name == doc["output"] for f in manifest.outputs):
         raise invalid("output", f"'{doc['output']}' is not an output of model '{manifest.name}'")
     inputs = {f.name: f for f in manifest.inputs}
@@ -984,26 +1218,50 @@ def parse_fallback(text: str, path: Path, manifest: Manifest) -> dict:
             raise invalid(f"categorical.{name}", f"'{name}' is {feature.datatype}, so it cannot be a categorical term")
     if clip is not None and not float(clip[0]) <= float(clip[1]):
         raise invalid("clip", f"[{rust_float(float(clip[0]))}, {rust_float(float(clip[1]))}] is not a finite range with low <= high")
+    if kind == "logistic":
+        probabilities()
     return doc
 
 
-def evaluate_fallback(fallback: dict, manifest_inputs: list[Feature], row: dict) -> float:
-    """The linear fallback's prediction for one row given by input name, as Preflight computes it."""
-    y = float(fallback.get("intercept", 0.0))
+def _linear(fallback: dict, row: dict, k: int | None) -> float:
+    """The linear form of a fallback on one row given by input name; `k`
+    picks the class's numbers of a softmax fallback."""
+
+    def pick(x):
+        return x if k is None else x[k]
+
+    y = float(pick(fallback.get("intercept", 0.0 if k is None else [0.0] * (k + 1))))
     for name in sorted(fallback.get("numeric", {})):
         t = fallback["numeric"][name]
         x = row.get(name)
         if x is None or isinstance(x, str) or (isinstance(x, float) and math.isnan(x)):
             x = t["impute"]
-        y += t["coef"] * (float(x) - t["mean"]) / t["scale"]
+        y += pick(t["coef"]) * (float(x) - t["mean"]) / t["scale"]
     for name in sorted(fallback.get("categorical", {})):
         weights = fallback["categorical"][name]
         x = row.get(name)
         key = x if isinstance(x, str) else (str(x) if isinstance(x, int) and not isinstance(x, bool) else None)
         if key is not None and key in weights and key != OTHER_CATEGORY:
-            y += weights[key]
-        else:
-            y += weights.get(OTHER_CATEGORY, 0.0)
+            y += pick(weights[key])
+        elif OTHER_CATEGORY in weights:
+            y += pick(weights[OTHER_CATEGORY])
+    return y
+
+
+def evaluate_fallback(fallback: dict, manifest_inputs: list[Feature], row: dict) -> float | list[float]:
+    """The fallback's prediction for one row given by input name, as
+    Preflight computes it: a value for a linear fallback, a classifier's
+    probabilities in class order for a logistic or softmax one."""
+    kind = fallback.get("kind", "linear")
+    if kind == "logistic":
+        p = 1.0 / (1.0 + math.exp(-_linear(fallback, row, None)))
+        return [1.0 - p, p]
+    if kind == "softmax":
+        scores = [_linear(fallback, row, k) for k in range(len(fallback["intercept"]))]
+        top = max(scores)
+        e = [math.exp(z - top) for z in scores]
+        return [x / sum(e) for x in e]
+    y = _linear(fallback, row, None)
     clip = fallback.get("clip")
     if clip is not None:
         y = min(max(y, clip[0]), clip[1])

@@ -43,7 +43,8 @@ class Size:
 
 @dataclass(frozen=True)
 class Quality:
-    """A hold-out metric's bound: `max` for mae, rmse and mape."""
+    """A hold-out metric's bound: `max` for mae, rmse, mape, log_loss and
+    brier; `min` for accuracy and roc_auc."""
 
     metric: str = "mae"
     max: float | None = None
@@ -53,8 +54,12 @@ class Quality:
 
 @dataclass(frozen=True)
 class Monotonic:
+    """The output must move with `input` in one `direction`; for a
+    classifier, the probability of the class `class_` (written `class`)."""
+
     input: str
     direction: str = "increasing"
+    class_: int | str | None = None
 
 
 BUDGETS = {"parity": Parity, "latency": Latency, "size": Size, "quality": Quality, "fallback": Quality}
@@ -67,7 +72,8 @@ class Contract:
     parity: Parity | None = None
     latency: Latency | None = None
     size: Size | None = None
-    quality: Quality | None = None
+    #: One budget, or several (a classifier bounds accuracy and log loss, say); the first is the primary metric.
+    quality: Quality | tuple[Quality, ...] | None = None
     fallback: Quality | None = None
     monotonic: tuple[Monotonic, ...] = field(default_factory=tuple)
 
@@ -84,9 +90,13 @@ class Contract:
         made: dict[str, Any] = {}
         for key, cls in BUDGETS.items():
             v = value.get(key)
-            made[key] = cls(**v) if isinstance(v, Mapping) else v
+            if isinstance(v, (list, tuple)):
+                made[key] = tuple(cls(**x) if isinstance(x, Mapping) else x for x in v)
+            else:
+                made[key] = cls(**v) if isinstance(v, Mapping) else v
         made["monotonic"] = tuple(
-            Monotonic(**m) if isinstance(m, Mapping) else m for m in value.get("monotonic", ())
+            Monotonic(**{("class_" if k == "class" else k): v for k, v in m.items()}) if isinstance(m, Mapping) else m
+            for m in value.get("monotonic", ())
         )
         return Contract(**made)
 
@@ -117,8 +127,12 @@ def contract_lines(contract: Contract, table: str = "contract", comment: str | N
     lines.append(f"[{table}]")
     for key in BUDGETS:
         budget = getattr(contract, key)
-        if budget is not None:
+        if isinstance(budget, tuple):
+            lines.append(f"{key} = [" + ", ".join(inline_table(b) for b in budget) + "]")
+        elif budget is not None:
             lines.append(f"{key} = {inline_table(budget)}")
     for m in contract.monotonic:
         lines += ["", f"[[{table}.monotonic]]", f"input = {toml_value(m.input)}", f"direction = {toml_value(m.direction)}"]
+        if m.class_ is not None:
+            lines.append(f"class = {toml_value(m.class_)}")
     return lines

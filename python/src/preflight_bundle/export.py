@@ -77,6 +77,12 @@ ESTIMATORS = {
     ("sklearn", "ElasticNet"): Estimator("sklearn-linear", "regression", None),
     ("lightgbm", "LGBMRegressor"): Estimator("lightgbm", "regression", "float64", _LGBM),
     ("xgboost", "XGBRegressor"): Estimator("xgboost", "regression", "float32", _XGB),
+    ("sklearn", "GradientBoostingClassifier"): Estimator("sklearn-gbdt-classifier", "classification", "float32"),
+    ("sklearn", "RandomForestClassifier"): Estimator("sklearn-forest-classifier", "classification", "float32"),
+    ("sklearn", "ExtraTreesClassifier"): Estimator("sklearn-extra-trees-classifier", "classification", "float32"),
+    ("sklearn", "LogisticRegression"): Estimator("sklearn-logistic", "classification", None),
+    ("lightgbm", "LGBMClassifier"): Estimator("lightgbm-classifier", "classification", "float64", _LGBM),
+    ("xgboost", "XGBClassifier"): Estimator("xgboost-classifier", "classification", "float32", _XGB),
 }
 
 SUPPORTED = (
@@ -85,6 +91,24 @@ SUPPORTED = (
     + ", ".join(sorted({name for _, name in ESTIMATORS}))
     + "; see the support matrix in the preflight-bundle README"
 )
+
+
+def classes_of(est, where: str = "the classifier") -> list[int | str]:
+    """A fitted classifier's classes as the manifest lists them: integers or
+    strings, in the order of its `predict_proba` columns."""
+    raw = list(getattr(est, "classes_", []))
+    if len(raw) < 2:
+        raise UnsupportedStep(where, f"a classifier needs at least two classes, not {len(raw)}")
+    if all(isinstance(c, (bool, np.bool_)) for c in raw):
+        raise UnsupportedStep(where, "boolean classes: encode the target as 0 and 1, or as strings, before fitting")
+    if all(isinstance(c, (int, np.integer)) for c in raw):
+        return [int(c) for c in raw]
+    if all(isinstance(c, (str, np.str_)) for c in raw):
+        return [str(c) for c in raw]
+    kinds = sorted({type(c).__name__ for c in raw})
+    raise UnsupportedStep(
+        where, f"classes of type {', '.join(kinds)}: a bundle's classes are integers or strings; encode the target as one of them"
+    )
 
 
 def estimator_of(est) -> Estimator | None:
@@ -180,6 +204,8 @@ def check_pipeline(model) -> tuple[Estimator, list[str], set[str]]:
     kind = estimator_of(est)
     if kind is None:
         raise _refuse(f"pipeline step '{est_name}'", est, "this exporter has no converter it has verified for it")
+    if kind.task == "classification":
+        classes_of(est, f"pipeline step '{est_name}'")
     if kind.family == "sklearn-hist-gbdt":
         if getattr(est, "is_categorical_", None) is not None and np.any(est.is_categorical_):
             raise _refuse(
@@ -214,12 +240,30 @@ def _register(kind: Estimator) -> None:
             LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm,
             options={"split": None},
         )
+    elif kind.family == "lightgbm-classifier":
+        from lightgbm import LGBMClassifier
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+        from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+        update_registered_converter(
+            LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes, convert_lightgbm,
+            options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+        )
     elif kind.family == "xgboost":
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
         from xgboost import XGBRegressor
 
         update_registered_converter(
             XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost,
+        )
+    elif kind.family == "xgboost-classifier":
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+        from xgboost import XGBClassifier
+
+        update_registered_converter(
+            XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, convert_xgboost,
+            options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
         )
     elif kind.family == "sklearn-hist-gbdt":
         hist.register()
@@ -229,13 +273,15 @@ def _register(kind: Estimator) -> None:
 def export_onnx(
     pipe: Pipeline,
     inputs: list[Input],
-    output: str,
+    output: str | list[Input],
     batch: int | None = None,
     compact: bool = False,
     precision: str = "float32",
 ) -> onnx.ModelProto:
     """The pipeline as ONNX, one `[N, 1]` input per manifest input and one
-    `[N, 1]` FP32 output. `precision` "float64" expects the FP32 inputs
+    `[N, 1]` FP32 output; for a classifier, `output` is its two outputs, the
+    label (`[N]`, INT64 or BYTES) and the probabilities (`[N, K]` FP32, with
+    ZipMap off). `precision` "float64" expects the FP32 inputs
     declared FP64 (`with_precision`) and splits as training does (see the
     module's documentation). `batch` fixes the first dimension (only a
     defect fixture wants that); `compact` writes a float32 export's tree
@@ -256,16 +302,26 @@ def export_onnx(
     if precision == "float64":
         # Exported as doubles, so that every operator computes in double; cast from INT64 below.
         types["INT64"] = DoubleTensorType
+    options = None
+    if isinstance(output, str):
+        final = [(output, FloatTensorType([None, 1]))]
+    else:
+        label, probabilities = output
+        label_type = Int64TensorType if label.datatype == "INT64" else StringTensorType
+        final = [(label.name, label_type([None])), (probabilities.name, FloatTensorType([None, probabilities.shape[1]]))]
+        options = {id(pipe.steps[-1][1]): {"zipmap": False}}
     try:
         model = to_onnx(
             pipe,
             initial_types=[(i.name, types[i.datatype]([batch, 1])) for i in inputs],
-            final_types=[(output, FloatTensorType([None, 1]))],
+            final_types=final,
             target_opset=TARGET_OPSET,
+            options=options,
         )
     except Exception as e:
         raise _converter_failure(pipe, e) from e
     model.doc_string = ""
+    model = _named_as_declared(model, [i.name for i in inputs])
     if precision == "float64":
         model = double.integer_inputs(model, integers)
     if precision == "float64" and kind.splits == "float32":
@@ -286,6 +342,24 @@ def export_onnx(
     del model.opset_import[:]
     model.opset_import.extend(opsets)
     return model
+
+
+def _named_as_declared(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """The graph's inputs under the manifest's names: skl2onnx renames a
+    column such as 'mean radius' or 'od280/od315' to a plain identifier, and
+    a client sends the DataFrame's own column names."""
+    renamed = {g.name: n for g, n in zip(model.graph.input, names) if g.name != n}
+    if not renamed:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for g in out.graph.input:
+        g.name = renamed.get(g.name, g.name)
+    for node in out.graph.node:
+        for k, used in enumerate(node.input):
+            if used in renamed:
+                node.input[k] = renamed[used]
+    return out
 
 
 def with_precision(inputs: list[Input], precision: str) -> list[Input]:
@@ -350,3 +424,11 @@ def run_onnx(model, frame: pd.DataFrame, inputs: list[Input], output: str) -> np
     s = model if isinstance(model, ort.InferenceSession) else session(model)
     (out,) = s.run([output], onnx_feed(frame, inputs))
     return np.asarray(out).reshape(-1).astype(np.float64)
+
+
+def run_classifier(model, frame: pd.DataFrame, inputs: list[Input], outputs: list[Input]) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier export's labels and probabilities (`[N, K]`) for each row
+    of `frame`, as ONNX Runtime computes them."""
+    s = model if isinstance(model, ort.InferenceSession) else session(model)
+    label, probabilities = s.run([o.name for o in outputs], onnx_feed(frame, inputs))
+    return np.asarray(label).reshape(-1), np.asarray(probabilities, dtype=np.float64)

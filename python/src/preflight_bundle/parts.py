@@ -55,6 +55,8 @@ def feature_lines(table: str, features: list[Input]) -> list[str]:
             lines.append(f"max = {toml_value(i.max)}")
         if i.categories:
             lines.append("categories = [" + ", ".join(json.dumps(c) for c in i.categories) + "]")
+        if i.shape is not None:
+            lines.append("shape = [" + ", ".join(str(d) for d in i.shape) + "]")
     return lines
 
 
@@ -75,12 +77,15 @@ def manifest_toml(
     contract_comment: str | None = None,
     contract_table: str = "contract",
     runtime_comment: str | None = None,
+    classes: list | None = None,
 ) -> str:
     """manifest.toml's text. `contract_table` other than "contract" writes a
     misspelt table, as a defect fixture needs."""
     lines = ["[model]", f"name = {json.dumps(name)}", f"version = {version}", f"task = {json.dumps(task)}"]
     if description is not None:
         lines.append(f"description = {json.dumps(description)}")
+    if classes is not None:
+        lines.append("classes = [" + ", ".join(json.dumps(c) for c in classes) + "]")
     lines += [
         "",
         "[producer]",
@@ -105,10 +110,10 @@ def manifest_toml(
 # ----------------------------------------------------------------- fallback
 
 
-def fallback_pipeline(inputs: list[Input], alpha: float = 1.0) -> Pipeline:
-    """The linear fallback as a scikit-learn pipeline, in the shape
-    fallback.json describes: mean-imputed, standardised numeric inputs and
-    one-hot categories (unseen ones weigh nothing), then a ridge regression."""
+def fallback_preprocessing(inputs: list[Input]) -> ColumnTransformer:
+    """The fallback's own preprocessing, in the shape fallback.json
+    describes: mean-imputed, standardised numeric inputs and one-hot
+    categories (unseen ones weigh nothing)."""
     numeric = [i.name for i in inputs if i.datatype != "BYTES"]
     parts = []
     if numeric:
@@ -117,14 +122,26 @@ def fallback_pipeline(inputs: list[Input], alpha: float = 1.0) -> Pipeline:
         if i.datatype == "BYTES":
             categories = [list(i.categories)] if i.categories else "auto"
             parts.append((i.name, OneHotEncoder(categories=categories, handle_unknown="ignore"), [i.name]))
-    return Pipeline([("pre", ColumnTransformer(parts)), ("model", Ridge(alpha=alpha))])
+    return ColumnTransformer(parts)
 
 
-def fallback_json(pipe: Pipeline, inputs: list[Input], output: str, clip: tuple[float, float] | None) -> dict:
-    """fallback.json's content with the fitted fallback pipeline's own numbers."""
+def fallback_pipeline(inputs: list[Input], alpha: float = 1.0) -> Pipeline:
+    """The linear fallback as a scikit-learn pipeline: the fallback's
+    preprocessing, then a ridge regression."""
+    return Pipeline([("pre", fallback_preprocessing(inputs)), ("model", Ridge(alpha=alpha))])
+
+
+def fallback_terms(pipe: Pipeline, inputs: list[Input], per_class: bool = False) -> tuple[dict, dict]:
+    """fallback.json's `numeric` and `categorical` terms from a fitted
+    fallback pipeline; with `per_class`, each coefficient is a list, one
+    number per class (a softmax fallback)."""
     pre = pipe.named_steps["pre"]
-    model = pipe.named_steps["model"]
-    coef = np.ravel(model.coef_)
+    coef = np.atleast_2d(pipe.named_steps["model"].coef_)
+
+    def number(column: int):
+        values = [float(c) for c in coef[:, column]]
+        return values if per_class else values[0]
+
     numeric_names = [i.name for i in inputs if i.datatype != "BYTES"]
     numeric = {}
     if numeric_names:
@@ -136,7 +153,7 @@ def fallback_json(pipe: Pipeline, inputs: list[Input], output: str, clip: tuple[
                 "impute": float(impute[k]),
                 "mean": float(scaler.mean_[k]),
                 "scale": float(scaler.scale_[k]),
-                "coef": float(coef[k]),
+                "coef": number(k),
             }
             for k, name in enumerate(numeric_names)
         }
@@ -145,13 +162,19 @@ def fallback_json(pipe: Pipeline, inputs: list[Input], output: str, clip: tuple[
     for i in inputs:
         if i.datatype != "BYTES":
             continue
-        encoder = pre.named_transformers_[i.name]
-        cats = [str(c) for c in encoder.categories_[0]]
-        weights = {c: float(coef[offset + j]) for j, c in enumerate(cats)}
+        cats = [str(c) for c in pre.named_transformers_[i.name].categories_[0]]
+        weights = {c: number(offset + j) for j, c in enumerate(cats)}
         offset += len(cats)
         # handle_unknown="ignore" encodes an unseen category as all zeros.
-        weights[OTHER_CATEGORY] = 0.0
+        weights[OTHER_CATEGORY] = [0.0] * coef.shape[0] if per_class else 0.0
         categorical[i.name] = weights
+    return numeric, categorical
+
+
+def fallback_json(pipe: Pipeline, inputs: list[Input], output: str, clip: tuple[float, float] | None) -> dict:
+    """fallback.json's content with the fitted fallback pipeline's own numbers."""
+    model = pipe.named_steps["model"]
+    numeric, categorical = fallback_terms(pipe, inputs)
     doc = {
         "kind": "linear",
         "output": output,
@@ -206,9 +229,13 @@ def categorical_stats(values: np.ndarray, categories: tuple[str, ...]) -> dict:
     return {"kind": "categorical", "count": int(values.size), "null_fraction": 0.0, "categories": shares}
 
 
-def reference_json(train: pd.DataFrame, inputs: list[Input], predictions: dict[str, np.ndarray]) -> dict:
+def reference_json(
+    train: pd.DataFrame, inputs: list[Input], predictions: dict[str, np.ndarray] | None = None, outputs: dict | None = None
+) -> dict:
     """reference.json: statistics of each input over the training rows, and
-    of each output over the training process's predictions."""
+    of each output over the training process's predictions (`predictions`,
+    numeric; or `outputs`, the statistics already made, such as a
+    classifier's class shares)."""
     stats = {}
     for i in inputs:
         column = train[i.name]
@@ -221,7 +248,9 @@ def reference_json(train: pd.DataFrame, inputs: list[Input], predictions: dict[s
         "format": 1,
         "rows": int(len(train)),
         "inputs": stats,
-        "outputs": {name: numeric_stats(np.asarray(p, dtype=np.float64)) for name, p in predictions.items()},
+        "outputs": outputs
+        if outputs is not None
+        else {name: numeric_stats(np.asarray(p, dtype=np.float64)) for name, p in (predictions or {}).items()},
     }
 
 
@@ -234,12 +263,15 @@ def write_jsonl(path: Path, rows: list[dict], inputs: list[Input], outputs: list
     here, naming the file, line and input."""
     in_features = [i.feature() for i in inputs]
     out_features = [o.feature() for o in outputs]
+    # A classifier's target is its label alone.
+    classified = any(o.shape is not None for o in outputs)
+    target_features = [f for f in out_features if f.shape is None] if classified else out_features
     for n, row in enumerate(rows, start=1):
         for key, features, domain in (
             ("inputs", in_features, True),
             ("outputs", out_features, True),
             ("fallback_outputs", out_features, True),
-            ("target", out_features, False),
+            ("target", target_features, False),
         ):
             if row.get(key) is None:
                 continue

@@ -32,6 +32,8 @@ class Input:
     max: float | int | None = None
     nullable: bool = False
     categories: tuple[str, ...] | None = None
+    #: `(-1, K)`: a classifier's probabilities, K per row (outputs only).
+    shape: tuple[int, ...] | None = None
 
     def feature(self) -> Feature:
         """The input as the bundle checker reads it back from the manifest."""
@@ -42,6 +44,7 @@ class Input:
             min=None if self.min is None else float(self.min),
             max=None if self.max is None else float(self.max),
             categories=None if self.categories is None else list(self.categories),
+            shape=None if self.shape is None else list(self.shape),
         )
 
 

@@ -6,7 +6,6 @@ import math
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,33 +15,16 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .check import check_bundle, evaluate_fallback, is_valid_model_name, parse_fallback
+from .agree import ParityError, export_agreeing, measure_latency
 from .contract import Contract, Latency, Parity, Quality, Size
-from .export import PRECISIONS, UnsupportedStep, check_pipeline, export_onnx, run_onnx, session, with_precision
-from .parts import (
-    fallback_json,
-    fallback_pipeline,
-    installed_versions,
-    manifest_toml,
-    predict_fallback,
-    reference_json,
-    sig_ceil,
-    write_json,
-    write_jsonl,
-)
-from .schema import Input, apply_override, infer_input, row_inputs
+from .export import PRECISIONS, check_pipeline, session
+from .parts import installed_versions, manifest_toml, reference_json, sig_ceil, write_json, write_jsonl
+from .schema import Input, apply_override, infer_input, onnx_feed, row_inputs
+from .tasks import task_of
 
 # What parity must hold to when the caller gives no tolerance: BUNDLE.md's example.
 DEFAULT_PARITY = Parity(abs=1e-3, rel=1e-4)
 BASE_PACKAGES = ["scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas"]
-
-
-class ParityError(ValueError):
-    """The exported model disagrees with the training process beyond the tolerance."""
-
-    def __init__(self, message: str, worst: pd.DataFrame, inputs: list[str]):
-        self.worst = worst
-        self.inputs = inputs
-        super().__init__(message)
 
 
 @dataclass
@@ -80,140 +62,6 @@ def _split(data, what: str) -> tuple[pd.DataFrame, pd.Series | None]:
     raise ValueError(f"{what}: give a pandas DataFrame or a (DataFrame, target) pair, not {type(data).__name__}")
 
 
-def _metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    err = predicted - truth
-    out = {"mae": float(np.mean(np.abs(err))), "rmse": float(math.sqrt(np.mean(err**2)))}
-    nonzero = truth != 0
-    if np.all(nonzero):
-        out["mape"] = float(np.mean(np.abs(err[nonzero] / truth[nonzero])) * 100.0)
-    return out
-
-
-def _culprits(pipe, model_session, row: pd.DataFrame, inputs: list[Input], output: str, reference: pd.DataFrame, parity: Parity) -> list[str]:
-    """The inputs of one disagreeing row whose value, replaced by a typical
-    one, makes the export agree with the training process again."""
-    found = []
-    for i in inputs:
-        probe = row.copy()
-        column = reference[i.name]
-        if i.datatype == "BYTES":
-            typical = column.astype(str).mode().iloc[0]
-        else:
-            typical = column.median()
-            if i.datatype == "INT64":
-                typical = int(round(typical))
-        if probe[i.name].iloc[0] == typical:
-            continue
-        probe[i.name] = pd.Series([typical], index=probe.index).astype(row[i.name].dtype, errors="ignore")
-        expected = float(pipe.predict(probe)[0])
-        served = float(run_onnx(model_session, probe, inputs, output)[0])
-        if abs(served - expected) <= parity.allowance(expected):
-            found.append(i.name)
-    return found
-
-
-def check_parity(pipe, model, frames: list[tuple[str, pd.DataFrame]], inputs: list[Input], output: str, parity: Parity, reference: pd.DataFrame) -> float:
-    """Runs the export in ONNX Runtime on each frame and compares it with the
-    pipeline's own predictions; raises ParityError naming the worst rows and
-    the inputs that make them disagree. Returns the largest absolute error."""
-    s = session(model)
-    worst_err = 0.0
-    for label, frame in frames:
-        if frame is None or len(frame) == 0:
-            continue
-        expected = np.asarray(pipe.predict(frame), dtype=np.float64).reshape(-1)
-        served = run_onnx(s, frame, inputs, output)
-        err = np.abs(served - expected)
-        worst_err = max(worst_err, float(np.nanmax(err)) if err.size else 0.0)
-        allowance = parity.abs + parity.rel * np.abs(expected)
-        bad = ~(err <= allowance)  # NaN never agrees
-        if not bad.any():
-            continue
-        order = np.argsort(-np.where(np.isnan(err), np.inf, err))[: min(5, int(bad.sum()))]
-        names = [i.name for i in inputs]
-        worst = frame.iloc[order][names].copy()
-        worst.insert(0, "row", [f"{label} row {int(k)}" for k in order])
-        worst["expected"] = expected[order]
-        worst["served"] = served[order]
-        culprits = _culprits(pipe, s, frame.iloc[[order[0]]], inputs, output, reference, parity)
-        if len(culprits) == 1:
-            blame = f"; on the worst row the difference goes away when '{culprits[0]}' takes a typical value, so look at how the export treats that input"
-        elif culprits:
-            listed = ", ".join(f"'{c}'" for c in culprits)
-            blame = f"; on the worst row the difference goes away when any one of {listed} takes a typical value, so look at how the export treats those inputs"
-        else:
-            blame = ""
-        raise ParityError(
-            f"the exported ONNX model disagrees with the training process on {int(bad.sum())} of {len(frame)} "
-            f"{label} rows beyond the parity tolerance (abs {parity.abs}, rel {parity.rel}); largest difference "
-            f"{float(np.nanmax(np.where(np.isnan(err), np.inf, err))):.6g}{blame}. Worst rows:\n"
-            + worst.to_string(index=False),
-            worst,
-            culprits,
-        )
-    return worst_err
-
-
-@dataclass
-class _Exported:
-    model: Any
-    inputs: list[Input]
-    max_err: float
-    precision: str
-    #: For float64: why, for the manifest; and why with what it costs, for the caller.
-    reason: str | None = None
-    note: str | None = None
-
-
-def _export_agreeing(pipe, schema, output, parity, frames, reference, precision, compact) -> _Exported:
-    """The first export, in the precisions `precision` allows, that agrees
-    with training on `frames`; else the float32 export's ParityError, with
-    what the float64 export found."""
-    tried = list(PRECISIONS) if precision == "auto" else [precision]
-    refusals: list[Exception] = []
-    models = {}
-    for p in tried:
-        inputs = with_precision(schema, p)
-        try:
-            models[p] = export_onnx(pipe, inputs, output, compact=compact, precision=p)
-            err = check_parity(pipe, models[p], frames, inputs, output, parity, reference)
-        except (ParityError, UnsupportedStep) as e:
-            refusals.append(e)
-            continue
-        exported = _Exported(models[p], inputs, err, p)
-        if refusals:
-            exported.reason, exported.note = _precision_note(refusals[0], models, schema, inputs, output, frames)
-        return exported
-    first = refusals[0]
-    if len(refusals) == 1 or not isinstance(first, ParityError):
-        raise first
-    second = str(refusals[1]).splitlines()[0]
-    raise ParityError(
-        f"{first}\nA float64 export (FP64 inputs, splits as the learner makes them) does not agree either: {second}",
-        first.worst,
-        first.inputs,
-    )
-
-
-def _precision_note(refusal, models, schema, inputs, output, frames) -> tuple[str, str]:
-    """Why float64 was chosen, for the manifest; and with what it costs
-    against float32 in size and in ONNX Runtime's single-row latency, for
-    the caller (a measured time would make the manifest differ run to run)."""
-    why = str(refusal).split(" beyond the parity")[0].replace(
-        "the exported ONNX model disagrees", "the float32 export disagreed"
-    )
-    reason = f"precision float64: {why}; the float64 export agrees, with FP64 inputs"
-    rows = next(f for _, f in frames if f is not None and len(f))
-    p50_32, _ = _measure_latency(models["float32"], rows, schema, output)
-    p50_64, _ = _measure_latency(models["float64"], rows, inputs, output)
-    size_32, size_64 = (len(models[p].SerializeToString()) for p in PRECISIONS)
-    cost = (
-        f"{reason}. It costs {size_64 - size_32:+,} bytes ({size_32:,} -> {size_64:,}) and "
-        f"{1000 * (p50_64 - p50_32):+.1f} us of single-row p50 in ONNX Runtime ({1000 * p50_32:.1f} -> {1000 * p50_64:.1f} us)"
-    )
-    return reason, cost
-
-
 def _version_and_name(out: Path, name: str | None, version: int | None) -> tuple[str, int]:
     folder_version = out.name
     folder_name = out.parent.name
@@ -248,10 +96,10 @@ def write_bundle(
     holdout=None,
     samples: int | pd.DataFrame = 500,
     contract: Contract | Mapping[str, Any] | None = None,
-    fallback: str | Pipeline | dict | None = "ridge",
+    fallback: str | Pipeline | dict | None = "linear",
     description: str | None = None,
     version: int | None = None,
-    output: str | None = None,
+    output: str | tuple[str, str] | None = None,
     output_range: tuple[float, float] | None = None,
     inputs: Mapping[str, Input | Mapping[str, Any]] | list[Input] | None = None,
     deadline_ms: int | None = 25,
@@ -263,24 +111,31 @@ def write_bundle(
 ) -> Written:
     """Exports a fitted pipeline and writes a verified Preflight bundle to `out`.
 
-    - `model`: a fitted `Pipeline([ColumnTransformer, regressor])` (see the
-      support matrix); a step that cannot be exported faithfully is refused.
+    - `model`: a fitted `Pipeline([ColumnTransformer, estimator])`, a
+      regressor or a classifier (see the support matrix); a step that cannot
+      be exported faithfully is refused.
     - `out`: `<repository>/<model>/<version>`; `name` and `version` default to
       its last two folders and must agree with them.
     - `train`: the training features, or `(features, target)`; the target is
-      needed to fit the fallback (else it is fitted to the model's predictions).
+      needed to fit the fallback (else it is fitted to the model's
+      predictions). A classifier's target is its labels.
     - `holdout`: `(features, target)` rows not trained on: hold-out.jsonl,
       parity, and the suggested quality budgets.
     - `samples`: how many training rows become verification samples (drawn
       with `seed`), or the rows themselves as a DataFrame.
     - `contract`: a `Contract` or dict of budgets; missing ones are suggested
       from what is measured here, and listed in the result's `suggested`.
-    - `fallback`: "ridge" (fit the linear fallback), a fitted pipeline of the
-      shape `parts.fallback_pipeline` makes, a fallback.json dict, or None.
+    - `fallback`: "linear" (fit the task's linear fallback: a ridge
+      regression, or a logistic regression for a classifier; "ridge" is the
+      same), a fitted pipeline of the shape `parts.fallback_pipeline` makes
+      (with `LogisticRegression` for a classifier), a fallback.json dict, or
+      None.
     - `inputs`: overrides of the inferred inputs by name (a dict of field
       values or an `Input`), or the complete list of `Input`s.
     - `output` / `output_range`: the output's name (default: the target's
-      name, else "prediction") and optional bounds.
+      name, else "prediction") and optional bounds; for a classifier, the
+      names of its label and probabilities (default `("label",
+      "probabilities")`), and no range.
     - `compact_trees`: write tree ensembles in ONNX-ML opset 5 form: a file
       a third the size, which loads twice as fast (`compact.py`).
     - `precision`: "auto" exports in float32 and, when that disagrees with
@@ -339,19 +194,20 @@ def write_bundle(
         for c in [c for c in x_train.columns if c in columns]:
             inferred = infer_input(c, frames, encoders.get(c), imputed=c in imputed)
             schema.append(apply_override(inferred, overrides[c]) if c in overrides else inferred)
-    output_name = output or (y_train.name if y_train is not None and isinstance(y_train.name, str) else None) or (
-        y_hold.name if y_hold is not None and isinstance(y_hold.name, str) else None
-    ) or "prediction"
-    if output_name in columns:
-        raise ValueError(f"output '{output_name}' has the name of an input; give output=")
-    out_feature = Input(output_name, "FP32", *(output_range or (None, None)))
+    if kind.task == "regression":
+        output = output or _target_name(y_train, y_hold)
+    target = y_train.to_numpy() if y_train is not None and kind.task == "regression" else None
+    task = task_of(kind, model.steps[-1][1], output, output_range, target)
+    for o in task.outputs:
+        if o.name in columns:
+            raise ValueError(f"output '{o.name}' has the name of an input; give output=")
 
     # ------------------------------------------------------------- export
     c = Contract.of(contract)
     suggested: list[str] = []
     parity = c.parity or DEFAULT_PARITY
-    exported = _export_agreeing(
-        model, schema, output_name, parity, [("sample", x_samples), ("hold-out", x_hold)], x_train, precision, compact_trees
+    exported = export_agreeing(
+        task, model, schema, parity, [("sample", x_samples), ("hold-out", x_hold)], x_train, precision, compact_trees
     )
     onnx_model, schema, max_err = exported.model, exported.inputs, exported.max_err
     if c.parity is None:
@@ -362,15 +218,15 @@ def write_bundle(
         )
 
     # ----------------------------------------------------------- fallback
-    train_pred = np.asarray(model.predict(x_train), dtype=np.float64).reshape(-1)
-    target = y_train.to_numpy(dtype=np.float64) if y_train is not None else train_pred
-    clip = tuple(output_range) if output_range is not None else (float(np.min(target)), float(np.max(target)))
+    features = [i.name for i in schema]
+    train_pred = task.expected(model, x_train)
     fb_doc = None
     fb_pipe = None
     if isinstance(fallback, str):
-        if fallback != "ridge":
-            raise ValueError(f"fallback={fallback!r}: give 'ridge', a fitted fallback pipeline, a fallback.json dict or None")
-        fb_pipe = fallback_pipeline(schema).fit(x_train[[i.name for i in schema]], target)
+        if fallback not in ("linear", "ridge"):
+            raise ValueError(f"fallback={fallback!r}: give 'linear', a fitted fallback pipeline, a fallback.json dict or None")
+        target = y_train if y_train is not None else pd.Series(task.output_rows(train_pred)).map(lambda r: next(iter(r.values())))
+        fb_pipe = task.fit_fallback(schema, x_train[features], target)
         if y_train is None:
             suggested.append("fallback: fitted to the model's training predictions (train= gave no target)")
     elif isinstance(fallback, Pipeline):
@@ -378,38 +234,29 @@ def write_bundle(
     elif isinstance(fallback, dict):
         fb_doc = fallback
     elif fallback is not None:
-        raise ValueError(f"fallback: give 'ridge', a fitted fallback pipeline, a fallback.json dict or None, not {type(fallback).__name__}")
+        raise ValueError(f"fallback: give 'linear', a fitted fallback pipeline, a fallback.json dict or None, not {type(fallback).__name__}")
     if fb_pipe is not None:
-        fb_doc = fallback_json(fb_pipe, schema, output_name, clip)
+        fb_doc = task.fallback_json(fb_pipe, schema)
 
     def fallback_predict(frame: pd.DataFrame) -> np.ndarray:
         if fb_pipe is not None:
-            return predict_fallback(fb_pipe, frame[[i.name for i in schema]], clip)
-        return np.array([evaluate_fallback(fb_doc, [], row_inputs(r, schema)) for _, r in frame.iterrows()])
+            return task.fallback_expected(fb_pipe, frame[features])
+        return _evaluated(task, fb_doc, frame, schema)
 
     # ------------------------------------------------------ measured budgets
     hold_metrics: dict[str, float] = {}
     fb_metrics: dict[str, float] = {}
     if x_hold is not None:
-        hold_metrics = _metrics(y_hold.to_numpy(dtype=np.float64), np.asarray(model.predict(x_hold), dtype=np.float64).reshape(-1))
+        hold_metrics = task.metrics(y_hold, task.expected(model, x_hold))
         if fb_doc is not None:
-            fb_metrics = _metrics(y_hold.to_numpy(dtype=np.float64), fallback_predict(x_hold))
-    if c.quality is None and hold_metrics:
-        c = replace(c, quality=Quality("mae", max=sig_ceil(1.10 * hold_metrics["mae"], 3), max_regression=0.05))
-        suggested.append(f"contract.quality: mae at most {c.quality.max}, ten percent over the hold-out MAE {hold_metrics['mae']:.4g}")
-    elif c.quality is not None and c.quality.max is None and c.quality.min is None and hold_metrics.get(c.quality.metric) is not None:
-        measured = hold_metrics[c.quality.metric]
-        c = replace(c, quality=replace(c.quality, max=sig_ceil(1.10 * measured, 3)))
-        suggested.append(f"contract.quality: {c.quality.metric} at most {c.quality.max}, ten percent over the hold-out's {measured:.4g}")
-    if c.fallback is None and fb_metrics:
-        c = replace(c, fallback=Quality("mae", max=sig_ceil(1.10 * fb_metrics["mae"], 3)))
-        suggested.append(f"contract.fallback: mae at most {c.fallback.max}, ten percent over the fallback's hold-out MAE {fb_metrics['mae']:.4g}")
+            fb_metrics = task.metrics(y_hold, fallback_predict(x_hold))
+    c = _suggest_quality(task, c, hold_metrics, fb_metrics, suggested)
     model_bytes = onnx_model.SerializeToString()
     if c.size is None:
         c = replace(c, size=Size(max_model_bytes=int(math.ceil(1.5 * len(model_bytes) / 1e5) * 100_000), max_growth=0.25))
         suggested.append(f"contract.size: at most {c.size.max_model_bytes} bytes, half again the artifact's {len(model_bytes)}, rounded up")
     if c.latency is None:
-        p50, p99 = _measure_latency(onnx_model, x_samples, schema, output_name)
+        p50, p99 = measure_latency(onnx_model, x_samples, schema)
         c = replace(c, latency=Latency(p50_ms=max(5.0, sig_ceil(10 * p50)), p99_ms=max(25.0, sig_ceil(10 * p99))))
         suggested.append(
             f"contract.latency: p50 {c.latency.p50_ms} ms and p99 {c.latency.p99_ms} ms, at least ten times "
@@ -422,9 +269,11 @@ def write_bundle(
         name=name,
         version=version,
         inputs=schema,
-        outputs=[out_feature],
+        outputs=task.outputs,
         contract=c,
         packages=packages,
+        task=task.task,
+        classes=getattr(task, "classes", None),
         description=description,
         fallback_file="fallback.json" if fb_doc is not None else None,
         deadline_ms=deadline_ms,
@@ -437,29 +286,30 @@ def write_bundle(
         staging.mkdir(parents=True)
         (staging / "model.onnx").write_bytes(model_bytes)
         (staging / "manifest.toml").write_text(text)
-        sample_pred = np.asarray(model.predict(x_samples), dtype=np.float64).reshape(-1)
-        sample_fb = fallback_predict(x_samples) if fb_doc is not None else None
+        sample_outputs = task.output_rows(task.expected(model, x_samples))
+        sample_fb = task.output_rows(fallback_predict(x_samples)) if fb_doc is not None else None
         if fb_doc is not None:
             write_json(staging / "fallback.json", fb_doc)
         rows = []
         for n, (_, r) in enumerate(x_samples.iterrows()):
-            row = {"id": f"s{n:04d}", "inputs": row_inputs(r, schema), "outputs": {output_name: float(sample_pred[n])}}
+            row = {"id": f"s{n:04d}", "inputs": row_inputs(r, schema), "outputs": sample_outputs[n]}
             if sample_fb is not None:
-                row["fallback_outputs"] = {output_name: float(sample_fb[n])}
+                row["fallback_outputs"] = sample_fb[n]
             rows.append(row)
-        write_jsonl(staging / "samples.jsonl", rows, schema, [out_feature])
+        write_jsonl(staging / "samples.jsonl", rows, schema, task.outputs)
         if x_hold is not None:
+            targets = task.target_rows(y_hold)
             hold_rows = [
-                {"id": f"h{n:04d}", "inputs": row_inputs(r, schema), "target": {output_name: float(t)}}
-                for n, ((_, r), t) in enumerate(zip(x_hold.iterrows(), y_hold.to_numpy(dtype=np.float64)))
+                {"id": f"h{n:04d}", "inputs": row_inputs(r, schema), "target": targets[n]}
+                for n, (_, r) in enumerate(x_hold.iterrows())
             ]
-            write_jsonl(staging / "holdout.jsonl", hold_rows, schema, [out_feature])
-        write_json(staging / "reference.json", reference_json(x_train, schema, {output_name: train_pred}))
+            write_jsonl(staging / "holdout.jsonl", hold_rows, schema, task.outputs)
+        write_json(staging / "reference.json", reference_json(x_train, schema, outputs=task.reference_outputs(train_pred)))
         checked = check_bundle(staging)
         if fb_doc is not None and isinstance(fallback, dict):
             parse_fallback((staging / "fallback.json").read_text(), staging / "fallback.json", checked.manifest)
         # The artifact as written loads and answers one row.
-        session(str(staging / "model.onnx")).run(None, {k: v[:1] for k, v in _feed(x_samples, schema).items()})
+        session(str(staging / "model.onnx")).run(None, {k: v[:1] for k, v in onnx_feed(x_samples, schema).items()})
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -481,26 +331,39 @@ def write_bundle(
     return written
 
 
-def _feed(frame, schema):
-    from .schema import onnx_feed
+def _target_name(y_train, y_hold) -> str:
+    """The output's name: the target's, else `prediction`."""
+    for y in (y_train, y_hold):
+        if y is not None and isinstance(y.name, str):
+            return y.name
+    return "prediction"
 
-    return onnx_feed(frame, schema)
+
+def _evaluated(task, fallback: dict, frame: pd.DataFrame, schema: list[Input]) -> np.ndarray:
+    """A fallback.json dict's predictions, as Preflight evaluates it, as slots."""
+    rows = [evaluate_fallback(fallback, [], row_inputs(r, schema)) for _, r in frame.iterrows()]
+    if task.label_slot is None:
+        return np.array(rows, dtype=np.float64).reshape(-1, 1)
+    probabilities = np.array(rows, dtype=np.float64)
+    return np.column_stack([probabilities.argmax(axis=1).astype(np.float64), probabilities])
 
 
-def _measure_latency(onnx_model, frame: pd.DataFrame, schema: list[Input], output: str, rows: int = 200) -> tuple[float, float]:
-    """ONNX Runtime's single-row latency on up to `rows` samples, in ms (p50, p99)."""
-    s = session(onnx_model)
-    from .schema import onnx_feed
-
-    feed = onnx_feed(frame.head(rows), schema)
-    n = len(frame.head(rows))
-    times = []
-    for k in range(n):
-        one = {name: v[k : k + 1] for name, v in feed.items()}
-        start = time.perf_counter()
-        s.run([output], one)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+def _suggest_quality(task, c: Contract, hold: dict, fb: dict, suggested: list[str]) -> Contract:
+    """The contract with the quality and fallback budgets it leaves out, from
+    the hold-out; a budget without a bound gets one from what was measured."""
+    if c.quality is None and hold:
+        quality, why = task.suggested_quality(hold)
+        c = replace(c, quality=quality)
+        suggested.append(f"contract.quality: {why}")
+    elif isinstance(c.quality, Quality) and c.quality.max is None and c.quality.min is None and hold.get(c.quality.metric) is not None:
+        measured = hold[c.quality.metric]
+        c = replace(c, quality=replace(c.quality, max=sig_ceil(1.10 * measured, 3)))
+        suggested.append(f"contract.quality: {c.quality.metric} at most {c.quality.max}, ten percent over the hold-out's {measured:.4g}")
+    if c.fallback is None and fb:
+        quality, why = task.suggested_fallback(fb)
+        c = replace(c, fallback=quality)
+        suggested.append(f"contract.fallback: {why}")
+    return c
 
 
 def _encoder_categories(pipe: Pipeline) -> dict[str, list[str]]:

@@ -350,11 +350,10 @@ fn contract(e: &mut DescriptorEncoder<'_>, versions: &[(Labels, Version)]) -> fm
     for (name, help, bound) in quality {
         family(e, name, help, MetricType::Gauge, |m| {
             for (labels, (_, _, served)) in versions {
-                let Some(q) = &served.manifest.contract.quality else {
-                    continue;
-                };
-                if let Some(value) = bound(q) {
-                    gauge(m, &with(labels, "metric", q.metric.as_str()), value)?;
+                for q in &served.manifest.contract.quality {
+                    if let Some(value) = bound(q) {
+                        gauge(m, &with(labels, "metric", q.metric.as_str()), value)?;
+                    }
                 }
             }
             Ok(())

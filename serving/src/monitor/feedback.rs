@@ -14,8 +14,10 @@ use super::VersionMonitor;
 #[derive(Debug)]
 pub(super) struct LiveError {
     metric: Metric,
+    /// A classifier's number of classes; 0 for a regressor.
+    classes: usize,
     /// Each row's term of the metric: |error|, error², percentage error,
-    /// or 1 for a right label.
+    /// 1 for a right label, the log loss or the Brier score of a row.
     terms: VecDeque<f64>,
     capacity: usize,
 }
@@ -30,27 +32,54 @@ pub(crate) struct LiveFigure {
 }
 
 impl LiveError {
-    /// `None` for a metric the served answer cannot score alone: log loss
-    /// needs the probability of every class.
-    pub(super) fn new(metric: Metric, capacity: usize) -> Option<Self> {
-        matches!(
+    /// `None` for a metric no served row scores alone (ROC AUC ranks the
+    /// rows), or a classifier's metric for a regressor and the reverse.
+    /// `classes` is a classifier's number of classes.
+    pub(super) fn new(metric: Metric, classes: Option<usize>, capacity: usize) -> Option<Self> {
+        let live = match classes {
+            None => matches!(metric, Metric::Mae | Metric::Rmse | Metric::Mape),
+            Some(_) => matches!(metric, Metric::Accuracy | Metric::LogLoss | Metric::Brier),
+        };
+        live.then(|| Self {
             metric,
-            Metric::Mae | Metric::Rmse | Metric::Mape | Metric::Accuracy
-        )
-        .then(|| Self {
-            metric,
+            classes: classes.unwrap_or(0),
             terms: VecDeque::new(),
             capacity: capacity.max(1),
         })
     }
 
-    pub(super) fn push(&mut self, predicted: f64, target: f64) {
+    /// One scored row (a value, or a classifier's label position and
+    /// probabilities) against its target (a value, or a class position).
+    pub(super) fn push(&mut self, row: &[f64], target: f64) {
+        let Some(&predicted) = row.first() else {
+            return;
+        };
         let error = predicted - target;
+        let probability = |k: f64| -> f64 {
+            if k >= 0.0 {
+                row.get(1 + k as usize).copied().unwrap_or(f64::NAN)
+            } else {
+                f64::NAN
+            }
+        };
         let term = match self.metric {
             Metric::Mae => error.abs(),
             Metric::Rmse => error * error,
             Metric::Mape => 100.0 * error.abs() / target.abs().max(f64::MIN_POSITIVE),
-            Metric::Accuracy => f64::from(u8::from(predicted.round() == target.round())),
+            Metric::Accuracy => f64::from(u8::from(predicted == target)),
+            // As the harness and scikit-learn compute it: clipped, never the log of 0.
+            Metric::LogLoss => -probability(target)
+                .clamp(f64::EPSILON, 1.0 - f64::EPSILON)
+                .ln(),
+            Metric::Brier => {
+                let sum: f64 = (0..self.classes)
+                    .map(|k| {
+                        (probability(k as f64) - f64::from(u8::from(k as f64 == target))).powi(2)
+                    })
+                    .sum();
+                // scikit-learn's brier_score_loss: halved for two classes.
+                if self.classes == 2 { sum / 2.0 } else { sum }
+            }
             // Not live: see `new`.
             _ => return,
         };
@@ -84,7 +113,7 @@ impl LiveError {
 #[derive(Debug)]
 pub(super) struct Waiting {
     pub version: Arc<VersionMonitor>,
-    /// The scored output (the manifest's first), one value per row.
+    /// Each row's scored values (`Scoring::rows`), flat.
     pub predicted: Vec<f64>,
     expires: Instant,
 }
@@ -195,21 +224,42 @@ mod tests {
 
     #[test]
     fn the_live_error_is_the_metric_over_the_last_rows() {
-        let mut mae = LiveError::new(Metric::Mae, 3).expect("mae is live");
+        let mut mae = LiveError::new(Metric::Mae, None, 3).expect("mae is live");
         assert_eq!(mae.figure(), None);
         for (p, t) in [(10.0, 0.0), (1.0, 2.0), (2.0, 4.0), (5.0, 8.0)] {
-            mae.push(p, t);
+            mae.push(&[p], t);
         }
         // The first row has left the window of 3.
         let figure = mae.figure().expect("a figure");
         assert_eq!((figure.metric, figure.count), ("mae", 3));
         assert!((figure.value - 2.0).abs() < 1e-12, "{figure:?}");
 
-        let mut rmse = LiveError::new(Metric::Rmse, 10).expect("rmse is live");
-        rmse.push(3.0, 0.0);
-        rmse.push(0.0, 4.0);
+        let mut rmse = LiveError::new(Metric::Rmse, None, 10).expect("rmse is live");
+        rmse.push(&[3.0], 0.0);
+        rmse.push(&[0.0], 4.0);
         let value = rmse.figure().expect("a figure").value;
         assert!((value - 12.5f64.sqrt()).abs() < 1e-12);
-        assert!(LiveError::new(Metric::LogLoss, 10).is_none());
+        // ROC AUC ranks rows; a regressor has no log loss.
+        assert!(LiveError::new(Metric::RocAuc, Some(2), 10).is_none());
+        assert!(LiveError::new(Metric::LogLoss, None, 10).is_none());
+    }
+
+    #[test]
+    fn a_classifiers_live_error_scores_its_label_and_probabilities() {
+        // Rows: the label's class position, then each class's probability.
+        let rows: [(&[f64], f64); 2] = [(&[1.0, 0.2, 0.8], 1.0), (&[0.0, 0.6, 0.4], 1.0)];
+        let figure = |metric| {
+            let mut live = LiveError::new(metric, Some(2), 10).expect("live");
+            for (row, target) in rows {
+                live.push(row, target);
+            }
+            live.figure().expect("a figure").value
+        };
+        assert!((figure(Metric::Accuracy) - 0.5).abs() < 1e-12);
+        let log_loss = (-(0.8f64.ln()) - 0.4f64.ln()) / 2.0;
+        assert!((figure(Metric::LogLoss) - log_loss).abs() < 1e-12);
+        // Halved for two classes, as scikit-learn's brier_score_loss.
+        let brier = ((0.04 + 0.04) / 2.0 + (0.36 + 0.36) / 2.0) / 2.0;
+        assert!((figure(Metric::Brier) - brier).abs() < 1e-12);
     }
 }

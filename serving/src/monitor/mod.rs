@@ -12,6 +12,7 @@
 //! answers, so a target posted as soon as its answer arrived finds it.
 
 mod feedback;
+mod scored;
 mod window;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::error::ApiError;
 use crate::protocol::TensorData;
 pub(crate) use feedback::Eviction;
 use feedback::{LiveError, LiveFigure, Pending};
+pub(crate) use scored::Scoring;
 pub(crate) use window::Drift;
 use window::{Binning, Observed, Window};
 
@@ -60,6 +62,8 @@ pub struct VersionMonitor {
     inputs: Vec<String>,
     outputs: Vec<String>,
     window: usize,
+    /// What the live error and the label's drift read of an answer.
+    pub(crate) scoring: Scoring,
     state: Mutex<State>,
 }
 
@@ -105,16 +109,19 @@ impl VersionMonitor {
         let names = |features: &[preflight_bundle::Feature]| {
             features.iter().map(|f| f.name.clone()).collect()
         };
-        let metric = manifest.contract.quality.as_ref().map(|q| q.metric);
+        let metric = manifest.contract.primary_quality().map(|q| q.metric);
+        let scoring = Scoring::of(manifest);
+        let k = manifest.classifier().map(|c| c.k());
         Self {
             inputs: names(&manifest.inputs),
             outputs: names(&manifest.outputs),
             window,
+            scoring,
             state: Mutex::new(State {
                 inputs: windows(&manifest.inputs, reference.map(|r| &r.inputs)),
                 outputs: windows(&manifest.outputs, reference.map(|r| &r.outputs)),
                 rows_seen: 0,
-                live: metric.and_then(|m| LiveError::new(m, window)),
+                live: metric.and_then(|m| LiveError::new(m, k, window)),
             }),
         }
     }
@@ -130,19 +137,29 @@ impl VersionMonitor {
                 window.push(observed(column, row));
             }
         }
-        for (window, values) in state.outputs.iter_mut().zip(outputs) {
+        for (index, (window, values)) in state.outputs.iter_mut().zip(outputs).enumerate() {
+            // A classifier's probabilities have no window: its classes' shares
+            // are the label's.
+            if self.scoring.is_probabilities(index) {
+                continue;
+            }
             for &value in values {
-                window.push(Observed::Number(value));
+                window.push(match self.scoring.class_name(index, value) {
+                    Some(class) => Observed::Text(class),
+                    None => Observed::Number(value),
+                });
             }
         }
         state.rows_seen += batch.rows as u64;
     }
 
+    /// Joins each scored row (`Scoring::rows`) with its target.
     fn join(&self, predicted: &[f64], targets: &[f64]) {
         let mut state = self.state();
+        let width = self.scoring.width();
         if let Some(live) = &mut state.live {
-            for (&p, &t) in predicted.iter().zip(targets) {
-                live.push(p, t);
+            for (row, &t) in predicted.chunks(width).zip(targets) {
+                live.push(row, t);
             }
         }
     }
@@ -190,19 +207,6 @@ fn observed(column: &TensorData, row: usize) -> Observed<'_> {
     }
 }
 
-/// A column as numbers, for the output windows and the live error; text
-/// outputs are not monitored.
-pub(crate) fn numbers(column: &TensorData) -> Vec<f64> {
-    match column {
-        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::F64(v) => v.clone(),
-        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
-        TensorData::Text(_) => Vec::new(),
-    }
-}
-
 /// What one answered request hands to the monitor.
 #[derive(Debug)]
 pub(crate) struct Observation {
@@ -211,17 +215,17 @@ pub(crate) struct Observation {
     /// The request id the answer carried, where a client can post feedback.
     pub id: Option<String>,
     pub batch: Arc<Batch>,
-    /// Each output's values, as numbers.
+    /// Each output's values, as numbers (`Scoring::columns`).
     pub outputs: Vec<Vec<f64>>,
 }
 
-/// One observed target: a number for a one-row request, one per row for a
-/// batch.
+/// One observed target: a value for a one-row request, one per row for a
+/// batch; a number, or a classifier's label as its label output carries it.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Target {
-    One(f64),
-    Rows(Vec<f64>),
+    Rows(Vec<serde_json::Value>),
+    One(serde_json::Value),
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -452,8 +456,8 @@ fn handle(
     match message {
         Message::Served(o) => {
             o.version.observe(&o.batch, &o.outputs);
-            // The scored output is the first.
-            if let (Some(id), Some(predicted)) = (o.id, o.outputs.into_iter().next()) {
+            let predicted = o.version.scoring.rows(&o.outputs);
+            if let Some(id) = o.id.filter(|_| !predicted.is_empty()) {
                 let key = (o.model, id);
                 pending.insert(key, o.version, predicted, Instant::now(), evicted);
             }
@@ -488,7 +492,7 @@ fn join(
         match pending.get(&key, now) {
             None => unknown.push(format!("'{}'", item.id)),
             Some(waiting) => {
-                let rows = waiting.predicted.len();
+                let rows = waiting.predicted.len() / waiting.version.scoring.width();
                 let given = match &item.target {
                     Target::One(_) => 1,
                     Target::Rows(v) => v.len(),
@@ -498,6 +502,16 @@ fn join(
                         "'{}' answered {rows} rows and got {given} targets",
                         item.id
                     ));
+                }
+                let targets = match &item.target {
+                    Target::One(t) => std::slice::from_ref(t),
+                    Target::Rows(v) => v.as_slice(),
+                };
+                if let Some(why) = targets
+                    .iter()
+                    .find_map(|t| waiting.version.scoring.target(t).err())
+                {
+                    mismatched.push(format!("'{}': {why}", item.id));
                 }
             }
         }
@@ -528,10 +542,15 @@ fn join(
     for item in items {
         let key = (model.to_owned(), item.id);
         if let Some(waiting) = pending.remove(&key) {
-            let targets = match item.target {
+            let given = match item.target {
                 Target::One(t) => vec![t],
                 Target::Rows(v) => v,
             };
+            let scoring = &waiting.version.scoring;
+            let targets: Vec<f64> = given
+                .iter()
+                .map(|t| scoring.target(t).unwrap_or(f64::NAN))
+                .collect();
             waiting.version.join(&waiting.predicted, &targets);
             rows += targets.len();
         }

@@ -15,7 +15,7 @@ use crate::batch::{Batch, Limits, subject};
 use crate::error::ApiError;
 use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
 use crate::metrics::{Counters, Outcome};
-use crate::monitor::{self, Observation};
+use crate::monitor::Observation;
 use crate::protocol::params;
 use crate::registry::{Routed, Served};
 use crate::rollout::Shadowing;
@@ -122,11 +122,7 @@ async fn answer<P: Protocol>(
     )
     .await?;
     let fallback = prediction.fallback;
-    let outputs: Vec<Vec<f64>> = prediction
-        .outputs
-        .iter()
-        .map(|o| o.as_ref().map_or_else(Vec::new, monitor::numbers))
-        .collect();
+    let outputs = served.monitor.scoring.columns(&prediction.outputs);
     let response = P::answer(model, served, request, plan, prediction, rows)?;
     if let Some(shadowing) = shadow {
         let (batch, outputs) = (Arc::clone(&batch), outputs.clone());

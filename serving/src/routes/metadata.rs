@@ -49,7 +49,9 @@ fn metadata(
             .map(|f| TensorMetadata {
                 name: f.name.clone(),
                 datatype: f.datatype.as_str(),
-                shape: vec![-1, 1],
+                // A classifier's probabilities are `[-1, K]`; every other
+                // tensor is a column.
+                shape: f.shape.clone().unwrap_or_else(|| vec![-1, 1]),
             })
             .collect()
     };

@@ -46,9 +46,16 @@ struct V1Request {
 
 struct V1;
 
+/// `parameters.predict_proba = true`: a classifier's answer is each row's
+/// probabilities instead of its label, as KServe's scikit-learn server
+/// answers for `predict_proba`.
+const PREDICT_PROBA: &str = "predict_proba";
+
 impl Protocol for V1 {
     type Request = V1Request;
-    type Plan = ();
+    /// For a classifier, the output every prediction is: the label, or the
+    /// probabilities for `predict_proba`.
+    type Plan = Option<usize>;
 
     fn parameters(request: &V1Request) -> Option<&Map<String, Value>> {
         request.parameters.as_ref()
@@ -59,20 +66,38 @@ impl Protocol for V1 {
         None
     }
 
-    fn decode(served: &Served, request: &V1Request, limits: Limits) -> AppResult<(Batch, ())> {
+    fn decode(
+        served: &Served,
+        request: &V1Request,
+        limits: Limits,
+    ) -> AppResult<(Batch, Option<usize>)> {
+        let proba = request
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get(PREDICT_PROBA))
+            .is_some_and(|v| *v == Value::Bool(true));
+        let classifier = served.manifest.classifier();
+        if proba && classifier.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "{}: parameters.predict_proba applies to a classifier",
+                crate::batch::subject(&served.manifest)
+            )));
+        }
+        let plan = classifier.map(|c| if proba { c.probabilities } else { c.label });
         Ok((
             decode_instances(&served.manifest, &request.instances, limits)?,
-            (),
+            plan,
         ))
     }
 
     /// One prediction per instance: the value itself for a model with one
-    /// output, else an object by output name.
+    /// output (a classifier's label, or its probabilities for
+    /// `predict_proba`), else an object by output name.
     fn answer(
         _model: &str,
         served: &Served,
         _request: V1Request,
-        (): (),
+        plan: Option<usize>,
         prediction: Prediction,
         rows: usize,
     ) -> AppResult<Response> {
@@ -82,11 +107,16 @@ impl Protocol for V1 {
             .iter()
             .map(|o| o.name.as_str())
             .collect();
-        let columns: Vec<Option<Vec<Value>>> = prediction
+        let widths: Vec<usize> = served.manifest.outputs.iter().map(|o| o.width()).collect();
+        let mut columns: Vec<Option<Vec<Value>>> = prediction
             .outputs
             .into_iter()
-            .map(|o| o.map(|data| to_json_values(&data)))
+            .zip(&widths)
+            .map(|(o, &width)| o.map(|data| rows_of(to_json_values(&data), width)))
             .collect();
+        if let Some(only) = plan {
+            columns = vec![columns.get_mut(only).and_then(Option::take)];
+        }
         let predictions: Vec<Value> = (0..rows)
             .map(|row| {
                 if let [Some(only)] = columns.as_slice() {
@@ -104,6 +134,17 @@ impl Protocol for V1 {
         }
         Ok(Json(body).into_response())
     }
+}
+
+/// Values `width` to a row, as one list per row where `width` is above 1.
+fn rows_of(values: Vec<Value>, width: usize) -> Vec<Value> {
+    if width <= 1 {
+        return values;
+    }
+    values
+        .chunks(width)
+        .map(|row| Value::Array(row.to_vec()))
+        .collect()
 }
 
 fn to_json_values(data: &TensorData) -> Vec<Value> {

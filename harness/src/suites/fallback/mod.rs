@@ -118,8 +118,8 @@ async fn quality(
         match score(model, holdout, budget.metric, forced()).await? {
             Ok(value) => {
                 metrics.insert(budget.metric.as_str().to_owned(), value);
-                let output = &model.bundle.manifest().outputs[0].name;
-                let mut check = bound_check(budget, output, value);
+                let output = super::quality::scored_output(model.bundle.manifest());
+                let mut check = bound_check(budget, &output, value);
                 check.name = "quality".to_owned();
                 check
             }
