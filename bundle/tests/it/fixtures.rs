@@ -130,7 +130,7 @@ fn committed_models_are_valid_bundles() {
             >= 2,
         "two cities have a version 2"
     );
-    assert_eq!(check_repository(&fixtures().join("models")), 13);
+    assert_eq!(check_repository(&fixtures().join("models")), 21);
     for model in repo.models() {
         for version in &model.versions {
             let bundle = Bundle::open(&version.dir).unwrap_or_else(|e| panic!("{e}"));

@@ -214,13 +214,13 @@ fn classified(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Optio
                     .fold(f64::NEG_INFINITY, f64::max);
                 let near_tie = c.margin() <= tolerance.allowance(top);
                 if c.arg_max().map(|k| k as f64) != Some(c.label) && !near_tie {
-                    let slots = crate::slots::slots(manifest);
+                    let classes = manifest.classifier().map(|c| c.classes).unwrap_or_default();
                     let named = |k: Option<usize>| {
-                        k.and_then(|k| slots.iter().find(|s| s.kind == SlotKind::Probability(k)))
-                            .map_or("no class".to_owned(), |s| format!("'{}'", s.name))
+                        k.and_then(|k| classes.get(k))
+                            .map_or("no class".to_owned(), ToString::to_string)
                     };
                     return Err(TestCaseError::fail(format!(
-                        "row {i}: the label names {}, but the largest probability is {}: {:?}",
+                        "row {i}: the label is {}, but the largest probability is of {}: {:?}",
                         named(c.label.is_finite().then_some(c.label as usize)),
                         named(c.arg_max()),
                         c.probabilities
@@ -372,10 +372,15 @@ fn fallback_note(answer: &Answer) -> String {
         .unwrap_or_default()
 }
 
+/// Two answers are the same within `tolerance`; a value that is no number
+/// in both (a label that names no class) is the same answer twice.
 fn within(a: &[Vec<f64>], b: &[Vec<f64>], tolerance: Tolerance) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| tolerance.accepts(*p, *q))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| tolerance.accepts(*p, *q) || (p.is_nan() && q.is_nan()))
         })
 }
 

@@ -114,7 +114,8 @@ fn artifact_parity(model: &ModelUnderTest) -> Check {
     }
 }
 
-/// Rows outside the tolerance, and the worst of them (id, got, expected).
+/// The rows with a value outside the tolerance, and the worst value (id,
+/// got, expected).
 /// A label is exact, except at a near tie of training's probabilities.
 pub(super) fn compare(
     manifest: &preflight_bundle::Manifest,
@@ -123,15 +124,15 @@ pub(super) fn compare(
     tolerance: Tolerance,
 ) -> (usize, Option<(String, f64, f64)>) {
     let slots = slots(manifest);
-    let mut off = 0;
+    let mut off = std::collections::BTreeSet::new();
     let mut worst: Option<(f64, String, f64, f64)> = None;
     for (o, column) in outputs.iter().enumerate() {
         let kind = slots[o].kind;
-        for (sample, &got) in samples.iter().zip(column) {
+        for (i, (sample, &got)) in samples.iter().zip(column).enumerate() {
             let want = expected(manifest, sample, o);
             let excused = kind == SlotKind::Label && near_tie(manifest, sample, tolerance);
             if !agrees(kind, tolerance, got, want) && !excused {
-                off += 1;
+                off.insert(i);
                 let excess = if got.is_nan() {
                     f64::INFINITY
                 } else {
@@ -143,5 +144,5 @@ pub(super) fn compare(
             }
         }
     }
-    (off, worst.map(|(_, id, got, want)| (id, got, want)))
+    (off.len(), worst.map(|(_, id, got, want)| (id, got, want)))
 }

@@ -1,7 +1,8 @@
 //! Every fixture's verification samples come back from the server within the
 //! contract's tolerance, in one batch and one row at a time.
 
-use preflight_bundle::{Bundle, Record, Repository};
+use preflight_bundle::{Bundle, Manifest, Record, Repository, Tolerance};
+use serde_json::Value;
 
 use crate::{Server, fixtures, output};
 
@@ -33,36 +34,82 @@ async fn every_fixture_matches_its_samples() {
                 "{path}: the main model answers: {body}"
             );
             assert_eq!(body["model_version"], version.version.to_string());
-            let name = &manifest.outputs[0].name;
-            let batch = output(&body, name);
-            assert_eq!(batch.len(), samples.len());
-            for (sample, &served) in samples.iter().zip(&batch) {
-                let expected = sample.outputs.as_ref().expect("outputs")[0]
-                    .as_f64()
-                    .expect("number");
+            let batch = served_rows(&body, manifest, samples.len());
+            for (sample, served) in samples.iter().zip(&batch) {
+                let expected = expected_row(sample);
                 assert!(
-                    tolerance.accepts(served, expected),
-                    "{path} row '{}': served {served}, trained {expected}, tolerance {tolerance:?}",
+                    agree(served, &expected, tolerance),
+                    "{path} row '{}': served {served:?}, trained {expected:?}, tolerance {tolerance:?}",
                     sample.id
                 );
             }
 
-            for (sample, &in_batch) in samples.iter().zip(&batch) {
+            for (sample, in_batch) in samples.iter().zip(&batch) {
                 let (status, body) = server.post(&path, &manifest.infer_request(&[sample])).await;
                 assert_eq!(status, 200, "{path} row '{}': {body}", sample.id);
-                let alone = output(&body, name)[0];
+                let alone = &served_rows(&body, manifest, 1)[0];
                 // A linear model's product may take another kernel for a batch,
                 // but its answers stay within the contract's tolerance.
                 assert!(
-                    tolerance.accepts(alone, in_batch),
-                    "{path} row '{}': {alone} alone, {in_batch} in a batch",
+                    agree(alone, in_batch, tolerance),
+                    "{path} row '{}': {alone:?} alone, {in_batch:?} in a batch",
                     sample.id
                 );
             }
             checked += 1;
         }
     }
-    assert_eq!(checked, 13, "every bundle of fixtures/models");
+    assert_eq!(checked, 21, "every bundle of fixtures/models");
+}
+
+/// Each row's served values, output by output: numbers, a classifier's
+/// label as it travels, and its probabilities in class order.
+fn served_rows(body: &Value, manifest: &Manifest, rows: usize) -> Vec<Vec<Value>> {
+    let mut per_row = vec![Vec::new(); rows];
+    for feature in &manifest.outputs {
+        let outputs = body["outputs"].as_array().expect("outputs");
+        let out = outputs
+            .iter()
+            .find(|o| o["name"] == feature.name.as_str())
+            .unwrap_or_else(|| panic!("no output '{}' in {body}", feature.name));
+        let mut flat = Vec::new();
+        flatten(&out["data"], &mut flat);
+        for (row, values) in per_row.iter_mut().zip(flat.chunks(feature.width())) {
+            row.extend_from_slice(values);
+        }
+    }
+    per_row
+}
+
+fn flatten(data: &Value, out: &mut Vec<Value>) {
+    match data {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        other => out.push(other.clone()),
+    }
+}
+
+/// A sample's training-time outputs, flat as `served_rows` gives them.
+fn expected_row(sample: &Record) -> Vec<Value> {
+    let mut row = Vec::new();
+    for value in sample.outputs.as_ref().expect("outputs") {
+        match value.to_json() {
+            Value::Array(items) => row.extend(items),
+            other => row.push(other),
+        }
+    }
+    row
+}
+
+/// Numbers within the tolerance, labels exactly.
+fn agree(served: &[Value], expected: &[Value], tolerance: Tolerance) -> bool {
+    served.len() == expected.len()
+        && served.iter().zip(expected).all(|(s, e)| match (s, e) {
+            (Value::String(_), _) | (_, Value::String(_)) => s == e,
+            _ => match (s.as_f64(), e.as_f64()) {
+                (Some(s), Some(e)) => tolerance.accepts(s, e),
+                _ => false,
+            },
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
