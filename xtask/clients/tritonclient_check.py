@@ -5,7 +5,8 @@ Usage: python tritonclient_check.py URL BUNDLE_DIR
 Uses NVIDIA's tritonclient (HTTP) exactly as a Triton user would: liveness,
 readiness, model metadata, and an inference on the bundle's verification
 samples, compared with the training-time outputs within the manifest's parity
-tolerance. Exits non-zero with a message on any mismatch.
+tolerance: a classifier's probabilities within it, its labels exactly. Exits
+non-zero with a message on any mismatch.
 """
 
 import json
@@ -86,14 +87,24 @@ def main() -> None:
     check_nan_refused(client, name, version, manifest, with_null[0])
 
     tolerance = manifest["contract"]["parity"]
+    classifier = manifest["model"]["task"] == "classification"
     for spec in manifest["outputs"]:
-        served = result.as_numpy(spec["name"]).reshape(-1).astype(np.float64)
+        served = result.as_numpy(spec["name"])
         expected = np.array([s["outputs"][spec["name"]] for s in samples])
-        allowed = tolerance.get("abs", 0.0) + tolerance.get("rel", 0.0) * np.abs(expected)
-        worst = int(np.argmax(np.abs(served - expected) - allowed))
-        if np.any(np.abs(served - expected) > allowed):
-            sys.exit(f"{name} {version} output '{spec['name']}' row {worst}: served {served[worst]}, trained {expected[worst]}")
-        print(f"tritonclient {package_version('tritonclient')}: {name} version {version}: {len(samples)} rows of '{spec['name']}' within tolerance")
+        if classifier and "shape" not in spec:
+            # The label: its class, exactly, as the label output carries it.
+            labels = [v.decode() if isinstance(v, bytes) else v if isinstance(v, str) else v.item() for v in served.reshape(-1)]
+            wrong = [k for k, (got, want) in enumerate(zip(labels, expected.tolist())) if got != want]
+            if wrong:
+                sys.exit(f"{name} {version} label row {wrong[0]}: served {labels[wrong[0]]!r}, trained {expected[wrong[0]]!r}")
+        else:
+            served = served.astype(np.float64).reshape(expected.shape)
+            allowed = tolerance.get("abs", 0.0) + tolerance.get("rel", 0.0) * np.abs(expected)
+            excess = (np.abs(served - expected) - allowed).reshape(len(samples), -1).max(axis=1)
+            if np.any(excess > 0):
+                worst = int(np.argmax(excess))
+                sys.exit(f"{name} {version} output '{spec['name']}' row {worst}: served {served[worst]}, trained {expected[worst]}")
+        print(f"tritonclient {package_version('tritonclient')}: {name} version {version}: {len(samples)} rows of '{spec['name']}' as trained")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ use anyhow::Result;
 use crate::server::Server;
 use crate::{cargo, exec, ort, python_env};
 
-/// Bundles the client checks: one scikit-learn and one LightGBM export.
-const BUNDLES: [&str; 2] = [
+/// Bundles the client checks: a scikit-learn and a LightGBM regressor, a
+/// binary scikit-learn classifier and a four-class LightGBM one.
+const BUNDLES: [&str; 4] = [
     "fixtures/models/eta-madrid/1",
     "fixtures/models/eta-lisbon/2",
+    "fixtures/models/late-madrid/1",
+    "fixtures/models/vehicle-madrid/1",
 ];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
