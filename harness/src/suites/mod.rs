@@ -248,7 +248,9 @@ fn out_of_range(manifest: &preflight_bundle::Manifest, outputs: &[Vec<f64>]) -> 
     for (slot, column) in crate::slots::slots(manifest).iter().zip(outputs) {
         let feature = &manifest.outputs[slot.output];
         let (min, max) = match slot.kind {
-            SlotKind::Probability(_) => (Some(0.0), Some(1.0)),
+            // float32 may round a probability of 0 or 1 by an ulp past its bound
+            // (a binary forest's 1 − p): a score served as a probability lies far outside.
+            SlotKind::Probability(_) => (Some(-PROBABILITY_SLACK), Some(1.0 + PROBABILITY_SLACK)),
             _ => (feature.min, feature.max),
         };
         for &x in column {
@@ -263,6 +265,10 @@ fn out_of_range(manifest: &preflight_bundle::Manifest, outputs: &[Vec<f64>]) -> 
             }
             if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
                 let bound = |b: Option<f64>| b.map_or("unbounded".to_owned(), |b| b.to_string());
+                let (min, max) = match slot.kind {
+                    SlotKind::Probability(_) => (Some(0.0), Some(1.0)),
+                    _ => (min, max),
+                };
                 return Some(format!(
                     "output '{}' = {x} is outside its range [{}, {}]",
                     slot.name,
@@ -274,6 +280,10 @@ fn out_of_range(manifest: &preflight_bundle::Manifest, outputs: &[Vec<f64>]) -> 
     }
     None
 }
+
+/// How far past [0, 1] a probability, or past 1 the sum of a row's, may lie:
+/// float32 rounding of a few shares.
+const PROBABILITY_SLACK: f64 = 1e-4;
 
 /// Rows in one request when a suite sends many.
 const CHUNK: usize = 250;

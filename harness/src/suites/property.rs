@@ -170,10 +170,6 @@ fn in_range(manifest: &Manifest, answer: &Answer) -> Result<(), TestCaseError> {
     }
 }
 
-/// How far a row's probabilities may sum from 1: float32 rounding of K
-/// shares, far below what a score served as a probability gives.
-const PROBABILITY_SUM: f64 = 1e-4;
-
 /// A classifier's answers are probabilities, and its label their arg-max:
 /// each row's probabilities sum to 1, and the label names the class of the
 /// largest (unless the top two lie within the parity tolerance, where
@@ -201,7 +197,7 @@ fn classified(endpoint: &Endpoint<'_>, row: &BoxedStrategy<Vec<Value>>) -> Optio
                     continue;
                 };
                 let sum: f64 = c.probabilities.iter().sum();
-                if (sum - 1.0).abs() > PROBABILITY_SUM {
+                if (sum - 1.0).abs() > super::PROBABILITY_SLACK {
                     return Err(TestCaseError::fail(format!(
                         "row {i}: the probabilities {:?} sum to {sum}, not 1",
                         c.probabilities
