@@ -39,7 +39,8 @@ async fn every_fixture_matches_its_samples() {
                 let expected = expected_row(sample);
                 assert!(
                     agree(served, &expected, tolerance),
-                    "{path} row '{}': served {served:?}, trained {expected:?}, tolerance {tolerance:?}",
+                    "{path} row '{}': served {served:?}, trained {expected:?}, tolerance \
+                     {tolerance:?}",
                     sample.id
                 );
             }
