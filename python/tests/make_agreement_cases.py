@@ -27,10 +27,8 @@ sys.path.insert(0, str(HERE.parents[1] / "fixtures" / "generate"))
 import wide  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402
-from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 
 from preflight_bundle import Contract, Latency, Parity, Size, write_bundle  # noqa: E402
 
@@ -52,15 +50,7 @@ def diabetes(out: Path) -> None:
 def wide_115(out: Path) -> None:
     x, y = wide.zones(400, 11)
     xh, yh = wide.zones(60, 12)
-    categories = list(wide.CATEGORIES)
-    rest = [c for c in wide.columns() if c not in categories and c not in wide.NULLABLE]
-    pre = ColumnTransformer(
-        [
-            ("feeds", SimpleImputer(strategy="median"), wide.NULLABLE),
-            ("num", "passthrough", rest),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), categories),
-        ]
-    )
+    pre = wide.preprocessing()
     pipe = Pipeline([("pre", pre), ("model", Ridge())]).fit(x, y)
     write_bundle(pipe, out, train=(x, y), holdout=(xh, yh), samples=60, contract=CONTRACT,
                  description="Agreement case: 115 columns", quiet=True)

@@ -44,15 +44,16 @@ fn check_bundle(dir: &Path) {
         .expect("reference.json");
     // The cities' boosters carry 500 samples and 1,000 hold-out rows; the
     // zoo's models (zoo.py) fewer, to keep the wide frame small enough to
-    // commit, still enough for parity and a hold-out metric.
+    // commit (and the wine data has 178 rows), still enough for parity and a
+    // hold-out metric.
     assert!(
-        samples.len() >= 150,
+        samples.len() >= 100,
         "{}: {} samples",
         dir.display(),
         samples.len()
     );
     assert!(
-        holdout.len() >= 100,
+        holdout.len() >= 50,
         "{}: {} hold-out rows",
         dir.display(),
         holdout.len()
@@ -80,9 +81,11 @@ fn check_bundle(dir: &Path) {
         .manifest()
         .output(fallback.output())
         .expect("fallback output");
-    // fallback-stale's fallback.json is, on purpose, not the fallback the
-    // training process evaluated: that is the defect the harness must see.
-    let stale = dir.components().any(|c| c.as_os_str() == "fallback-stale");
+    // These defects' fallback.json is, on purpose, not the fallback the
+    // training process evaluated: that is what the harness must see.
+    let stale = dir.components().any(|c| {
+        ["fallback-stale", "fallback-sign-flipped"].contains(&c.as_os_str().to_str().unwrap_or(""))
+    });
     for sample in samples.iter().filter(|_| !stale) {
         // One value for a regression output, a classifier's probabilities.
         let expected = match &sample.fallback_outputs.as_ref().expect("fallback_outputs")[out] {

@@ -94,7 +94,9 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         metrics.insert(format!("{key}_deadline_retries"), retries);
         let worst = worst_rows(model, &chosen, &served.columns, &found.worst);
         details.insert(format!("{key}_worst_rows"), json!(worst));
-        metrics.insert(format!("{key}_near_ties"), found.near_ties.len() as f64);
+        if manifest.classifier().is_some() {
+            metrics.insert(format!("{key}_near_ties"), found.near_ties.len() as f64);
+        }
         let message = if found.passed == found.total {
             let mut message = format!(
                 "{} of {} within |Δ| <= {} + {}·|expected|; max |Δ| {:.3e}",
