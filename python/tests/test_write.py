@@ -409,6 +409,8 @@ def test_preflight_verify_passes_the_written_bundles(request, trees, tmp_path):
     env.setdefault("ORT_DYLIB_PATH", str(ROOT / "target" / "ort" / "libonnxruntime.so"))
     models = tmp_path / "models"
     shutil.copytree(root, models)
+    # pytest's folders are the user's alone; the container's user reads the repository too.
+    models.chmod(0o755)
     # As a container where `cargo xtask test` built the image, as the gate verifies; else as a process.
     image = os.environ.get("PREFLIGHT_IMAGE")
     target = f"container={image}" if image else "process"
