@@ -16,6 +16,7 @@ mod python;
 mod rollout;
 mod scale;
 mod server;
+mod setup;
 mod verify;
 
 use std::ffi::OsStr;
@@ -183,19 +184,16 @@ fn ci(root: &Path) -> Result<()> {
 /// validation of `deploy/`'s manifests. ARGS go to `cargo test` and skip the
 /// rest.
 fn test(root: &Path, args: Vec<String>) -> Result<()> {
-    let lib = ort::ensure(root)?;
     // The container tests run whenever a Docker engine answers; without one
     // they fail, unless they are skipped on purpose.
     let skip_containers = std::env::var("PREFLIGHT_SKIP_CONTAINER_TESTS").is_ok_and(|v| v == "1");
+    // Before anything builds: what the tests need, found or installed.
+    setup::ensure(!skip_containers)?;
+    let lib = ort::ensure(root)?;
     let image = if skip_containers {
         None
-    } else if docker_answers() {
-        Some(image::build(root)?)
     } else {
-        bail!(
-            "no Docker engine answers (`docker info` failed): the container tests need one; set \
-                PREFLIGHT_SKIP_CONTAINER_TESTS=1 to skip them"
-        );
+        Some(image::build(root)?)
     };
     let mut command = Command::new(cargo());
     command

@@ -27,7 +27,7 @@ fn chromium() -> PathBuf {
             return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         }
     }
-    panic!("no chromium on PATH: `apt-get install chromium` (.ci/run does)");
+    panic!("no chromium on PATH: `apt-get install chromium` (`cargo xtask test` does)");
 }
 
 /// Runs headless Chromium with `args` on `page`, killed after a minute;

@@ -1,6 +1,6 @@
 //! `deploy/`: the alert rules and the Grafana dashboard, checked against
-//! the real Prometheus of Debian's `prometheus` package (.ci/run installs
-//! it): `promtool` checks the rules and runs their unit tests, and a
+//! the real Prometheus of Debian's `prometheus` package (`cargo xtask test`
+//! installs it): `promtool` checks the rules and runs their unit tests, and a
 //! Prometheus scraping a real server sees the drift alert go pending when
 //! one input drifts, and answers every query of the dashboard.
 
@@ -21,7 +21,7 @@ fn deploy() -> PathBuf {
 fn tool(name: &str) -> Command {
     let found = Command::new("which").arg(name).output();
     if !found.is_ok_and(|o| o.status.success()) {
-        panic!("no {name} on PATH: `apt-get install prometheus` (.ci/run does)");
+        panic!("no {name} on PATH: `apt-get install prometheus` (`cargo xtask test` does)");
     }
     Command::new(name)
 }
