@@ -2,7 +2,7 @@
 //!
 //! Most of what ONNX Runtime spends on a run of a tree ensemble is per run,
 //! not per row: a run walks every tree, and brings it into the cache, once
-//! for all its rows (benches/README.md, "Gathered runs"). So once a
+//! for all its rows (benches/HISTORY.md, "Gathered runs"). So once a
 //! version's small requests overlap, they stop taking a session each: they
 //! queue their rows, and the request running the model takes what queued,
 //! up to [`MAX_ROWS`] rows and no more than may run on the async worker

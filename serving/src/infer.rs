@@ -59,7 +59,7 @@ const INLINE_ROWS: usize = 16;
 /// Well above what a single row of a fixture tree ensemble costs at any
 /// rate: 20–40 µs when its requests come close together, and 100–400 µs
 /// when they come far apart, each run finding the trees out of the cache
-/// (benches/README.md, "What a cold run costs"). A threshold inside that
+/// (benches/HISTORY.md, "What a cold run costs"). A threshold inside that
 /// range would send a cheap model to the run slots whenever its traffic
 /// thinned, and keep it there once traffic rose, where runs on the
 /// blocking threads cost more: a busy machine would shed it. A run of a
