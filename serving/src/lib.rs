@@ -35,13 +35,14 @@ pub use infer::FallbackReason;
 pub use local::{LocalServer, StartError};
 pub use logging::{DroppedLines, LogFormat, Logging};
 pub use metrics::Metrics;
+pub use metrics::connections::{Closed, Connections};
 pub use monitor::{Monitor, MonitorCounters, MonitorLimits, VersionMonitor};
 pub use onnx::{OrtBackend, OrtOptions, init_ort};
 pub use preflight_ort::{OrtInitError, find_library};
 pub use protocol::{InferRequest, InferResponse, TensorData, params};
 pub use registry::{Registry, VersionPolicy};
 pub use routes::{AppState, app};
-pub use serve::serve;
+pub use serve::{ConnectionLimits, serve};
 
 /// Everything that configures a server, apart from how it listens.
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ impl AppState {
             log: None,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -124,6 +126,12 @@ impl AppState {
     pub fn begin_drain(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The drain is over: a request whose body is still arriving is answered
+    /// 503 at once, instead of holding the shutdown for its slowest client.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Loads every model of the repository, then answers ready. A model

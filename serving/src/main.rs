@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AdmissionLimits, AppState, MonitorLimits, OrtBackend, OrtOptions, RepositoryAccess,
-    ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
+    AdmissionLimits, AppState, ConnectionLimits, MonitorLimits, OrtBackend, OrtOptions,
+    RepositoryAccess, ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
 };
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -297,17 +297,17 @@ fn run(cli: Cli) -> Result<()> {
                 "draining: readiness is 503, still serving"
             );
             tokio::time::sleep(drain).await;
-            tracing::info!("drained: finishing in-flight requests");
+            tracing::info!("drained: finishing the requests already read");
+            // A body still arriving is answered 503 now, not waited for.
+            draining.stop();
             stop.notify_one();
         };
-        let header_timeout = Duration::from_secs(cli.header_timeout_seconds);
-        let serve = serve(
-            listener,
-            app(state),
-            header_timeout,
-            cli.max_connections,
-            shutdown,
-        );
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(cli.header_timeout_seconds),
+            max_connections: cli.max_connections,
+        };
+        let connections = Arc::clone(&state.metrics.connections);
+        let serve = serve(listener, app(state), limits, connections, shutdown);
         let grace_over = async {
             stopping.notified().await;
             tokio::time::sleep(grace).await;

@@ -14,6 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
+use super::connections::Closed;
 use super::{Counters, escape, process};
 use preflight_bundle::{Manifest, QualityBudget};
 
@@ -212,6 +213,20 @@ impl Collector for Scrape {
             .collect();
         drift(&mut e, &reports)?;
         feedback(&mut e, &reports, state)?;
+        family(
+            &mut e,
+            "preflight_connections_closed",
+            "Connections and requests that ended without a normal answer, by reason \
+             (docs/serving.md, \"Connections\").",
+            MetricType::Counter,
+            |m| {
+                for why in Closed::ALL {
+                    let labels = vec![("reason", why.as_str().to_owned())];
+                    counter(m, &labels, state.metrics.connections.get(why))?;
+                }
+                Ok(())
+            },
+        )?;
         if let Some(log) = &state.log {
             family(
                 &mut e,

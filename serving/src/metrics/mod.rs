@@ -9,6 +9,7 @@
 //! recorded during it may show in some series and not yet in others, but a
 //! histogram's buckets never exceed its count.
 
+pub(crate) mod connections;
 mod exposition;
 mod process;
 
@@ -144,6 +145,9 @@ impl Counters {
 pub struct Metrics {
     /// Requests for a model or version that is not loaded.
     pub unmatched: Counters,
+    /// Connections and requests that ended without a normal answer; shared
+    /// with the accept loop.
+    pub connections: std::sync::Arc<crate::Connections>,
 }
 
 /// A label value as the text format writes it: backslash, double quote and

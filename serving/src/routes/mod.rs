@@ -45,6 +45,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Set when the server starts stopping.
     pub draining: AtomicBool,
+    /// Set when the drain is over: a body still arriving is not waited for.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 type AppResult<T> = Result<T, ApiError>;

@@ -317,3 +317,289 @@ fn a_connection_beyond_the_limit_waits_until_one_closes() {
     drop(only);
     assert_eq!(status(server.addr(), "/v2/health/live"), Some(200));
 }
+
+/// Sends `bytes` on a new connection, then reads until the server closes
+/// it (or `limit` passes): what came back, and when.
+fn exchange(addr: &str, bytes: &[u8], limit: Duration) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let started = Instant::now();
+    // A peer that closes mid-send is an answer too: the read tells.
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// One line of `/metrics`' `preflight_connections_closed_total`.
+fn closed(addr: &str, reason: &str) -> u64 {
+    let (text, _) = exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    let prefix = format!("preflight_connections_closed_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+}
+
+/// A body that never comes, or comes a byte a second, is answered 408
+/// within `--body-timeout-seconds`, and counted.
+#[test]
+fn a_body_that_does_not_arrive_is_answered_408_within_the_bound() {
+    use std::io::Write;
+    let server = start(&["--body-timeout-seconds", "1"]);
+    let head =
+        b"POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    let (answer, took) = exchange(server.addr(), head, Duration::from_secs(20));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+
+    // A byte a second: each byte is on time, the body as a whole is not.
+    let mut trickle = std::net::TcpStream::connect(server.addr()).expect("connect");
+    trickle.write_all(head).expect("head");
+    let started = Instant::now();
+    let writer = std::thread::spawn({
+        let mut trickle = trickle.try_clone().expect("clone");
+        move || {
+            for _ in 0..20 {
+                if trickle.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    });
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut trickle, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = writer.join();
+    assert_eq!(closed(server.addr(), "body_timeout"), 2);
+}
+
+/// Python's urllib sends a whole body before it reads a byte of the answer.
+const URLLIB_POST: &str = r#"
+import sys, urllib.request, urllib.error
+body = b'{"inputs": [' + b' ' * 3_000_000 + b']}'
+headers = {"Content-Type": "application/json"}
+request = urllib.request.Request(sys.argv[1], data=body, headers=headers)
+try:
+    urllib.request.urlopen(request, timeout=30)
+    print("answered without an error")
+except urllib.error.HTTPError as error:
+    print(error.code, error.read().decode())
+"#;
+
+/// A body over the limit is refused with 413, and read and thrown away
+/// meanwhile: a client that sends all of it before it reads, as most do
+/// (Python's urllib, reqwest), gets the 413 and its message, not a broken
+/// pipe.
+#[test]
+fn a_client_sending_a_body_over_the_limit_reads_its_413() {
+    let server = start(&["--max-body-bytes", "100000"]);
+    let url = format!("{}/v2/models/eta-milan/infer", server.url);
+    let python = std::env::var("PREFLIGHT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let urllib = Command::new(&python)
+        .args(["-c", URLLIB_POST, &url])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} (cargo xtask test installs it): {e}"));
+    let printed = String::from_utf8_lossy(&urllib.stdout);
+    assert!(
+        urllib.status.success(),
+        "urllib: {printed}{}",
+        String::from_utf8_lossy(&urllib.stderr)
+    );
+    assert!(
+        printed.starts_with("413 ") && printed.contains("over this server's limit of 100000 bytes"),
+        "urllib: {printed}"
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let body = format!("{{\"inputs\": [{}]}}", " ".repeat(3_000_000));
+    let (status, text) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("an answer, not a broken pipe");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("the body"))
+    });
+    assert_eq!(status, 413, "{text}");
+    assert!(
+        text.contains("over this server's limit of 100000 bytes"),
+        "{text}"
+    );
+    assert_eq!(closed(server.addr(), "body_too_large"), 2);
+}
+
+/// An inference request's head in `version`, then `rest`.
+macro_rules! infer {
+    ($version:literal, $rest:literal) => {
+        concat!(
+            "POST /v2/models/eta-milan/infer ",
+            $version,
+            "\r\nHost: x\r\n",
+            $rest
+        )
+        .as_bytes()
+    };
+}
+
+/// Requests that are not HTTP get the HTTP layer's 400 or 431 where it can
+/// answer, and every one is counted by why.
+#[test]
+fn malformed_http_is_answered_and_counted() {
+    let server = start(&[]);
+    let addr = server.addr();
+    let limit = Duration::from_secs(10);
+    let mut tls = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+    tls.extend([0; 300]);
+    let mut large = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Large: ".to_vec();
+    large.extend(std::iter::repeat_n(b'a', 1_000_000));
+    large.extend(b"\r\n\r\n");
+    let cases: [(&str, &[u8], &str); 6] = [
+        ("a TLS handshake", &tls, "HTTP/1.1 400"),
+        ("a bad method", b"G\0T / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        (
+            "Content-Length: -1",
+            infer!("HTTP/1.1", "Content-Length: -1\r\n\r\n"),
+            "HTTP/1.1 400",
+        ),
+        ("a 1 MB header", &large, "HTTP/1.1 431"),
+        (
+            "an invalid chunk size",
+            infer!("HTTP/1.1", "Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
+            "HTTP/1.1 400",
+        ),
+        // No length in HTTP/1.0: an empty body, which is not a request.
+        (
+            "HTTP/1.0 without a length",
+            infer!("HTTP/1.0", "\r\n"),
+            "HTTP/1.0 400",
+        ),
+    ];
+    for (what, bytes, status) in cases {
+        let (answer, _) = exchange(addr, bytes, limit);
+        assert!(answer.starts_with(status), "{what}: {answer:?}");
+    }
+    assert_eq!(closed(addr, "malformed_head"), 3);
+    assert_eq!(closed(addr, "head_too_large"), 1);
+    assert_eq!(closed(addr, "body_unreadable"), 1);
+}
+
+/// On SIGTERM, once the drain is over: a body still arriving is answered
+/// 503, a partial request head is closed, a client that does not read its
+/// answers is let go; a request already read is answered; and the process
+/// exits well within its grace period.
+#[test]
+fn sigterm_is_not_held_by_slow_or_broken_clients() {
+    use std::io::{Read, Write};
+    let mut server = start(&["--drain-seconds", "1", "--shutdown-grace-seconds", "20"]);
+    let addr = server.addr().to_owned();
+    let connect = || std::net::TcpStream::connect(&addr).expect("connect");
+    let mut trickle = connect();
+    trickle
+        .write_all(
+            b"POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .expect("write");
+    let mut partial = connect();
+    partial
+        .write_all(b"POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    // A client that sends batches and never reads what comes back.
+    let bundle =
+        preflight_bundle::Bundle::open(&fixtures().join("models/eta-milan/1")).expect("bundle");
+    let samples = bundle.samples().expect("samples").expect("present");
+    let rows: Vec<&preflight_bundle::Record> = samples.iter().take(250).collect();
+    let body = bundle.manifest().infer_request(&rows).to_string();
+    let request = format!(
+        "POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let deaf = connect();
+    deaf.set_nonblocking(true).expect("nonblocking");
+    for _ in 0..200 {
+        if (&deaf).write_all(request.as_bytes()).is_err() {
+            break;
+        }
+    }
+    terminate(&server);
+    // Read during the drain, so answered whatever comes after.
+    let (answered, _) = exchange(&addr, request.as_bytes(), Duration::from_secs(30));
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("the server is stopping"), "{answer}");
+    let status = exits_within(&mut server, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    partial
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    assert!(
+        partial.read_to_end(&mut rest).is_ok(),
+        "the partial head is closed"
+    );
+    drop(deaf);
+}
+
+/// The heap gauge is what the harness reads a model's memory from: it falls
+/// when a model is unloaded and comes back when the model is loaded again.
+/// Measured on a process of its own, since the gauge counts every
+/// allocation of its process.
+#[test]
+fn the_heap_gauge_follows_an_unload_and_a_load() {
+    let server = start(&["--open-repository-api"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = reqwest::Client::new();
+    let heap = || {
+        let (text, _) = exchange(
+            server.addr(),
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(10),
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("preflight_process_heap_bytes"))
+            .unwrap_or_else(|| panic!("no heap gauge in:\n{text}"))
+            .to_owned();
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        value.parse::<f64>().expect("a number")
+    };
+    let post = |action: &str| {
+        let url = format!("{}/v2/repository/models/eta-madrid/{action}", server.url);
+        runtime.block_on(async {
+            let response = client.post(&url).json(&serde_json::json!({})).send().await;
+            response.expect("an answer").status().as_u16()
+        })
+    };
+    let loaded = heap();
+    assert_eq!(post("unload"), 200);
+    let unloaded = heap();
+    assert_eq!(post("load"), 200);
+    let reloaded = heap();
+    // Two versions of a 200-tree GBDT hold megabytes; the server's own
+    // allocations between two readings, kilobytes.
+    assert!(unloaded < loaded - 1e6, "{loaded} then {unloaded}");
+    assert!(reloaded > unloaded + 1e6, "{unloaded} then {reloaded}");
+}
