@@ -41,7 +41,7 @@ pub use onnx::{OrtBackend, OrtOptions, init_ort};
 pub use preflight_ort::{OrtInitError, find_library};
 pub use protocol::{InferRequest, InferResponse, TensorData, params};
 pub use registry::{Registry, VersionPolicy};
-pub use routes::{AppState, app};
+pub use routes::{AppState, BodyLimits, app};
 pub use serve::{ConnectionLimits, serve};
 
 /// Everything that configures a server, apart from how it listens.
@@ -49,9 +49,7 @@ pub use serve::{ConnectionLimits, serve};
 pub struct ServeConfig {
     pub models: PathBuf,
     pub version_policy: VersionPolicy,
-    pub max_body_bytes: usize,
-    /// How long a request's body may take to arrive, once its head has.
-    pub body_timeout: std::time::Duration,
+    pub body: BodyLimits,
     pub max_rows: usize,
     /// Who may call the repository API (load, unload, index).
     pub repository: RepositoryAccess,
@@ -81,8 +79,7 @@ impl ServeConfig {
         Self {
             models: models.into(),
             version_policy: VersionPolicy::All,
-            max_body_bytes: 16 * 1024 * 1024,
-            body_timeout: std::time::Duration::from_secs(30),
+            body: BodyLimits::default(),
             max_rows: 100_000,
             repository: RepositoryAccess::Open,
             load_threads: 2,
@@ -112,8 +109,7 @@ impl AppState {
             limits: Limits {
                 max_rows: config.max_rows,
             },
-            max_body_bytes: config.max_body_bytes,
-            body_timeout: config.body_timeout,
+            body: config.body,
             repository: config.repository.clone(),
             log: None,
             ready: AtomicBool::new(false),

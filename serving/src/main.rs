@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AdmissionLimits, AppState, ConnectionLimits, MonitorLimits, OrtBackend, OrtOptions,
+    AdmissionLimits, AppState, BodyLimits, ConnectionLimits, MonitorLimits, OrtBackend, OrtOptions,
     RepositoryAccess, ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
 };
 
@@ -62,7 +62,7 @@ struct Cli {
     intra_op_threads: u16,
 
     /// Largest request body, in bytes; larger requests get 413.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value_t = BodyLimits::default().max_bytes)]
     max_body_bytes: usize,
 
     /// Seconds a connection has to send a whole request head, also from the
@@ -78,8 +78,13 @@ struct Cli {
 
     /// Seconds a request's body may take to arrive once its head has; a
     /// slower one gets 408.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = BodyLimits::default().timeout.as_secs())]
     body_timeout_seconds: u64,
+
+    /// Seconds a request's body may pause between two of its pieces; a
+    /// longer pause gets 408.
+    #[arg(long, default_value_t = BodyLimits::default().idle.as_secs())]
+    body_idle_seconds: u64,
 
     /// Most rows in one request; more get 400.
     #[arg(long, default_value_t = 100_000)]
@@ -214,8 +219,11 @@ fn run(cli: Cli) -> Result<()> {
             Policy::All => VersionPolicy::All,
             Policy::Latest => VersionPolicy::Latest,
         },
-        max_body_bytes: cli.max_body_bytes,
-        body_timeout: Duration::from_secs(cli.body_timeout_seconds),
+        body: BodyLimits {
+            max_bytes: cli.max_body_bytes,
+            timeout: Duration::from_secs(cli.body_timeout_seconds),
+            idle: Duration::from_secs(cli.body_idle_seconds),
+        },
         max_rows: cli.max_rows,
         repository: match (&cli.repository_token, cli.open_repository_api) {
             (Some(token), _) if !token.is_empty() => RepositoryAccess::Token(token.clone()),

@@ -17,7 +17,8 @@ pub enum Closed {
     /// A body that could not be read (a broken chunked encoding, a client
     /// gone mid-body): answered 400 where the request had reached a route.
     BodyUnreadable,
-    /// A body not whole within `--body-timeout-seconds`: answered 408.
+    /// A body not whole within `--body-timeout-seconds`, or pausing longer
+    /// than `--body-idle-seconds`: answered 408.
     BodyTimeout,
     /// A body over `--max-body-bytes`: answered 413 once the rest was read
     /// and discarded, within a bound.

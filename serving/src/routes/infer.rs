@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::body::read_body;
 use super::{AppResult, AppState};
 use crate::batch::{Batch, Limits, subject};
 use crate::error::ApiError;
 use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
-use crate::metrics::connections::Closed;
 use crate::metrics::{Counters, Outcome};
 use crate::monitor::Observation;
 use crate::protocol::params;
@@ -267,107 +267,6 @@ async fn read_request<T: DeserializeOwned>(
         let hint = non_json_number_hint(&bytes, &e);
         ApiError::BadRequest(format!("{who}: the body is not a valid request: {e}{hint}"))
     })
-}
-
-/// Reads a body of at most `max_body_bytes`: 413 when it is longer, 408 when
-/// it does not arrive within `body_timeout` (a client that stalls holds a
-/// connection and its buffers), 400 when it cannot be read (a broken
-/// chunked encoding, a client gone mid-body), 503 when the drain ends while
-/// it is still arriving. Each is counted (`Closed`).
-pub(super) async fn read_body(body: Body, state: &AppState) -> AppResult<Bytes> {
-    let (limit, timeout) = (state.max_body_bytes, state.body_timeout);
-    let counted = |why: Closed, error: ApiError| {
-        state.metrics.connections.count(why);
-        error
-    };
-    // A declared length over the limit is refused without keeping a byte.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        discard(body).await;
-        return Err(counted(Closed::BodyTooLarge, too_large(limit)));
-    }
-    let mut stopping = state.stopping.subscribe();
-    let read = tokio::select! {
-        read = tokio::time::timeout(timeout, read_at_most(body, limit)) => read,
-        _ = stopping.wait_for(|stop| *stop) => {
-            return Err(counted(
-                Closed::Stopping,
-                ApiError::Unavailable(
-                    "the server is stopping and the request body had not arrived: send it \
-                     again to another instance"
-                        .to_owned(),
-                ),
-            ));
-        }
-    };
-    let read = read.map_err(|_| {
-        counted(
-            Closed::BodyTimeout,
-            ApiError::Timeout(format!(
-                "the request body did not arrive within {} s",
-                timeout.as_secs_f64()
-            )),
-        )
-    })?;
-    read.map_err(|error| match error {
-        BodyError::TooLarge => counted(Closed::BodyTooLarge, too_large(limit)),
-        BodyError::Unreadable(why) => counted(
-            Closed::BodyUnreadable,
-            ApiError::BadRequest(format!("the request body could not be read: {why}")),
-        ),
-    })
-}
-
-/// Why a body was not read.
-enum BodyError {
-    TooLarge,
-    Unreadable(String),
-}
-
-/// The body's bytes, up to `limit`; past it, the rest is read and discarded
-/// (`discard`) before the body is refused.
-async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    // A body in one frame, the common case, is kept as it came: no copy.
-    let mut frames: Vec<Bytes> = Vec::new();
-    let mut length = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Unreadable(e.into_inner().to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        length += data.len();
-        if length > limit {
-            discard(body).await;
-            return Err(BodyError::TooLarge);
-        }
-        frames.push(data);
-    }
-    Ok(match frames.len() {
-        0 => Bytes::new(),
-        1 => frames.swap_remove(0),
-        _ => Bytes::from(frames.concat()),
-    })
-}
-
-/// How long the rest of a refused body is read and thrown away, so that a
-/// client still sending it reads the refusal instead of a broken pipe, as
-/// servers do with a lingering close; past it, the connection is closed.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn discard(body: Body) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let _ = tokio::time::timeout(LINGER, async {
-        while let Some(Ok(_)) = body.frame().await {}
-    })
-    .await;
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "the request body is over this server's limit of {limit} bytes"
-    ))
 }
 
 /// Clients that serialise NumPy (tritonclient's JSON mode, for one) write NaN

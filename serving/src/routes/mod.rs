@@ -4,6 +4,7 @@
 //! Every handler answers a client's mistake with an [`ApiError`], whose
 //! `status` is the only place a status code is chosen.
 
+mod body;
 mod health;
 mod infer;
 mod metadata;
@@ -18,6 +19,8 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::routing::{get, post};
+
+pub use body::BodyLimits;
 
 use crate::batch::Limits;
 use crate::error::ApiError;
@@ -35,8 +38,7 @@ pub struct AppState {
     /// Candidates computed in shadow, off the request's path.
     pub shadows: crate::rollout::Shadows,
     pub limits: Limits,
-    pub max_body_bytes: usize,
-    pub body_timeout: std::time::Duration,
+    pub body: BodyLimits,
     /// Who may call the repository API.
     pub repository: crate::RepositoryAccess,
     /// The process's log, when this server writes one.

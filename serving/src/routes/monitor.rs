@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 
-use super::infer::read_body;
+use super::body::read_body;
 use super::{AppResult, AppState};
 use crate::error::ApiError;
 use crate::monitor::{FeedbackItem, FeedbackReceipt, MonitorReport};

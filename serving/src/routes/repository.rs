@@ -32,7 +32,7 @@ pub(super) async fn load(
 ) -> AppResult<()> {
     // The token first: nobody without it gets a body read.
     authorize(&state, &headers)?;
-    let body = super::infer::read_body(body, &state).await?;
+    let body = super::body::read_body(body, &state).await?;
     let pin = pinned_version(&model, &body)?;
     let registry = Arc::clone(&state.registry);
     let name = model.clone();
@@ -78,7 +78,7 @@ pub(super) async fn route(
     body: Body,
 ) -> AppResult<Json<Value>> {
     authorize(&state, &headers)?;
-    let body = super::infer::read_body(body, &state).await?;
+    let body = super::body::read_body(body, &state).await?;
     let request = route_request(&model, &body)?;
     state.registry.set_route(&model, request)?;
     let answer = match request {

@@ -653,7 +653,7 @@ fn catalogue() -> Vec<(String, Request)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_clear_4xx() {
     let mut config = config(&fixtures().join("models"));
-    config.max_body_bytes = 64 * 1024;
+    config.body.max_bytes = 64 * 1024;
     config.max_rows = 100;
     let server = Server::with_config(config).await;
 
@@ -708,7 +708,7 @@ impl Pipe for Value {}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_gets_a_408() {
     let mut config = config(&fixtures().join("models"));
-    config.body_timeout = std::time::Duration::from_secs(1);
+    config.body.timeout = std::time::Duration::from_secs(1);
     let server = Server::with_config(config).await;
     let answer = server
         .by_hand(&format!(

@@ -16,7 +16,7 @@ mod rollout;
 
 use std::path::{Path, PathBuf};
 
-use preflight_serving::{LocalServer, OrtOptions, ServeConfig};
+use preflight_serving::{BodyLimits, LocalServer, OrtOptions, ServeConfig};
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
@@ -33,7 +33,10 @@ pub struct Server {
 
 pub fn config(models: &Path) -> ServeConfig {
     ServeConfig {
-        max_body_bytes: 4 * 1024 * 1024,
+        body: BodyLimits {
+            max_bytes: 4 * 1024 * 1024,
+            ..BodyLimits::default()
+        },
         max_rows: 20_000,
         ..ServeConfig::new(models)
     }

@@ -26,6 +26,9 @@ fn help_explains_every_flag_with_an_example() {
         "--sessions-per-model",
         "--intra-op-threads",
         "--max-body-bytes",
+        "--body-timeout-seconds",
+        "--body-idle-seconds",
+        "--header-timeout-seconds",
         "--max-rows",
         "--max-inflight-rows",
         "--max-model-rows",
@@ -349,20 +352,38 @@ fn closed(addr: &str, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
 }
 
-/// A body that never comes, or comes a byte a second, is answered 408
-/// within `--body-timeout-seconds`, and counted.
+/// An inference request's head in `version`, then `rest`.
+macro_rules! infer {
+    ($version:literal, $rest:literal) => {
+        concat!(
+            "POST /v2/models/eta-milan/infer ",
+            $version,
+            "\r\nHost: x\r\n",
+            $rest
+        )
+        .as_bytes()
+    };
+}
+
+/// A body that never comes is answered 408 within `--body-idle-seconds`,
+/// one that comes a byte a second, each on time, within
+/// `--body-timeout-seconds`; both are counted.
 #[test]
 fn a_body_that_does_not_arrive_is_answered_408_within_the_bound() {
     use std::io::Write;
-    let server = start(&["--body-timeout-seconds", "1"]);
-    let head =
-        b"POST /v2/models/eta-milan/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    let head = infer!("HTTP/1.1", "Content-Length: 100\r\n\r\n");
+    let server = start(&["--body-idle-seconds", "1"]);
     let (answer, took) = exchange(server.addr(), head, Duration::from_secs(20));
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    assert!(
+        answer.contains("no byte of the request body arrived for 1 s"),
+        "{answer}"
+    );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert_eq!(closed(server.addr(), "body_timeout"), 1);
 
-    // A byte a second: each byte is on time, the body as a whole is not.
+    // Pauses of a second, well within the default idle bound of 10 s.
+    let server = start(&["--body-timeout-seconds", "2"]);
     let mut trickle = std::net::TcpStream::connect(server.addr()).expect("connect");
     trickle.write_all(head).expect("head");
     let started = Instant::now();
@@ -384,9 +405,10 @@ fn a_body_that_does_not_arrive_is_answered_408_within_the_bound() {
     let _ = std::io::Read::read_to_end(&mut trickle, &mut answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 2 s"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let _ = writer.join();
-    assert_eq!(closed(server.addr(), "body_timeout"), 2);
+    assert_eq!(closed(server.addr(), "body_timeout"), 1);
 }
 
 /// Python's urllib sends a whole body before it reads a byte of the answer.
@@ -444,19 +466,6 @@ fn a_client_sending_a_body_over_the_limit_reads_its_413() {
         "{text}"
     );
     assert_eq!(closed(server.addr(), "body_too_large"), 2);
-}
-
-/// An inference request's head in `version`, then `rest`.
-macro_rules! infer {
-    ($version:literal, $rest:literal) => {
-        concat!(
-            "POST /v2/models/eta-milan/infer ",
-            $version,
-            "\r\nHost: x\r\n",
-            $rest
-        )
-        .as_bytes()
-    };
 }
 
 /// Requests that are not HTTP get the HTTP layer's 400 or 431 where it can
