@@ -108,7 +108,17 @@ impl Feature {
                 let value = match (n.as_i64(), n.as_u64()) {
                     (Some(i), _) => Value::Int(i),
                     (None, Some(u)) => Value::UInt(u),
-                    _ => return Err(format!("is {n}, not an integer ({dt})")),
+                    // A whole number beyond 64 bits reaches here as a float,
+                    // rounded: i64::MIN - 1 reads as i64::MIN.
+                    _ => match n.as_f64() {
+                        Some(x)
+                            if x.fract() == 0.0
+                                && (x <= i64::MIN as f64 || x >= u64::MAX as f64) =>
+                        {
+                            return Err(format!("is {n}, which does not fit in {dt}"));
+                        }
+                        _ => return Err(format!("is {n}, not an integer ({dt})")),
+                    },
                 };
                 let (lo, hi) = dt.integer_range().unwrap_or((f64::MIN, f64::MAX));
                 let x = value.as_f64().unwrap_or(f64::NAN);

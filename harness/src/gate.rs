@@ -127,25 +127,38 @@ impl Policy {
                 }
             }
         }
-        let required = Suite::all()
-            .iter()
-            .any(|&s| s.name() == suite.suite && self.requires(Requirement::Suite(s)));
-        let judged_nothing = suite.checks.iter().all(|c| c.verdict == Verdict::Skipped);
-        let nothing_applies = suite
-            .checks
-            .iter()
-            .all(|c| c.skip == Some(Skip::NotApplicable));
-        if required && judged_nothing && !nothing_applies {
-            let reasons: Vec<&str> = suite.checks.iter().map(|c| c.message.as_str()).collect();
-            suite.checks.push(Check::new(
-                "required",
-                false,
-                format!(
-                    "--require {}: the suite judged nothing: {}",
-                    suite.suite,
-                    reasons.join("; ")
-                ),
-            ));
+        let kind = Suite::all().iter().find(|s| s.name() == suite.suite);
+        if let Some(&kind) = kind.filter(|&&k| self.requires(Requirement::Suite(k))) {
+            // Judged when a check that carries its purpose was.
+            let purpose = kind.purpose();
+            let carries = |c: &&Check| purpose.is_empty() || purpose.contains(&c.name.as_str());
+            let judged_nothing = suite
+                .checks
+                .iter()
+                .filter(carries)
+                .all(|c| c.verdict == Verdict::Skipped);
+            let nothing_applies = suite
+                .checks
+                .iter()
+                .all(|c| c.skip == Some(Skip::NotApplicable));
+            if judged_nothing && !nothing_applies {
+                let reasons: Vec<&str> = suite
+                    .checks
+                    .iter()
+                    .filter(carries)
+                    .map(|c| c.message.as_str())
+                    .collect();
+                let what = if purpose.is_empty() {
+                    "the suite judged nothing".to_owned()
+                } else {
+                    format!("the suite did not judge {}", purpose.join(" or "))
+                };
+                suite.checks.push(Check::new(
+                    "required",
+                    false,
+                    format!("--require {}: {what}: {}", suite.suite, reasons.join("; ")),
+                ));
+            }
         }
         suite.verdict = Verdict::of(suite.checks.iter().map(|c| c.verdict));
     }
@@ -222,6 +235,38 @@ mod tests {
         let mut not_applicable = report(vec![skipped(Skip::NotApplicable)]);
         policy(&["strict"]).apply(&mut not_applicable);
         assert_ne!(not_applicable.verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn a_required_unit_suite_is_judged_only_by_its_artifact_parity() {
+        let unit = |parity: Check| {
+            SuiteReport::new(
+                "unit",
+                vec![
+                    Check::new("fallback covers the inputs", true, "every input has a term"),
+                    parity,
+                ],
+            )
+        };
+        let mut unjudged = report(vec![unit(Check::skipped(
+            "artifact parity",
+            Skip::Missing,
+            "needs samples.jsonl",
+        ))]);
+        policy(&["strict"]).apply(&mut unjudged);
+        assert_eq!(unjudged.verdict, Verdict::Failed);
+        let required = unjudged.models[0].suites[0].checks.last().expect("a check");
+        assert!(
+            required
+                .message
+                .contains("the suite did not judge artifact parity: needs samples.jsonl"),
+            "{}",
+            required.message
+        );
+
+        let mut judged = report(vec![unit(Check::new("artifact parity", true, "500 rows"))]);
+        policy(&["strict"]).apply(&mut judged);
+        assert_eq!(judged.verdict, Verdict::Passed);
     }
 
     #[test]

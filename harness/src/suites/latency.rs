@@ -223,7 +223,7 @@ fn budget_check(
     extra: &str,
 ) -> Check {
     let text = format!("{name} {e} ms (95% interval, {n} requests), budget {budget} ms{extra}");
-    settle.check(name, e, budget, text, "")
+    settle.check(name, e, budget, text, "over the budget: ")
 }
 
 /// The failed answers and the fallback's answers among the samples.

@@ -75,6 +75,15 @@ impl Suite {
         }
     }
 
+    /// The checks that carry the suite's purpose: the gate counts the suite
+    /// as judged only when one of them was (`--require`). Empty: any check.
+    pub fn purpose(self) -> &'static [&'static str] {
+        match self {
+            Suite::Unit => &[unit::ARTIFACT_PARITY],
+            _ => &[],
+        }
+    }
+
     /// When the suite runs in a verification.
     pub fn phase(self) -> Phase {
         match self {
@@ -83,6 +92,12 @@ impl Suite {
             Suite::Size => Phase::After,
             _ => Phase::Functional,
         }
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

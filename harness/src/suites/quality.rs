@@ -125,17 +125,26 @@ pub(super) fn limit(budget: &QualityBudget) -> Option<(String, Limit)> {
 /// `output` is the output scored, the manifest's first.
 pub(super) fn bound_check(budget: &QualityBudget, output: &str, value: f64) -> Check {
     let name = budget.metric.as_str();
+    // A failure says so in words: its explanation names the breach.
     match (budget.max, budget.min) {
-        (Some(max), _) => Check::new(
-            name,
-            value <= max,
-            format!("{name} of '{output}' {value:.4} on the hold-out, max {max}"),
-        ),
-        (None, Some(min)) => Check::new(
-            name,
-            value >= min,
-            format!("{name} of '{output}' {value:.4} on the hold-out, min {min}"),
-        ),
+        (Some(max), _) => {
+            let within = value <= max;
+            let bound = if within { "max" } else { "over the max" };
+            Check::new(
+                name,
+                within,
+                format!("{name} of '{output}' {value:.4} on the hold-out, {bound} {max}"),
+            )
+        }
+        (None, Some(min)) => {
+            let within = value >= min;
+            let bound = if within { "min" } else { "under the min" };
+            Check::new(
+                name,
+                within,
+                format!("{name} of '{output}' {value:.4} on the hold-out, {bound} {min}"),
+            )
+        }
         (None, None) => Check::skipped(
             name,
             Skip::Missing,

@@ -87,15 +87,19 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
 /// `what` (the artifact, the memory) against its budget `key`.
 fn bound(key: &str, what: &str, bytes: u64, max: Option<u64>) -> Check {
     match max {
-        Some(max) => Check::new(
-            key,
-            bytes <= max,
-            format!(
-                "{what}: {}, budget {key} {}",
-                megabytes(bytes),
-                megabytes(max)
-            ),
-        ),
+        Some(max) => {
+            let within = bytes <= max;
+            let budget = if within { "budget" } else { "over the budget" };
+            Check::new(
+                key,
+                within,
+                format!(
+                    "{what}: {}, {budget} {key} {}",
+                    megabytes(bytes),
+                    megabytes(max)
+                ),
+            )
+        }
         None => Check::skipped(
             key,
             Skip::Missing,
@@ -113,14 +117,16 @@ fn growth(model: &ModelUnderTest, budget: &SizeBudget, name: &str, key: &str, no
         Err((skip, why)) => Check::skipped(name, skip, why),
         Ok(base) => {
             let growth = now as f64 / base - 1.0;
+            let within = growth <= limit;
             Check::new(
                 name,
-                growth <= limit,
+                within,
                 format!(
-                    "{key} {} against the baseline's {} ({:+.1}%, limit +{:.0}%)",
+                    "{key} {} against the baseline's {} ({:+.1}%, {} +{:.0}%)",
                     megabytes(now),
                     megabytes(base as u64),
                     growth * 100.0,
+                    if within { "limit" } else { "over the limit" },
                     limit * 100.0
                 ),
             )

@@ -1,6 +1,7 @@
-//! `unit`: the bundle alone, before any endpoint. The files conform to the
-//! format, the fallback covers the inputs, and the ONNX artifact, run
-//! in-process, reproduces the training process's outputs (artifact parity).
+//! `unit`: the bundle alone, before any endpoint. The fallback covers the
+//! inputs, and the ONNX artifact, run in-process, reproduces the training
+//! process's outputs (artifact parity). That the files conform to the format
+//! is checked before any suite runs: a bundle that does not stops the run.
 
 use preflight_bundle::Tolerance;
 
@@ -10,32 +11,10 @@ use crate::report::{Check, Skip, SuiteReport};
 use crate::slots::{SlotKind, agrees, near_tie, slots};
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
+    // The manifest, the samples and the hold-out conform, or the bundle
+    // would not have been opened: nothing is left to judge of them here.
     let manifest = model.bundle.manifest();
-    let mut checks = vec![Check::new(
-        "manifest",
-        true,
-        format!(
-            "{} inputs, {} outputs",
-            manifest.inputs.len(),
-            manifest.outputs.len()
-        ),
-    )];
-    checks.push(match &model.samples {
-        Some(s) => Check::new("samples conform", true, format!("{} rows", s.len())),
-        None => Check::skipped(
-            "samples conform",
-            Skip::Missing,
-            "the bundle has no samples.jsonl",
-        ),
-    });
-    checks.push(match &model.holdout {
-        Some(h) => Check::new("holdout conforms", true, format!("{} rows", h.len())),
-        None => Check::skipped(
-            "holdout conforms",
-            Skip::Missing,
-            "the bundle has no holdout.jsonl",
-        ),
-    });
+    let mut checks = Vec::new();
     checks.push(match model.bundle.fallback() {
         Some(fallback) => {
             let covered = fallback.inputs();
@@ -68,8 +47,12 @@ pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     SuiteReport::new(Suite::Unit.name(), checks)
 }
 
+/// The check that carries the suite's purpose: the artifact against the
+/// training process's outputs.
+pub(super) const ARTIFACT_PARITY: &str = "artifact parity";
+
 fn artifact_parity(model: &ModelUnderTest) -> Check {
-    const NAME: &str = "artifact parity";
+    const NAME: &str = ARTIFACT_PARITY;
     let (Some(samples), Some(tolerance)) =
         (&model.samples, model.bundle.manifest().contract.parity)
     else {

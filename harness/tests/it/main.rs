@@ -453,8 +453,9 @@ fn the_policy_decides_which_skips_fail_the_release() {
     }
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let verify = |require: &str, out_dir: &Path| {
-        preflight(&[
+    let verify = |require: &[&str], out_dir: &Path| {
+        let out_dir = out_dir.display().to_string();
+        let mut args = vec![
             "verify",
             "--models",
             &misspelt,
@@ -462,14 +463,14 @@ fn the_policy_decides_which_skips_fail_the_release() {
             "process",
             "--suites",
             "unit,quality",
-            "--require",
-            require,
             "--out",
-            &out_dir.display().to_string(),
-        ])
+            &out_dir,
+        ];
+        args.extend(require);
+        preflight(&args)
     };
     let lenient = tmp.path().join("lenient");
-    let out = verify("unit", &lenient);
+    let out = verify(&[], &lenient);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let summary = std::fs::read_to_string(lenient.join("summary.md")).expect("summary.md");
     assert!(
@@ -484,11 +485,22 @@ fn the_policy_decides_which_skips_fail_the_release() {
     assert!(html.contains("id=\"skipped\"") && html.contains("id=\"warnings\""));
 
     let strict = tmp.path().join("strict");
-    let out = verify("quality", &strict);
+    let out = verify(&["--require", "quality"], &strict);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let summary = std::fs::read_to_string(strict.join("summary.md")).expect("summary.md");
     assert!(
         summary.contains("--require quality: the suite judged nothing"),
+        "{summary}"
+    );
+
+    // The unit suite judged whether the fallback covers the inputs, but not
+    // the artifact against the samples, which is what it is for.
+    let unit = tmp.path().join("unit");
+    let out = verify(&["--require", "unit"], &unit);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary = std::fs::read_to_string(unit.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("--require unit: the suite did not judge artifact parity"),
         "{summary}"
     );
 }

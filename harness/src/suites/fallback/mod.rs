@@ -163,12 +163,18 @@ async fn speed(
         ),
         (Some(m), Some(f)) => {
             metrics.insert("batch_ms".to_owned(), f);
+            let within = not_slower(f, m);
             Check::new(
                 NAME,
-                not_slower(f, m),
+                within,
                 format!(
-                    "{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, \
+                    "{}{} rows: fallback {f:.2} ms, model {m:.2} ms (fastest of {TIMINGS}, \
                         alternating; margin {:.0}% or {SPEED_FLOOR_MS} ms)",
+                    if within {
+                        ""
+                    } else {
+                        "the fallback is slower than the model: "
+                    },
                     batch.len(),
                     SPEED_MARGIN * 100.0
                 ),
