@@ -13,7 +13,7 @@ use crate::slots::{SlotKind, agrees, near_tie, slots};
 /// One row per request for every this many samples.
 const SINGLE_ROW_STEP: usize = 10;
 /// How many times a request the fallback answered on `deadline` is sent again.
-const DEADLINE_RETRIES: usize = 2;
+pub(super) const DEADLINE_RETRIES: usize = 2;
 
 /// How the samples are sent: each mode is one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use preflight_bundle::{Datatype, Fallback, Manifest, Record, Tolerance, Value};
 use serde_json::json;
 
 use super::super::explain::{self, show};
+use super::super::parity::DEADLINE_RETRIES;
 use super::super::{CHUNK, ModelUnderTest};
 use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, Skip};
@@ -22,14 +23,17 @@ pub(super) const TOLERANCE: Tolerance = Tolerance {
 const NAMED: usize = 3;
 
 /// A generated row and what it changes: `vehicle = walk`.
-struct Generated {
-    label: String,
-    row: Vec<Value>,
+pub(super) struct Generated {
+    pub(super) label: String,
+    /// The input changed, by its place in the manifest.
+    pub(super) input: usize,
+    pub(super) row: Vec<Value>,
 }
 
-/// Each declared category, the null of each nullable input and the bounds
-/// of each numeric input, one change at a time on `base`.
-fn generated(manifest: &Manifest, base: &[Value]) -> Vec<Generated> {
+/// Each declared category, the null of each nullable input and, with
+/// `bounds`, the bounds of each numeric input, one change at a time on
+/// `base`.
+pub(super) fn generated(manifest: &Manifest, base: &[Value], bounds: bool) -> Vec<Generated> {
     let mut rows = Vec::new();
     for (i, input) in manifest.inputs.iter().enumerate() {
         let mut values: Vec<Value> = Vec::new();
@@ -39,7 +43,11 @@ fn generated(manifest: &Manifest, base: &[Value]) -> Vec<Generated> {
         if input.nullable {
             values.push(Value::Null);
         }
-        for bound in [input.min, input.max].into_iter().flatten() {
+        for bound in [input.min, input.max]
+            .into_iter()
+            .flatten()
+            .filter(|_| bounds)
+        {
             values.push(match input.datatype {
                 Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64 => Value::Float(bound),
                 _ => Value::Int(bound as i64),
@@ -49,7 +57,11 @@ fn generated(manifest: &Manifest, base: &[Value]) -> Vec<Generated> {
             let mut row = base.to_vec();
             row[i] = value;
             let label = format!("{} = {}", input.name, show(&row[i]));
-            rows.push(Generated { label, row });
+            rows.push(Generated {
+                label,
+                input: i,
+                row,
+            });
         }
     }
     rows
@@ -58,7 +70,7 @@ fn generated(manifest: &Manifest, base: &[Value]) -> Vec<Generated> {
 /// The slots (`crate::slots`) the fallback predicts: its regression output,
 /// or a classifier's probabilities in class order, as `Fallback::predict`
 /// gives them.
-fn fallback_slots(manifest: &Manifest, fallback: &Fallback) -> Vec<Slot> {
+pub(super) fn fallback_slots(manifest: &Manifest, fallback: &Fallback) -> Vec<Slot> {
     let output = manifest.output(fallback.output()).map_or(0, |(o, _)| o);
     slots::slots(manifest)
         .into_iter()
@@ -71,12 +83,23 @@ fn first_off(got: &[f64], want: &[f64]) -> Option<usize> {
     (0..want.len()).find(|&k| !TOLERANCE.accepts(got.get(k).copied().unwrap_or(f64::NAN), want[k]))
 }
 
-/// The fallback's answers for `rows`, forced with `deadline_ms = 0`, each
-/// row's values of the fallback's slots, or why there are none.
-async fn forced(
+/// Who answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// The fallback, forced with `deadline_ms = 0`.
+    Fallback,
+    /// The main model: an answer the fallback gave on `deadline` (a busy
+    /// machine) is asked again, a few times, before it counts.
+    Main,
+}
+
+/// The answers of `side` for `rows`, each row's values of the fallback's
+/// slots, or why there are none.
+pub(super) async fn answers(
     model: &ModelUnderTest,
     rows: &[&[Value]],
     fallback: &Fallback,
+    side: Side,
 ) -> Result<Result<Vec<Vec<f64>>, String>, Unreachable> {
     let manifest = model.bundle.manifest();
     let all = slots::slots(manifest);
@@ -84,18 +107,34 @@ async fn forced(
         .iter()
         .filter_map(|w| all.iter().position(|s| s == w))
         .collect();
+    let parameters = (side == Side::Fallback).then(|| json!({ params::DEADLINE_MS: 0 }));
     let mut served = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
-        let parameters = Some(json!({ params::DEADLINE_MS: 0 }));
-        let answer = model.client.infer(manifest, chunk, parameters).await?;
+        let mut answer = model
+            .client
+            .infer(manifest, chunk, parameters.clone())
+            .await?;
+        for _ in 0..DEADLINE_RETRIES {
+            if side == Side::Fallback || answer.fallback != Some(FallbackReason::Deadline) {
+                break;
+            }
+            answer = model.client.infer(manifest, chunk, None).await?;
+        }
         if !answer.ok() {
             return Ok(Err(format!("answered {}", answer.describe())));
         }
-        if answer.fallback != Some(FallbackReason::Deadline) {
-            return Ok(Err(format!(
-                "with deadline_ms = 0 the answer's fallback reason is {:?}",
-                answer.fallback
-            )));
+        match (side, answer.fallback) {
+            (Side::Fallback, Some(FallbackReason::Deadline)) | (Side::Main, None) => {}
+            (Side::Fallback, other) => {
+                return Ok(Err(format!(
+                    "with deadline_ms = 0 the answer's fallback reason is {other:?}"
+                )));
+            }
+            (Side::Main, Some(reason)) => {
+                return Ok(Err(format!(
+                    "the main model did not answer: the fallback did, on {reason:?}"
+                )));
+            }
         }
         for i in 0..chunk.len() {
             let row = slots::row(&answer.outputs, i);
@@ -124,9 +163,9 @@ pub(super) async fn off_holdout(
             "needs a sample or hold-out row",
         ));
     };
-    let rows = generated(manifest, &base.inputs);
+    let rows = generated(manifest, &base.inputs, true);
     let borrowed: Vec<&[Value]> = rows.iter().map(|g| g.row.as_slice()).collect();
-    let served = match forced(model, &borrowed, fallback).await? {
+    let served = match answers(model, &borrowed, fallback, Side::Fallback).await? {
         Ok(served) => served,
         Err(why) => return Ok(Check::new(NAME, false, why)),
     };
@@ -199,7 +238,7 @@ pub(super) async fn with_training(
         ));
     }
     let rows: Vec<&[Value]> = recorded.iter().map(|(s, _)| s.inputs.as_slice()).collect();
-    let served = match forced(model, &rows, fallback).await? {
+    let served = match answers(model, &rows, fallback, Side::Fallback).await? {
         Ok(served) => served,
         Err(why) => return Ok(Check::new(NAME, false, why)),
     };
@@ -275,7 +314,7 @@ fn rows_of<'r>(recorded: &[(&'r Record, Vec<f64>)]) -> Vec<&'r [Value]> {
 }
 
 /// The first few of a list, and how many more.
-fn named(items: &[String]) -> String {
+pub(super) fn named(items: &[String]) -> String {
     let mut text = items[..items.len().min(NAMED)].join("; ");
     if items.len() > NAMED {
         text.push_str(&format!("; and {} more", items.len() - NAMED));

@@ -1,9 +1,11 @@
 //! `fallback`: with `deadline_ms = 0` the fast fallback answers and says so;
 //! its quality on the hold-out is within the fallback's budget; it agrees
 //! with the bundle's own fallback off the hold-out and with the training
-//! process's; and it is not slower than the main model on a large batch.
+//! process's; it stays near the main model where no row reaches; and it is
+//! not slower than the main model on a large batch.
 
 mod agreement;
+mod beside;
 
 use std::time::Instant;
 
@@ -27,11 +29,13 @@ const TIMED_ROWS: usize = 500;
 /// with a model as small as the fallback, both are HTTP and JSON, and equal.
 const SPEED_MARGIN: f64 = 0.25;
 /// A fallback at most this much slower than the model on the timed batch,
-/// in milliseconds, is not slower in a way that matters: two microseconds
-/// a row, as much as a busy machine moves the fastest of nine timings of a
-/// batch that is mostly HTTP and JSON (a 30-tree model's 1.2 ms once read
-/// 1.5 ms for its fallback on a 2-core machine running the test suites).
-const SPEED_FLOOR_MS: f64 = 1.0;
+/// in milliseconds, is not slower in a way that matters: six microseconds a
+/// row. A linear or logistic main model costs what its fallback does, and
+/// then the two timings differ by what the machine does meanwhile: the
+/// fastest of nine of such a pair once parted by 1.02 ms on a 2-core machine
+/// verifying two models at once (late-nairobi, 3.11 and 4.13 ms), while a
+/// fallback that is slow in earnest (the `slow-fallback` defect) costs 20 ms.
+const SPEED_FLOOR_MS: f64 = 3.0;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     if let Some(error) = model.bundle.fallback_error() {
@@ -59,6 +63,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         quality(model, holdout, &mut metrics).await?,
         agreement::off_holdout(model, fallback).await?,
         agreement::with_training(model, fallback).await?,
+        beside::near_main(model, fallback, holdout, &mut metrics).await?,
         speed(model, &records, &mut metrics).await?,
     ];
     let mut report = SuiteReport::new(Suite::Fallback.name(), checks);
@@ -68,7 +73,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     Ok(report)
 }
 
-fn forced() -> Option<serde_json::Value> {
+pub(super) fn forced() -> Option<serde_json::Value> {
     Some(json!({ params::DEADLINE_MS: 0 }))
 }
 
@@ -202,9 +207,9 @@ mod tests {
 
     #[test]
     fn a_fallback_is_slower_beyond_both_the_margin_and_the_floor() {
-        // A small model: a third of a millisecond more is within the floor.
-        assert!(not_slower(1.53, 1.19));
-        assert!(!not_slower(2.3, 1.19));
+        // A small model: a millisecond more is within the floor.
+        assert!(not_slower(4.13, 3.11));
+        assert!(!not_slower(6.3, 3.11));
         // A costly model: the margin is the wider.
         assert!(not_slower(24.0, 20.0));
         assert!(!not_slower(26.0, 20.0));
