@@ -270,7 +270,8 @@ async fn run_phases(
             baseline_target: baseline_endpoint.map(|e| e.client.clone()),
         };
         let (latency, run) = fleet::run(&models, &options).await.map_err(stopped)?;
-        for (position, report) in latency {
+        for (position, mut report) in latency {
+            suites::plausible::judge(&mut report);
             tell(progress, &models[position], &report);
             reports[position].insert(Suite::Latency, report);
         }

@@ -62,9 +62,9 @@ struct Defect {
     /// inconclusive (skipped, never passed).
     #[serde(default)]
     timed: BTreeMap<Suite, String>,
-    /// For each of `fails`, a phrase of the failing check's explanation
-    /// that only the defect's cause produces.
-    reasons: BTreeMap<Suite, String>,
+    /// For each of `fails`, a phrase of a failing check's explanation that
+    /// only the defect's cause produces, or several, each to be found.
+    reasons: BTreeMap<Suite, Phrases>,
     /// The gate's policy for this run (`--require`); none by default.
     #[serde(default)]
     require: Vec<String>,
@@ -73,14 +73,31 @@ struct Defect {
     description: String,
 }
 
+/// A reason: one phrase, or a list of phrases that must each be found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Phrases {
+    One(String),
+    All(Vec<String>),
+}
+
+impl Phrases {
+    fn all(&self) -> &[String] {
+        match self {
+            Phrases::One(one) => std::slice::from_ref(one),
+            Phrases::All(all) => all,
+        }
+    }
+}
+
 impl Defect {
     /// What the entry itself gets wrong: a failing suite without a reason,
     /// a reason or a timed check for a suite that does not fail.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for suite in &self.fails {
-            match self.reasons.get(suite) {
-                Some(reason) if !reason.trim().is_empty() => {}
+            match self.reasons.get(suite).map(Phrases::all) {
+                Some(all) if !all.is_empty() && all.iter().all(|r| !r.trim().is_empty()) => {}
                 _ => problems.push(format!("'{suite}' fails without a reason")),
             }
         }
@@ -334,7 +351,11 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         let suite = model.suite(alarm).map(|s| s.failures()).unwrap_or_default();
         problems.push(format!("false alarm: '{alarm}' failed: {suite}"));
     }
-    for (suite, reason) in &d.reasons {
+    let reasons = d
+        .reasons
+        .iter()
+        .flat_map(|(suite, phrases)| phrases.all().iter().map(move |r| (suite, r)));
+    for (suite, reason) in reasons {
         if !failed.contains(suite.name()) {
             continue;
         }

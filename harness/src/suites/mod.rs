@@ -8,6 +8,7 @@ mod memory;
 mod nullable;
 pub mod observability;
 pub(crate) mod parity;
+pub(crate) mod plausible;
 mod property;
 mod quality;
 mod rollout;
@@ -209,6 +210,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Observability => observability::run(model).await?,
         Suite::Rollout => rollout::run(model).await?,
     };
+    plausible::judge(&mut report);
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
 }

@@ -35,15 +35,15 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let measured = memory::measure(model).await?;
     match &measured {
         Ok(cost) => {
-            let cost = *cost;
+            let what = format!("memory ({})", cost.how());
             checks.push(bound(
                 "max_memory_bytes",
-                "memory",
-                cost,
+                &what,
+                cost.bytes,
                 budget.max_memory_bytes,
             ));
             let name = "memory growth against the baseline";
-            checks.push(growth(model, budget, name, "memory_bytes", cost));
+            checks.push(growth(model, budget, name, "memory_bytes", cost.bytes));
         }
         Err(Unmeasured::Failed(why)) => {
             checks.push(Check::new("max_memory_bytes", false, why.clone()));
@@ -53,9 +53,10 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         }
     }
     let mut report = SuiteReport::new(Suite::Size.name(), checks);
-    let figures = [
+    let cost = measured.as_ref().ok().copied();
+    let bytes_figures = [
         ("model_bytes", Some(bytes)),
-        ("memory_bytes", measured.ok()),
+        ("memory_bytes", cost.map(|c| c.bytes)),
         ("image_bytes", model.image_bytes),
         (
             "endpoint_resident_bytes_after_load",
@@ -67,9 +68,18 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             model.memory.as_ref().and_then(|read| read()),
         ),
     ];
-    for (key, value) in figures {
+    let bytes_figures = bytes_figures.map(|(k, v)| (k, v.map(|v| v as f64)));
+    // How memory_bytes was read: both growths, which may be negative.
+    let growths = [
+        ("memory_heap_growth_bytes", cost.map(|c| c.heap as f64)),
+        (
+            "memory_resident_growth_bytes",
+            cost.and_then(|c| c.resident).map(|r| r as f64),
+        ),
+    ];
+    for (key, value) in bytes_figures.into_iter().chain(growths) {
         if let Some(value) = value {
-            report.metrics.insert(key.to_owned(), value as f64);
+            report.metrics.insert(key.to_owned(), value);
         }
     }
     let limits = [
