@@ -120,7 +120,7 @@ impl Policy {
     fn apply_to_suite(&self, suite: &mut SuiteReport) {
         if self.requires(Requirement::Baseline) {
             for check in &mut suite.checks {
-                if check.skip == Some(Skip::NoBaseline) {
+                if matches!(check.skip, Some(Skip::NoBaseline | Skip::NotCompared)) {
                     check.verdict = Verdict::Failed;
                     check.skip = None;
                     check.message = format!("--require baseline: {}", check.message);

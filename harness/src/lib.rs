@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod gate;
 mod html;
 pub mod human;
+mod last_release;
 pub mod merge;
 pub mod output;
 pub mod progress;

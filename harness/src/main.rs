@@ -68,11 +68,18 @@ struct VerifyArgs {
     baseline: Option<PathBuf>,
     /// The last release's endpoint, timed beside the target request by
     /// request in the latency run (same forms as --target; a process or
-    /// container is started on the same repository). Without it, the
-    /// version below each model's highest in the repository is the last
-    /// release, where the target serves it.
+    /// container is started on the same repository), for the models whose
+    /// repository holds no version below the candidate's.
     #[arg(long, value_parser = TargetSpec::parse, value_name = "TARGET")]
     baseline_target: Option<TargetSpec>,
+    /// A repository that holds the last release of the models: served
+    /// beside the target by an endpoint of the same kind (process or
+    /// container), so that a model whose repository holds only the
+    /// candidate is still timed beside its last release. Without it, and
+    /// without --baseline-target, the models folder as it was at the
+    /// baseline report's commit, where the folder is a git checkout.
+    #[arg(long, value_name = "DIR", conflicts_with = "baseline_target")]
+    baseline_models: Option<PathBuf>,
     /// Where report.json, summary.md, junit.xml and the server log go.
     #[arg(long, default_value = "target/preflight")]
     out: PathBuf,
@@ -136,6 +143,7 @@ impl VerifyArgs {
             target: self.target,
             baseline: self.baseline,
             baseline_target: self.baseline_target,
+            baseline_models: self.baseline_models,
             out: self.out,
             only: self.only,
             shard: self.shard,

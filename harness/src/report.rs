@@ -58,6 +58,9 @@ pub enum Skip {
     NoBaseline,
     /// The baseline report does not have this model: a new model.
     NewModel,
+    /// The last release was not served in this run, so nothing was measured
+    /// beside the candidate: a gap in the run, not in the figures.
+    NotCompared,
     /// The endpoint cannot tell (a server this run did not start).
     Endpoint,
     /// Measured, but not decided: the interval straddles the limit, or the
@@ -74,6 +77,7 @@ impl Skip {
             Skip::NotApplicable => "not applicable",
             Skip::NoBaseline => "no baseline",
             Skip::NewModel => "new model",
+            Skip::NotCompared => "not compared",
             Skip::Endpoint => "endpoint cannot tell",
             Skip::Inconclusive => "inconclusive",
             Skip::NotRun => "not run",

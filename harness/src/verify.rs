@@ -14,6 +14,7 @@ use preflight_bundle::{Bundle, Repository};
 use crate::client::Unreachable;
 use crate::fleet::{self, FleetOptions};
 use crate::gate::{Policy, Requirement};
+use crate::last_release::{self, LastRelease};
 use crate::progress::{Event, Progress};
 use crate::report::{Aborted, ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
 use crate::shard::Shard;
@@ -32,6 +33,9 @@ pub struct VerifyConfig {
     /// latency run (started on the same repository when it is a process or
     /// a container).
     pub baseline_target: Option<TargetSpec>,
+    /// A repository that holds the last release, served beside the target
+    /// by an endpoint of the same kind for the latency run.
+    pub baseline_models: Option<PathBuf>,
     /// Where the server's log goes (reports are written by the caller).
     pub out: PathBuf,
     /// Glob patterns on model names (`eta-*`); empty means every model.
@@ -92,16 +96,32 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
             config.out.display()
         ))
     })?;
-    let (endpoint, baseline_endpoint) = start_endpoints(config).await?;
+    let last = last_release::find(
+        &config.target,
+        &config.models,
+        config.baseline_target.as_ref(),
+        config.baseline_models.as_deref(),
+        baseline.as_ref(),
+        &config.out,
+    )
+    .map_err(VerifyError::Usage)?;
+    let (endpoint, baseline_endpoint) = start_endpoints(config, &last).await?;
     progress(&Event::Planned {
         suites: selected.len() * config.suites.len(),
     });
+    let options = FleetOptions {
+        baseline_target: baseline_endpoint.as_ref().map(|e| e.client.clone()),
+        absent: match last {
+            LastRelease::Absent(why) => Some(why),
+            LastRelease::Served { .. } => None,
+        },
+    };
     let outcome = run_phases(
         config,
         selected,
         baseline.as_ref(),
         &endpoint,
-        baseline_endpoint.as_ref(),
+        &options,
         progress,
     )
     .await;
@@ -181,28 +201,32 @@ fn commit(models: &Path) -> Option<String> {
     (out.status.success() && !sha.is_empty()).then_some(sha)
 }
 
-/// The target and, with `--baseline-target`, the last release's endpoint;
+/// The target and, where the last release is served apart, its endpoint;
 /// the first is stopped again when the second cannot start.
 async fn start_endpoints(
     config: &VerifyConfig,
+    last: &LastRelease,
 ) -> Result<(Endpoint, Option<Endpoint>), VerifyError> {
     let options = &config.target_options;
     let endpoint = Endpoint::start(&config.target, &config.models, &config.out, options)
         .await
         .map_err(VerifyError::Endpoint)?;
-    let Some(spec) = &config.baseline_target else {
+    let LastRelease::Served { target, models } = last else {
         return Ok((endpoint, None));
     };
-    let out = config.out.join("baseline-target");
+    let out = config.out.join("last-release-endpoint");
     let started = async {
         std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        Endpoint::start(spec, &config.models, &out, options).await
+        Endpoint::start(target, models, &out, options).await
     };
     match started.await {
         Ok(baseline) => Ok((endpoint, Some(baseline))),
         Err(e) => {
             endpoint.finish().await;
-            Err(VerifyError::Endpoint(format!("--baseline-target: {e}")))
+            Err(VerifyError::Endpoint(format!(
+                "the last release's endpoint ({}): {e}",
+                models.display()
+            )))
         }
     }
 }
@@ -240,7 +264,7 @@ async fn run_phases(
     selected: Vec<Selected>,
     baseline: Option<&Report>,
     endpoint: &Endpoint,
-    baseline_endpoint: Option<&Endpoint>,
+    options: &FleetOptions,
     progress: &Progress,
 ) -> Result<Phased, VerifyError> {
     let wanted = |phase: Phase| -> Vec<Suite> {
@@ -266,10 +290,7 @@ async fn run_phases(
 
     let mut latency_run = None;
     if !wanted(Phase::Fleet).is_empty() {
-        let options = FleetOptions {
-            baseline_target: baseline_endpoint.map(|e| e.client.clone()),
-        };
-        let (latency, run) = fleet::run(&models, &options).await.map_err(stopped)?;
+        let (latency, run) = fleet::run(&models, options).await.map_err(stopped)?;
         for (position, mut report) in latency {
             suites::plausible::judge(&mut report);
             tell(progress, &models[position], &report);

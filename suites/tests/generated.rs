@@ -53,6 +53,15 @@ struct Defect {
     model: String,
     #[serde(default)]
     baseline: Option<String>,
+    /// The folder of `fixtures/defects/bundles` the defect's bundles are
+    /// in, when another entry's: by default its name.
+    #[serde(default)]
+    bundles: Option<String>,
+    /// The model's last release lives apart: the repository verified holds
+    /// only its highest version, and the versions below are brought into
+    /// the run from a repository of their own (`--baseline-models`).
+    #[serde(default)]
+    apart: bool,
     /// What `preflight-faulty --fault` injects, which names its own faults.
     #[serde(default)]
     fault: Option<String>,
@@ -137,7 +146,15 @@ fn run_verify(
     only: &[&str],
     baseline: Option<PathBuf>,
 ) -> Result<Report, Failed> {
-    run_shard(models, target, only, baseline, None, Policy::default())
+    run_shard(
+        models,
+        target,
+        only,
+        baseline,
+        None,
+        Policy::default(),
+        None,
+    )
 }
 
 /// The repository token of the servers behind serving-side defects.
@@ -150,6 +167,7 @@ fn run_shard(
     baseline: Option<PathBuf>,
     shard: Option<Shard>,
     policy: Policy,
+    baseline_models: Option<PathBuf>,
 ) -> Result<Report, Failed> {
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
     // A serving-side defect's server takes the harness's token, as a
@@ -160,6 +178,7 @@ fn run_shard(
         target,
         baseline,
         baseline_target: None,
+        baseline_models,
         out: out.path().to_path_buf(),
         only: only.iter().map(|s| (*s).to_owned()).collect(),
         shard,
@@ -247,6 +266,31 @@ fn baseline_report(spec: &str, dir: &Path) -> Result<PathBuf, Failed> {
     Ok(path)
 }
 
+/// `model` of the repository `bundles` split in two under `dir`: a
+/// repository of its highest version, and one of the versions below.
+fn apart(bundles: &Path, model: &str, dir: &Path) -> Result<(PathBuf, PathBuf), Failed> {
+    let mut versions: Vec<u64> = std::fs::read_dir(bundles.join(model))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    let Some((highest, below)) = versions.split_last() else {
+        return Err(format!("{model}: no version in {}", bundles.display()).into());
+    };
+    let (candidate, last) = (dir.join("candidate"), dir.join("last-release"));
+    for (repo, version) in below
+        .iter()
+        .map(|v| (&last, v))
+        .chain([(&candidate, highest)])
+    {
+        let link = repo.join(model).join(version.to_string());
+        std::fs::create_dir_all(repo.join(model)).map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink(bundles.join(model).join(version.to_string()), &link)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((candidate, last))
+}
+
 fn defect(d: &Defect) -> Result<(), Failed> {
     let problems = d.problems();
     if !problems.is_empty() {
@@ -260,14 +304,26 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         .transpose()?;
     let policy = Policy::new(&d.require, Suite::all()).map_err(Failed::from)?;
     let report = match d.lives_in {
-        LivesIn::Bundle => run_shard(
-            &root().join("fixtures/defects/bundles").join(&d.name),
-            TargetSpec::Process,
-            &[&d.model],
-            baseline,
-            None,
-            policy,
-        )?,
+        LivesIn::Bundle => {
+            let bundles = root()
+                .join("fixtures/defects/bundles")
+                .join(d.bundles.as_deref().unwrap_or(&d.name));
+            let (models, last_release) = if d.apart {
+                let (candidate, last) = apart(&bundles, &d.model, tmp.path())?;
+                (candidate, Some(last))
+            } else {
+                (bundles, None)
+            };
+            run_shard(
+                &models,
+                TargetSpec::Process,
+                &[&d.model],
+                baseline,
+                None,
+                policy,
+                last_release,
+            )?
+        }
         LivesIn::Endpoint => {
             let serve = binary("preflight-serve")?;
             let models = root().join("fixtures/models");
@@ -297,6 +353,7 @@ fn defect(d: &Defect) -> Result<(), Failed> {
                 baseline,
                 None,
                 policy,
+                None,
             )?
         }
     };
@@ -419,6 +476,7 @@ fn merged_shards() -> Result<(), Failed> {
             None,
             Some(shard),
             Policy::default(),
+            None,
         )?;
         reports.push((PathBuf::from(format!("shard-{k}/report.json")), report));
     }

@@ -55,9 +55,12 @@ pub const P99_PRECISION: f64 = 0.0113;
 /// candidate in the same repository.
 #[derive(Debug, Clone, Default)]
 pub struct FleetOptions {
-    /// `--baseline-target`: the last release's endpoint; its default version
-    /// of each model is the baseline.
+    /// The last release's endpoint (`--baseline-target`, or one started on
+    /// `--baseline-models`): its default version of a model is the
+    /// baseline of a candidate whose repository holds no version below.
     pub baseline_target: Option<Client>,
+    /// Why there is no such endpoint, for the report.
+    pub absent: Option<String>,
 }
 
 /// Runs the fleet and judges every model that has what latency needs;
@@ -219,7 +222,12 @@ impl Entry {
             .baseline_target
             .as_ref()
             .map(|c| clients.to(&c.base));
-        let found = baseline_arm(model, &client, baseline_target, &manifest, &bodies).await?;
+        let found = baseline_arm(model, &client, baseline_target, &manifest, &bodies)
+            .await?
+            .map_err(|why| match &options.absent {
+                Some(absent) => format!("{why}, and {absent}"),
+                None => why,
+            });
         let (baseline, no_baseline) = match found {
             Ok((arm, which)) => {
                 arms.push(arm);
@@ -292,7 +300,9 @@ fn bodies(manifest: &Manifest, samples: &[Record]) -> Arc<[Bytes]> {
         .collect()
 }
 
-/// The arm of the model's last release, or why there is none.
+/// The arm of the model's last release, or why there is none: the version
+/// below in the repository, on the same endpoint, where it is served; else
+/// the last release's endpoint's default version of the model.
 async fn baseline_arm(
     model: &ModelUnderTest,
     client: &Client,
@@ -301,21 +311,42 @@ async fn baseline_arm(
     bodies: &Arc<[Bytes]>,
 ) -> Result<Result<(Arm, Baseline), String>, Unreachable> {
     let name = &manifest.model.name;
-    if let Some(target) = baseline_target {
-        let arm = Arm {
-            url: target.infer_url(name, None)?,
-            client: target.clone(),
-            manifest: Arc::clone(manifest),
-            bodies: Arc::clone(bodies),
-        };
-        return Ok(Ok((arm, Baseline::Target(target.base))));
-    }
-    let Some(previous) = &model.previous else {
-        return Ok(Err(format!(
+    let below = match &model.previous {
+        Some(previous) => version_below(previous, client, manifest, bodies).await?,
+        None => Err(format!(
             "version {} is the only version of '{name}' in the repository",
             manifest.model.version
-        )));
+        )),
     };
+    let Err(why) = below else {
+        return Ok(below);
+    };
+    let Some(target) = baseline_target else {
+        return Ok(Err(why));
+    };
+    if target.status(&format!("/v2/models/{name}/ready")).await? != 200 {
+        return Ok(Err(format!(
+            "{why}, and the last release's endpoint does not serve it"
+        )));
+    }
+    let arm = Arm {
+        url: target.infer_url(name, None)?,
+        client: target.clone(),
+        manifest: Arc::clone(manifest),
+        bodies: Arc::clone(bodies),
+    };
+    Ok(Ok((arm, Baseline::Target(target.base))))
+}
+
+/// The arm of the version below the candidate in the repository, on the
+/// candidate's endpoint, or why it cannot be timed.
+async fn version_below(
+    previous: &preflight_bundle::Bundle,
+    client: &Client,
+    manifest: &Arc<Manifest>,
+    bodies: &Arc<[Bytes]>,
+) -> Result<Result<(Arm, Baseline), String>, Unreachable> {
+    let name = &manifest.model.name;
     let version = previous.version();
     let ready = format!("/v2/models/{name}/versions/{version}/ready");
     if client.status(&ready).await? != 200 {

@@ -29,7 +29,8 @@ const RESAMPLES: usize = 1000;
 pub enum Baseline {
     /// Another version of the model in the same repository, on the same endpoint.
     Version(u64),
-    /// The default version of the model on `--baseline-target`.
+    /// The default version of the model on the last release's endpoint
+    /// (`--baseline-target`, or one started on `--baseline-models`).
     Target(String),
 }
 
@@ -373,12 +374,12 @@ fn against_report(
                 method = "baseline report: shown, not judged".to_owned();
                 checks.push(Check::skipped(
                     &name,
-                    Skip::Inconclusive,
+                    Skip::NotCompared,
                     format!(
-                        "not judged: {label} {e} ms against the baseline report's {base:.2} ms; \
-                        {why}, and a latency measured in another run moves with the machine's \
-                        load; serve the last release beside the candidate, or pass \
-                        --baseline-target, to compare it"
+                        "not compared: the last release was not served in this run: {why}; \
+                        {label} {e} ms beside the baseline report's {base:.2} ms, from another \
+                        run, which moves with the machine's load and is not judged; bring the \
+                        last release in with --baseline-models, or keep it in the repository"
                     ),
                 ));
             }
