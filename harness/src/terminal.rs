@@ -270,7 +270,10 @@ mod tests {
         report.verdict = Verdict::Failed;
         let summary = plain().summary(&report, &[]);
         assert!(
-            summary.contains("FAIL eta-barcelona 1  parity · parity (batch)"),
+            summary.contains(&format!(
+                "FAIL {} {}  parity · parity (batch)",
+                report.models[0].name, report.models[0].version
+            )),
             "{summary}"
         );
         assert!(summary.trim_end().ends_with("Release FAILED"), "{summary}");
