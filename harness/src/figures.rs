@@ -3,7 +3,7 @@
 //! changed since the last release".
 
 use crate::human;
-use crate::report::{Limit, ModelReport, Report, Verdict};
+use crate::report::{Limit, ModelReport, Report, SuiteReport, Verdict};
 
 /// One key figure of one model.
 #[derive(Debug, Clone)]
@@ -15,23 +15,62 @@ pub struct Figure<'a> {
     /// As the reports label it: `p99`.
     pub label: String,
     pub now: f64,
-    /// The baseline report's figure, when it has the model and the figure.
-    pub baseline: Option<f64>,
+    /// The last release's figure, and how alike the two were measured.
+    pub against: Option<Against>,
     pub limit: Option<Limit>,
     /// The verdict of the checks that judge this figure.
     pub verdict: Verdict,
 }
 
+/// The last release's figure, and whether a change from it means anything.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Against {
+    /// Measured in this run beside the candidate, request by request:
+    /// `ratio` is the paired estimate of now over the last release's, and
+    /// the last release's figure is `now / ratio`. A ratio whose interval
+    /// could not settle the comparison (`judged` false) is no change.
+    Paired { ratio: f64, judged: bool },
+    /// The baseline report's figure, measured alike: an artifact's bytes, a
+    /// score on the same hold-out, memory on the same kind of target.
+    Alike(f64),
+    /// The baseline report's figure, measured otherwise (in another run, or
+    /// on another kind of target): context, never a change.
+    Context { baseline: f64, how: String },
+}
+
 impl Figure<'_> {
+    /// The last release's figure, whatever the method.
+    pub fn baseline(&self) -> Option<f64> {
+        Some(match self.against.as_ref()? {
+            Against::Paired { ratio, .. } => self.now / ratio,
+            Against::Alike(b) | Against::Context { baseline: b, .. } => *b,
+        })
+    }
+
+    /// The last release's figure as the reports show it: a figure measured
+    /// otherwise says how.
+    pub fn baseline_text(&self) -> Option<String> {
+        let shown = self.show(self.baseline()?);
+        Some(match self.against.as_ref()? {
+            Against::Paired { .. } => format!("{shown} (this run)"),
+            Against::Alike(_) => shown,
+            Against::Context { how, .. } => format!("{shown} ({how})"),
+        })
+    }
+
     /// The figure in its unit: `0.59 ms`, `837.8 kB`.
     pub fn show(&self, value: f64) -> String {
         human::metric(&self.metric, value)
     }
 
-    /// The change against the baseline, relative to it.
+    /// The change against the last release, relative to it: only between
+    /// figures measured alike.
     fn change(&self) -> Option<f64> {
-        let base = self.baseline?;
-        Some((self.now - base) / base.abs().max(f64::MIN_POSITIVE))
+        match self.against.as_ref()? {
+            Against::Paired { ratio, judged } => judged.then(|| ratio - 1.0),
+            Against::Alike(base) => Some((self.now - base) / base.abs().max(f64::MIN_POSITIVE)),
+            Against::Context { .. } => None,
+        }
     }
 
     /// The change against the baseline, relative, positive when worse:
@@ -125,10 +164,7 @@ pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Fig
                 metric: metric.to_owned(),
                 label: label.to_owned(),
                 now,
-                baseline: baseline
-                    .and_then(|b| b.model(&model.name))
-                    .and_then(|m| m.suite(suite))
-                    .and_then(|s| s.metrics.get(metric).copied()),
+                against: against(report, baseline, model, suite, found, metric),
                 limit: found.limits.get(metric).copied(),
                 verdict: Verdict::of(judged.map(|c| c.verdict)),
             });
@@ -144,32 +180,84 @@ pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Fig
     figures
 }
 
+/// How `metric` of `model` compares with the last release's: paired in
+/// this run where latency was, else the baseline report's figure, alike or
+/// as context.
+fn against(
+    report: &Report,
+    baseline: Option<&Report>,
+    model: &ModelReport,
+    suite: &str,
+    found: &SuiteReport,
+    metric: &str,
+) -> Option<Against> {
+    let latency = suite == "latency";
+    if let Some(label) = metric.strip_suffix("_ms").filter(|_| latency)
+        && let Some(&ratio) = found.metrics.get(&format!("{label}_ratio"))
+    {
+        let check = format!("{label} against the last release");
+        let judged = found
+            .checks
+            .iter()
+            .any(|c| c.name == check && c.verdict != Verdict::Skipped);
+        return Some(Against::Paired { ratio, judged });
+    }
+    let old = baseline?;
+    let figure = *old.model(&model.name)?.suite(suite)?.metrics.get(metric)?;
+    Some(if latency {
+        Against::Context {
+            baseline: figure,
+            how: "another run".to_owned(),
+        }
+    } else if metric == "memory_bytes" && old.target_kind() != report.target_kind() {
+        Against::Context {
+            baseline: figure,
+            how: format!("on a {} target", old.target_kind()),
+        }
+    } else {
+        Against::Alike(figure)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Skip;
+
+    fn suite<'a>(r: &'a mut Report, m: usize, name: &str) -> &'a mut SuiteReport {
+        r.models[m]
+            .suites
+            .iter_mut()
+            .find(|s| s.suite == name)
+            .expect("the suite")
+    }
+
+    /// The committed baseline, as if no last release had been timed beside
+    /// it: its latency then has no paired ratio.
+    fn unpaired() -> Report {
+        let mut report = Report::committed_baseline();
+        for m in 0..report.models.len() {
+            suite(&mut report, m, "latency")
+                .metrics
+                .retain(|k, _| !k.contains("_ratio"));
+        }
+        report
+    }
 
     #[test]
     fn a_failed_figure_comes_first_and_a_worse_one_next() {
         let baseline = Report::committed_baseline();
-        let mut report = baseline.clone();
-        fn latency(r: &mut Report, m: usize) -> &mut crate::SuiteReport {
-            r.models[m]
-                .suites
-                .iter_mut()
-                .find(|s| s.suite == "latency")
-                .expect("a latency suite")
+        let mut report = unpaired();
+        // Model 1 was timed at twice its last release in this run; model
+        // 2's artifact fails its budget.
+        let latency = suite(&mut report, 1, "latency");
+        latency.metrics.insert("p99_ratio".into(), 2.0);
+        for check in &mut latency.checks {
+            if check.name == "p99 against the last release" {
+                (check.verdict, check.skip) = (Verdict::Passed, None);
+            }
         }
-        // Model 1's p99 doubles; model 2's artifact fails its budget.
-        let p99 = latency(&mut report, 1).metrics["p99_ms"];
-        latency(&mut report, 1)
-            .metrics
-            .insert("p99_ms".into(), p99 * 2.0);
-        let size = report.models[2]
-            .suites
-            .iter_mut()
-            .find(|s| s.suite == "size")
-            .expect("a size suite");
-        for check in &mut size.checks {
+        for check in &mut suite(&mut report, 2, "size").checks {
             if check.name == "max_model_bytes" {
                 check.verdict = Verdict::Failed;
             }
@@ -187,6 +275,72 @@ mod tests {
             (report.models[1].name.as_str(), "p99")
         );
         assert_eq!(second.delta().as_deref(), Some("+100.0%"));
-        assert!(figures[2..].iter().all(|f| f.worse_by() == Some(0.0)));
+        assert!(
+            second
+                .baseline_text()
+                .is_some_and(|t| t.ends_with("(this run)")),
+            "{:?}",
+            second.baseline_text()
+        );
+        // Every other figure is the same as the baseline's, or not alike.
+        assert!(
+            figures[2..]
+                .iter()
+                .all(|f| f.worse_by().unwrap_or(0.0) == 0.0)
+        );
+    }
+
+    #[test]
+    fn a_figure_measured_otherwise_is_context_never_a_change() {
+        let baseline = Report::committed_baseline();
+        let mut report = unpaired();
+        // Another run, on another kind of target: p99 ten times the
+        // report's, memory a third of it.
+        report.target = "process".to_owned();
+        let p99 = suite(&mut report, 0, "latency").metrics["p99_ms"];
+        suite(&mut report, 0, "latency")
+            .metrics
+            .insert("p99_ms".into(), p99 * 10.0);
+        let memory = suite(&mut report, 0, "size").metrics["memory_bytes"];
+        suite(&mut report, 0, "size")
+            .metrics
+            .insert("memory_bytes".into(), memory / 3.0);
+        let figures = key_figures(&report, Some(&baseline));
+        let of = |label: &str| {
+            figures
+                .iter()
+                .find(|f| f.model.name == report.models[0].name && f.label == label)
+                .expect("the figure")
+        };
+        for (label, how) in [
+            ("p99", "(another run)"),
+            ("memory", "(on a container target)"),
+        ] {
+            let f = of(label);
+            assert_eq!((f.delta(), f.worse_by()), (None, None), "{label}");
+            let text = f.baseline_text().unwrap_or_default();
+            assert!(text.ends_with(how), "{label}: {text}");
+        }
+        // The artifact's bytes and the hold-out score are alike anywhere.
+        assert_eq!(of("artifact").delta().as_deref(), Some("+0.0%"));
+
+        // Paired in this run, but not settled: no change either.
+        let latency = suite(&mut report, 0, "latency");
+        latency.metrics.insert("p50_ratio".into(), 1.5);
+        for check in &mut latency.checks {
+            if check.name == "p50 against the last release" {
+                (check.verdict, check.skip) = (Verdict::Skipped, Some(Skip::Inconclusive));
+            }
+        }
+        let figures = key_figures(&report, Some(&baseline));
+        let p50 = figures
+            .iter()
+            .find(|f| f.model.name == report.models[0].name && f.label == "p50")
+            .expect("p50");
+        assert_eq!(p50.delta(), None);
+        assert!(
+            p50.baseline_text()
+                .is_some_and(|t| t.ends_with("(this run)"))
+        );
     }
 }

@@ -318,6 +318,14 @@ impl SkipGroup {
 }
 
 impl Report {
+    /// The kind of target the figures were measured on: `process`,
+    /// `container` or `url`, from `target`.
+    pub fn target_kind(&self) -> &str {
+        self.target
+            .split_once('=')
+            .map_or(&self.target, |(kind, _)| kind)
+    }
+
     /// Every skipped check of the report, grouped by suite, check and kind.
     pub fn skip_groups(&self) -> Vec<SkipGroup> {
         let mut groups: Vec<SkipGroup> = Vec::new();

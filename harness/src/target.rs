@@ -60,6 +60,16 @@ impl TargetSpec {
         }
     }
 
+    /// `process`, `container` or `url`: what `Report::target_kind` reads
+    /// back from [`Self::describe`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "url",
+            Self::Process => "process",
+            Self::Container(_) => "container",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::Url(url) => format!("url={url}"),

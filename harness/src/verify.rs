@@ -347,10 +347,14 @@ async fn functional(
     for (index, selected) in selected.into_iter().enumerate() {
         let baseline = match baseline {
             None => BaselineReport::NotGiven,
-            Some(report) => report
-                .model(selected.bundle.name())
-                .cloned()
-                .map_or(BaselineReport::NewModel, BaselineReport::Found),
+            Some(report) => {
+                let elsewhere = (report.target_kind() != config.target.kind())
+                    .then(|| report.target_kind().to_owned());
+                report.model(selected.bundle.name()).cloned().map_or(
+                    BaselineReport::NewModel,
+                    |model| BaselineReport::Found { model, elsewhere },
+                )
+            }
         };
         let (semaphore, suites) = (Arc::clone(&semaphore), suites.to_vec());
         let endpoint = EndpointFacts::of(endpoint);

@@ -10,7 +10,7 @@ mod charts;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::diff::changes;
-use crate::figures::{Figure, key_figures};
+use crate::figures::{Against, Figure, key_figures};
 use crate::human;
 use crate::report::{ModelReport, Report, SuiteReport, Verdict};
 
@@ -198,6 +198,16 @@ fn changed(report: &Report, baseline: Option<&Report>) -> Markup {
     }
 }
 
+/// In the change column of a figure measured otherwise than the last
+/// release's: no change, and why.
+fn unalike(figure: &Figure<'_>) -> String {
+    match &figure.against {
+        Some(Against::Context { .. }) => "not alike".to_owned(),
+        Some(Against::Paired { judged: false, .. }) => "inconclusive".to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// Worse than the baseline's by more than [`WORSE`].
 fn worse(figure: &Figure<'_>) -> bool {
     figure.worse_by().is_some_and(|w| w > WORSE)
@@ -222,12 +232,12 @@ fn figure_table(figures: &[&Figure<'_>], with_baseline: bool) -> Markup {
                             }
                             td { (f.label) }
                             @if with_baseline {
-                                td.num { (f.baseline.map(|b| f.show(b)).unwrap_or_default()) }
+                                td.num { (f.baseline_text().unwrap_or_default()) }
                             }
                             td.num { (f.show(f.now)) }
                             @if with_baseline {
                                 td.num class=(if worse(f) { "worse" } else { "" }) {
-                                    (f.delta().unwrap_or_default())
+                                    (f.delta().unwrap_or_else(|| unalike(f)))
                                 }
                             }
                             td.num { (f.limit_text().unwrap_or_default()) }

@@ -154,7 +154,12 @@ pub enum BaselineReport {
     NotGiven,
     /// The baseline report does not have this model.
     NewModel,
-    Found(ModelReport),
+    Found {
+        model: ModelReport,
+        /// The kind of target the baseline's figures were measured on, when
+        /// it is not this run's: its resident figures are not alike.
+        elsewhere: Option<String>,
+    },
 }
 
 impl ModelUnderTest {
@@ -174,7 +179,7 @@ impl ModelUnderTest {
                     "a new model: the baseline report does not have it".to_owned(),
                 ));
             }
-            BaselineReport::Found(report) => report,
+            BaselineReport::Found { model, .. } => model,
         };
         let figure = report
             .suite(suite.name())

@@ -5,7 +5,7 @@
 use preflight_bundle::SizeBudget;
 
 use super::memory::{self, Unmeasured};
-use super::{ModelUnderTest, Suite, skipped};
+use super::{BaselineReport, ModelUnderTest, Suite, skipped};
 use crate::client::Unreachable;
 use crate::report::{Check, Limit, Skip, SuiteReport};
 
@@ -43,7 +43,23 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 budget.max_memory_bytes,
             ));
             let name = "memory growth against the baseline";
-            checks.push(growth(model, budget, name, "memory_bytes", cost.bytes));
+            checks.push(match &model.baseline {
+                // A server's memory differs between a process and a container
+                // (another build, allocator and libraries).
+                BaselineReport::Found {
+                    elsewhere: Some(kind),
+                    ..
+                } if budget.max_growth.is_some() => Check::skipped(
+                    name,
+                    Skip::NotCompared,
+                    format!(
+                        "not compared: the baseline's memory was measured on a {kind} target, \
+                         this run's on another kind: not alike; memory {}",
+                        megabytes(cost.bytes)
+                    ),
+                ),
+                _ => growth(model, budget, name, "memory_bytes", cost.bytes),
+            });
         }
         Err(Unmeasured::Failed(why)) => {
             checks.push(Check::new("max_memory_bytes", false, why.clone()));

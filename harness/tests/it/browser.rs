@@ -201,6 +201,47 @@ fn sound(page: &Value, width: u32) {
     );
 }
 
+/// Every change above 5% that "What changed" shows is one the run judged:
+/// its comparison with the last release is a check that passed or failed,
+/// not one skipped for want of a like-for-like figure.
+fn no_unjudged_change(page: &Value, report: &Value) {
+    let rows = page["change_rows"].as_array().expect("change rows");
+    assert!(!rows.is_empty(), "no figures against the baseline");
+    for row in rows {
+        let cell = |i: usize| row[i].as_str().unwrap_or("").to_owned();
+        let (model, figure, change) = (cell(0), cell(1), cell(4));
+        let Some(percent) = change.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) else {
+            continue;
+        };
+        if percent.abs() <= 5.0 {
+            continue;
+        }
+        let (suite, check) = match figure.as_str() {
+            "p50" | "p99" => ("latency", format!("{figure} against the last release")),
+            "artifact" => ("size", "growth against the baseline".to_owned()),
+            "memory" => ("size", "memory growth against the baseline".to_owned()),
+            metric => ("quality", format!("{metric} against the baseline")),
+        };
+        let checks: Vec<&Value> = report["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["name"] == model.as_str())
+            .flat_map(|m| m["suites"].as_array().into_iter().flatten())
+            .filter(|s| s["suite"] == suite)
+            .flat_map(|s| s["checks"].as_array().into_iter().flatten())
+            .filter(|c| {
+                c["name"] == check.as_str()
+                    || (suite == "quality" && c["name"] == "against the baseline")
+            })
+            .collect();
+        assert!(
+            !checks.is_empty() && checks.iter().all(|c| c["verdict"] != "skipped"),
+            "{model} {figure} shows {change} but was not judged: {checks:?}"
+        );
+    }
+}
+
 #[test]
 fn report_html_shows_a_release_manager_the_verdict_and_every_failure_first() {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -288,9 +329,11 @@ fn report_html_shows_a_release_manager_the_verdict_and_every_failure_first() {
 
     // A passing release: no failures box, the same soundness.
     let passing_out = dir.path().join("passing");
+    // Latency and memory measured otherwise than the baseline's (a process
+    // against the baseline's container): neither may show as a change.
     let passing = verify(
         &fixtures().join("models"),
-        "unit,parity,nullable,quality,size",
+        "unit,parity,nullable,quality,size,latency",
         &passing_out,
     );
     assert_eq!(
@@ -304,6 +347,7 @@ fn report_html_shows_a_release_manager_the_verdict_and_every_failure_first() {
         sound(&page, screen.0);
         assert_eq!(page["verdict"], "Release PASSED");
         assert_eq!(page["failures"], serde_json::json!([]));
+        no_unjudged_change(&page, &passing);
         screenshot(&html, "passing", screen);
     }
 }

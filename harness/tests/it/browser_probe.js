@@ -24,6 +24,10 @@
     failures: failures.map(text),
     failures_on_first_screen: failures.every(firstScreen),
     changes: document.querySelectorAll("#changes table.figures tbody tr").length,
+    // Each row of "What changed": model, figure, baseline, now, change, limit, verdict.
+    change_rows: Array.from(document.querySelectorAll("#changes table.figures tbody tr")).map(
+      (tr) => Array.from(tr.querySelectorAll("td")).map(text),
+    ),
     charts: charts,
     scripts: document.querySelectorAll("script").length,
     external: Array.from(document.querySelectorAll("[src],link[href]")).length,
