@@ -16,7 +16,7 @@ pub struct Figure<'a> {
     pub label: String,
     pub now: f64,
     /// The last release's figure, and how alike the two were measured.
-    pub against: Option<Against>,
+    pub compared: Option<Compared>,
     pub limit: Option<Limit>,
     /// The verdict of the checks that judge this figure.
     pub verdict: Verdict,
@@ -24,7 +24,7 @@ pub struct Figure<'a> {
 
 /// The last release's figure, and whether a change from it means anything.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Against {
+pub enum Compared {
     /// Measured in this run beside the candidate, request by request:
     /// `ratio` is the paired estimate of now over the last release's, and
     /// the last release's figure is `now / ratio`. A ratio whose interval
@@ -41,9 +41,9 @@ pub enum Against {
 impl Figure<'_> {
     /// The last release's figure, whatever the method.
     pub fn baseline(&self) -> Option<f64> {
-        Some(match self.against.as_ref()? {
-            Against::Paired { ratio, .. } => self.now / ratio,
-            Against::Alike(b) | Against::Context { baseline: b, .. } => *b,
+        Some(match self.compared.as_ref()? {
+            Compared::Paired { ratio, .. } => self.now / ratio,
+            Compared::Alike(b) | Compared::Context { baseline: b, .. } => *b,
         })
     }
 
@@ -51,10 +51,10 @@ impl Figure<'_> {
     /// otherwise says how.
     pub fn baseline_text(&self) -> Option<String> {
         let shown = self.show(self.baseline()?);
-        Some(match self.against.as_ref()? {
-            Against::Paired { .. } => format!("{shown} (this run)"),
-            Against::Alike(_) => shown,
-            Against::Context { how, .. } => format!("{shown} ({how})"),
+        Some(match self.compared.as_ref()? {
+            Compared::Paired { .. } => format!("{shown} (this run)"),
+            Compared::Alike(_) => shown,
+            Compared::Context { how, .. } => format!("{shown} ({how})"),
         })
     }
 
@@ -66,10 +66,10 @@ impl Figure<'_> {
     /// The change against the last release, relative to it: only between
     /// figures measured alike.
     fn change(&self) -> Option<f64> {
-        match self.against.as_ref()? {
-            Against::Paired { ratio, judged } => judged.then(|| ratio - 1.0),
-            Against::Alike(base) => Some((self.now - base) / base.abs().max(f64::MIN_POSITIVE)),
-            Against::Context { .. } => None,
+        match self.compared.as_ref()? {
+            Compared::Paired { ratio, judged } => judged.then(|| ratio - 1.0),
+            Compared::Alike(base) => Some((self.now - base) / base.abs().max(f64::MIN_POSITIVE)),
+            Compared::Context { .. } => None,
         }
     }
 
@@ -164,7 +164,7 @@ pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Fig
                 metric: metric.to_owned(),
                 label: label.to_owned(),
                 now,
-                against: against(report, baseline, model, suite, found, metric),
+                compared: compared(report, baseline, model, suite, found, metric),
                 limit: found.limits.get(metric).copied(),
                 verdict: Verdict::of(judged.map(|c| c.verdict)),
             });
@@ -183,14 +183,14 @@ pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Fig
 /// How `metric` of `model` compares with the last release's: paired in
 /// this run where latency was, else the baseline report's figure, alike or
 /// as context.
-fn against(
+fn compared(
     report: &Report,
     baseline: Option<&Report>,
     model: &ModelReport,
     suite: &str,
     found: &SuiteReport,
     metric: &str,
-) -> Option<Against> {
+) -> Option<Compared> {
     let latency = suite == "latency";
     if let Some(label) = metric.strip_suffix("_ms").filter(|_| latency)
         && let Some(&ratio) = found.metrics.get(&format!("{label}_ratio"))
@@ -200,22 +200,22 @@ fn against(
             .checks
             .iter()
             .any(|c| c.name == check && c.verdict != Verdict::Skipped);
-        return Some(Against::Paired { ratio, judged });
+        return Some(Compared::Paired { ratio, judged });
     }
     let old = baseline?;
     let figure = *old.model(&model.name)?.suite(suite)?.metrics.get(metric)?;
     Some(if latency {
-        Against::Context {
+        Compared::Context {
             baseline: figure,
             how: "another run".to_owned(),
         }
     } else if metric == "memory_bytes" && old.target_kind() != report.target_kind() {
-        Against::Context {
+        Compared::Context {
             baseline: figure,
             how: format!("on a {} target", old.target_kind()),
         }
     } else {
-        Against::Alike(figure)
+        Compared::Alike(figure)
     })
 }
 

@@ -10,7 +10,7 @@ mod charts;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::diff::changes;
-use crate::figures::{Against, Figure, key_figures};
+use crate::figures::{Compared, Figure, key_figures};
 use crate::human;
 use crate::report::{ModelReport, Report, SuiteReport, Verdict};
 
@@ -201,9 +201,9 @@ fn changed(report: &Report, baseline: Option<&Report>) -> Markup {
 /// In the change column of a figure measured otherwise than the last
 /// release's: no change, and why.
 fn unalike(figure: &Figure<'_>) -> String {
-    match &figure.against {
-        Some(Against::Context { .. }) => "not alike".to_owned(),
-        Some(Against::Paired { judged: false, .. }) => "inconclusive".to_owned(),
+    match &figure.compared {
+        Some(Compared::Context { .. }) => "not alike".to_owned(),
+        Some(Compared::Paired { judged: false, .. }) => "inconclusive".to_owned(),
         _ => String::new(),
     }
 }
