@@ -96,15 +96,20 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
             config.out.display()
         ))
     })?;
-    let last = last_release::find(
-        &config.target,
-        &config.models,
-        config.baseline_target.as_ref(),
-        config.baseline_models.as_deref(),
-        baseline.as_ref(),
-        &config.out,
-    )
-    .map_err(VerifyError::Usage)?;
+    // Only the latency run times the last release.
+    let last = if config.suites.contains(&Suite::Latency) {
+        last_release::find(
+            &config.target,
+            &config.models,
+            config.baseline_target.as_ref(),
+            config.baseline_models.as_deref(),
+            baseline.as_ref(),
+            &config.out,
+        )
+        .map_err(VerifyError::Usage)?
+    } else {
+        LastRelease::Absent("latency is not among the suites".to_owned())
+    };
     let (endpoint, baseline_endpoint) = start_endpoints(config, &last).await?;
     progress(&Event::Planned {
         suites: selected.len() * config.suites.len(),
