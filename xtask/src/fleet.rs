@@ -225,31 +225,52 @@ pub(crate) fn copy_bundle(
 
 /// `bench verdicts`: each latency defect of the catalogue verified `runs`
 /// times, and the clean fixtures as many, counting how often latency failed.
+/// The clean fixtures are verified against the committed baseline report,
+/// so that every model's last release is brought in from its commit; the
+/// defects marked "alone" ship only their candidate, with the last release
+/// brought in by `--baseline-models`.
 pub(crate) fn verdicts(root: &Path, runs: usize) -> Result<()> {
     let preflight = Preflight::build(root)?;
+    let defects = root.join("fixtures/defects/bundles");
+    let scratch = root.join("target/bench-verdicts");
+    let apart = |name: &str| -> Result<(PathBuf, Option<PathBuf>)> {
+        let (candidate, last) = split_last_release(&defects.join(name), &scratch.join(name))?;
+        Ok((candidate, Some(last)))
+    };
     let cases = [
         (
-            "clean fixtures (false alarms)",
-            root.join("fixtures/models"),
+            "clean fixtures, last release from the baseline's commit (false alarms)",
+            (root.join("fixtures/models"), None),
         ),
         (
             "slower-release (1.5× per row)",
-            root.join("fixtures/defects/bundles/slower-release"),
+            (defects.join("slower-release"), None),
         ),
         (
             "much-slower-release (3× per row)",
-            root.join("fixtures/defects/bundles/much-slower-release"),
+            (defects.join("much-slower-release"), None),
+        ),
+        (
+            "much-slower-release, alone (3× per row)",
+            apart("much-slower-release")?,
+        ),
+        (
+            "long-trips-slower, alone (+10 ms over 7 km)",
+            apart("long-trips-slower")?,
         ),
     ];
-    for (label, models) in cases {
+    let baseline = root.join("fixtures/baseline/report.json");
+    for (label, (models, last)) in cases {
         let mut flagged = 0;
         for run in 1..=runs {
-            let out = root.join(format!("target/bench-verdicts/run-{run}"));
-            preflight
-                .verify("process", &models, &out)
-                .args(["--suites", "latency"])
-                .output()
-                .context("running preflight verify")?;
+            let out = scratch.join(format!("run-{run}"));
+            let mut verify = preflight.verify("process", &models, &out);
+            verify.args(["--suites", "latency"]);
+            match &last {
+                Some(last) => verify.arg("--baseline-models").arg(last),
+                None => verify.arg("--baseline").arg(&baseline),
+            };
+            verify.output().context("running preflight verify")?;
             let tally = Tally::of(&read_report(&out.join("report.json"))?);
             eprintln!("{label} run {run}: latency failed on {:?}", tally.failed);
             flagged += usize::from(!tally.failed.is_empty());
@@ -260,6 +281,33 @@ pub(crate) fn verdicts(root: &Path, runs: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The repository `models` split under `into`: `candidate/`, each model's
+/// highest version, and `last-release/`, the versions below, each a symlink.
+fn split_last_release(models: &Path, into: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (candidate, last) = (into.join("candidate"), into.join("last-release"));
+    if into.exists() {
+        std::fs::remove_dir_all(into)?;
+    }
+    for model in sorted_dirs(models)? {
+        let name = model.file_name().context("a model folder's name")?;
+        let versions = sorted_dirs(&model)?;
+        let Some((highest, below)) = versions.split_last() else {
+            continue;
+        };
+        for (repo, version) in below
+            .iter()
+            .map(|v| (&last, v))
+            .chain([(&candidate, highest)])
+        {
+            let folder = repo.join(name);
+            std::fs::create_dir_all(&folder)?;
+            let link = folder.join(version.file_name().context("a version folder's name")?);
+            std::os::unix::fs::symlink(version, link)?;
+        }
+    }
+    Ok((candidate, last))
 }
 
 /// The release `preflight` and `preflight-serve`, built once, and the ONNX

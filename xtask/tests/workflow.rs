@@ -59,6 +59,10 @@ fn the_workflow_runs_the_tests_and_the_sharded_gate_and_keeps_the_reports() {
             .into_iter()
             .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action)))
     };
+    // The last release is taken from git at the baseline report's commit,
+    // which a shallow clone does not have.
+    let checkout = uses("verify", "actions/checkout").expect("each shard checks out");
+    assert_eq!(checkout["with"]["fetch-depth"].as_i64(), Some(0));
     let kept = uses("verify", "actions/upload-artifact").expect("each shard keeps its report");
     assert_eq!(
         kept["if"].as_str(),
