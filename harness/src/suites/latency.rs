@@ -311,7 +311,7 @@ fn paired(
         .collect();
     let against = match baseline {
         Baseline::Version(v) => format!("version {v}, measured in the same run"),
-        Baseline::Target(url) => format!("{url}, measured in the same run"),
+        Baseline::Target(url) => format!("served apart at {url}, measured in the same run"),
     };
     let mut metrics = Vec::new();
     for ((label, key, limit, level), ratio) in [
