@@ -32,9 +32,9 @@ impl Range {
             || ends("_ms")
             || ends("_ms_low")
             || ends("_ms_high")
-            || ends("_ratio")
-            || ends("_ratio_low")
-            || ends("_ratio_high")
+            // A ratio of two latencies; other ratios (of differences) may be 0.
+            || metric.starts_with("p50_ratio")
+            || metric.starts_with("p99_ratio")
             || metric == "rate_per_s"
         {
             Range::Positive
@@ -46,7 +46,8 @@ impl Range {
         } else if matches!(
             metric,
             "mae" | "rmse" | "mape" | "log_loss" | "live_error" | "psi"
-        ) || ends("requests")
+        ) || ends("_ratio")
+            || ends("requests")
             || ends("rows")
         {
             Range::NonNegative
@@ -175,6 +176,8 @@ mod tests {
             ("mae", 2.1),
             ("accuracy", 1.0),
             ("requests", 298.0),
+            // The fallback may equal the main model where no row reaches.
+            ("main_difference_ratio", 0.0),
         ]);
         judge(&mut r);
         assert_eq!((r.checks.len(), r.verdict), (1, Verdict::Passed));
