@@ -2,7 +2,8 @@
 //! Docker engine through testcontainers. The image is never pulled: it must
 //! already be on the machine (`cargo xtask image`).
 
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -14,6 +15,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The port the image's server listens on inside the container.
 const PORT: u16 = 8080;
+/// The user the image runs as (`Dockerfile`, `USER`).
+const IMAGE_UID: u32 = 10001;
 /// A label on every container the harness starts, to find leftovers.
 pub const LABEL: &str = "preflight.harness";
 
@@ -77,6 +80,7 @@ pub async fn start(
         )
     })?;
     let models = std::fs::canonicalize(models).map_err(|e| format!("{}: {e}", models.display()))?;
+    readable_in_the_image(&models)?;
     let (name, tag) = split_image(image);
     let (cpus, memory) = (limits.cpus, limits.memory_bytes);
     let request = GenericImage::new(name, tag)
@@ -209,4 +213,79 @@ pub async fn memory_of(id: &str) -> Option<u64> {
         })
         .unwrap_or(0);
     Some(memory.usage?.saturating_sub(inactive))
+}
+
+/// Nothing when the image's user can read every folder and file of
+/// `models`; else the first it cannot, named, with the command that fixes
+/// it. The server would otherwise never become ready, and say why only in
+/// its own log.
+pub(crate) fn readable_in_the_image(models: &Path) -> Result<(), String> {
+    let Some((path, mode)) = unreadable(models) else {
+        return Ok(());
+    };
+    Err(format!(
+        "{}: the serving image's user (uid {IMAGE_UID}) cannot read it (mode {:o}); make the \
+         repository readable by others: chmod -R o+rX {}",
+        path.display(),
+        mode & 0o7777,
+        models.display()
+    ))
+}
+
+/// The first folder or file under `dir`, itself included, that neither its
+/// mode for others nor its owner lets the image's user read, with its mode.
+fn unreadable(dir: &Path) -> Option<(PathBuf, u32)> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        let owner = meta.uid() == IMAGE_UID;
+        let needs = if meta.is_dir() { 0o5 } else { 0o4 };
+        let granted = if owner { (mode >> 6) & 0o7 } else { mode & 0o7 };
+        if granted & needs != needs {
+            return Some((path, mode));
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            pending.extend(entries.filter_map(|e| Some(e.ok()?.path())));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_the_image_cannot_read_is_named_with_its_fix() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let version = tmp.path().join("m/1");
+        std::fs::create_dir_all(&version).expect("mkdir");
+        std::fs::write(version.join("manifest.toml"), "x").expect("write");
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        for dir in [tmp.path(), &tmp.path().join("m"), &version] {
+            set(dir, 0o755);
+        }
+        set(&version.join("manifest.toml"), 0o644);
+        assert_eq!(readable_in_the_image(tmp.path()), Ok(()));
+
+        set(&tmp.path().join("m"), 0o700);
+        let why = readable_in_the_image(tmp.path()).expect_err("a 0700 folder");
+        assert!(
+            why.contains("/m: the serving image's user (uid 10001) cannot read it (mode 700)"),
+            "{why}"
+        );
+        assert!(why.contains("chmod -R o+rX"), "{why}");
+
+        set(&tmp.path().join("m"), 0o755);
+        set(&version.join("manifest.toml"), 0o600);
+        let why = readable_in_the_image(tmp.path()).expect_err("a 0600 file");
+        assert!(why.contains("manifest.toml"), "{why}");
+    }
 }
