@@ -1,8 +1,9 @@
 //! `preflight verify`: every selected model, every selected suite, one report.
 //!
 //! A verification runs in phases (`suites::Phase`): the functional suites of
-//! every model, `jobs` models at once; then one latency run for the whole
-//! fleet (`crate::fleet`); then the suites that read the endpoint after load.
+//! every model, `jobs` models at once; then the rollouts, within a budget of
+//! traffic; then one latency run for the whole fleet (`crate::fleet`); then
+//! the suites that read the endpoint after load.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -293,6 +294,12 @@ async fn run_phases(
         models.iter().map(|(_, r)| r.clone()).collect();
     let models: Vec<Arc<ModelUnderTest>> = models.into_iter().map(|(m, _)| m).collect();
 
+    if wanted(Phase::Rollout).contains(&Suite::Rollout) {
+        let rolled = rollouts(&models, progress).await?;
+        for (reports, report) in reports.iter_mut().zip(rolled) {
+            reports.insert(Suite::Rollout, report);
+        }
+    }
     let mut latency_run = None;
     if !wanted(Phase::Fleet).is_empty() {
         let (latency, run) = fleet::run(&models, options).await.map_err(stopped)?;
@@ -330,6 +337,47 @@ async fn run_phases(
         })
         .collect();
     Ok((models, latency_run))
+}
+
+/// The rollout suite of every model, as many at once as their steady
+/// traffic together stays within `rollout::TRAFFIC_BUDGET_PER_S`: a rollout
+/// mostly waits on its traffic, and one at a time would cost a fleet
+/// minutes. The reports are in the models' order.
+async fn rollouts(
+    models: &[Arc<ModelUnderTest>],
+    progress: &Progress,
+) -> Result<Vec<SuiteReport>, VerifyError> {
+    let budget = Arc::new(tokio::sync::Semaphore::new(
+        suites::rollout::TRAFFIC_BUDGET_PER_S as usize,
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, model) in models.iter().enumerate() {
+        let (model, budget, progress) =
+            (Arc::clone(model), Arc::clone(&budget), Arc::clone(progress));
+        let rate = suites::rollout::rate(model.bundle.manifest()).ceil() as u32;
+        tasks.spawn(async move {
+            let _traffic = budget.acquire_many_owned(rate).await;
+            let report = suites::run(Suite::Rollout, &model).await.map_err(stopped)?;
+            tell(&progress, &model, &report);
+            Ok::<_, VerifyError>((index, report))
+        });
+    }
+    let mut done = Vec::with_capacity(models.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(one)) => done.push(one),
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(VerifyError::Endpoint(format!("a rollout stopped: {e}")));
+            }
+        }
+    }
+    done.sort_by_key(|(index, _)| *index);
+    Ok(done.into_iter().map(|(_, report)| report).collect())
 }
 
 type Verified = (Arc<ModelUnderTest>, BTreeMap<Suite, SuiteReport>);

@@ -11,7 +11,7 @@ pub(crate) mod parity;
 pub(crate) mod plausible;
 mod property;
 mod quality;
-mod rollout;
+pub(crate) mod rollout;
 mod scoring;
 mod size;
 mod unit;
@@ -89,6 +89,8 @@ impl Suite {
     pub fn phase(self) -> Phase {
         match self {
             Suite::Latency => Phase::Fleet,
+            // Mostly waiting on steady traffic: many models at once.
+            Suite::Rollout => Phase::Rollout,
             // Resident memory is read after the latency run has exercised every model.
             Suite::Size => Phase::After,
             _ => Phase::Functional,
@@ -103,12 +105,14 @@ impl std::fmt::Display for Suite {
 }
 
 /// The order of a verification: the functional suites of every model first,
-/// several models at once; then the one latency run of the whole fleet, with
-/// nothing else of the harness competing with it; then what reads the
-/// endpoint after load.
+/// several models at once; then the rollouts, as many at once as their
+/// traffic together allows (`rollout::TRAFFIC_BUDGET_PER_S`); then the one
+/// latency run of the whole fleet, with nothing else of the harness
+/// competing with it; then what reads the endpoint after load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Functional,
+    Rollout,
     Fleet,
     After,
 }

@@ -114,6 +114,22 @@ impl Traffic {
     }
 }
 
+/// Requests per second of steady traffic all rollouts of a run send
+/// together at most: a third of what this project's 2-core machine serves,
+/// so that the traffic never queues behind itself.
+pub(crate) const TRAFFIC_BUDGET_PER_S: u32 = 1000;
+
+/// The steady traffic's rate for `manifest`'s model: its contract's rate,
+/// within 20 to 200 requests per second.
+pub(crate) fn rate(manifest: &preflight_bundle::Manifest) -> f64 {
+    manifest
+        .contract
+        .latency
+        .as_ref()
+        .map_or(100.0, |l| l.rate_per_s)
+        .clamp(20.0, 200.0)
+}
+
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
     let Some(previous) = &model.previous else {
@@ -144,12 +160,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     if let Some(skip) = offers(model, Suite::Rollout, "preflight_rollout", "rollout").await? {
         return Ok(skip);
     }
-    let rate = manifest
-        .contract
-        .latency
-        .as_ref()
-        .map_or(100.0, |l| l.rate_per_s)
-        .clamp(20.0, 200.0);
+    let rate = rate(manifest);
     let candidate = manifest.model.version;
     let last = previous.version();
     let rollout = Rollout {
