@@ -362,22 +362,7 @@ async fn rollouts(
             Ok::<_, VerifyError>((index, report))
         });
     }
-    let mut done = Vec::with_capacity(models.len());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(one)) => done.push(one),
-            Ok(Err(e)) => {
-                tasks.abort_all();
-                return Err(e);
-            }
-            Err(e) => {
-                tasks.abort_all();
-                return Err(VerifyError::Endpoint(format!("a rollout stopped: {e}")));
-            }
-        }
-    }
-    done.sort_by_key(|(index, _)| *index);
-    Ok(done.into_iter().map(|(_, report)| report).collect())
+    in_order(tasks).await
 }
 
 type Verified = (Arc<ModelUnderTest>, BTreeMap<Suite, SuiteReport>);
@@ -421,13 +406,21 @@ async fn functional(
                 tell(&progress, &model, &report);
                 reports.insert(suite, report);
             }
-            Ok::<_, VerifyError>((index, model, reports))
+            Ok::<_, VerifyError>((index, (model, reports)))
         });
     }
+    in_order(tasks).await
+}
+
+/// Every task's result, in the order of the indices they give; the first
+/// error stops the others.
+async fn in_order<T: 'static>(
+    mut tasks: tokio::task::JoinSet<Result<(usize, T), VerifyError>>,
+) -> Result<Vec<T>, VerifyError> {
     let mut done = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (index, model, reports) = match joined {
-            Ok(Ok(done)) => done,
+        match joined {
+            Ok(Ok(one)) => done.push(one),
             Ok(Err(e)) => {
                 tasks.abort_all();
                 return Err(e);
@@ -438,8 +431,7 @@ async fn functional(
                     "a verification task failed: {e}"
                 )));
             }
-        };
-        done.push((index, (model, reports)));
+        }
     }
     done.sort_by_key(|(index, _)| *index);
     Ok(done.into_iter().map(|(_, v)| v).collect())
