@@ -171,6 +171,25 @@ async fn run_here(
             judged.undecided
         });
     }
+    // A budget missed under the fleet's shared load is timed again alone,
+    // one model at a time at its contract rate: the load of 599 other
+    // versions cannot fail a model that keeps its budget by itself.
+    if arms.len() > 1 {
+        for entry in &mut entries {
+            let position = entry.position;
+            if !reports.get(&position).is_some_and(latency::missed_budget) {
+                continue;
+            }
+            let lane = entry.alone_lane();
+            let offer = Offer::new(std::slice::from_ref(&lane), capacity * UTILISATION);
+            let sends = schedule::interleave(std::slice::from_ref(&lane), offer.scale);
+            summary.requests += sends.len() as u64;
+            let samples = load::run(&arms, sends).await?;
+            entry.alone = Some((samples, lane.rate * offer.scale));
+            let judged = latency::judge(&models[position], &entry.measured());
+            reports.insert(position, judged.report);
+        }
+    }
     summary.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     for entry in &entries {
         if let Some(report) = reports.get_mut(&entry.position) {
@@ -195,6 +214,9 @@ struct Entry {
     baseline_samples: Vec<Sample>,
     offered_rate: f64,
     rounds: u32,
+    /// The candidate timed alone after missing a budget in the shared run,
+    /// and the rate it was offered.
+    alone: Option<(Vec<Sample>, f64)>,
 }
 
 impl Entry {
@@ -246,6 +268,7 @@ impl Entry {
             baseline_samples: Vec::new(),
             offered_rate: budget.rate_per_s,
             rounds: 0,
+            alone: None,
         })
     }
 
@@ -263,6 +286,17 @@ impl Entry {
             pairs: first_round_requests()
                 .min(self.cap.saturating_sub(done))
                 .max(1),
+        }
+    }
+
+    /// The candidate alone, for a first round's worth of requests.
+    fn alone_lane(&self) -> Lane {
+        Lane {
+            candidate: self.candidate,
+            baseline: None,
+            rate: self.rate,
+            first: 0,
+            pairs: first_round_requests().min(self.cap).max(1),
         }
     }
 
@@ -287,6 +321,10 @@ impl Entry {
             no_baseline: self.no_baseline.as_deref(),
             rate_per_s: self.offered_rate,
             rounds: self.rounds,
+            alone: self
+                .alone
+                .as_ref()
+                .map(|(samples, rate)| (samples.as_slice(), *rate)),
             next_round: first_round_requests().min(self.cap.saturating_sub(self.requested())),
         }
     }
