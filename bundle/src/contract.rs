@@ -19,6 +19,10 @@ pub struct Contract {
     /// The fast fallback's own quality budget on the hold-out (a Preflight extension).
     pub fallback: Option<QualityBudget>,
     pub monotonic: Vec<Monotonic>,
+    /// The changes against the last release that break its clients and that
+    /// this release means, each named as the harness's `compat` suite names
+    /// it (`vehicle: category 'moto' removed`): a Preflight extension.
+    pub breaking: Vec<String>,
 }
 
 /// How far a served value may be from the expected one:

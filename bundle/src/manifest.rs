@@ -160,6 +160,8 @@ struct RawContract {
     fallback: Option<Spanned<QualityBudget>>,
     #[serde(default)]
     monotonic: Vec<Spanned<Monotonic>>,
+    #[serde(default)]
+    breaking: Vec<String>,
 }
 
 /// `quality = { ... }` or `quality = [{ ... }, { ... }]`, read by what the
@@ -430,6 +432,7 @@ impl Validator<'_> {
             quality,
             fallback: raw.fallback.map(Spanned::into_inner),
             monotonic: raw.monotonic.into_iter().map(Spanned::into_inner).collect(),
+            breaking: raw.breaking,
         })
     }
 

@@ -75,9 +75,10 @@ struct VerifyArgs {
     /// A repository that holds the last release of the models: served
     /// beside the target by an endpoint of the same kind (process or
     /// container), so that a model whose repository holds only the
-    /// candidate is still timed beside its last release. Without it, and
-    /// without --baseline-target, the models folder as it was at the
-    /// baseline report's commit, where the folder is a git checkout.
+    /// candidate is still timed beside its last release, and compat reads
+    /// its bundle. Without it, and without --baseline-target, the models
+    /// folder as it was at the baseline report's commit, where the folder
+    /// is a git checkout.
     #[arg(long, value_name = "DIR", conflicts_with = "baseline_target")]
     baseline_models: Option<PathBuf>,
     /// Where report.json, summary.md, junit.xml and the server log go.

@@ -97,8 +97,9 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
             config.out.display()
         ))
     })?;
-    // Only the latency run times the last release.
-    let last = if config.suites.contains(&Suite::Latency) {
+    // The latency run times the last release; compat reads its bundle.
+    let last = if config.suites.contains(&Suite::Latency) || config.suites.contains(&Suite::Compat)
+    {
         last_release::find(
             &config.target,
             &config.models,
@@ -109,8 +110,9 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
         )
         .map_err(VerifyError::Usage)?
     } else {
-        LastRelease::Absent("latency is not among the suites".to_owned())
+        LastRelease::Absent("neither latency nor compat is among the suites".to_owned())
     };
+    let last_bundles = Arc::new(last_bundles(&last, config.baseline_target.is_some()));
     let (endpoint, baseline_endpoint) = start_endpoints(config, &last).await?;
     progress(&Event::Planned {
         suites: selected.len() * config.suites.len(),
@@ -126,7 +128,7 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
         config,
         selected,
         baseline.as_ref(),
-        &endpoint,
+        (&endpoint, &last_bundles),
         &options,
         progress,
     )
@@ -220,6 +222,9 @@ async fn start_endpoints(
     let LastRelease::Served { target, models } = last else {
         return Ok((endpoint, None));
     };
+    if !config.suites.contains(&Suite::Latency) {
+        return Ok((endpoint, None));
+    }
     let out = config.out.join("last-release-endpoint");
     let started = async {
         std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -269,7 +274,7 @@ async fn run_phases(
     config: &VerifyConfig,
     selected: Vec<Selected>,
     baseline: Option<&Report>,
-    endpoint: &Endpoint,
+    (endpoint, last_bundles): (&Endpoint, &Arc<LastBundles>),
     options: &FleetOptions,
     progress: &Progress,
 ) -> Result<Phased, VerifyError> {
@@ -285,7 +290,7 @@ async fn run_phases(
         config,
         selected,
         baseline,
-        endpoint,
+        (endpoint, last_bundles),
         &wanted(Phase::Functional),
         progress,
     )
@@ -373,7 +378,7 @@ async fn functional(
     config: &VerifyConfig,
     selected: Vec<Selected>,
     baseline: Option<&Report>,
-    endpoint: &Endpoint,
+    (endpoint, last_bundles): (&Endpoint, &Arc<LastBundles>),
     suites: &[Suite],
     progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyError> {
@@ -397,9 +402,13 @@ async fn functional(
         let (semaphore, suites) = (Arc::clone(&semaphore), suites.to_vec());
         let endpoint = EndpointFacts::of(endpoint);
         let progress = Arc::clone(progress);
+        let last_bundles = Arc::clone(last_bundles);
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let model = Arc::new(prepare(selected, baseline, endpoint, needs_artifact).await?);
+            let last_release = last_bundle(&last_bundles, &selected);
+            let model = Arc::new(
+                prepare(selected, last_release, baseline, endpoint, needs_artifact).await?,
+            );
             let mut reports = BTreeMap::new();
             for suite in suites {
                 let report = suites::run(suite, &model).await.map_err(stopped)?;
@@ -513,6 +522,48 @@ fn select(
         .collect()
 }
 
+/// Where the last releases' bundles are, for the models whose repository
+/// holds no version below the candidate: the repository the last release
+/// was brought in from, or why there is none.
+type LastBundles = Result<Repository, String>;
+
+fn last_bundles(last: &LastRelease, from_endpoint: bool) -> LastBundles {
+    match last {
+        LastRelease::Absent(why) => Err(why.clone()),
+        LastRelease::Served { .. } if from_endpoint => Err(
+            "--baseline-target gives the last release's endpoint, not its bundle; give \
+             --baseline-models, the repository that holds it"
+                .to_owned(),
+        ),
+        LastRelease::Served { models, .. } => {
+            Repository::scan(models).map_err(|e| format!("{}: {e}", models.display()))
+        }
+    }
+}
+
+/// The last release of a selected model: the version below it in the
+/// repository, else the highest version in the last release's repository.
+fn last_bundle(bundles: &LastBundles, selected: &Selected) -> Result<Bundle, String> {
+    if let Some(previous) = &selected.previous {
+        return Ok(previous.clone());
+    }
+    let name = selected.bundle.name();
+    let only = format!(
+        "version {} is the only version of '{name}' in the repository",
+        selected.bundle.version()
+    );
+    let repository = bundles
+        .as_ref()
+        .map_err(|why| format!("{only}, and {why}"))?;
+    let entry = repository.model(name).ok_or_else(|| {
+        format!(
+            "{only}, and the last release's repository {} does not have it",
+            repository.root().display()
+        )
+    })?;
+    Bundle::open(&entry.latest().dir).map_err(|e| e.to_string())
+}
+
 /// What every model's suites need of the endpoint.
 #[derive(Clone)]
 struct EndpointFacts {
@@ -538,6 +589,7 @@ impl EndpointFacts {
 /// Reads what the suites need; a file that breaks the format is a usage error.
 async fn prepare(
     selected: Selected,
+    last_release: Result<Bundle, String>,
     baseline: BaselineReport,
     endpoint: EndpointFacts,
     needs_artifact: bool,
@@ -560,6 +612,7 @@ async fn prepare(
     Ok(ModelUnderTest {
         bundle,
         previous,
+        last_release,
         samples,
         holdout,
         artifact,

@@ -176,6 +176,25 @@ def test_given_budgets_are_kept_and_quality_max_is_filled_in(tmp_path, data):
     assert not any(s.startswith("contract.parity") for s in written.suggested)
 
 
+def test_breaking_changes_are_written_as_the_contract_names_them(tmp_path, data):
+    x, y, xh, yh = data
+    change = "vehicle: category 'moto' removed"
+    write_bundle(
+        fitted("sklearn-gbdt", x, y),
+        tmp_path / "m" / "2",
+        train=(x, y),
+        holdout=(xh, yh),
+        samples=20,
+        contract={"breaking": [change]},
+        quiet=True,
+    )
+    manifest = (tmp_path / "m" / "2" / "manifest.toml").read_text()
+    assert tomllib.loads(manifest)["contract"]["breaking"] == [change]
+    assert check_bundle(tmp_path / "m" / "2").manifest.contract["breaking"] == [change]
+    with pytest.raises(ValueError, match="breaking is a list of changes"):
+        Contract.of({"breaking": change})
+
+
 def test_a_scaler_before_the_trees_exports(tmp_path, data):
     x, y, xh, yh = data
     write_bundle(fitted("sklearn-gbdt", x, y, scaled=True), tmp_path / "m" / "1", train=(x, y), holdout=(xh, yh), samples=50, quiet=True)

@@ -73,7 +73,12 @@ struct Defect {
     timed: BTreeMap<Suite, String>,
     /// For each of `fails`, a phrase of a failing check's explanation that
     /// only the defect's cause produces, or several, each to be found.
+    #[serde(default)]
     reasons: BTreeMap<Suite, Phrases>,
+    /// Suites that must pass, not merely be skipped: a change that must be
+    /// judged and let through.
+    #[serde(default)]
+    passes: Vec<Suite>,
     /// The gate's policy for this run (`--require`); none by default.
     #[serde(default)]
     require: Vec<String>,
@@ -109,6 +114,9 @@ impl Defect {
                 Some(all) if !all.is_empty() && all.iter().all(|r| !r.trim().is_empty()) => {}
                 _ => problems.push(format!("'{suite}' fails without a reason")),
             }
+        }
+        for suite in self.passes.iter().filter(|s| self.fails.contains(s)) {
+            problems.push(format!("'{suite}' both fails and passes"));
         }
         let listed = |suite: &Suite| self.fails.contains(suite);
         for suite in self.reasons.keys().chain(self.timed.keys()) {
@@ -403,6 +411,21 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         problems.push(format!(
             "missed: '{missed}' should fail but did not: {said}"
         ));
+    }
+    for suite in &d.passes {
+        match model.suite(suite.name()) {
+            Some(s) if s.verdict == Verdict::Passed => {}
+            Some(s) => problems.push(format!(
+                "'{suite}' should pass but was {}: {}",
+                s.verdict.as_str(),
+                s.checks
+                    .iter()
+                    .map(|c| format!("{} {}: {}", c.verdict.as_str(), c.name, c.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            None => problems.push(format!("'{suite}' should pass but did not run")),
+        }
     }
     for alarm in failed.difference(&expected) {
         let suite = model.suite(alarm).map(|s| s.failures()).unwrap_or_default();

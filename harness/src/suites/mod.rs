@@ -1,6 +1,7 @@
 //! The suites, each derived from a bundle's manifest and files with no
 //! per-model code. A suite returns checks; the runner turns them into a report.
 
+mod compat;
 mod explain;
 mod fallback;
 pub mod latency;
@@ -52,6 +53,7 @@ pub enum Suite {
     Fallback,
     Observability,
     Rollout,
+    Compat,
 }
 
 impl Suite {
@@ -73,6 +75,7 @@ impl Suite {
             Suite::Fallback => "fallback",
             Suite::Observability => "observability",
             Suite::Rollout => "rollout",
+            Suite::Compat => "compat",
         }
     }
 
@@ -126,6 +129,10 @@ pub struct ModelUnderTest {
     /// The version below `bundle` in the repository: the last release,
     /// timed beside the candidate by the latency run.
     pub previous: Option<Bundle>,
+    /// The last release's bundle: `previous`, else the model's highest
+    /// version in the repository the last release was brought in from; or
+    /// why there is none.
+    pub last_release: Result<Bundle, String>,
     pub samples: Option<Vec<Record>>,
     pub holdout: Option<Vec<Record>>,
     /// The artifact's own outputs for the samples, or why it could not run them.
@@ -218,6 +225,7 @@ pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Un
         Suite::Fallback => fallback::run(model).await?,
         Suite::Observability => observability::run(model).await?,
         Suite::Rollout => rollout::run(model).await?,
+        Suite::Compat => compat::run(model).await?,
     };
     plausible::judge(&mut report);
     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -332,6 +340,6 @@ mod tests {
             let json = serde_json::to_value(suite).ok();
             assert_eq!(json.as_ref().and_then(|v| v.as_str()), Some(suite.name()));
         }
-        assert_eq!(Suite::all().len(), 10);
+        assert_eq!(Suite::all().len(), 11);
     }
 }

@@ -359,7 +359,7 @@ U64_KEYS = {"requests", "max_model_bytes", "max_memory_bytes"}
 
 def _contract(value: Any, path: tuple) -> dict:
     t = _want_table(value, path, "struct RawContract")
-    _fields(t, path, ["parity", "latency", "size", "quality", "fallback", "monotonic"], [], True)
+    _fields(t, path, ["parity", "latency", "size", "quality", "fallback", "monotonic", "breaking"], [], True)
     contract: dict = {}
     def budget_of(name: str, known: list[str], required: list[str], sub: Any) -> dict:
         sub = _want_table(sub, path + (name,), "a table")
@@ -397,6 +397,11 @@ def _contract(value: Any, path: tuple) -> dict:
             entry["class"] = _class(m["class"], p + ("class",))
         monotonic.append(entry)
     contract["monotonic"] = monotonic
+    # The breaking changes against the last release that this release means.
+    raw = t.get("breaking", [])
+    if not isinstance(raw, list):
+        raise Shape(f"invalid type: {_found(raw)}, expected a sequence", path + ("breaking",))
+    contract["breaking"] = [_want_str(b, path + ("breaking",)) for b in raw]
     return contract
 
 

@@ -76,6 +76,9 @@ class Contract:
     quality: Quality | tuple[Quality, ...] | None = None
     fallback: Quality | None = None
     monotonic: tuple[Monotonic, ...] = field(default_factory=tuple)
+    #: The breaking changes against the last release that this release means,
+    #: as Preflight's `compat` suite names them: "vehicle: category 'moto' removed".
+    breaking: tuple[str, ...] = field(default_factory=tuple)
 
     @staticmethod
     def of(value: "Contract | Mapping[str, Any] | None") -> "Contract":
@@ -84,9 +87,9 @@ class Contract:
             return Contract()
         if isinstance(value, Contract):
             return value
-        unknown = set(value) - set(BUDGETS) - {"monotonic"}
+        unknown = set(value) - set(BUDGETS) - {"monotonic", "breaking"}
         if unknown:
-            raise ValueError(f"contract: unknown key(s) {sorted(unknown)}; the keys are {list(BUDGETS) + ['monotonic']}")
+            raise ValueError(f"contract: unknown key(s) {sorted(unknown)}; the keys are {list(BUDGETS) + ['monotonic', 'breaking']}")
         made: dict[str, Any] = {}
         for key, cls in BUDGETS.items():
             v = value.get(key)
@@ -98,6 +101,10 @@ class Contract:
             Monotonic(**{("class_" if k == "class" else k): v for k, v in m.items()}) if isinstance(m, Mapping) else m
             for m in value.get("monotonic", ())
         )
+        breaking = value.get("breaking", ())
+        if isinstance(breaking, str) or not all(isinstance(b, str) for b in breaking):
+            raise ValueError("contract: breaking is a list of changes, each a string as Preflight's compat suite names it")
+        made["breaking"] = tuple(breaking)
         return Contract(**made)
 
 
@@ -131,6 +138,8 @@ def contract_lines(contract: Contract, table: str = "contract", comment: str | N
             lines.append(f"{key} = [" + ", ".join(inline_table(b) for b in budget) + "]")
         elif budget is not None:
             lines.append(f"{key} = {inline_table(budget)}")
+    if contract.breaking:
+        lines.append("breaking = [" + ", ".join(toml_value(b) for b in contract.breaking) + "]")
     for m in contract.monotonic:
         lines += ["", f"[[{table}.monotonic]]", f"input = {toml_value(m.input)}", f"direction = {toml_value(m.direction)}"]
         if m.class_ is not None:
