@@ -13,7 +13,7 @@ use preflight_bundle::Record;
 use serde_json::json;
 
 use super::quality::{bound_check, score};
-use super::{ModelUnderTest, Suite, rows, skipped};
+use super::{ModelUnderTest, Suite, offers, rows, skipped};
 use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, Skip, SuiteReport};
 
@@ -49,6 +49,11 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
             "the bundle has no fallback",
         ));
     };
+    // A server without Preflight's fallback extension (MLServer, KServe's,
+    // Triton) has no fallback to ask for, nor a way to say one answered.
+    if let Some(skip) = offers(model, Suite::Fallback, "preflight_fallback", "fallback").await? {
+        return Ok(skip);
+    }
     let Some(holdout) = &model.holdout else {
         return Ok(skipped(
             Suite::Fallback,
