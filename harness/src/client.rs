@@ -1,5 +1,7 @@
 //! The harness's only way to the model service: HTTP, Open Inference Protocol.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use preflight_bundle::{Manifest, Record};
@@ -103,6 +105,10 @@ pub struct Client {
     /// The bearer token of the repository API, for an endpoint this run
     /// started with one.
     repository_token: Option<String>,
+    /// The models whose metadata lists no versions (KServe's Python server
+    /// says `"versions": null` and answers 501 on a versioned path): they
+    /// are called without one. Shared by the client's clones.
+    unversioned: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Client {
@@ -117,6 +123,53 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
             repository_token: None,
+            unversioned: Arc::default(),
+        }
+    }
+
+    /// A client of the same endpoint with connections of its own, made on
+    /// the runtime that is to drive them; what it knows of the endpoint's
+    /// models is shared.
+    pub fn fresh(&self) -> Self {
+        Self {
+            repository_token: self.repository_token.clone(),
+            unversioned: Arc::clone(&self.unversioned),
+            ..Self::new(&self.base)
+        }
+    }
+
+    /// Reads the model's metadata: a model whose metadata lists no versions
+    /// is called without one from now on. A model the endpoint does not
+    /// describe is left as it is: its requests say why.
+    pub async fn learn_versions(&self, model: &str) -> Result<(), Unreachable> {
+        let (status, text) = self.get_text(&format!("/v2/models/{model}")).await?;
+        let metadata: Value = serde_json::from_str(&text).unwrap_or_default();
+        let lists_none = match &metadata["versions"] {
+            Value::Null => true,
+            Value::Array(versions) => versions.is_empty(),
+            _ => false,
+        };
+        if status == 200
+            && metadata.is_object()
+            && lists_none
+            && let Ok(mut unversioned) = self.unversioned.lock()
+        {
+            unversioned.insert(model.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The path of a model's infer route: of one version, or of the
+    /// version the server serves by default, and always the latter for a
+    /// model whose metadata lists no versions.
+    pub fn infer_path(&self, model: &str, version: Option<u64>) -> String {
+        let unversioned = self
+            .unversioned
+            .lock()
+            .is_ok_and(|models| models.contains(model));
+        match version.filter(|_| !unversioned) {
+            Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
+            None => format!("/v2/models/{model}/infer"),
         }
     }
 
@@ -200,11 +253,9 @@ impl Client {
     pub fn curl(&self, manifest: &Manifest, row: &[preflight_bundle::Value]) -> String {
         let body = manifest.infer_request(&[row]).to_string();
         format!(
-            "curl -sS {}/v2/models/{}/versions/{}/infer \\\n  \
-            -H 'content-type: application/json' -d '{}'",
+            "curl -sS {}{} \\\n  -H 'content-type: application/json' -d '{}'",
             self.base,
-            manifest.model.name,
-            manifest.model.version,
+            self.infer_path(&manifest.model.name, Some(manifest.model.version)),
             body.replace('\'', "'\\''")
         )
     }
@@ -228,10 +279,7 @@ impl Client {
         model: &str,
         version: Option<u64>,
     ) -> Result<reqwest::Url, Unreachable> {
-        let url = match version {
-            Some(v) => format!("{}/v2/models/{model}/versions/{v}/infer", self.base),
-            None => format!("{}/v2/models/{model}/infer", self.base),
-        };
+        let url = format!("{}{}", self.base, self.infer_path(model, version));
         reqwest::Url::parse(&url).map_err(|e| Unreachable {
             reason: format!("not a URL: {e}"),
             url,

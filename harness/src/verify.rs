@@ -595,6 +595,11 @@ async fn prepare(
     needs_artifact: bool,
 ) -> Result<ModelUnderTest, VerifyError> {
     let Selected { bundle, previous } = selected;
+    endpoint
+        .client
+        .learn_versions(bundle.name())
+        .await
+        .map_err(stopped)?;
     let usage = |e: preflight_bundle::Error| VerifyError::Usage(e.to_string());
     let samples = bundle.samples().map_err(usage)?;
     let holdout = bundle.holdout().map_err(usage)?;

@@ -16,6 +16,7 @@ mod python;
 mod rollout;
 mod scale;
 mod server;
+mod servers;
 mod setup;
 mod verify;
 
@@ -38,8 +39,9 @@ commands:
   ci         the style gate: cargo fmt --check, clippy with warnings as
              errors, and the tidy tests (line width, one list of suites,
              docs of every suite, the crate graph's invariants)
-  test [ARGS]   run every test of the workspace and the client check (what CI runs);
-                ARGS go to `cargo test` and skip the client check
+  test [ARGS]   run every test of the workspace, the client check and the
+                third-party servers' matrix (what CI runs); ARGS go to
+                `cargo test` and skip the client check and the matrix
   bench [server]  the server under open-loop load, and the cost of 300 models
   bench fleet [--models N] [--runs R] [--container]
              `preflight verify` with every suite on N models (default 300), each
@@ -61,6 +63,11 @@ commands:
   bench scale  300 and 1,000 models, their trees as exported and compact:
              time to ready, resident memory, heap, single-row latency
   client-check  a real third-party client (tritonclient) against preflight-serve
+  servers [--bless]
+             `preflight verify --target url=` against real third-party servers
+             (KServe's Python server) serving a fixture's model; fails when the
+             matrix in docs/servers.md is not what they answer now, --bless
+             writes it
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
   fixtures   retrain the fixture models with the pinned Python pipeline and
@@ -106,6 +113,7 @@ fn run() -> Result<u8> {
         Some("fuzz") => done(fuzz::run(&root, args.collect())),
         Some("bench") => done(bench_command(&root, args.collect())),
         Some("client-check") => done(clients::run(&root)),
+        Some("servers") => done(servers::run(&root, args.any(|a| a == "--bless"))),
         Some("image") => done(image::build(&root).map(drop)),
         Some("ort") => done(ort::ensure(&root).map(drop)),
         Some("-h" | "--help") | None => {
@@ -208,6 +216,7 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
     exec(&mut command)?;
     if args.is_empty() {
         clients::run(root)?;
+        servers::run(root, false)?;
         python::run(root, image.as_deref())?;
         python::deploy(root)?;
     }

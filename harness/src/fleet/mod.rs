@@ -228,7 +228,7 @@ impl Entry {
         clients: &mut Clients,
         arms: &mut Vec<Arm>,
     ) -> Result<Self, Unreachable> {
-        let client = clients.to(&model.client.base);
+        let client = clients.to(&model.client);
         let manifest = Arc::new(model.bundle.manifest().clone());
         let samples = model.samples.as_deref().unwrap_or_default();
         let bodies = bodies(&manifest, samples);
@@ -240,10 +240,7 @@ impl Entry {
             bodies: Arc::clone(&bodies),
         });
         let candidate = arms.len() - 1;
-        let baseline_target = options
-            .baseline_target
-            .as_ref()
-            .map(|c| clients.to(&c.base));
+        let baseline_target = options.baseline_target.as_ref().map(|c| clients.to(c));
         let found = baseline_arm(model, &client, baseline_target, &manifest, &bodies)
             .await?
             .map_err(|why| match &options.absent {
@@ -422,10 +419,10 @@ async fn version_below(
 struct Clients(BTreeMap<String, Client>);
 
 impl Clients {
-    fn to(&mut self, base: &str) -> Client {
+    fn to(&mut self, endpoint: &Client) -> Client {
         self.0
-            .entry(base.to_owned())
-            .or_insert_with(|| Client::new(base))
+            .entry(endpoint.base.clone())
+            .or_insert_with(|| endpoint.fresh())
             .clone()
     }
 }

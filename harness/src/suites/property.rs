@@ -418,11 +418,9 @@ trait Curl {
 
 fn curl_for(manifest: &Manifest, client: &Client, body: &serde_json::Value) -> String {
     format!(
-        "curl -s -X POST {}/v2/models/{}/versions/{}/infer -H 'content-type: application/json' -d \
-            '{}'",
+        "curl -s -X POST {}{} -H 'content-type: application/json' -d '{}'",
         client.base,
-        manifest.model.name,
-        manifest.model.version,
+        client.infer_path(&manifest.model.name, Some(manifest.model.version)),
         body.to_string().replace('\'', "'\\''")
     )
 }

@@ -204,7 +204,7 @@ async fn answered(
     records: &[&Record],
 ) -> Result<Option<String>, Unreachable> {
     let model = &manifest.model;
-    let path = format!("/v2/models/{}/versions/{}/infer", model.name, model.version);
+    let path = client.infer_path(&model.name, Some(model.version));
     let body = manifest.infer_request(&rows(records));
     let (status, text) = client.post_json(&path, &body).await?;
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
