@@ -24,8 +24,8 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::bench::{load_json, server_and_load};
+use crate::build_release;
 use crate::server::Server;
-use crate::{build_release, python_env};
 
 const CONNECTIONS: &str = "16";
 const SECONDS: &str = "5";
@@ -297,18 +297,13 @@ fn print(rows: &[Row], peer: Option<&Row>) {
 /// MLServer on a free port, from `xtask/bench/mlserver/serve.py` in its
 /// pinned environment.
 fn mlserver(root: &Path) -> Result<Server> {
-    let python = python_env(
+    Server::python(
         root,
-        "mlserver-peer-venv",
-        &root.join("xtask/bench/mlserver/requirements.txt"),
-    )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut command = Command::new(python);
-    command
-        .arg(root.join("xtask/bench/mlserver/serve.py"))
-        .arg(port.to_string())
-        .arg(root.join("fixtures/peers/eta-lisbon-2/booster.txt"));
-    Server::spawn(command)
+        (
+            "mlserver-peer-venv",
+            &root.join("xtask/bench/mlserver/requirements.txt"),
+        ),
+        &root.join("xtask/bench/mlserver/serve.py"),
+        &[&root.join("fixtures/peers/eta-lisbon-2/booster.txt")],
+    )
 }

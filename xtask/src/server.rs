@@ -37,6 +37,24 @@ impl Server {
         Listening::start(command).map(Self).map_err(|e| anyhow!(e))
     }
 
+    /// A Python script that serves on a port it is given, run with the
+    /// Python of the virtual environment `target/<venv>` that has
+    /// `requirements` installed: `python SCRIPT PORT ARGS...`, on a free port.
+    pub(crate) fn python(
+        root: &Path,
+        (venv, requirements): (&str, &Path),
+        script: &Path,
+        args: &[&Path],
+    ) -> Result<Self> {
+        let python = crate::python_env(root, venv, requirements)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = Command::new(python);
+        command.arg(script).arg(port.to_string()).args(args);
+        Self::spawn(command)
+    }
+
     pub(crate) fn url(&self) -> &str {
         &self.0.url
     }

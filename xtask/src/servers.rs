@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::server::Server;
-use crate::{cargo, exec, ort, python_env};
+use crate::{cargo, exec, ort};
 
 /// The suites the matrix holds: every suite whose verdict does not depend
 /// on the machine's load. Latency and size are measured, not judged, here.
@@ -52,20 +52,14 @@ pub(crate) fn run(root: &Path, bless: bool) -> Result<()> {
     let models = repository(root)?;
     let mut rows = Vec::new();
     for server in &SERVERS {
-        let python = python_env(
+        let folder = root.join(server.folder);
+        let running = Server::python(
             root,
-            server.venv,
-            &root.join(server.folder).join("requirements.txt"),
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut command = Command::new(python);
-        command
-            .arg(root.join(server.folder).join("serve.py"))
-            .arg(port.to_string())
-            .arg(root.join(BUNDLE));
-        let running = Server::spawn(command).with_context(|| server.name)?;
+            (server.venv, &folder.join("requirements.txt")),
+            &folder.join("serve.py"),
+            &[&root.join(BUNDLE)],
+        )
+        .with_context(|| server.name)?;
         let out = root.join("target/servers").join(server.venv);
         let verdicts = verify(root, &lib, &models, running.url(), &out)?;
         rows.push((server.name, verdicts));

@@ -171,21 +171,27 @@ async fn run_here(
             judged.undecided
         });
     }
-    // A budget missed under the fleet's shared load is timed again alone,
-    // one model at a time at its contract rate: the load of 599 other
-    // versions cannot fail a model that keeps its budget by itself.
+    // A timing verdict that failed in the shared rounds is confirmed in a
+    // round of its own: the model, beside its last release where it has
+    // one, with nothing else in flight, judged on that round's samples
+    // only. The load of 599 other versions cannot fail a model's budget,
+    // and a burst of stalls that happened to land on one version of a pair
+    // in one model out of hundreds does not come back; a regression does.
     if arms.len() > 1 {
         for entry in &mut entries {
             let position = entry.position;
-            if !reports.get(&position).is_some_and(latency::missed_budget) {
+            let Some(failed) = reports.get(&position).and_then(latency::failed_timing) else {
                 continue;
-            }
-            let lane = entry.alone_lane();
+            };
+            let lane = entry.confirmation_lane();
             let offer = Offer::new(std::slice::from_ref(&lane), capacity * UTILISATION);
             let sends = schedule::interleave(std::slice::from_ref(&lane), offer.scale);
             summary.requests += sends.len() as u64;
-            let samples = load::run(&arms, sends).await?;
-            entry.alone = Some((samples, lane.rate * offer.scale));
+            let mut by_arm: Vec<Vec<Sample>> = vec![Vec::new(); arms.len()];
+            for sample in load::run(&arms, sends).await? {
+                by_arm[sample.arm].push(sample);
+            }
+            entry.retime(&mut by_arm, offer.scale, failed);
             let judged = latency::judge(&models[position], &entry.measured());
             reports.insert(position, judged.report);
         }
@@ -214,9 +220,9 @@ struct Entry {
     baseline_samples: Vec<Sample>,
     offered_rate: f64,
     rounds: u32,
-    /// The candidate timed alone after missing a budget in the shared run,
-    /// and the rate it was offered.
-    alone: Option<(Vec<Sample>, f64)>,
+    /// The timing checks the shared rounds failed, once the model has been
+    /// timed again in a round of its own (its samples then are that round's).
+    retimed: Option<String>,
 }
 
 impl Entry {
@@ -265,7 +271,7 @@ impl Entry {
             baseline_samples: Vec::new(),
             offered_rate: budget.rate_per_s,
             rounds: 0,
-            alone: None,
+            retimed: None,
         })
     }
 
@@ -286,14 +292,12 @@ impl Entry {
         }
     }
 
-    /// The candidate alone, for a first round's worth of requests.
-    fn alone_lane(&self) -> Lane {
+    /// As many requests as the shared rounds sent, so that the round of its
+    /// own can tell as much as they did, on samples after those.
+    fn confirmation_lane(&self) -> Lane {
         Lane {
-            candidate: self.candidate,
-            baseline: None,
-            rate: self.rate,
-            first: 0,
-            pairs: first_round_requests().min(self.cap).max(1),
+            pairs: self.requested().max(1),
+            ..self.next_lane()
         }
     }
 
@@ -308,6 +312,15 @@ impl Entry {
         self.rounds += 1;
     }
 
+    /// Keeps only the samples of a round of its own, after the shared
+    /// rounds failed `failed`.
+    fn retime(&mut self, by_arm: &mut [Vec<Sample>], scale: f64, failed: String) {
+        self.candidate_samples.clear();
+        self.baseline_samples.clear();
+        self.record(by_arm, scale);
+        self.retimed = Some(failed);
+    }
+
     fn measured(&self) -> Measured<'_> {
         Measured {
             candidate: &self.candidate_samples,
@@ -318,10 +331,7 @@ impl Entry {
             no_baseline: self.no_baseline.as_deref(),
             rate_per_s: self.offered_rate,
             rounds: self.rounds,
-            alone: self
-                .alone
-                .as_ref()
-                .map(|(samples, rate)| (samples.as_slice(), *rate)),
+            retimed: self.retimed.as_deref(),
             next_round: first_round_requests().min(self.cap.saturating_sub(self.requested())),
         }
     }

@@ -49,10 +49,9 @@ pub struct Measured<'a> {
     /// Requests per version another round would add: 0 once the contract's
     /// `requests` are spent.
     pub next_round: u64,
-    /// The candidate's samples timed alone after it missed a budget in the
-    /// shared run, and the rate they were offered: the budgets are judged on
-    /// them.
-    pub alone: Option<(&'a [Sample], f64)>,
+    /// The timing checks the fleet's shared rounds failed, when the samples
+    /// are those of a round of the model's own that confirms or clears them.
+    pub retimed: Option<&'a str>,
 }
 
 /// A model's latency report, and whether another round could plausibly
@@ -91,26 +90,10 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
             };
         }
     };
-    let ms = sorted_ms(
-        measured
-            .alone
-            .map_or(measured.candidate, |(alone, _)| alone),
-    );
+    let ms = sorted_ms(measured.candidate);
     let n = ms.len() as u64;
     let p50 = stats::quantile_interval(&ms, 0.5);
     let p99 = stats::quantile_interval(&ms, 0.99);
-    let alone = match measured.alone {
-        Some((_, rate)) => {
-            let shared = sorted_ms(measured.candidate);
-            format!(
-                "; timed alone at {rate:.0}/s, after p50 {:.2} ms and p99 {:.2} ms under the \
-                    fleet run's shared load",
-                stats::quantile(&shared, 0.5),
-                stats::quantile(&shared, 0.99)
-            )
-        }
-        None => String::new(),
-    };
     let mut settle = Settle {
         shrink: (n as f64 / (n + measured.next_round).max(1) as f64).sqrt(),
         undecided: false,
@@ -124,15 +107,15 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         String::new()
     };
     let mut checks = vec![
-        budget_check(BUDGETS[0], p50, budget.p50_ms, n, &mut settle, &alone),
+        budget_check(TIMED[0], p50, budget.p50_ms, n, &mut settle, ""),
         budget_check(
-            BUDGETS[1],
+            TIMED[1],
             p99,
             budget.p99_ms,
             n,
             &mut settle,
             &format!(
-                " (p90 {:.2} ms, max {:.2} ms){few}{alone}",
+                " (p90 {:.2} ms, max {:.2} ms){few}",
                 stats::quantile(&ms, 0.9),
                 ms.last().copied().unwrap_or(f64::NAN)
             ),
@@ -159,6 +142,17 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         }
         None => against_report(model, p50, p99, measured.no_baseline, &mut checks),
     };
+    if let Some(failed) = measured.retimed {
+        for check in checks
+            .iter_mut()
+            .filter(|c| TIMED.contains(&c.name.as_str()))
+        {
+            check.message.push_str(&format!(
+                "; timed again in a round of its own, after the fleet's shared rounds failed \
+                 {failed}"
+            ));
+        }
+    }
     let mut report = SuiteReport::new(Suite::Latency.name(), checks);
     report.metrics = metrics;
     report.limits = [
@@ -180,16 +174,25 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     }
 }
 
-/// The checks of the absolute budgets.
-const BUDGETS: [&str; 2] = ["p50", "p99"];
+/// The checks of a timing verdict: the budgets, then the comparisons with
+/// the last release.
+const TIMED: [&str; 4] = [
+    "p50",
+    "p99",
+    "p50 against the last release",
+    "p99 against the last release",
+];
 
-/// Whether a latency report failed an absolute budget: the fleet run then
-/// times the model again alone (`crate::fleet`).
-pub fn missed_budget(report: &SuiteReport) -> bool {
-    report
+/// The timing checks a report failed, if any: the fleet run then times the
+/// model again in a round of its own (`crate::fleet`).
+pub fn failed_timing(report: &SuiteReport) -> Option<String> {
+    let failed: Vec<&str> = report
         .checks
         .iter()
-        .any(|c| BUDGETS.contains(&c.name.as_str()) && c.verdict == Verdict::Failed)
+        .filter(|c| TIMED.contains(&c.name.as_str()) && c.verdict == Verdict::Failed)
+        .map(|c| c.name.as_str())
+        .collect();
+    (!failed.is_empty()).then(|| failed.join(" and "))
 }
 
 fn sorted_ms(samples: &[Sample]) -> Vec<f64> {
