@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use preflight_bundle::{Bundle, Repository};
+
 use crate::report::Report;
 use crate::target::TargetSpec;
 
@@ -79,6 +81,54 @@ pub(crate) fn find(
             "the last release could not be brought in from git: {why}; give --baseline-models"
         )),
     })
+}
+
+/// The repository the last releases' bundles are read from, for the models
+/// whose repository holds no version below the candidate (compat reads
+/// them), or why there is none.
+pub(crate) type Bundles = Result<Repository, String>;
+
+/// The last releases' bundles of `last`: none from an endpoint alone
+/// (`from_endpoint`, `--baseline-target`).
+pub(crate) fn bundles(last: &LastRelease, from_endpoint: bool) -> Bundles {
+    match last {
+        LastRelease::Absent(why) => Err(why.clone()),
+        LastRelease::Served { .. } if from_endpoint => Err(
+            "--baseline-target gives the last release's endpoint, not its bundle; give \
+             --baseline-models, the repository that holds it"
+                .to_owned(),
+        ),
+        LastRelease::Served { models, .. } => {
+            Repository::scan(models).map_err(|e| format!("{}: {e}", models.display()))
+        }
+    }
+}
+
+/// The last release of `candidate`: the version below it in its repository
+/// (`previous`), else the highest version of it in `bundles`.
+pub(crate) fn bundle(
+    bundles: &Bundles,
+    candidate: &Bundle,
+    previous: Option<&Bundle>,
+) -> Result<Bundle, String> {
+    if let Some(previous) = previous {
+        return Ok(previous.clone());
+    }
+    let name = candidate.name();
+    let only = format!(
+        "version {} is the only version of '{name}' in the repository",
+        candidate.version()
+    );
+    let repository = bundles
+        .as_ref()
+        .map_err(|why| format!("{only}, and {why}"))?;
+    let entry = repository.model(name).ok_or_else(|| {
+        format!(
+            "{only}, and the last release's repository {} does not have it",
+            repository.root().display()
+        )
+    })?;
+    Bundle::open(&entry.latest().dir).map_err(|e| e.to_string())
 }
 
 /// Writes the folder `models` as it was at `commit` into `into`, from the
@@ -238,5 +288,29 @@ mod tests {
             Path::new("o"),
         );
         assert!(found.is_err_and(|e| e.contains("--baseline-target")));
+    }
+
+    #[test]
+    fn the_last_bundle_is_the_version_below_else_the_brought_in_repositorys_highest() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+        let open = |m: &str, v: &str| Bundle::open(&models.join(m).join(v)).expect("a fixture");
+        let (madrid_1, madrid_2) = (open("eta-madrid", "1"), open("eta-madrid", "2"));
+        let none: Bundles = Err("no last release was brought in".to_owned());
+        let below = bundle(&none, &madrid_2, Some(&madrid_1)).map(|b| b.version());
+        assert_eq!(below, Ok(1));
+        let brought_in: Bundles = Repository::scan(&models).map_err(|e| e.to_string());
+        let highest = bundle(&brought_in, &open("eta-rome", "1"), None);
+        assert_eq!(
+            highest.map(|b| b.dir().to_owned()),
+            Ok(models.join("eta-rome/1"))
+        );
+        assert_eq!(
+            bundle(&none, &madrid_2, None).map(|b| b.version()),
+            Err(
+                "version 2 is the only version of 'eta-madrid' in the repository, and no last \
+                 release was brought in"
+                    .to_owned()
+            )
+        );
     }
 }

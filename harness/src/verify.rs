@@ -112,7 +112,10 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
     } else {
         LastRelease::Absent("neither latency nor compat is among the suites".to_owned())
     };
-    let last_bundles = Arc::new(last_bundles(&last, config.baseline_target.is_some()));
+    let last_bundles = Arc::new(last_release::bundles(
+        &last,
+        config.baseline_target.is_some(),
+    ));
     let (endpoint, baseline_endpoint) = start_endpoints(config, &last).await?;
     progress(&Event::Planned {
         suites: selected.len() * config.suites.len(),
@@ -274,7 +277,7 @@ async fn run_phases(
     config: &VerifyConfig,
     selected: Vec<Selected>,
     baseline: Option<&Report>,
-    (endpoint, last_bundles): (&Endpoint, &Arc<LastBundles>),
+    (endpoint, last_bundles): (&Endpoint, &Arc<last_release::Bundles>),
     options: &FleetOptions,
     progress: &Progress,
 ) -> Result<Phased, VerifyError> {
@@ -378,7 +381,7 @@ async fn functional(
     config: &VerifyConfig,
     selected: Vec<Selected>,
     baseline: Option<&Report>,
-    (endpoint, last_bundles): (&Endpoint, &Arc<LastBundles>),
+    (endpoint, last_bundles): (&Endpoint, &Arc<last_release::Bundles>),
     suites: &[Suite],
     progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyError> {
@@ -405,7 +408,8 @@ async fn functional(
         let last_bundles = Arc::clone(last_bundles);
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let last_release = last_bundle(&last_bundles, &selected);
+            let last_release =
+                last_release::bundle(&last_bundles, &selected.bundle, selected.previous.as_ref());
             let model = Arc::new(
                 prepare(selected, last_release, baseline, endpoint, needs_artifact).await?,
             );
@@ -520,48 +524,6 @@ fn select(
             })
         })
         .collect()
-}
-
-/// Where the last releases' bundles are, for the models whose repository
-/// holds no version below the candidate: the repository the last release
-/// was brought in from, or why there is none.
-type LastBundles = Result<Repository, String>;
-
-fn last_bundles(last: &LastRelease, from_endpoint: bool) -> LastBundles {
-    match last {
-        LastRelease::Absent(why) => Err(why.clone()),
-        LastRelease::Served { .. } if from_endpoint => Err(
-            "--baseline-target gives the last release's endpoint, not its bundle; give \
-             --baseline-models, the repository that holds it"
-                .to_owned(),
-        ),
-        LastRelease::Served { models, .. } => {
-            Repository::scan(models).map_err(|e| format!("{}: {e}", models.display()))
-        }
-    }
-}
-
-/// The last release of a selected model: the version below it in the
-/// repository, else the highest version in the last release's repository.
-fn last_bundle(bundles: &LastBundles, selected: &Selected) -> Result<Bundle, String> {
-    if let Some(previous) = &selected.previous {
-        return Ok(previous.clone());
-    }
-    let name = selected.bundle.name();
-    let only = format!(
-        "version {} is the only version of '{name}' in the repository",
-        selected.bundle.version()
-    );
-    let repository = bundles
-        .as_ref()
-        .map_err(|why| format!("{only}, and {why}"))?;
-    let entry = repository.model(name).ok_or_else(|| {
-        format!(
-            "{only}, and the last release's repository {} does not have it",
-            repository.root().display()
-        )
-    })?;
-    Bundle::open(&entry.latest().dir).map_err(|e| e.to_string())
 }
 
 /// What every model's suites need of the endpoint.

@@ -55,11 +55,6 @@ fn absent(model: &ModelUnderTest, why: &str) -> SuiteReport {
 /// are listed.
 fn changes_check(last: &Bundle, changes: &[Change], acknowledged: &[String]) -> Check {
     let against = format!("against version {}", last.version());
-    let unacknowledged: Vec<&str> = changes
-        .iter()
-        .filter(|c| c.breaking && !acknowledged.contains(&c.text))
-        .map(|c| c.text.as_str())
-        .collect();
     let listed = |breaking: bool, known: bool| -> Vec<String> {
         changes
             .iter()
@@ -87,6 +82,7 @@ fn changes_check(last: &Bundle, changes: &[Change], acknowledged: &[String]) -> 
             stale.join(", ")
         ));
     }
+    let unacknowledged = listed(true, false);
     let rest = if parts.is_empty() {
         String::new()
     } else {
@@ -100,14 +96,13 @@ fn changes_check(last: &Bundle, changes: &[Change], acknowledged: &[String]) -> 
         };
         Check::new("changes", true, format!("{none} {against}{rest}"))
     } else {
-        let quoted: Vec<String> = unacknowledged.iter().map(|t| format!("'{t}'")).collect();
         Check::new(
             "changes",
             false,
             format!(
                 "breaking for the last release's clients {against}: {}; a release that means \
                  it names each in [contract] breaking{rest}",
-                quoted.join(", ")
+                unacknowledged.join(", ")
             ),
         )
     }
