@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::model::Subject;
 
 /// The default longest wait for admission, in milliseconds.
 pub const QUEUE_WAIT_MS: u64 = 5;
@@ -331,7 +332,7 @@ pub struct Shed(pub String);
 
 impl Shed {
     /// The client's answer: 503, with `Retry-After`.
-    pub fn for_model(self, who: &str) -> ApiError {
+    pub(crate) fn for_model(self, who: &Subject<'_>) -> ApiError {
         ApiError::Overloaded(format!("{who}: {}", self.0))
     }
 }

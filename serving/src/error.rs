@@ -4,7 +4,10 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::metrics::Outcome;
+use crate::model::Outcome;
+
+/// A handler's result.
+pub(crate) type AppResult<T> = Result<T, ApiError>;
 
 /// What went wrong with a request, from the client's point of view.
 ///

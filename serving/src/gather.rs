@@ -5,13 +5,13 @@
 //! for all its rows (benches/HISTORY.md, "Gathered runs"). So once a
 //! version's small requests overlap, they stop taking a session each: they
 //! queue their rows, and the request running the model takes what queued,
-//! up to [`MAX_ROWS`] rows and no more than may run on the async worker
+//! up to [`MAX_GATHERED_ROWS`] rows and no more than may run on the async worker
 //! ([`row_cap`]), as its next run and hands each request its rows of the
 //! outputs. A request that finds no run in progress runs at once, so
 //! a server that is not busy adds no wait.
 //!
 //! Gathering must not change an answer: a version is gathered only once its
-//! answers were found the same, bit for bit, in runs of 2 to [`MAX_ROWS`]
+//! answers were found the same, bit for bit, in runs of 2 to [`MAX_GATHERED_ROWS`]
 //! rows as alone, on the bundle's samples ([`invariant`]). A tree ensemble
 //! adds up the same trees in the same order for a row whatever the run
 //! holds; ONNX-ML's `LinearRegressor` does not, and some of its rows come
@@ -31,16 +31,9 @@ use preflight_bundle::{Bundle, Manifest, Value};
 use tokio::sync::oneshot;
 
 use crate::admission::{ModelLoad, RunClock};
-use crate::backend::{BackendError, Predictor};
-use crate::batch::{Batch, decode_rows};
-use crate::infer::{INLINE_COST, runs_inline};
-use crate::protocol::TensorData;
-use crate::registry::Served;
-
-/// The most rows one gathered run takes: the cheapest run size per row on
-/// one machine measured (a run of 16 rows cost more per row there), and a
-/// fifth of a lone row's cost on another (benches/README.md).
-pub(crate) const MAX_ROWS: usize = 8;
+use crate::decode::decode_rows;
+use crate::model::{BackendError, Batch, Predictor, TensorData};
+use crate::placement::{Gathering, INLINE_COST, MAX_GATHERED_ROWS, row_cap};
 
 /// The most runs a request makes for others before it hands the queue on
 /// to a task of its own and goes to answer its client; fewer when those
@@ -50,20 +43,6 @@ pub(crate) const MAX_ROWS: usize = 8;
 const MAX_RUNS: usize = 4;
 
 type Outputs = Result<Vec<TensorData>, BackendError>;
-
-/// Whether a version's requests are gathered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Not yet known: its requests have not overlapped.
-    Unchecked,
-    /// Being checked on the samples.
-    Checking,
-    /// Its answers are the same gathered as alone.
-    On,
-    /// It is not gathered: its answers differ in runs of other sizes, or it
-    /// has too few samples to tell.
-    Off,
-}
 
 /// One version's gathering: its state, and its queue of waiting requests.
 #[derive(Debug)]
@@ -93,7 +72,7 @@ impl Gather {
     pub fn new(bundle: PathBuf) -> Self {
         Self {
             bundle,
-            mode: AtomicU8::new(Mode::Unchecked as u8),
+            mode: AtomicU8::new(Gathering::Unchecked as u8),
             alone: AtomicUsize::new(0),
             queue: Mutex::new(Vec::new()),
             running: AtomicBool::new(false),
@@ -108,12 +87,12 @@ impl Gather {
         (get(&self.runs), get(&self.requests))
     }
 
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> Gathering {
         match self.mode.load(Ordering::Acquire) {
-            0 => Mode::Unchecked,
-            1 => Mode::Checking,
-            2 => Mode::On,
-            _ => Mode::Off,
+            0 => Gathering::Unchecked,
+            1 => Gathering::Checking,
+            2 => Gathering::On,
+            _ => Gathering::Off,
         }
     }
 
@@ -148,31 +127,31 @@ impl Drop for RunningAlone<'_> {
     }
 }
 
-/// Notes a request about to run `served`'s model alone while its mode is
+/// Notes a request about to run `version`'s model alone while its mode is
 /// unknown; the first time two overlap, starts the check on a blocking
 /// thread.
-pub(crate) fn running_alone<'a>(
-    served: &'a Arc<Served>,
+pub(crate) fn running_alone<'a, V: Checked>(
+    version: &'a Arc<V>,
     predictor: &Arc<dyn Predictor>,
 ) -> RunningAlone<'a> {
-    let gather = &served.gather;
+    let gather = version.gather();
     let overlapping = gather.alone.fetch_add(1, Ordering::AcqRel) > 0;
-    let (unchecked, checking) = (Mode::Unchecked as u8, Mode::Checking as u8);
+    let (unchecked, checking) = (Gathering::Unchecked as u8, Gathering::Checking as u8);
     if overlapping
         && (gather.mode)
             .compare_exchange(unchecked, checking, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     {
-        let (served, predictor) = (Arc::clone(served), Arc::clone(predictor));
-        tokio::task::spawn_blocking(move || check(&served, predictor.as_ref()));
+        let (version, predictor) = (Arc::clone(version), Arc::clone(predictor));
+        tokio::task::spawn_blocking(move || check(version.as_ref(), predictor.as_ref()));
     }
     RunningAlone(gather)
 }
 
-/// Decides the mode of `served`, logging why.
-fn check(served: &Served, predictor: &dyn Predictor) {
-    let gather = &served.gather;
-    let checked = samples(&gather.bundle, &served.manifest).and_then(|samples| {
+/// Decides the mode of `version`, logging why.
+fn check<V: Checked>(version: &V, predictor: &dyn Predictor) {
+    let (gather, manifest) = (version.gather(), version.manifest());
+    let checked = samples(&gather.bundle, manifest).and_then(|samples| {
         match invariant(predictor, &samples) {
             Ok(None) => Ok(()),
             Ok(Some(row)) => Err(format!(
@@ -181,26 +160,26 @@ fn check(served: &Served, predictor: &dyn Predictor) {
             Err(error) => Err(format!("the check could not run: {error}")),
         }
     });
-    let (model, version) = (&served.manifest.model.name, served.manifest.model.version);
+    let (model, version) = (&manifest.model.name, manifest.model.version);
     let mode = match checked {
         Ok(()) => {
             tracing::info!(
                 model,
                 version,
                 "overlapping requests run together: the samples' answers are the same in runs \
-                    of 2 to {MAX_ROWS} rows as alone"
+                    of 2 to {MAX_GATHERED_ROWS} rows as alone"
             );
-            Mode::On
+            Gathering::On
         }
         Err(reason) => {
             tracing::info!(model, version, %reason, "overlapping requests run apart");
-            Mode::Off
+            Gathering::Off
         }
     };
     gather.mode.store(mode as u8, Ordering::Release);
 }
 
-/// [`MAX_ROWS`] of the bundle's samples, or why there are not two of them
+/// [`MAX_GATHERED_ROWS`] of the bundle's samples, or why there are not two of them
 /// to check with. Rows with a missing value come first, up to half of
 /// them: a model may take another path for a missing value, and the check
 /// must see it.
@@ -216,25 +195,25 @@ fn samples(bundle: &Path, manifest: &Manifest) -> Result<Batch, String> {
     decode_rows(manifest, &rows).map_err(|e| format!("its samples do not decode: {e}"))
 }
 
-/// Of `rows`, in their order, up to [`MAX_ROWS`]: first up to half of them
+/// Of `rows`, in their order, up to [`MAX_GATHERED_ROWS`]: first up to half of them
 /// with a missing value, then the others.
 fn checked_rows<'a>(rows: impl Iterator<Item = &'a [Value]>) -> Vec<&'a [Value]> {
     let (missing, full): (Vec<_>, Vec<_>) = rows.partition(|r| r.iter().any(Value::is_null));
-    let half = MAX_ROWS / 2;
+    let half = MAX_GATHERED_ROWS / 2;
     let first = missing.iter().take(half);
     let rest = full.iter().chain(missing.iter().skip(half));
-    first.chain(rest).take(MAX_ROWS).copied().collect()
+    first.chain(rest).take(MAX_GATHERED_ROWS).copied().collect()
 }
 
 /// The first row of `samples` whose answer differs, bit for bit, in some
-/// run of 2 to [`MAX_ROWS`] rows from alone; `None` where none does. Each
+/// run of 2 to [`MAX_GATHERED_ROWS`] rows from alone; `None` where none does. Each
 /// size is tried with the first rows and with the last, so that rows are
 /// seen in more than one place of a run.
 pub(crate) fn invariant(
     predictor: &dyn Predictor,
     samples: &Batch,
 ) -> Result<Option<usize>, BackendError> {
-    let n = samples.rows.min(MAX_ROWS);
+    let n = samples.rows.min(MAX_GATHERED_ROWS);
     let alone = (0..n)
         .map(|row| predictor.predict(&samples.slice(row..row + 1), None))
         .collect::<Result<Vec<_>, _>>()?;
@@ -262,14 +241,10 @@ pub(crate) trait Queued: Send + Sync + 'static {
     fn load(&self) -> &ModelLoad;
 }
 
-impl Queued for Served {
-    fn gather(&self) -> &Gather {
-        &self.gather
-    }
-
-    fn load(&self) -> &ModelLoad {
-        &self.load
-    }
+/// What the check of a version's answers needs besides: the manifest its
+/// samples are decoded with.
+pub(crate) trait Checked: Queued {
+    fn manifest(&self) -> &Manifest;
 }
 
 /// The outputs of `batch`, run with the requests that overlap it: queued,
@@ -325,16 +300,6 @@ fn release<V: Queued>(version: &Arc<V>, predictor: &Arc<dyn Predictor>) {
     if !version.gather().lock().is_empty() {
         drain(version, predictor);
     }
-}
-
-/// The most rows one run of the queue takes: [`MAX_ROWS`], or fewer where
-/// the version's runs so far say that a run of more would cost more than a
-/// run on the async worker may (`infer::runs_inline`); at least one.
-pub(crate) fn row_cap(load: &ModelLoad) -> usize {
-    (1..=MAX_ROWS)
-        .rev()
-        .find(|&rows| runs_inline(load, rows))
-        .unwrap_or(1)
 }
 
 /// Up to [`MAX_RUNS`] runs of the queue, and no more once they are
@@ -421,7 +386,7 @@ mod tests {
     }
 
     impl Predictor for Doubling {
-        fn predict(&self, batch: &Batch, _: Option<&crate::backend::Stop>) -> Outputs {
+        fn predict(&self, batch: &Batch, _: Option<&crate::model::Stop>) -> Outputs {
             let TensorData::F32(x) = &batch.columns[0] else {
                 return Err(BackendError::Run("not FP32".to_owned()));
             };
@@ -436,7 +401,7 @@ mod tests {
     struct Panicking;
 
     impl Predictor for Panicking {
-        fn predict(&self, _: &Batch, _: Option<&crate::backend::Stop>) -> Outputs {
+        fn predict(&self, _: &Batch, _: Option<&crate::model::Stop>) -> Outputs {
             panic!("a bug in the runtime")
         }
     }
@@ -493,10 +458,16 @@ mod tests {
             .collect();
         let picked = checked_rows(many.into_iter());
         let missing = picked.iter().filter(|r| r[0].is_null()).count();
-        assert_eq!((picked.len(), missing), (MAX_ROWS, MAX_ROWS / 2));
+        assert_eq!(
+            (picked.len(), missing),
+            (MAX_GATHERED_ROWS, MAX_GATHERED_ROWS / 2)
+        );
 
         let only_missing: Vec<&[Value]> = vec![&with; 10];
-        assert_eq!(checked_rows(only_missing.into_iter()).len(), MAX_ROWS);
+        assert_eq!(
+            checked_rows(only_missing.into_iter()).len(),
+            MAX_GATHERED_ROWS
+        );
     }
 
     #[test]
@@ -505,26 +476,11 @@ mod tests {
         let _answers = queue(&gather, &[3, 4, 2, 9, 1]);
         let sizes =
             |taken: Vec<Waiting>| -> Vec<usize> { taken.iter().map(|w| w.batch.rows).collect() };
-        assert_eq!(sizes(gather.take(MAX_ROWS)), [3, 4]);
-        assert_eq!(sizes(gather.take(MAX_ROWS)), [2]);
-        assert_eq!(sizes(gather.take(MAX_ROWS)), [9]);
-        assert_eq!(sizes(gather.take(MAX_ROWS)), [1]);
-        assert!(gather.take(MAX_ROWS).is_empty());
-    }
-
-    #[test]
-    fn a_run_takes_no_more_rows_than_may_run_on_the_async_worker() {
-        let load = ModelLoad::default();
-        assert_eq!(row_cap(&load), MAX_ROWS, "a version that has not run");
-        load.ran(1, Duration::from_micros(30));
-        assert_eq!(row_cap(&load), MAX_ROWS);
-        // Runs found their trees out of the cache: 300 µs a row.
-        let cold = ModelLoad::default();
-        cold.ran(1, Duration::from_micros(300));
-        assert_eq!(row_cap(&cold), 3);
-        let costly = ModelLoad::default();
-        costly.ran(1, Duration::from_millis(2));
-        assert_eq!(row_cap(&costly), 1);
+        assert_eq!(sizes(gather.take(MAX_GATHERED_ROWS)), [3, 4]);
+        assert_eq!(sizes(gather.take(MAX_GATHERED_ROWS)), [2]);
+        assert_eq!(sizes(gather.take(MAX_GATHERED_ROWS)), [9]);
+        assert_eq!(sizes(gather.take(MAX_GATHERED_ROWS)), [1]);
+        assert!(gather.take(MAX_GATHERED_ROWS).is_empty());
     }
 
     #[test]
@@ -532,7 +488,7 @@ mod tests {
         let gather = Gather::new(PathBuf::new());
         let predictor = Doubling { per_run: 0.0 };
         let answers = queue(&gather, &[1, 3, 2]);
-        let taken = gather.take(MAX_ROWS);
+        let taken = gather.take(MAX_GATHERED_ROWS);
         run(&gather, &ModelLoad::default(), &predictor, taken);
         let expected = [vec![0.0], vec![200.0, 202.0, 204.0], vec![400.0, 402.0]];
         for (mut answered, expected) in answers.into_iter().zip(expected) {
@@ -554,7 +510,7 @@ mod tests {
                 push(&gather, batch)
             })
             .collect();
-        let taken = gather.take(MAX_ROWS);
+        let taken = gather.take(MAX_GATHERED_ROWS);
         run(
             &gather,
             &ModelLoad::default(),
@@ -571,7 +527,7 @@ mod tests {
     fn a_run_that_panics_fails_each_of_its_requests() {
         let gather = Gather::new(PathBuf::new());
         let answers = queue(&gather, &[1, 2]);
-        let taken = gather.take(MAX_ROWS);
+        let taken = gather.take(MAX_GATHERED_ROWS);
         run(&gather, &ModelLoad::default(), &Panicking, taken);
         for mut answered in answers {
             let failed = answered.try_recv().expect("answered");
@@ -619,7 +575,7 @@ mod tests {
         });
         let predictor: Arc<dyn Predictor> = Arc::new(Doubling { per_run: 0.0 });
         // One full run each: two more than a request makes for others.
-        let answers = queue(&version.gather, &[MAX_ROWS; MAX_RUNS + 2]);
+        let answers = queue(&version.gather, &[MAX_GATHERED_ROWS; MAX_RUNS + 2]);
         drain(&version, &predictor);
         let handed_on = MAX_RUNS as u64;
         assert_eq!(version.gather.runs(), (handed_on, handed_on));

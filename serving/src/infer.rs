@@ -5,72 +5,18 @@ use std::time::{Duration, Instant};
 
 use preflight_bundle::Datatype;
 
-use crate::admission::{Admission, ModelLoad, RunClock};
-use crate::backend::{BackendError, Predictor, Stop};
-use crate::batch::{Batch, subject};
+use crate::admission::{Admission, RunClock};
 use crate::error::ApiError;
-use crate::gather::{self, Mode};
-use crate::protocol::TensorData;
-use crate::registry::{Main, Served};
-
-/// Why the fallback answered instead of the main model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FallbackReason {
-    /// The main model returned an error.
-    Error,
-    /// The main model did not answer within the deadline.
-    Deadline,
-    /// The main model could not be loaded.
-    NotLoaded,
-}
-
-impl FallbackReason {
-    pub const ALL: [FallbackReason; 3] = [
-        FallbackReason::Error,
-        FallbackReason::Deadline,
-        FallbackReason::NotLoaded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FallbackReason::Error => "error",
-            FallbackReason::Deadline => "deadline",
-            FallbackReason::NotLoaded => "not_loaded",
-        }
-    }
-}
+use crate::gather;
+use crate::model::{BackendError, Batch, FallbackReason, Predictor, Stop, Subject, TensorData};
+use crate::placement::{Placement, place};
+use crate::served::{Main, Served};
 
 /// The outputs of one inference, in manifest output order (`None` where the
 /// fallback answered and has no value for that output).
 pub(crate) struct Prediction {
     pub outputs: Vec<Option<TensorData>>,
     pub fallback: Option<FallbackReason>,
-}
-
-/// Batches of at most this many rows, expected to take at most
-/// [`INLINE_COST`], run on the async worker itself: they need no hand-off to
-/// a blocking thread, and no run slot, which a busy server may not have.
-const INLINE_ROWS: usize = 16;
-
-/// The most a batch run on the async worker is expected to cost: its rows
-/// times what a row of its model costs (`ModelLoad::expected`), which
-/// overstates a batch of several rows, whose run costs mostly per run.
-///
-/// Well above what a single row of a fixture tree ensemble costs at any
-/// rate: 20–40 µs when its requests come close together, and 100–400 µs
-/// when they come far apart, each run finding the trees out of the cache
-/// (benches/HISTORY.md, "What a cold run costs"). A threshold inside that
-/// range would send a cheap model to the run slots whenever its traffic
-/// thinned, and keep it there once traffic rose, where runs on the
-/// blocking threads cost more: a busy machine would shed it. A run of a
-/// millisecond or more gains little from the worker, and is worth a slot
-/// that its deadline can stop.
-pub(crate) const INLINE_COST: Duration = Duration::from_millis(1);
-
-/// Whether a batch of `rows` rows of the model whose runs cost `load` runs
-/// on the async worker rather than with a run slot.
-pub(crate) fn runs_inline(load: &ModelLoad, rows: usize) -> bool {
-    rows <= INLINE_ROWS && load.expected(rows) <= INLINE_COST
 }
 
 /// Runs the main model, bounded by `deadline` when a fallback can answer
@@ -90,7 +36,7 @@ pub(crate) async fn predict(
             return with_fallback(&served, &batch, FallbackReason::NotLoaded).ok_or_else(|| {
                 ApiError::Unavailable(format!(
                     "{}: the model could not be loaded ({reason}) and it has no fallback",
-                    subject(&served.manifest)
+                    Subject::of(&served.manifest)
                 ))
             });
         }
@@ -100,30 +46,24 @@ pub(crate) async fn predict(
         return with_fallback(&served, &batch, FallbackReason::Deadline)
             .ok_or_else(|| unreachable_fallback(&served));
     }
-    let run = if runs_inline(&served.load, batch.rows) {
-        match served.gather.mode() {
-            // A version whose runs may take a single row runs side by side
-            // on its sessions: queued, it would run one row at a time.
-            Mode::On if gather::row_cap(&served.load) >= 2 => {
-                let started = Instant::now();
-                let outputs = gather::predict(&served, &predictor, Arc::clone(&batch)).await;
-                within(deadline, started, outputs)
-            }
-            Mode::Unchecked => {
-                let _alone = gather::running_alone(&served, &predictor);
-                run_inline(&served, &batch, predictor.as_ref(), deadline)
-            }
-            Mode::On | Mode::Checking | Mode::Off => {
-                run_inline(&served, &batch, predictor.as_ref(), deadline)
-            }
+    let run = match place(&served.load, batch.rows, served.gather.mode()) {
+        Placement::Gathered => {
+            let started = Instant::now();
+            let outputs = gather::predict(&served, &predictor, Arc::clone(&batch)).await;
+            within(deadline, started, outputs)
         }
-    } else {
-        let timing = Timing {
-            started: Instant::now(),
-            deadline,
-            wait_until,
-        };
-        run_blocking(admission, &served, &batch, predictor, timing).await?
+        Placement::Inline { unchecked } => {
+            let _alone = unchecked.then(|| gather::running_alone(&served, &predictor));
+            run_inline(&served, &batch, predictor.as_ref(), deadline)
+        }
+        Placement::Blocking => {
+            let timing = Timing {
+                started: Instant::now(),
+                deadline,
+                wait_until,
+            };
+            run_blocking(admission, &served, &batch, predictor, timing).await?
+        }
     };
     let failure = match run {
         Run::TooLate => {
@@ -147,7 +87,7 @@ pub(crate) async fn predict(
     with_fallback(&served, &batch, FallbackReason::Error).ok_or_else(|| {
         ApiError::Internal(format!(
             "{}: the model failed: {failure}",
-            subject(&served.manifest)
+            Subject::of(&served.manifest)
         ))
     })
 }
@@ -216,7 +156,7 @@ async fn run_blocking(
         // The deadline came before the end of the wait: the fallback
         // answers in time.
         Err(_) if due.is_some_and(|d| d <= wait_until) => return Ok(Run::TooLate),
-        Err(shed) => return Err(shed.for_model(&subject(&served.manifest))),
+        Err(shed) => return Err(shed.for_model(&Subject::of(&served.manifest))),
     };
     let stop = Arc::new(Stop::default());
     let task = tokio::task::spawn_blocking({
@@ -256,7 +196,7 @@ async fn run_blocking(
 fn unreachable_fallback(served: &Served) -> ApiError {
     ApiError::Internal(format!(
         "{}: no fallback to answer within the deadline",
-        subject(&served.manifest)
+        Subject::of(&served.manifest)
     ))
 }
 
@@ -308,28 +248,4 @@ fn with_fallback(served: &Served, batch: &Batch, reason: FallbackReason) -> Opti
         outputs,
         fallback: Some(reason),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(rows: usize, took: Duration) -> ModelLoad {
-        let load = ModelLoad::default();
-        load.ran(rows, took);
-        load
-    }
-
-    #[test]
-    fn a_small_batch_runs_inline_unless_its_model_costs_a_millisecond() {
-        // A fresh model, and one whose runs found its trees out of the cache.
-        assert!(runs_inline(&ModelLoad::default(), 1));
-        let cold = load(1, Duration::from_micros(400));
-        assert!(runs_inline(&cold, 1));
-        assert!(runs_inline(&cold, 2));
-        assert!(!runs_inline(&cold, 3), "1.2 ms expected");
-        let costly = load(1, Duration::from_micros(1500));
-        assert!(!runs_inline(&costly, 1));
-        assert!(!runs_inline(&ModelLoad::default(), INLINE_ROWS + 1));
-    }
 }

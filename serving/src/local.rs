@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
+use crate::config::ServeConfig;
 use crate::onnx::{OrtBackend, OrtOptions, init_ort};
-use crate::routes::{AppState, app};
-use crate::{OrtInitError, ServeConfig};
+use crate::routes::app;
+use crate::state::AppState;
+use preflight_ort::OrtInitError;
 
 /// A loaded server on `127.0.0.1:0`; it stops when dropped.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ impl LocalServer {
     /// Starts ONNX Runtime, found as `preflight-serve` finds it without
     /// `--ort-lib`, loads `config.models` and listens.
     pub async fn start(config: ServeConfig, ort: OrtOptions) -> Result<Self, StartError> {
-        init_ort(&crate::find_library(None)?)?;
+        init_ort(&preflight_ort::find_library(None)?)?;
         let state = Arc::new(AppState::new(&config, Arc::new(OrtBackend::new(ort))));
         let loading = Arc::clone(&state);
         tokio::task::spawn_blocking(move || loading.load())

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use crate::model::{ModelState, TensorData};
+use crate::request_data::RequestData;
+
 /// Names of the request and response `parameters` Preflight reads and writes.
 pub mod params {
     /// Request: the main model's budget in milliseconds, below the manifest's.
@@ -33,7 +36,7 @@ pub struct RequestInput {
     #[serde(default)]
     pub parameters: Option<Map<String, Json>>,
     /// Row-major, flat or one list per row.
-    pub data: crate::request_data::RequestData,
+    pub data: RequestData,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,79 +64,6 @@ pub struct ResponseOutput {
     pub data: TensorData,
 }
 
-/// A tensor's values, flat. FP32 values serialise as the shortest decimal
-/// that reads back as the same f32, not as the f64 they widen to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I64(Vec<i64>),
-    I32(Vec<i32>),
-    Bool(Vec<bool>),
-    Text(Vec<String>),
-}
-
-impl TensorData {
-    pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::F64(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::Bool(v) => v.len(),
-            TensorData::Text(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The values at `range`, copied.
-    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
-        match self {
-            TensorData::F32(v) => TensorData::F32(v[range].to_vec()),
-            TensorData::F64(v) => TensorData::F64(v[range].to_vec()),
-            TensorData::I64(v) => TensorData::I64(v[range].to_vec()),
-            TensorData::I32(v) => TensorData::I32(v[range].to_vec()),
-            TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
-            TensorData::Text(v) => TensorData::Text(v[range].to_vec()),
-        }
-    }
-
-    /// Whether `other` holds the same values bit for bit: NaN is NaN, and
-    /// -0.0 is not 0.0.
-    pub fn same_bits(&self, other: &TensorData) -> bool {
-        match (self, other) {
-            (TensorData::F32(a), TensorData::F32(b)) => a
-                .iter()
-                .map(|x| x.to_bits())
-                .eq(b.iter().map(|x| x.to_bits())),
-            (TensorData::F64(a), TensorData::F64(b)) => a
-                .iter()
-                .map(|x| x.to_bits())
-                .eq(b.iter().map(|x| x.to_bits())),
-            (a, b) => a == b,
-        }
-    }
-
-    /// Appends `other`'s values, which are of the same type; `false`, and
-    /// nothing appended, where they are not.
-    pub fn extend(&mut self, other: &TensorData) -> bool {
-        match (self, other) {
-            (TensorData::F32(v), TensorData::F32(o)) => v.extend_from_slice(o),
-            (TensorData::F64(v), TensorData::F64(o)) => v.extend_from_slice(o),
-            (TensorData::I64(v), TensorData::I64(o)) => v.extend_from_slice(o),
-            (TensorData::I32(v), TensorData::I32(o)) => v.extend_from_slice(o),
-            (TensorData::Bool(v), TensorData::Bool(o)) => v.extend_from_slice(o),
-            (TensorData::Text(v), TensorData::Text(o)) => v.extend_from_slice(o),
-            _ => return false,
-        }
-        true
-    }
-}
-
 /// `GET /v2/models/{m}` response body.
 #[derive(Debug, Serialize)]
 pub(crate) struct ModelMetadata {
@@ -143,7 +73,7 @@ pub(crate) struct ModelMetadata {
     pub inputs: Vec<TensorMetadata>,
     pub outputs: Vec<TensorMetadata>,
     /// Preflight extension: `ready`, or `degraded` when only the fallback answers.
-    pub state: crate::registry::ModelState,
+    pub state: ModelState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded_reason: Option<String>,
 }

@@ -8,16 +8,18 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
 
-use preflight_bundle::{Bundle, Fallback, Manifest, ModelEntry, Repository};
+use preflight_bundle::{Bundle, ModelEntry, Repository};
 
 use crate::admission::ModelLoad;
-use crate::backend::{Backend, Predictor};
-use crate::batch::supported;
 use crate::error::ApiError;
 use crate::gather::Gather;
-use crate::metrics::Counters;
+use crate::metrics::counters::Counters;
+use crate::model::Backend;
+use crate::model::ModelState;
+use crate::model::supported;
 use crate::monitor::VersionMonitor;
 use crate::rollout::{Mode, Route, Shadowing};
+use crate::served::{Main, Served};
 
 /// Which versions of a model to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,91 +28,6 @@ pub enum VersionPolicy {
     All,
     /// Only the highest version.
     Latest,
-}
-
-/// One served model version.
-pub struct Served {
-    pub manifest: Manifest,
-    pub main: Main,
-    /// The fallback (`None` where the manifest names none), or why the one
-    /// it names could not be loaded.
-    pub fallback: Result<Option<Fallback>, String>,
-    pub model_bytes: u64,
-    /// Its requests, for `/metrics`; a reload starts them afresh.
-    pub counters: Counters,
-    /// Its rows in flight and what its runs cost, for admission.
-    pub load: ModelLoad,
-    /// Whether its small requests that overlap run together, and their queue.
-    pub gather: Gather,
-    /// Its inputs' and outputs' drift and its live error; a reload starts
-    /// them afresh.
-    pub monitor: Arc<VersionMonitor>,
-    /// How long it took to load: bundle, main model and fallback.
-    pub load_seconds: f64,
-}
-
-/// What a served version can do, as readiness, metadata and metrics say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelState {
-    /// The main model answers.
-    Ready,
-    /// The main model answers, but the fallback the manifest names could
-    /// not be loaded: nothing answers when the main model fails.
-    #[serde(rename = "no_fallback")]
-    NoFallback,
-    /// The main model could not be loaded; the fallback answers.
-    Degraded,
-    /// Neither can answer.
-    Unavailable,
-}
-
-impl ModelState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelState::Ready => "ready",
-            ModelState::NoFallback => "no_fallback",
-            ModelState::Degraded => "degraded",
-            ModelState::Unavailable => "unavailable",
-        }
-    }
-
-    /// Whether requests get an answer.
-    pub fn answers(self) -> bool {
-        self != ModelState::Unavailable
-    }
-}
-
-/// The main model's state.
-pub enum Main {
-    Ready(Arc<dyn Predictor>),
-    /// Why it could not be loaded; the fallback answers, if there is one.
-    Failed(String),
-}
-
-impl Served {
-    pub fn state(&self) -> ModelState {
-        match (&self.main, &self.fallback) {
-            (Main::Ready(_), Err(_)) => ModelState::NoFallback,
-            (Main::Ready(_), Ok(_)) => ModelState::Ready,
-            (Main::Failed(_), Ok(Some(_))) => ModelState::Degraded,
-            (Main::Failed(_), _) => ModelState::Unavailable,
-        }
-    }
-
-    /// The fallback, where one answers.
-    pub fn fallback(&self) -> Option<&Fallback> {
-        self.fallback.as_ref().ok()?.as_ref()
-    }
-
-    /// Why the version is not `ready`: the main model's failure, else the
-    /// fallback's.
-    pub fn failure(&self) -> Option<&str> {
-        match &self.main {
-            Main::Failed(reason) => Some(reason),
-            Main::Ready(_) => self.fallback.as_ref().err().map(String::as_str),
-        }
-    }
 }
 
 /// All versions of one model, which one answers requests without a
@@ -686,24 +603,6 @@ pub(crate) fn join(versions: &[u64]) -> String {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-impl std::fmt::Debug for Served {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Served")
-            .field("model", &self.manifest.model)
-            .field("state", &self.state())
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Main {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Main::Ready(_) => f.write_str("Ready"),
-            Main::Failed(reason) => f.debug_tuple("Failed").field(reason).finish(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Registry {

@@ -16,9 +16,9 @@ use preflight_bundle::Tolerance;
 use tokio::sync::Semaphore;
 
 use crate::admission::Admission;
-use crate::batch::Batch;
-use crate::protocol::TensorData;
-use crate::registry::{Main, Served};
+use crate::model::Batch;
+use crate::model::TensorData;
+use crate::served::{Main, Served};
 
 /// How the candidate takes its share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -15,21 +15,35 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, MetricEnc
 use prometheus_client::metrics::MetricType;
 
 use super::connections::Closed;
-use super::{Counters, escape, process};
+use super::counters::{Counters, Metrics};
+use super::process;
 use preflight_bundle::{Manifest, QualityBudget};
 
-use crate::monitor::{Drift, MonitorReport};
-use crate::registry::Served;
-use crate::routes::AppState;
+use crate::admission::Admission;
+use crate::logging::DroppedLines;
+use crate::monitor::{Drift, MonitorCounters, MonitorReport};
+use crate::registry::Registry;
+use crate::rollout::{Mode, Route};
+use crate::served::Served;
 
 type Labels = Vec<(&'static str, String)>;
 /// A served version: model, version and what serves it.
 type Version = (String, u64, Arc<Served>);
 
-/// The exposition of everything `state` holds now.
-pub(crate) fn render(state: &Arc<AppState>) -> String {
+/// What a scrape reads: the server's parts, from whatever holds them.
+pub(crate) trait Scraped: fmt::Debug + Send + Sync + 'static {
+    fn registry(&self) -> &Registry;
+    fn metrics(&self) -> &Metrics;
+    fn admission(&self) -> &Admission;
+    fn monitor(&self) -> &MonitorCounters;
+    /// The process's log, when the server writes one.
+    fn log(&self) -> Option<&DroppedLines>;
+}
+
+/// The exposition of everything `parts` holds now.
+pub(crate) fn render(parts: Arc<dyn Scraped>) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(Scrape(Arc::clone(state))));
+    registry.register_collector(Box::new(Scrape(parts)));
     let mut out = String::new();
     // Writing to a String cannot fail; a collector's error would be ours.
     if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -39,7 +53,7 @@ pub(crate) fn render(state: &Arc<AppState>) -> String {
 }
 
 #[derive(Debug)]
-struct Scrape(Arc<AppState>);
+struct Scrape(Arc<dyn Scraped>);
 
 /// One family: its descriptor, then `write` encodes its series.
 fn family(
@@ -51,6 +65,16 @@ fn family(
 ) -> fmt::Result {
     let mut m = e.encode_descriptor(name, help, None, kind)?;
     write(&mut m)
+}
+
+/// A label value as the text format writes it: backslash, double quote and
+/// line feed escaped. Model names are already restricted to
+/// `[a-z0-9._-]`; this holds whatever a name may become.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A series of a family: with its labels, or bare where it has none.
@@ -88,9 +112,9 @@ fn get(counter: &AtomicU64) -> u64 {
 
 impl Collector for Scrape {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
-        let state = &self.0;
-        let versions: Vec<(Labels, Version)> = state
-            .registry
+        let parts = self.0.as_ref();
+        let versions: Vec<(Labels, Version)> = parts
+            .registry()
             .served()
             .into_iter()
             .map(|(model, version, served)| {
@@ -117,7 +141,7 @@ impl Collector for Scrape {
             "Model versions loaded, by state.",
             MetricType::Gauge,
             |m| {
-                for (s, n) in state.registry.states() {
+                for (s, n) in parts.registry().states() {
                     gauge(m, &vec![("state", s.as_str().to_owned())], n)?;
                 }
                 Ok(())
@@ -127,7 +151,7 @@ impl Collector for Scrape {
             .iter()
             .map(|(l, (_, _, s))| (l, &s.counters))
             .collect();
-        requests(&mut e, &counters, &state.metrics.unmatched)?;
+        requests(&mut e, &counters, &parts.metrics().unmatched)?;
         family(
             &mut e,
             "preflight_model_inflight_rows",
@@ -196,15 +220,15 @@ impl Collector for Scrape {
             "Loads of a model's versions whose bundle or main model failed.",
             MetricType::Counter,
             |m| {
-                for (model, n) in state.registry.load_failures() {
+                for (model, n) in parts.registry().load_failures() {
                     counter(m, &vec![("model", escape(&model))], n)?;
                 }
                 Ok(())
             },
         )?;
         contract(&mut e, &versions)?;
-        routes(&mut e, state)?;
-        admission(&mut e, state)?;
+        routes(&mut e, parts.registry())?;
+        admission(&mut e, parts.admission())?;
         let reports: Vec<(&Labels, MonitorReport)> = versions
             .iter()
             .map(|(labels, (model, version, served))| {
@@ -212,7 +236,7 @@ impl Collector for Scrape {
             })
             .collect();
         drift(&mut e, &reports)?;
-        feedback(&mut e, &reports, state)?;
+        feedback(&mut e, &reports, parts.monitor())?;
         family(
             &mut e,
             "preflight_connections_closed",
@@ -222,12 +246,12 @@ impl Collector for Scrape {
             |m| {
                 for why in Closed::ALL {
                     let labels = vec![("reason", why.as_str().to_owned())];
-                    counter(m, &labels, state.metrics.connections.get(why))?;
+                    counter(m, &labels, parts.metrics().connections.get(why))?;
                 }
                 Ok(())
             },
         )?;
-        if let Some(log) = &state.log {
+        if let Some(log) = parts.log() {
             family(
                 &mut e,
                 "preflight_log_lines_dropped",
@@ -283,7 +307,7 @@ fn requests(
         MetricType::Counter,
         |m| {
             for (labels, c) in versions {
-                counter(m, labels, Counters::get(&c.rows))?;
+                counter(m, labels, c.rows())?;
             }
             Ok(())
         },
@@ -381,9 +405,8 @@ fn contract(e: &mut DescriptorEncoder<'_>, versions: &[(Labels, Version)]) -> fm
 /// candidate did in shadow. Labels: the model, the candidate's version and
 /// the mode; the canary's own requests, fallbacks and latency are the
 /// candidate version's series.
-fn routes(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
-    let routes: Vec<(Labels, Arc<crate::rollout::Route>)> = state
-        .registry
+fn routes(e: &mut DescriptorEncoder<'_>, registry: &Registry) -> fmt::Result {
+    let routes: Vec<(Labels, Arc<Route>)> = registry
         .routes()
         .into_iter()
         .map(|(model, _, route)| {
@@ -407,7 +430,7 @@ fn routes(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
             Ok(())
         },
     )?;
-    type Count = fn(&crate::rollout::Route) -> u64;
+    type Count = fn(&Route) -> u64;
     let counts: [(&str, &str, Count); 5] = [
         (
             "preflight_route_requests",
@@ -449,10 +472,7 @@ fn routes(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
         "The largest |candidate − answer served| seen in shadow since the route was set.",
         MetricType::Gauge,
         |m| {
-            for (labels, route) in routes
-                .iter()
-                .filter(|(_, r)| r.mode == crate::rollout::Mode::Shadow)
-            {
+            for (labels, route) in routes.iter().filter(|(_, r)| r.mode == Mode::Shadow) {
                 gauge(m, labels, route.shadow.max_abs())?;
             }
             Ok(())
@@ -460,9 +480,8 @@ fn routes(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
     )
 }
 
-fn admission(e: &mut DescriptorEncoder<'_>, state: &AppState) -> fmt::Result {
+fn admission(e: &mut DescriptorEncoder<'_>, admission: &Admission) -> fmt::Result {
     let none = Labels::new();
-    let admission = &state.admission;
     family(
         e,
         "preflight_inflight_rows",
@@ -569,7 +588,7 @@ fn drift(e: &mut DescriptorEncoder<'_>, reports: &[(&Labels, MonitorReport)]) ->
 fn feedback(
     e: &mut DescriptorEncoder<'_>,
     reports: &[(&Labels, MonitorReport)],
-    state: &AppState,
+    counters: &MonitorCounters,
 ) -> fmt::Result {
     family(
         e,
@@ -599,7 +618,6 @@ fn feedback(
             Ok(())
         },
     )?;
-    let counters = &state.monitor.counters;
     let none = Labels::new();
     family(
         e,
@@ -637,4 +655,15 @@ fn feedback(
         MetricType::Counter,
         |m| counter(m, &none, get(&counters.dropped)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_quotes() {
+        assert_eq!(escape("eta-madrid"), "eta-madrid");
+        assert_eq!(escape("a\"}\nup 1\\"), r#"a\"}\nup 1\\"#);
+    }
 }

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use preflight_bundle::Metric;
 
-use super::VersionMonitor;
-
 /// The contract's metric over the last `capacity` rows that got feedback.
 #[derive(Debug)]
 pub(super) struct LiveError {
@@ -109,10 +107,11 @@ impl LiveError {
     }
 }
 
-/// A prediction waiting for its target.
+/// A prediction waiting for its target, with the version `V` it is
+/// joined into (the monitor's `Arc<VersionMonitor>`).
 #[derive(Debug)]
-pub(super) struct Waiting {
-    pub version: Arc<VersionMonitor>,
+pub(super) struct Waiting<V> {
+    pub version: V,
     /// Each row's scored values (`Scoring::rows`), flat.
     pub predicted: Vec<f64>,
     expires: Instant,
@@ -133,9 +132,9 @@ pub(super) type Key = (String, String);
 /// The predictions waiting for feedback, by model and request id: at most
 /// `capacity`, each for at most `ttl`.
 #[derive(Debug)]
-pub(super) struct Pending {
+pub(super) struct Pending<V> {
     /// Each key is shared with its entry in `order`, not copied.
-    waiting: HashMap<Arc<Key>, Waiting>,
+    waiting: HashMap<Arc<Key>, Waiting<V>>,
     /// Keys in the order they came, with their expiry; a key given again
     /// is found here twice, and the older entry is skipped.
     order: VecDeque<(Arc<Key>, Instant)>,
@@ -143,7 +142,7 @@ pub(super) struct Pending {
     ttl: Duration,
 }
 
-impl Pending {
+impl<V> Pending<V> {
     pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
             waiting: HashMap::new(),
@@ -161,7 +160,7 @@ impl Pending {
     pub(super) fn insert(
         &mut self,
         key: Key,
-        version: Arc<VersionMonitor>,
+        version: V,
         predicted: Vec<f64>,
         now: Instant,
         evicted: &mut dyn FnMut(Eviction),
@@ -205,11 +204,11 @@ impl Pending {
         }
     }
 
-    pub(super) fn get(&self, key: &Key, now: Instant) -> Option<&Waiting> {
+    pub(super) fn get(&self, key: &Key, now: Instant) -> Option<&Waiting<V>> {
         self.waiting.get(key).filter(|w| w.expires > now)
     }
 
-    pub(super) fn remove(&mut self, key: &Key) -> Option<Waiting> {
+    pub(super) fn remove(&mut self, key: &Key) -> Option<Waiting<V>> {
         self.waiting.remove(key)
     }
 

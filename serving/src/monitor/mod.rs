@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use preflight_bundle::{Manifest, Reference};
 
-use crate::batch::Batch;
 use crate::error::ApiError;
-use crate::protocol::TensorData;
+use crate::model::Batch;
+use crate::model::TensorData;
 pub(crate) use feedback::Eviction;
 use feedback::{LiveError, LiveFigure, Pending};
 pub(crate) use scored::Scoring;
@@ -449,7 +449,7 @@ fn run(receiver: &Receiver<Message>, limits: MonitorLimits, counters: &MonitorCo
 /// pending store, feedback joined, or a caller told the thread caught up.
 fn handle(
     message: Message,
-    pending: &mut Pending,
+    pending: &mut Pending<Arc<VersionMonitor>>,
     counters: &MonitorCounters,
     evicted: &mut impl FnMut(Eviction),
 ) {
@@ -479,7 +479,7 @@ fn handle(
 /// Joins every item, or none when one cannot be: an id unknown or
 /// expired, or targets that do not match the rows served.
 fn join(
-    pending: &mut Pending,
+    pending: &mut Pending<Arc<VersionMonitor>>,
     model: &str,
     items: Vec<FeedbackItem>,
     counters: &MonitorCounters,

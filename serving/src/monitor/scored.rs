@@ -6,7 +6,7 @@
 use preflight_bundle::{Class, Manifest};
 use serde_json::Value as Json;
 
-use crate::protocol::TensorData;
+use crate::model::TensorData;
 
 /// How a version's answers are scored.
 #[derive(Debug)]

@@ -18,32 +18,15 @@ use preflight_ort::OrtInitError;
 
 use ort::session::RunOptions;
 
-use crate::backend::{Backend, BackendError, Predictor, Stop};
-use crate::batch::Batch;
-use crate::protocol::TensorData;
+use crate::model::{Backend, BackendError, Batch, Predictor, Stop, TensorData};
 use binding::Binding;
+pub use pool::OrtOptions;
 use pool::Pool;
 
 /// Starts ONNX Runtime from `library` for this process (named
 /// `preflight-serve` in its logs). Later calls do nothing.
 pub fn init_ort(library: &Path) -> Result<(), OrtInitError> {
     preflight_ort::init(library, "preflight-serve").map(drop)
-}
-
-/// Session settings.
-#[derive(Debug, Clone, Copy)]
-pub struct OrtOptions {
-    pub sessions_per_model: usize,
-    pub intra_op_threads: usize,
-}
-
-impl Default for OrtOptions {
-    fn default() -> Self {
-        Self {
-            sessions_per_model: 2,
-            intra_op_threads: 1,
-        }
-    }
 }
 
 #[derive(Debug)]

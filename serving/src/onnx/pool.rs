@@ -18,8 +18,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ort::session::Session;
 
-use super::OrtOptions;
+/// Session settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OrtOptions {
+    pub sessions_per_model: usize,
+    pub intra_op_threads: usize,
+}
 
+impl Default for OrtOptions {
+    fn default() -> Self {
+        Self {
+            sessions_per_model: 2,
+            intra_op_threads: 1,
+        }
+    }
+}
 pub(super) struct Pool {
     path: PathBuf,
     options: OrtOptions,

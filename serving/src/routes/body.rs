@@ -7,31 +7,10 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 
-use super::{AppResult, AppState};
-use crate::error::ApiError;
+use crate::config::BodyLimits;
+use crate::error::{ApiError, AppResult};
 use crate::metrics::connections::Closed;
-
-/// The bounds of a request's body.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    /// Longer bodies get 413.
-    pub max_bytes: usize,
-    /// How long the whole body may take to arrive, once its head has.
-    pub timeout: Duration,
-    /// How long the body may pause between two of its pieces.
-    pub idle: Duration,
-}
-
-impl Default for BodyLimits {
-    /// `preflight-serve`'s defaults.
-    fn default() -> Self {
-        Self {
-            max_bytes: 16 * 1024 * 1024,
-            timeout: Duration::from_secs(30),
-            idle: Duration::from_secs(10),
-        }
-    }
-}
+use crate::state::AppState;
 
 /// How long the rest of a refused body is read and thrown away, so that a
 /// client still sending it reads the refusal instead of a broken pipe, as

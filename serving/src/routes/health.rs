@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 
-use super::{AppResult, AppState};
-use crate::error::ApiError;
-use crate::registry::ModelState;
+use crate::error::{ApiError, AppResult};
+use crate::model::ModelState;
+use crate::state::AppState;
 
 /// 200 as long as the process answers HTTP.
 pub(super) async fn live() {}

@@ -11,15 +11,19 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::body::read_body;
-use super::{AppResult, AppState};
-use crate::batch::{Batch, Limits, subject};
+use crate::decode::Limits;
 use crate::error::ApiError;
-use crate::infer::{FallbackReason, Prediction, predict, runs_inline};
-use crate::metrics::{Counters, Outcome};
+use crate::error::AppResult;
+use crate::infer::{Prediction, predict};
+use crate::metrics::counters::Counters;
+use crate::model::{Batch, FallbackReason, Outcome, Subject};
 use crate::monitor::Observation;
+use crate::placement::runs_inline;
 use crate::protocol::params;
-use crate::registry::{Routed, Served};
+use crate::registry::Routed;
 use crate::rollout::Shadowing;
+use crate::served::Served;
+use crate::state::AppState;
 
 /// What differs between the Open Inference Protocol (v2) and KServe v1:
 /// the request's form and the answer's.
@@ -112,7 +116,7 @@ async fn answer<P: Protocol>(
     let admitted = (state.admission)
         .admit(&served.load, rows)
         .await
-        .map_err(|shed| shed.for_model(&subject(&served.manifest)))?;
+        .map_err(|shed| shed.for_model(&Subject::of(&served.manifest)))?;
     let (admission, until) = (&state.admission, admitted.wait_until);
     let prediction = predict(
         admission,
@@ -216,7 +220,7 @@ fn deadline(
         Some(value) => Some(value.as_u64().ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "{}: parameters.{} must be a whole number of milliseconds, not {value}",
-                subject(&served.manifest),
+                Subject::of(&served.manifest),
                 params::DEADLINE_MS
             ))
         })?),
@@ -248,7 +252,7 @@ async fn read_request<T: DeserializeOwned>(
     state: &AppState,
     served: &Served,
 ) -> AppResult<T> {
-    let who = subject(&served.manifest);
+    let who = Subject::of(&served.manifest);
     let bytes: Bytes = read_body(body, state).await.map_err(|e| match e {
         ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("{who}: {m}")),
         ApiError::BadRequest(m) => ApiError::BadRequest(format!("{who}: {m}")),

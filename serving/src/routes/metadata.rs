@@ -6,8 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use preflight_bundle::Feature;
 
-use super::{AppResult, AppState};
+use crate::error::AppResult;
 use crate::protocol::{ModelMetadata, ServerMetadata, TensorMetadata};
+use crate::state::AppState;
 
 pub(super) async fn server() -> Json<ServerMetadata> {
     Json(ServerMetadata {

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use crate::state::AppState;
 
 pub(super) async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = crate::metrics::render(&state);
+    let text = crate::metrics::render(state);
     (
         [(
             header::CONTENT_TYPE,

@@ -15,43 +15,12 @@ mod v1;
 mod v2;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use body::BodyLimits;
-
-use crate::batch::Limits;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::registry::Registry;
-
-/// Everything a handler needs.
-#[derive(Debug)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub metrics: Metrics,
-    pub admission: crate::admission::Admission,
-    /// Drift and live error, off the request's path.
-    pub monitor: crate::monitor::Monitor,
-    /// Candidates computed in shadow, off the request's path.
-    pub shadows: crate::rollout::Shadows,
-    pub limits: Limits,
-    pub body: BodyLimits,
-    /// Who may call the repository API.
-    pub repository: crate::RepositoryAccess,
-    /// The process's log, when this server writes one.
-    pub log: Option<crate::DroppedLines>,
-    /// Set once the initial load of the repository has finished.
-    pub ready: AtomicBool,
-    /// Set when the server starts stopping.
-    pub draining: AtomicBool,
-    /// Set when the drain is over: a body still arriving is not waited for.
-    pub stopping: tokio::sync::watch::Sender<bool>,
-}
-
-type AppResult<T> = Result<T, ApiError>;
+use crate::state::AppState;
 
 /// The server's routes, for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn app(state: Arc<AppState>) -> Router {

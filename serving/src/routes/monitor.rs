@@ -9,9 +9,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 
 use super::body::read_body;
-use super::{AppResult, AppState};
-use crate::error::ApiError;
+use crate::error::{ApiError, AppResult};
 use crate::monitor::{FeedbackItem, FeedbackReceipt, MonitorReport};
+use crate::state::AppState;
 
 pub(super) async fn version(
     State(state): State<Arc<AppState>>,

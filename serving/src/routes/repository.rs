@@ -10,11 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
-use super::{AppResult, AppState};
-use crate::RepositoryAccess;
+use crate::config::RepositoryAccess;
 use crate::error::ApiError;
+use crate::error::AppResult;
 use crate::registry::{IndexEntry, RouteRequest};
 use crate::rollout::Mode;
+use crate::state::AppState;
 
 pub(super) async fn index(
     State(state): State<Arc<AppState>>,

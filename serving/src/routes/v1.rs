@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::infer::{Protocol, fallback_parameters, serve};
-use super::{AppResult, AppState};
-use crate::batch::{Batch, Limits, decode_instances};
+use crate::decode::{Limits, decode_instances};
 use crate::error::ApiError;
+use crate::error::AppResult;
 use crate::infer::Prediction;
-use crate::protocol::TensorData;
-use crate::registry::Served;
+use crate::model::{Batch, Subject, TensorData};
+use crate::served::Served;
+use crate::state::AppState;
 
 pub(super) async fn predict(
     State(state): State<Arc<AppState>>,
@@ -80,7 +81,7 @@ impl Protocol for V1 {
         if proba && classifier.is_none() {
             return Err(ApiError::BadRequest(format!(
                 "{}: parameters.predict_proba applies to a classifier",
-                crate::batch::subject(&served.manifest)
+                Subject::of(&served.manifest)
             )));
         }
         let plan = classifier.map(|c| if proba { c.probabilities } else { c.label });

@@ -9,12 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::infer::{Protocol, fallback_parameters, serve};
-use super::{AppResult, AppState};
-use crate::batch::{Batch, Limits, decode_tensors, subject};
+use crate::decode::{Limits, decode_tensors};
 use crate::error::ApiError;
+use crate::error::AppResult;
 use crate::infer::Prediction;
+use crate::model::{Batch, Subject};
 use crate::protocol::{InferRequest, InferResponse, ResponseOutput};
-use crate::registry::Served;
+use crate::served::Served;
+use crate::state::AppState;
 
 pub(super) async fn infer(
     State(state): State<Arc<AppState>>,
@@ -79,7 +81,7 @@ impl Protocol for V2 {
             let Some(data) = values[index].take() else {
                 return Err(ApiError::Unavailable(format!(
                     "{}: the fallback answered and has no value for output '{}'",
-                    subject(&served.manifest),
+                    Subject::of(&served.manifest),
                     feature.name
                 )));
             };
@@ -118,7 +120,7 @@ fn select_outputs(served: &Served, names: Option<Vec<&str>>) -> AppResult<Vec<us
                     .collect();
                 ApiError::BadRequest(format!(
                     "{}: output '{name}' is not an output of the model (outputs: {})",
-                    subject(&served.manifest),
+                    Subject::of(&served.manifest),
                     known.join(", ")
                 ))
             })

@@ -3,6 +3,8 @@
 //! list of suites ([`Suite`]), docs that describe every suite, and the
 //! invariants of ARCHITECTURE.md that a file can show.
 
+mod imports;
+
 use std::path::{Path, PathBuf};
 
 use preflight_harness::Suite;
@@ -187,4 +189,51 @@ fn the_server_keeps_its_invariants() {
         }
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// ARCHITECTURE.md: no file of `serving` imports one that imports it back,
+/// and only the top of the server (the crate root, `local.rs`) imports the
+/// routes: nothing the routes stand on reaches up to them.
+#[test]
+fn the_server_stands_in_layers() {
+    let src = workspace().join("serving/src");
+    let graph = imports::Graph::of_crate(&src, &["main", "malloc"]);
+    assert!(
+        graph.edges.len() > 30 && graph.edges.values().any(|to| to.contains("model")),
+        "the import graph was not read: {graph:?}"
+    );
+    let cycles: Vec<String> = graph
+        .cycles()
+        .iter()
+        .map(|files| {
+            let named: Vec<&str> = files
+                .iter()
+                .map(|m| if m.is_empty() { "lib" } else { m.as_str() })
+                .collect();
+            named.join(" → ")
+        })
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "files of serving/src that import one another (a module's file may import \
+         its children's, never the reverse; import a sibling by its own path, not \
+         through the parent's re-export):\n{}",
+        cycles.join("\n")
+    );
+    let top = ["", "local"];
+    let upward: Vec<String> = graph
+        .edges
+        .iter()
+        .filter(|(from, _)| !top.contains(&from.as_str()) && !from.starts_with("routes"))
+        .flat_map(|(from, to)| {
+            to.iter()
+                .filter(|m| *m == "routes" || m.starts_with("routes/"))
+                .map(move |m| format!("{from} → {m}"))
+        })
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "imports of the routes from below them:\n{}",
+        upward.join("\n")
+    );
 }

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use preflight_bundle::Bundle;
 
-use crate::batch::Batch;
-use crate::protocol::TensorData;
+use super::batch::Batch;
+use super::column::TensorData;
 
 /// Why a runtime could not load or run a model. The message names the
 /// artifact, tensor or output at fault. It is never a status of its own: on

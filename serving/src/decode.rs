@@ -5,77 +5,14 @@ use preflight_bundle::{Datatype, Feature, Manifest, Value};
 use serde_json::Value as Json;
 
 use crate::error::ApiError;
-use crate::protocol::{InferRequest, RequestInput, TensorData};
+use crate::model::{Batch, Subject, TensorData};
+use crate::protocol::{InferRequest, RequestInput};
 use crate::request_data::{Nesting, Scalar};
-
-/// N rows, one column per manifest input, in manifest order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
-    pub rows: usize,
-    pub columns: Vec<TensorData>,
-}
-
-/// The datatypes a column can hold; the others are refused at load time.
-pub(crate) fn supported(datatype: Datatype) -> bool {
-    matches!(
-        datatype,
-        Datatype::Fp32
-            | Datatype::Fp64
-            | Datatype::Int64
-            | Datatype::Int32
-            | Datatype::Bool
-            | Datatype::Bytes
-    )
-}
 
 /// Limits on what one request may carry.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_rows: usize,
-}
-
-impl Batch {
-    /// The rows of `parts`, one after another; `None` where their columns
-    /// differ, which batches decoded for one version never do.
-    pub fn concat<'a>(mut parts: impl Iterator<Item = &'a Batch>) -> Option<Batch> {
-        let mut together = parts.next()?.clone();
-        for part in parts {
-            if part.columns.len() != together.columns.len() {
-                return None;
-            }
-            for (column, more) in together.columns.iter_mut().zip(&part.columns) {
-                if !column.extend(more) {
-                    return None;
-                }
-            }
-            together.rows += part.rows;
-        }
-        Some(together)
-    }
-
-    /// Rows `rows`, copied.
-    pub fn slice(&self, rows: std::ops::Range<usize>) -> Batch {
-        Batch {
-            rows: rows.len(),
-            columns: self.columns.iter().map(|c| c.slice(rows.clone())).collect(),
-        }
-    }
-
-    /// Row `i` as values in manifest order, for the fallback, into `row`
-    /// (replacing what it held): one buffer serves every row of a batch.
-    pub fn fill_row(&self, i: usize, row: &mut Vec<Value>) {
-        row.clear();
-        row.extend(self.columns.iter().map(|c| match c {
-            TensorData::F32(v) if v[i].is_nan() => Value::Null,
-            TensorData::F32(v) => Value::Float(f64::from(v[i])),
-            TensorData::F64(v) if v[i].is_nan() => Value::Null,
-            TensorData::F64(v) => Value::Float(v[i]),
-            TensorData::I64(v) => Value::Int(v[i]),
-            TensorData::I32(v) => Value::Int(i64::from(v[i])),
-            TensorData::Bool(v) => Value::Bool(v[i]),
-            TensorData::Text(v) => Value::Text(v[i].clone()),
-        }));
-    }
 }
 
 /// Appends checked JSON values to one column of the feature's type.
@@ -162,14 +99,6 @@ impl<'a> ColumnBuilder<'a> {
     }
 }
 
-/// Who a request is for, for error messages: `model 'eta-madrid' version 1`.
-pub(crate) fn subject(manifest: &Manifest) -> String {
-    format!(
-        "model '{}' version {}",
-        manifest.model.name, manifest.model.version
-    )
-}
-
 /// Decodes an Open Inference Protocol request: one tensor per input, shape
 /// `[N]` or `[N, 1]`, every input present once, data of the declared type.
 pub(crate) fn decode_tensors(
@@ -177,7 +106,7 @@ pub(crate) fn decode_tensors(
     request: &InferRequest,
     limits: Limits,
 ) -> Result<Batch, ApiError> {
-    let who = subject(manifest);
+    let who = Subject::of(manifest);
     let bad = |message: String| ApiError::BadRequest(format!("{who}: {message}"));
     for (i, input) in request.inputs.iter().enumerate() {
         if manifest.input(&input.name).is_none() {
@@ -273,7 +202,7 @@ pub(crate) fn decode_instances(
     instances: &[Json],
     limits: Limits,
 ) -> Result<Batch, ApiError> {
-    let who = subject(manifest);
+    let who = Subject::of(manifest);
     let bad = |message: String| ApiError::BadRequest(format!("{who}: {message}"));
     if instances.is_empty() {
         return Err(bad("'instances' is empty".to_owned()));
