@@ -11,7 +11,11 @@
 
 pub(crate) mod connections;
 pub(crate) mod counters;
+mod encode;
 mod exposition;
+mod monitoring;
 mod process;
+mod routing;
+mod versions;
 
 pub(crate) use exposition::{Scraped, render};
