@@ -16,8 +16,7 @@ use preflight_bundle::Tolerance;
 use tokio::sync::Semaphore;
 
 use crate::admission::Admission;
-use crate::model::Batch;
-use crate::model::TensorData;
+use crate::model::{Batch, TensorData};
 use crate::served::{Main, Served};
 
 /// How the candidate takes its share.

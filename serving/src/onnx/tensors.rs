@@ -8,8 +8,7 @@ use ort::session::{SessionInputValue, SessionOutputs};
 use ort::value::{PrimitiveTensorElementType, Tensor, TensorElementType, TensorRef};
 
 use super::binding::InputBinding;
-use crate::model::Batch;
-use crate::model::TensorData;
+use crate::model::{Batch, TensorData};
 
 /// The graph's inputs for `batch`. Numeric columns are lent to ONNX Runtime
 /// as they are, with no copy; text is copied into ONNX Runtime's own
