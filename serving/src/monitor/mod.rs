@@ -12,6 +12,7 @@
 //! answers, so a target posted as soon as its answer arrived finds it.
 
 mod feedback;
+mod ids;
 mod scored;
 mod version;
 mod window;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 use crate::model::Batch;
 pub(crate) use feedback::Eviction;
 use feedback::Pending;
+use ids::RequestIds;
 pub(crate) use version::MonitorReport;
 pub use version::VersionMonitor;
 pub(crate) use window::Drift;
@@ -209,33 +211,6 @@ impl Monitor {
     /// The request's id, or a new one.
     pub(crate) fn id(&self) -> String {
         self.ids.next()
-    }
-}
-
-/// Ids for requests that came without one: unique within this process, and
-/// unlikely to repeat across its restarts.
-#[derive(Debug)]
-struct RequestIds {
-    prefix: String,
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        // The start time and the process id, mixed: distinct per process.
-        let seed = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
-        Self {
-            prefix: format!("{seed:016x}"),
-            next: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.prefix)
     }
 }
 

@@ -123,7 +123,8 @@ fn paths(code: &str) -> Vec<Vec<String>> {
         if is_ident(c) || c == ':' {
             chain.push(c);
         } else {
-            if chain.contains("::") && !chain.starts_with(':') {
+            // `a::{...}` is a `use` tree, which `expand` reads whole.
+            if chain.contains("::") && !chain.starts_with(':') && !chain.ends_with(':') {
                 let segments: Vec<String> = chain
                     .split("::")
                     .filter(|s| !s.is_empty())
