@@ -2,6 +2,7 @@
 //! Docker engine through testcontainers. The image is never pulled: it must
 //! already be on the machine (`cargo xtask image`).
 
+use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The port the image's server listens on inside the container.
 const PORT: u16 = 8080;
+/// How long the container's own address is tried before the published
+/// port is taken instead.
+const ROUTE_PROBE: Duration = Duration::from_secs(2);
 /// The user the image runs as (`Dockerfile`, `USER`).
 const IMAGE_UID: u32 = 10001;
 /// A label on every container the harness starts, to find leftovers.
@@ -40,7 +44,40 @@ impl Default for Limits {
 pub struct Container {
     inner: ContainerAsync<GenericImage>,
     pub url: String,
+    /// How `url` reaches the container.
+    pub reached: Reached,
     pub image_bytes: Option<u64>,
+}
+
+/// How the harness reaches the container's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// At the container's own address on its bridge network: the requests
+    /// go to the server and nothing else, as a client in the cluster's
+    /// network would send them.
+    Directly,
+    /// Through the port the engine published on the loopback interface,
+    /// where the container's own address cannot be reached (Docker Desktop,
+    /// a rootless engine, a harness inside a container of its own): Docker's
+    /// userland proxy carries every request.
+    Published,
+}
+
+/// The container's own address on its bridge network, where this machine
+/// routes to it; `None` elsewhere. A refused connection is a route: the
+/// server is not listening yet, but the container's kernel answered.
+async fn own_address(container: &ContainerAsync<GenericImage>) -> Option<SocketAddr> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let ip = container.get_bridge_ip_address().await.ok()?;
+    let address = SocketAddr::new(ip, PORT);
+    let attempt = tokio::time::timeout(ROUTE_PROBE, tokio::net::TcpStream::connect(address)).await;
+    match attempt {
+        Ok(Ok(_)) => Some(address),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(address),
+        _ => None,
+    }
 }
 
 impl std::fmt::Debug for Container {
@@ -120,16 +157,24 @@ pub async fn start(
         .map_err(|e| format!("container of {image} did not start: {e}"))?;
     let image_bytes = inspected.size.and_then(|s| u64::try_from(s).ok());
     match inner.get_host_port_ipv4(PORT.tcp()).await {
-        Ok(port) => Ok(Container {
-            inner,
-            url: format!("http://127.0.0.1:{port}"),
-            image_bytes,
-        }),
+        Ok(port) => {
+            let (url, reached) = match own_address(&inner).await {
+                Some(address) => (format!("http://{address}"), Reached::Directly),
+                None => (format!("http://127.0.0.1:{port}"), Reached::Published),
+            };
+            Ok(Container {
+                inner,
+                url,
+                reached,
+                image_bytes,
+            })
+        }
         // An exited container has no port: say so, and keep what it printed.
         Err(e) => {
             let container = Container {
                 inner,
                 url: String::new(),
+                reached: Reached::Published,
                 image_bytes,
             };
             let _ = container.save_log(log).await;

@@ -9,8 +9,8 @@ use crate::report::SuiteReport;
 #[non_exhaustive]
 pub enum Event<'a> {
     /// The models are selected and the endpoint is up: this many suite
-    /// reports are to come.
-    Planned { suites: usize },
+    /// reports are to come, from the endpoint `at` says.
+    Planned { suites: usize, at: &'a str },
     /// One suite of one model ended.
     SuiteEnded {
         model: &'a str,

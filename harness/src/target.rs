@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
-use crate::container::{Container, Limits};
+use crate::container::{Container, Limits, Reached};
 use crate::suites::MemoryProbe;
 
 /// How long a container's memory reading is reused.
@@ -91,6 +91,18 @@ pub struct Endpoint {
     pub log: Option<PathBuf>,
     child: Option<Child>,
     container: Option<Container>,
+}
+
+impl Endpoint {
+    /// Where the endpoint is, and for a container how it is reached.
+    pub fn describe(&self) -> String {
+        let base = &self.client.base;
+        match self.container.as_ref().map(|c| c.reached) {
+            Some(Reached::Directly) => format!("{base}, the container's own address"),
+            Some(Reached::Published) => format!("{base}, the container's published port"),
+            None => base.clone(),
+        }
+    }
 }
 
 /// How targets are started; the defaults are production-like.

@@ -67,8 +67,13 @@ impl Terminal {
 
     fn event(&self, event: &Event<'_>) {
         match event {
-            Event::Planned { suites } => {
+            Event::Planned { suites, at } => {
                 self.total.store(*suites, Ordering::Relaxed);
+                let line = format!("{suites} suites against {at}");
+                match &self.bar {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
                 if let Some(bar) = &self.bar {
                     bar.set_length(*suites as u64);
                     bar.set_style(

@@ -119,6 +119,7 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
     let (endpoint, baseline_endpoint) = start_endpoints(config, &last).await?;
     progress(&Event::Planned {
         suites: selected.len() * config.suites.len(),
+        at: &endpoint.describe(),
     });
     let options = FleetOptions {
         baseline_target: baseline_endpoint.as_ref().map(|e| e.client.clone()),
