@@ -2,7 +2,7 @@
 //! Docker engine through testcontainers. The image is never pulled: it must
 //! already be on the machine (`cargo xtask image`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -70,7 +70,17 @@ async fn own_address(container: &ContainerAsync<GenericImage>) -> Option<SocketA
     if !cfg!(target_os = "linux") {
         return None;
     }
-    let ip = container.get_bridge_ip_address().await.ok()?;
+    // The engine's own word: testcontainers' bridge lookup reads the
+    // network by the container's mode, which is `default`, not a network.
+    let docker = testcontainers::core::client::docker_client_instance()
+        .await
+        .ok()?;
+    let inspected = docker.inspect_container(container.id(), None).await.ok()?;
+    let networks = inspected.network_settings?.networks?;
+    let ip = networks
+        .values()
+        .filter_map(|n| n.ip_address.as_deref()?.parse::<IpAddr>().ok())
+        .next()?;
     let address = SocketAddr::new(ip, PORT);
     let attempt = tokio::time::timeout(ROUTE_PROBE, tokio::net::TcpStream::connect(address)).await;
     match attempt {
