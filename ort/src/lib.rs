@@ -34,7 +34,10 @@ pub enum OrtInitError {
 
 /// Where the library is: `explicit`, else `ORT_DYLIB_PATH`, else `ort/`,
 /// `target/ort/` or `lib/` beside or above the running executable (so the
-/// tests, `cargo run` and an installed `bin/` + `lib/` layout all find it).
+/// tests, `cargo run` and an installed `bin/` + `lib/` layout all find it),
+/// else the `onnxruntime` Python package of the environment the executable
+/// is installed in (`pip install preflight-bundle` puts `preflight` and
+/// `preflight-serve` in its `bin/`, and ONNX Runtime's wheel beside).
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OrtInitError> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
@@ -53,8 +56,48 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OrtInitError> {
             searched.push(candidate.display().to_string());
         }
     }
+    if let Some(prefix) = exe.parent().and_then(Path::parent) {
+        if let Some(found) = in_python_environment(prefix) {
+            return Ok(found);
+        }
+        searched.push(format!(
+            "{}/lib/python3*/site-packages/onnxruntime/capi/",
+            prefix.display()
+        ));
+    }
     Err(OrtInitError::NotFound {
         searched: searched.join(", "),
+    })
+}
+
+/// The library of the `onnxruntime` Python package installed under
+/// `prefix` (a virtual environment, `~/.local`, or a Python installation):
+/// `lib/python3.X/site-packages/onnxruntime/capi/libonnxruntime.so.V`, the
+/// highest version where several are.
+fn in_python_environment(prefix: &Path) -> Option<PathBuf> {
+    let names = |dir: &Path| -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        found.sort();
+        found
+    };
+    let pythons = names(&prefix.join("lib"));
+    let pythons = pythons.iter().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+    });
+    pythons.rev().find_map(|python| {
+        let capi = python.join("site-packages/onnxruntime/capi");
+        names(&capi).into_iter().rev().find(|lib| {
+            lib.is_file()
+                && lib
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(LIBRARY))
+        })
     })
 }
 
@@ -183,5 +226,23 @@ mod tests {
             error.starts_with("/nowhere/libonnxruntime.so: cannot load"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_python_environment_gives_its_onnxruntime_package_s_library() {
+        let prefix = std::env::temp_dir().join(format!("preflight-ort-{}", std::process::id()));
+        let capi = prefix.join("lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).expect("a fake environment");
+        assert_eq!(in_python_environment(&prefix), None, "no library yet");
+        for name in [
+            "libonnxruntime.so.1.31.0",
+            "libonnxruntime.so.1.32.0",
+            "other.so",
+        ] {
+            std::fs::write(capi.join(name), b"").expect("a file");
+        }
+        let found = in_python_environment(&prefix);
+        let _ = std::fs::remove_dir_all(&prefix);
+        assert_eq!(found, Some(capi.join("libonnxruntime.so.1.32.0")));
     }
 }

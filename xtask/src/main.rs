@@ -19,6 +19,7 @@ mod server;
 mod servers;
 mod setup;
 mod verify;
+mod wheel;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -39,9 +40,10 @@ commands:
   ci         the style gate: cargo fmt --check, clippy with warnings as
              errors, and the tidy tests (line width, one list of suites,
              docs of every suite, the crate graph's invariants)
-  test [ARGS]   run every test of the workspace, the client check and the
-                third-party servers' matrix (what CI runs); ARGS go to
-                `cargo test` and skip the client check and the matrix
+  test [ARGS]   run every test of the workspace, the client check, the
+                third-party servers' matrix, the Python tests and the wheel
+                installed in a fresh environment (what CI runs); ARGS go to
+                `cargo test` and skip all but cargo's tests
   bench [server]  the server under open-loop load, and the cost of 300 models
   bench fleet [--models N] [--runs R] [--container]
              `preflight verify` with every suite on N models (default 300), each
@@ -70,6 +72,11 @@ commands:
              writes it
   image      build the preflight-serve image FROM scratch (no registry needed)
   ort        fetch the pinned ONNX Runtime library into target/ort
+  wheel [--check]
+             the preflight-bundle wheel with the preflight and preflight-serve
+             binaries in it, into target/wheels/ (docs/install.md); --check
+             builds it from the debug binaries, installs it into a fresh
+             environment and verifies fixtures/models from there
   fixtures   retrain the fixture models with the pinned Python pipeline and
              replace fixtures/models and fixtures/defects/bundles with them
   fuzz [--seconds N] [--target NAME]
@@ -116,6 +123,11 @@ fn run() -> Result<u8> {
         Some("servers") => done(servers::run(&root, args.any(|a| a == "--bless"))),
         Some("image") => done(image::build(&root).map(drop)),
         Some("ort") => done(ort::ensure(&root).map(drop)),
+        Some("wheel") => match args.next().as_deref() {
+            None => done(wheel::build(&root, "release").map(drop)),
+            Some("--check") => done(wheel::check(&root)),
+            Some(other) => bail!("unknown option '{other}' of wheel\n\n{USAGE}"),
+        },
         Some("-h" | "--help") | None => {
             eprint!("{USAGE}");
             Ok(0)
@@ -219,6 +231,7 @@ fn test(root: &Path, args: Vec<String>) -> Result<()> {
         servers::run(root, false)?;
         python::run(root, image.as_deref())?;
         python::deploy(root)?;
+        wheel::check(root)?;
     }
     Ok(())
 }

@@ -13,8 +13,20 @@ use crate::exec;
 
 /// The one place the ONNX Runtime version is pinned.
 pub(crate) const VERSION: &str = "1.32.0";
-const WHEEL: &str = "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl";
-const WHEEL_SHA256: &str = "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d";
+/// The wheel of each machine the release is built for: `(arch, platform
+/// tag, sha256)`.
+const WHEELS: [(&str, &str, &str); 2] = [
+    (
+        "x86_64",
+        "manylinux_2_28_x86_64",
+        "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
+    ),
+    (
+        "aarch64",
+        "manylinux_2_28_aarch64",
+        "2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c",
+    ),
+];
 
 /// The library's path once fetched.
 pub(crate) fn library(root: &Path) -> PathBuf {
@@ -28,18 +40,21 @@ pub(crate) fn ensure(root: &Path) -> Result<PathBuf> {
     if lib.is_file() {
         return Ok(lib);
     }
-    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+    let wheel_for = WHEELS
+        .iter()
+        .find(|(arch, _, _)| cfg!(target_os = "linux") && *arch == std::env::consts::ARCH);
+    let Some(&(_, platform, sha256)) = wheel_for else {
         bail!(
-            "the pinned ONNX Runtime wheel is for Linux x86_64; on this platform set \
-                ORT_DYLIB_PATH to a libonnxruntime {VERSION}"
+            "the pinned ONNX Runtime wheels are for Linux x86_64 and aarch64; on this platform \
+                set ORT_DYLIB_PATH to a libonnxruntime {VERSION}"
         );
-    }
+    };
     let dir = root.join("target/ort");
     let download = dir.join("download");
     std::fs::create_dir_all(&download)
         .with_context(|| format!("creating {}", download.display()))?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let wheel = download.join(WHEEL);
+    let wheel = download.join(format!("onnxruntime-{VERSION}-cp311-cp311-{platform}.whl"));
     if !wheel.is_file() {
         exec(
             Command::new(&python)
@@ -56,7 +71,7 @@ pub(crate) fn ensure(root: &Path) -> Result<PathBuf> {
                     "--python-version",
                     "3.11",
                     "--platform",
-                    "manylinux_2_28_x86_64",
+                    platform,
                 ])
                 .arg(format!("onnxruntime=={VERSION}"))
                 .arg("--dest")
@@ -88,7 +103,7 @@ os.symlink(f"libonnxruntime.so.{version}", link)
             .arg("-c")
             .arg(script)
             .arg(&wheel)
-            .arg(WHEEL_SHA256)
+            .arg(sha256)
             .arg(&dir)
             .arg(VERSION),
     )?;
