@@ -19,6 +19,10 @@ const PORT: u16 = 8080;
 /// How long the container's own address is tried before the published
 /// port is taken instead.
 const ROUTE_PROBE: Duration = Duration::from_secs(2);
+/// Set to `1`, the container is reached at its published port even where
+/// its own address is routed: where a firewall drops what it routes, and
+/// to measure what Docker's proxy costs (benches/README.md).
+pub const PUBLISHED_ONLY: &str = "PREFLIGHT_CONTAINER_PUBLISHED";
 /// The user the image runs as (`Dockerfile`, `USER`).
 const IMAGE_UID: u32 = 10001;
 /// A label on every container the harness starts, to find leftovers.
@@ -67,7 +71,8 @@ pub enum Reached {
 /// routes to it; `None` elsewhere. A refused connection is a route: the
 /// server is not listening yet, but the container's kernel answered.
 async fn own_address(container: &ContainerAsync<GenericImage>) -> Option<SocketAddr> {
-    if !cfg!(target_os = "linux") {
+    let published = std::env::var(PUBLISHED_ONLY).is_ok_and(|v| v == "1");
+    if published || !cfg!(target_os = "linux") {
         return None;
     }
     // The engine's own word: testcontainers' bridge lookup reads the
