@@ -4,6 +4,8 @@
 
 use crate::human;
 use crate::report::{Limit, ModelReport, Report, SuiteReport, Verdict};
+use crate::suites::Suite;
+use crate::suites::descriptor::{Comparison, Descriptor, KeyFigures};
 
 /// One key figure of one model.
 #[derive(Debug, Clone)]
@@ -95,79 +97,32 @@ impl Figure<'_> {
     }
 }
 
-/// What a key figure is: its suite, metric and label, and the checks that
-/// judge it. Quality's metric is the contract's, whatever its name.
-const KEY: [(&str, &str, &str, [&str; 2]); 4] = [
-    (
-        "latency",
-        "p50_ms",
-        "p50",
-        ["p50", "p50 against the last release"],
-    ),
-    (
-        "latency",
-        "p99_ms",
-        "p99",
-        ["p99", "p99 against the last release"],
-    ),
-    (
-        "size",
-        "model_bytes",
-        "artifact",
-        ["max_model_bytes", "growth against the baseline"],
-    ),
-    (
-        "size",
-        "memory_bytes",
-        "memory",
-        ["max_memory_bytes", "memory growth against the baseline"],
-    ),
-];
-
 /// Every key figure of every model of `report`, worst first: failed
-/// figures, then by how much worse than the baseline.
+/// figures, then by how much worse than the baseline. Which figures are
+/// key, and how each is compared, is each suite's descriptor's word.
 pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Figure<'a>> {
     let mut figures = Vec::new();
     for model in &report.models {
-        // Quality's judged metrics: those the contract bounds. The others a
-        // quality suite reports (a classifier's four) stay in report.json.
-        let quality = model.suite("quality").into_iter().flat_map(|s| {
-            s.metrics
-                .keys()
-                .filter(|m| s.limits.contains_key(*m))
-                .map(|m| {
-                    (
-                        "quality",
-                        m.as_str(),
-                        m.as_str(),
-                        [m.as_str(), "against the baseline"],
-                    )
-                })
-        });
-        for (suite, metric, label, checks) in KEY.into_iter().chain(quality) {
-            let Some(found) = model.suite(suite) else {
+        for found in &model.suites {
+            let Some(suite) = Suite::named(&found.suite) else {
                 continue;
             };
-            let Some(&now) = found.metrics.get(metric) else {
-                continue;
-            };
-            // Where the contract bounds several metrics, each comparison with
-            // the baseline is named after its metric.
-            let own = format!("{metric} against the baseline");
-            let judged = found
-                .checks
-                .iter()
-                .filter(|c| checks.contains(&c.name.as_str()) || c.name == own);
-            figures.push(Figure {
-                model,
-                suite,
-                metric: metric.to_owned(),
-                label: label.to_owned(),
-                now,
-                compared: compared(report, baseline, model, suite, found, metric),
-                limit: found.limits.get(metric).copied(),
-                verdict: Verdict::of(judged.map(|c| c.verdict)),
-            });
+            for key in keys(suite.descriptor(), found) {
+                let Some(&now) = found.metrics.get(&key.metric) else {
+                    continue;
+                };
+                let judged = found.checks.iter().filter(|c| key.checks.contains(&c.name));
+                figures.push(Figure {
+                    model,
+                    suite: &found.suite,
+                    now,
+                    compared: compared(report, baseline, model, found, &key),
+                    limit: found.limits.get(&key.metric).copied(),
+                    verdict: Verdict::of(judged.map(|c| c.verdict)),
+                    metric: key.metric,
+                    label: key.label,
+                });
+            }
         }
     }
     figures.sort_by(|a, b| {
@@ -180,22 +135,61 @@ pub fn key_figures<'a>(report: &'a Report, baseline: Option<&Report>) -> Vec<Fig
     figures
 }
 
-/// How `metric` of `model` compares with the last release's: paired in
-/// this run where latency was, else the baseline report's figure, alike or
-/// as context.
+/// One key figure of a suite's report, as its descriptor says it.
+struct Key {
+    metric: String,
+    label: String,
+    checks: Vec<String>,
+    compared: Comparison,
+}
+
+/// The key figures `descriptor` names in `found`: its listed ones, or each
+/// metric the contract bounds, judged by its own check and by its
+/// comparison with the baseline (named after the metric where the contract
+/// bounds several).
+fn keys(descriptor: &Descriptor, found: &SuiteReport) -> Vec<Key> {
+    match &descriptor.key_figures {
+        KeyFigures::None => Vec::new(),
+        KeyFigures::Listed(listed) => listed
+            .iter()
+            .map(|k| Key {
+                metric: k.metric.to_owned(),
+                label: k.label.to_owned(),
+                checks: k.checks.map(str::to_owned).to_vec(),
+                compared: k.compared,
+            })
+            .collect(),
+        KeyFigures::Bounded => found
+            .metrics
+            .keys()
+            .filter(|m| found.limits.contains_key(*m))
+            .map(|m| Key {
+                metric: m.clone(),
+                label: m.clone(),
+                checks: vec![
+                    m.clone(),
+                    "against the baseline".to_owned(),
+                    format!("{m} against the baseline"),
+                ],
+                compared: Comparison::Alike,
+            })
+            .collect(),
+    }
+}
+
+/// How a key figure of `model` compares with the last release's: paired
+/// in this run where its suite timed the two, else the baseline report's
+/// figure, alike or as context.
 fn compared(
     report: &Report,
     baseline: Option<&Report>,
     model: &ModelReport,
-    suite: &str,
     found: &SuiteReport,
-    metric: &str,
+    key: &Key,
 ) -> Option<Compared> {
-    let latency = suite == "latency";
-    if let Some(label) = metric.strip_suffix("_ms").filter(|_| latency)
-        && let Some(&ratio) = found.metrics.get(&format!("{label}_ratio"))
-    {
-        let check = format!("{label} against the last release");
+    let paired = key.compared == Comparison::Paired;
+    if paired && let Some(&ratio) = found.metrics.get(&format!("{}_ratio", key.label)) {
+        let check = format!("{} against the last release", key.label);
         let judged = found
             .checks
             .iter()
@@ -203,19 +197,22 @@ fn compared(
         return Some(Compared::Paired { ratio, judged });
     }
     let old = baseline?;
-    let figure = *old.model(&model.name)?.suite(suite)?.metrics.get(metric)?;
-    Some(if latency {
-        Compared::Context {
+    let figure = *old
+        .model(&model.name)?
+        .suite(&found.suite)?
+        .metrics
+        .get(&key.metric)?;
+    let elsewhere = old.target_kind() != report.target_kind();
+    Some(match key.compared {
+        Comparison::Paired => Compared::Context {
             baseline: figure,
             how: "another run".to_owned(),
-        }
-    } else if metric == "memory_bytes" && old.target_kind() != report.target_kind() {
-        Compared::Context {
+        },
+        Comparison::OnTarget if elsewhere => Compared::Context {
             baseline: figure,
             how: format!("on a {} target", old.target_kind()),
-        }
-    } else {
-        Compared::Alike(figure)
+        },
+        Comparison::OnTarget | Comparison::Alike => Compared::Alike(figure),
     })
 }
 

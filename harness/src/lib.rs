@@ -12,7 +12,6 @@ pub mod container;
 pub mod diff;
 pub mod exit;
 pub mod figures;
-pub mod fleet;
 pub mod gate;
 mod html;
 pub mod human;

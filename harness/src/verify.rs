@@ -2,7 +2,7 @@
 //!
 //! A verification runs in phases (`suites::Phase`): the functional suites of
 //! every model, `jobs` models at once; then the rollouts, within a budget of
-//! traffic; then one latency run for the whole fleet (`crate::fleet`); then
+//! traffic; then one latency run for the whole fleet (`suites::latency`); then
 //! the suites that read the endpoint after load.
 
 use std::collections::BTreeMap;
@@ -13,13 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use preflight_bundle::{Bundle, Repository};
 
 use crate::client::Unreachable;
-use crate::fleet::{self, FleetOptions};
 use crate::gate::{Policy, Requirement};
 use crate::last_release::{self, LastRelease};
 use crate::progress::{Event, Progress};
 use crate::report::{Aborted, ModelReport, REPORT_FORMAT, Report, SuiteReport, Verdict};
 use crate::shard::Shard;
-use crate::suites::{self, BaselineReport, ModelUnderTest, Phase, Suite};
+use crate::suites::latency::run::{self as fleet, FleetOptions};
+use crate::suites::{self, BaselineReport, ModelUnderTest, Need, Phase, Suite};
 use crate::target::{Endpoint, TargetOptions, TargetSpec};
 
 /// What to verify, and against what.
@@ -98,8 +98,7 @@ pub async fn verify(config: &VerifyConfig, progress: &Progress) -> Result<Report
         ))
     })?;
     // The latency run times the last release; compat reads its bundle.
-    let last = if config.suites.contains(&Suite::Latency) || config.suites.contains(&Suite::Compat)
-    {
+    let last = if config.suites.iter().any(|s| s.needs(Need::LastRelease)) {
         last_release::find(
             &config.target,
             &config.models,
@@ -226,7 +225,12 @@ async fn start_endpoints(
     let LastRelease::Served { target, models } = last else {
         return Ok((endpoint, None));
     };
-    if !config.suites.contains(&Suite::Latency) {
+    // Only a suite of the fleet phase times the last release beside.
+    let timed = config
+        .suites
+        .iter()
+        .any(|s| s.phase() == Phase::Fleet && s.needs(Need::LastRelease));
+    if !timed {
         return Ok((endpoint, None));
     }
     let out = config.out.join("last-release-endpoint");
@@ -388,9 +392,7 @@ async fn functional(
 ) -> Result<Vec<Verified>, VerifyError> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    let needs_artifact = suites
-        .iter()
-        .any(|s| matches!(s, Suite::Unit | Suite::Parity));
+    let needs_artifact = suites.iter().any(|s| s.needs(Need::Artifact));
     for (index, selected) in selected.into_iter().enumerate() {
         let baseline = match baseline {
             None => BaselineReport::NotGiven,

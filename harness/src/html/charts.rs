@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use crate::human;
 use crate::report::{Limit, SuiteReport};
+use crate::suites::Suite;
+use crate::suites::descriptor::Chart;
 use crate::suites::latency::HISTOGRAM_MS;
 use crate::suites::parity::TOLERANCE_HISTOGRAM;
 
@@ -39,10 +41,9 @@ struct Histogram {
 /// The suite's charts: latency against its budgets, parity error against
 /// the tolerance.
 pub(super) fn of(suite: &SuiteReport) -> Option<Markup> {
-    match suite.suite.as_str() {
-        "latency" => latency(suite).map(|h| h.render()),
-        "parity" => parity(suite).map(|h| h.render()),
-        _ => None,
+    match Suite::named(&suite.suite)?.descriptor().chart? {
+        Chart::Latency => latency(suite).map(|h| h.render()),
+        Chart::Parity => parity(suite).map(|h| h.render()),
     }
 }
 

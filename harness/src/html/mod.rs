@@ -13,6 +13,8 @@ use crate::diff::changes;
 use crate::figures::{Compared, Figure, key_figures};
 use crate::human;
 use crate::report::{ModelReport, Report, SuiteReport, Verdict};
+use crate::suites::Suite;
+use crate::suites::descriptor::Chart;
 
 const STYLE: &str = include_str!("report.css");
 
@@ -392,8 +394,8 @@ fn figures(suite: &SuiteReport, before: Option<&SuiteReport>) -> Markup {
             }
         }
         @for (name, limit) in &suite.limits {
-            // Latency's limits are lines on its histogram.
-            @if let (true, Some(value)) = (suite.suite != "latency", suite.metrics.get(name)) {
+            // A chart that draws the limits (latency's histogram) needs no bar.
+            @if let (false, Some(value)) = (charted_limits(suite), suite.metrics.get(name)) {
                 (charts::against_limit(
                     &format!("{} {name}: this release against its limit", suite.suite),
                     *value,
@@ -404,6 +406,13 @@ fn figures(suite: &SuiteReport, before: Option<&SuiteReport>) -> Markup {
             }
         }
     }
+}
+
+/// Whether the suite's chart draws its limits, which then get no bar.
+fn charted_limits(suite: &SuiteReport) -> bool {
+    Suite::named(&suite.suite)
+        .and_then(|s| s.descriptor().chart)
+        .is_some_and(Chart::draws_limits)
 }
 
 /// Parity's worst rows: output, served and expected, the inputs, and the

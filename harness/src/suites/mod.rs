@@ -2,9 +2,10 @@
 //! per-model code. A suite returns checks; the runner turns them into a report.
 
 mod compat;
+pub mod descriptor;
 mod explain;
 mod fallback;
-pub mod latency;
+pub(crate) mod latency;
 mod memory;
 mod nullable;
 pub mod observability;
@@ -23,6 +24,7 @@ use preflight_bundle::{Bundle, Record};
 
 use crate::client::{Client, Unreachable};
 use crate::report::{Check, ModelReport, Skip, SuiteReport};
+pub use descriptor::{Descriptor, Need};
 
 /// A suite, in the order they run: the one list of suites. The command
 /// line (`--suites`), the reports, the catalogue's `fails` and the docs'
@@ -79,25 +81,43 @@ impl Suite {
         }
     }
 
+    /// The suite named `name` in reports and on the command line.
+    pub fn named(name: &str) -> Option<Suite> {
+        Suite::all().iter().copied().find(|s| s.name() == name)
+    }
+
+    /// What the rest of the harness knows of the suite: each suite's module
+    /// declares its own.
+    pub fn descriptor(self) -> &'static Descriptor {
+        match self {
+            Suite::Unit => &unit::DESCRIPTOR,
+            Suite::Parity => &parity::DESCRIPTOR,
+            Suite::Property => &property::DESCRIPTOR,
+            Suite::Nullable => &nullable::DESCRIPTOR,
+            Suite::Latency => &latency::DESCRIPTOR,
+            Suite::Size => &size::DESCRIPTOR,
+            Suite::Quality => &quality::DESCRIPTOR,
+            Suite::Fallback => &fallback::DESCRIPTOR,
+            Suite::Observability => &observability::DESCRIPTOR,
+            Suite::Rollout => &rollout::DESCRIPTOR,
+            Suite::Compat => &compat::DESCRIPTOR,
+        }
+    }
+
     /// The checks that carry the suite's purpose: the gate counts the suite
     /// as judged only when one of them was (`--require`). Empty: any check.
     pub fn purpose(self) -> &'static [&'static str] {
-        match self {
-            Suite::Unit => &[unit::ARTIFACT_PARITY],
-            _ => &[],
-        }
+        self.descriptor().purpose
     }
 
     /// When the suite runs in a verification.
     pub fn phase(self) -> Phase {
-        match self {
-            Suite::Latency => Phase::Fleet,
-            // Mostly waiting on steady traffic: many models at once.
-            Suite::Rollout => Phase::Rollout,
-            // Resident memory is read after the latency run has exercised every model.
-            Suite::Size => Phase::After,
-            _ => Phase::Functional,
-        }
+        self.descriptor().phase
+    }
+
+    /// Whether the suite needs the run to prepare `need`.
+    pub fn needs(self, need: Need) -> bool {
+        self.descriptor().needs.contains(&need)
     }
 }
 
@@ -207,7 +227,7 @@ impl ModelUnderTest {
 }
 
 /// Runs one suite of one model; `Err` only when the endpoint stops answering.
-/// Latency is measured for the whole fleet at once (`crate::fleet::run`).
+/// Latency is measured for the whole fleet at once (`latency::run`).
 pub async fn run(suite: Suite, model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let started = Instant::now();
     let mut report = match suite {

@@ -19,9 +19,21 @@ use preflight_bundle::{Record, Tolerance};
 use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
+use super::Phase;
+use super::descriptor::{Descriptor, KeyFigures};
 use super::{ModelUnderTest, Suite, offers, skipped};
 use crate::client::{Answer, Client, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
+
+/// What the rest of the harness knows of the suite (`Suite::descriptor`).
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    // Mostly waiting on steady traffic: many models at once.
+    phase: Phase::Rollout,
+    needs: &[],
+    purpose: &[],
+    key_figures: KeyFigures::None,
+    chart: None,
+};
 
 /// Requests in each phase of the rollout.
 const PHASE_REQUESTS: usize = 100;

@@ -4,10 +4,35 @@
 
 use preflight_bundle::SizeBudget;
 
+use super::Phase;
+use super::descriptor::{Comparison, Descriptor, KeyFigure, KeyFigures};
 use super::memory::{self, Unmeasured};
 use super::{BaselineReport, ModelUnderTest, Suite, skipped};
 use crate::client::Unreachable;
 use crate::report::{Check, Limit, Skip, SuiteReport};
+
+/// What the rest of the harness knows of the suite (`Suite::descriptor`).
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    // Resident memory is read after the latency run has exercised every model.
+    phase: Phase::After,
+    needs: &[],
+    purpose: &[],
+    key_figures: KeyFigures::Listed(&[
+        KeyFigure {
+            metric: "model_bytes",
+            label: "artifact",
+            checks: ["max_model_bytes", "growth against the baseline"],
+            compared: Comparison::Alike,
+        },
+        KeyFigure {
+            metric: "memory_bytes",
+            label: "memory",
+            checks: ["max_memory_bytes", "memory growth against the baseline"],
+            compared: Comparison::OnTarget,
+        },
+    ]),
+    chart: None,
+};
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let Some(budget) = &model.bundle.manifest().contract.size else {

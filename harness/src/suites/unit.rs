@@ -5,10 +5,21 @@
 
 use preflight_bundle::Tolerance;
 
+use super::Phase;
+use super::descriptor::{Descriptor, KeyFigures, Need};
 use super::{ModelUnderTest, Suite};
 use crate::client::expected;
 use crate::report::{Check, Skip, SuiteReport};
 use crate::slots::{SlotKind, agrees, near_tie, slots};
+
+/// What the rest of the harness knows of the suite (`Suite::descriptor`).
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    phase: Phase::Functional,
+    needs: &[Need::Artifact],
+    purpose: &[ARTIFACT_PARITY],
+    key_figures: KeyFigures::None,
+    chart: None,
+};
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {
     // The manifest, the samples and the hold-out conform, or the bundle

@@ -12,7 +12,18 @@ use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::{Client, Unreachable};
 use crate::report::{Check, Skip, SuiteReport};
 
+use super::Phase;
+use super::descriptor::{Descriptor, KeyFigures, Need};
 use changes::{Change, between};
+
+/// What the rest of the harness knows of the suite (`Suite::descriptor`).
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    phase: Phase::Functional,
+    needs: &[Need::LastRelease],
+    purpose: &[],
+    key_figures: KeyFigures::None,
+    chart: None,
+};
 
 /// Failed requests the replay check names, at most.
 const NAMED: usize = 3;

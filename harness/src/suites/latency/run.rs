@@ -3,16 +3,12 @@
 //! load test per model. `docs/harness.md` ("Latency at fleet scale") gives
 //! the design and its trade-offs.
 //!
-//! 1. Every version to be timed becomes an [`load::Arm`]; a closed-loop
+//! 1. Every version to be timed becomes an [`Arm`]; a closed-loop
 //!    probe warms them all up and measures what the target can take.
 //! 2. A round interleaves every model's requests at its contract rate,
 //!    scaled down uniformly to a share of that capacity.
 //! 3. Each model is judged on its samples; a model whose verdict is still
 //!    inconclusive gets another round, up to its contract's `requests`.
-
-pub mod load;
-pub mod schedule;
-pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,16 +17,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use preflight_bundle::{LatencyBudget, Manifest, Record};
 
+use super::load::{self, Arm, Sample};
+use super::schedule::{self, Lane, Offer};
+use super::{self as latency, Baseline, Measured, stats};
 use crate::client::{Client, Unreachable};
 use crate::report::{LatencyRun, SuiteReport};
 use crate::suites::ModelUnderTest;
-use crate::suites::latency::{self, Baseline, Measured};
-use load::{Arm, Sample};
-use schedule::{Lane, Offer};
 
 /// The share of the probed capacity the schedule offers: enough headroom
 /// that latencies measure the target, not a queue in front of it.
-pub const UTILISATION: f64 = 0.5;
+pub(crate) const UTILISATION: f64 = 0.5;
 /// Unrecorded warm-up requests per arm, which are also the capacity probe.
 const WARM_UP_PER_ARM: u64 = 4;
 /// The probe runs at least this long, so that its rate means something.
@@ -43,29 +39,29 @@ const MAX_ROUNDS: u32 = 4;
 /// p97.9 up (`stats::requests_for`): 298. A finer p99 (±0.9 points, 470
 /// requests) would cost half as much again in wall time on every fleet;
 /// `docs/harness.md` says why this precision was chosen.
-pub fn first_round_requests() -> u64 {
+pub(crate) fn first_round_requests() -> u64 {
     stats::requests_for(0.99, P99_PRECISION)
 }
 
 /// The half-width of p99's 95 % interval, in quantile terms, that sets the
 /// first round's requests.
-pub const P99_PRECISION: f64 = 0.0113;
+pub(crate) const P99_PRECISION: f64 = 0.0113;
 
 /// Where the last release of each model is served, when not beside the
 /// candidate in the same repository.
 #[derive(Debug, Clone, Default)]
-pub struct FleetOptions {
+pub(crate) struct FleetOptions {
     /// The last release's endpoint (`--baseline-target`, or one started on
     /// `--baseline-models`): its default version of a model is the
     /// baseline of a candidate whose repository holds no version below.
-    pub baseline_target: Option<Client>,
+    pub(crate) baseline_target: Option<Client>,
     /// Why there is no such endpoint, for the report.
-    pub absent: Option<String>,
+    pub(crate) absent: Option<String>,
 }
 
 /// Runs the fleet and judges every model that has what latency needs;
 /// the reports are keyed by the models' positions in `models`.
-pub async fn run(
+pub(crate) async fn run(
     models: &[Arc<ModelUnderTest>],
     options: &FleetOptions,
 ) -> Result<Timed, Unreachable> {
@@ -107,7 +103,7 @@ pub async fn run(
 
 /// What the fleet run gives back: each timed model's report, keyed by its
 /// position, and the run's summary.
-pub type Timed = (BTreeMap<usize, SuiteReport>, Option<LatencyRun>);
+pub(crate) type Timed = (BTreeMap<usize, SuiteReport>, Option<LatencyRun>);
 
 async fn run_here(
     models: &[Arc<ModelUnderTest>],

@@ -13,14 +13,14 @@ use crate::client::{Answer, Client, FallbackReason, Unreachable};
 
 /// One version of one model, as the fleet run sends to it.
 #[derive(Debug)]
-pub struct Arm {
-    pub client: Client,
+pub(crate) struct Arm {
+    pub(crate) client: Client,
     /// The infer URL of this version.
-    pub url: reqwest::Url,
+    pub(crate) url: reqwest::Url,
     /// The manifest the answers are read against.
-    pub manifest: Arc<Manifest>,
+    pub(crate) manifest: Arc<Manifest>,
     /// Single-row request bodies, serialized once; request `i` sends body `i % len`.
-    pub bodies: Arc<[Bytes]>,
+    pub(crate) bodies: Arc<[Bytes]>,
 }
 
 impl Arm {
@@ -34,7 +34,7 @@ impl Arm {
 
 /// How one request of the schedule ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The main model answered.
     Model,
     /// The fallback answered, for this reason.
@@ -45,12 +45,12 @@ pub enum Outcome {
 
 /// One timed request.
 #[derive(Debug, Clone)]
-pub struct Sample {
-    pub arm: usize,
-    pub index: u64,
+pub(crate) struct Sample {
+    pub(crate) arm: usize,
+    pub(crate) index: u64,
     /// From the intended send time to the end of the answer.
-    pub ms: f64,
-    pub outcome: Outcome,
+    pub(crate) ms: f64,
+    pub(crate) outcome: Outcome,
 }
 
 /// Sends the schedule open-loop and times every request from its intended
@@ -61,7 +61,7 @@ pub struct Sample {
 /// millisecond, more than a whole single-row request, so the generator sleeps
 /// on the operating system's high-resolution timer instead, and hands each
 /// request to the runtime when its time comes; it never spins.
-pub async fn run(arms: &Arc<[Arm]>, sends: Vec<Send>) -> Result<Vec<Sample>, Unreachable> {
+pub(crate) async fn run(arms: &Arc<[Arm]>, sends: Vec<Send>) -> Result<Vec<Sample>, Unreachable> {
     let total = sends.len();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,7 +135,7 @@ const PROBE_CONCURRENCY: usize = 16;
 /// `at_least`, and returns the rate the target and the harness sustained
 /// together, in requests per second. The warm-up opens connections and lets
 /// each model make its sessions before anything is timed.
-pub async fn probe(
+pub(crate) async fn probe(
     arms: &Arc<[Arm]>,
     per_arm: u64,
     at_least: Duration,

@@ -16,12 +16,12 @@ const PAIR_GAP: f64 = 0.005;
 /// One model's part of a round: `pairs` requests to each of its arms, from
 /// sample index `first` on, at `rate` requests per second per arm.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lane {
-    pub candidate: usize,
-    pub baseline: Option<usize>,
-    pub rate: f64,
-    pub first: u64,
-    pub pairs: u64,
+pub(crate) struct Lane {
+    pub(crate) candidate: usize,
+    pub(crate) baseline: Option<usize>,
+    pub(crate) rate: f64,
+    pub(crate) first: u64,
+    pub(crate) pairs: u64,
 }
 
 impl Lane {
@@ -32,27 +32,27 @@ impl Lane {
 
 /// One request of the schedule: when, to which arm, which sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Send {
+pub(crate) struct Send {
     /// From the start of the round.
-    pub at: Duration,
-    pub arm: usize,
-    pub index: u64,
+    pub(crate) at: Duration,
+    pub(crate) arm: usize,
+    pub(crate) index: u64,
 }
 
 /// What a round offers in total.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Offer {
+pub(crate) struct Offer {
     /// The sum of the lanes' contract rates, requests per second.
-    pub asked: f64,
+    pub(crate) asked: f64,
     /// What the schedule sends, after scaling.
-    pub offered: f64,
+    pub(crate) offered: f64,
     /// `offered / asked`: 1 when the target takes every contract rate.
-    pub scale: f64,
+    pub(crate) scale: f64,
 }
 
 impl Offer {
     /// Scales the lanes' rates uniformly so that their sum stays within `capacity`.
-    pub fn new(lanes: &[Lane], capacity: f64) -> Self {
+    pub(crate) fn new(lanes: &[Lane], capacity: f64) -> Self {
         let asked: f64 = lanes.iter().map(|l| l.rate * l.arms()).sum();
         let scale = if asked > capacity && asked > 0.0 {
             capacity / asked
@@ -76,7 +76,7 @@ impl Offer {
 /// disturbance (a job every n requests, a timer) can line up with one
 /// version, as it would with a strict ABAB order. Lanes start staggered over
 /// one interval so that the fleet does not fire in step.
-pub fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
+pub(crate) fn interleave(lanes: &[Lane], scale: f64) -> Vec<Send> {
     let mut sends = Vec::with_capacity(lanes.iter().map(|l| l.pairs as usize * 2).sum());
     for (k, lane) in lanes.iter().enumerate() {
         let interval = 1.0 / (lane.rate * scale);

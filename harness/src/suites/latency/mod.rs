@@ -1,8 +1,16 @@
-//! `latency`: judges what the fleet run (`crate::fleet`) measured for one
-//! model. Budgets are judged on the model's own 95 % intervals; "slower than
-//! the last release" on the paired ratio of the two versions measured in the
+//! `latency`: the fleet run (`run.rs`: one open-loop schedule for every
+//! model, `schedule.rs`, sent by `load.rs`), and the judgement of what it
+//! measured for each model, here, on the statistics of `stats.rs`.
+//!
+//! Budgets are judged on the model's own 95 % intervals; "slower than the
+//! last release" on the paired ratio of the two versions measured in the
 //! same run, or, where only a baseline report exists, on both runs'
 //! intervals. Answers from the fallback are not the main model's.
+
+mod load;
+pub(crate) mod run;
+mod schedule;
+pub(crate) mod stats;
 
 use std::collections::BTreeMap;
 
@@ -10,15 +18,40 @@ use hdrhistogram::Histogram;
 use preflight_bundle::LatencyBudget;
 use serde_json::json;
 
+use super::Phase;
+use super::descriptor::{Chart, Comparison, Descriptor, KeyFigure, KeyFigures, Need};
 use super::{ModelUnderTest, Suite, skipped};
-use crate::fleet::load::{Outcome, Sample};
-use crate::fleet::stats::{self, Against, Estimate};
 use crate::report::{Check, Limit, Skip, SuiteReport, Verdict};
+use load::{Outcome, Sample};
+use stats::{Against, Estimate};
+
+/// What the rest of the harness knows of the suite (`Suite::descriptor`).
+pub(super) const DESCRIPTOR: Descriptor = Descriptor {
+    // One run of the whole fleet, with nothing else of the harness beside it.
+    phase: Phase::Fleet,
+    needs: &[Need::LastRelease],
+    purpose: &[],
+    key_figures: KeyFigures::Listed(&[
+        KeyFigure {
+            metric: "p50_ms",
+            label: "p50",
+            checks: ["p50", "p50 against the last release"],
+            compared: Comparison::Paired,
+        },
+        KeyFigure {
+            metric: "p99_ms",
+            label: "p99",
+            checks: ["p99", "p99 against the last release"],
+            compared: Comparison::Paired,
+        },
+    ]),
+    chart: Some(Chart::Latency),
+};
 
 /// How a failed comparison with the last release begins.
 /// The key of `details` that holds the latency histogram, which
 /// report.html draws.
-pub const HISTOGRAM_MS: &str = "histogram_ms";
+pub(crate) const HISTOGRAM_MS: &str = "histogram_ms";
 
 const SLOWER: &str = "slower than the last release: ";
 /// Bootstrap resamples of the paired ratios.
@@ -26,7 +59,7 @@ const RESAMPLES: usize = 1000;
 
 /// Where the last release was measured.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Baseline {
+pub(crate) enum Baseline {
     /// Another version of the model in the same repository, on the same endpoint.
     Version(u64),
     /// The default version of the model on the last release's endpoint
@@ -36,34 +69,34 @@ pub enum Baseline {
 
 /// A model's samples from the fleet run.
 #[derive(Debug, Clone)]
-pub struct Measured<'a> {
+pub(crate) struct Measured<'a> {
     /// Ordered by sample index.
-    pub candidate: &'a [Sample],
+    pub(crate) candidate: &'a [Sample],
     /// The last release's samples, pair by pair with the candidate's.
-    pub baseline: Option<(Baseline, &'a [Sample])>,
+    pub(crate) baseline: Option<(Baseline, &'a [Sample])>,
     /// Why no last release was measured beside the candidate.
-    pub no_baseline: Option<&'a str>,
+    pub(crate) no_baseline: Option<&'a str>,
     /// The rate each version was offered, requests per second.
-    pub rate_per_s: f64,
-    pub rounds: u32,
+    pub(crate) rate_per_s: f64,
+    pub(crate) rounds: u32,
     /// Requests per version another round would add: 0 once the contract's
     /// `requests` are spent.
-    pub next_round: u64,
+    pub(crate) next_round: u64,
     /// The timing checks the fleet's shared rounds failed, when the samples
     /// are those of a round of the model's own that confirms or clears them.
-    pub retimed: Option<&'a str>,
+    pub(crate) retimed: Option<&'a str>,
 }
 
 /// A model's latency report, and whether another round could plausibly
 /// settle a check that is still inconclusive (`Estimate::could_settle`).
 #[derive(Debug)]
-pub struct Judged {
-    pub report: SuiteReport,
-    pub undecided: bool,
+pub(crate) struct Judged {
+    pub(crate) report: SuiteReport,
+    pub(crate) undecided: bool,
 }
 
 /// The latency budget, or the skip that says what is missing.
-pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, Box<SuiteReport>> {
+pub(crate) fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, Box<SuiteReport>> {
     match (&model.samples, &model.bundle.manifest().contract.latency) {
         (Some(samples), Some(budget)) if !samples.is_empty() => Ok(budget),
         (samples, budget) => Err(Box::new(skipped(
@@ -80,7 +113,7 @@ pub fn needs(model: &ModelUnderTest) -> Result<&LatencyBudget, Box<SuiteReport>>
     }
 }
 
-pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
+pub(crate) fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
     let budget = match needs(model) {
         Ok(budget) => budget,
         Err(report) => {
@@ -98,10 +131,10 @@ pub fn judge(model: &ModelUnderTest, measured: &Measured<'_>) -> Judged {
         shrink: (n as f64 / (n + measured.next_round).max(1) as f64).sqrt(),
         undecided: false,
     };
-    let few = if n < crate::fleet::first_round_requests() {
+    let few = if n < run::first_round_requests() {
         format!(
             "; only {n} requests: fewer than the {} an interval of p99 needs, so it is wide",
-            crate::fleet::first_round_requests()
+            run::first_round_requests()
         )
     } else {
         String::new()
@@ -184,12 +217,12 @@ const TIMED: [&str; 4] = [
 ];
 
 /// The timing checks a report failed that a round of the model's own must
-/// confirm, if any (`crate::fleet`): the budgets, which the fleet's shared
+/// confirm, if any (`run.rs`): the budgets, which the fleet's shared
 /// load bears on, and the tail against the last release, which a burst of
 /// stalls on one version can move. Not the median against the last release:
 /// its interval is a few percent wide, and no stall moves the median of a
 /// few hundred pairs past a limit; and nothing, when the median failed.
-pub fn failed_timing(report: &SuiteReport) -> Option<String> {
+pub(crate) fn failed_timing(report: &SuiteReport) -> Option<String> {
     let failed: Vec<&str> = report
         .checks
         .iter()
@@ -461,7 +494,7 @@ fn histogram(ms: &[f64]) -> Vec<serde_json::Value> {
 }
 
 /// FNV-1a: a seed that is the same for a model on every machine and release.
-pub fn stable_hash(text: &str) -> u64 {
+pub(crate) fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

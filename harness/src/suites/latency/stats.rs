@@ -6,17 +6,17 @@
 //! is made. Intervals are 95 %.
 
 /// The standard normal quantile of a two-sided 95 % interval.
-pub const Z95: f64 = 1.959_964;
+pub(crate) const Z95: f64 = 1.959_964;
 /// The standard normal quantile of a two-sided 99.9 % interval: the level at
 /// which a fleet's tail comparisons are decided (`docs/harness.md`).
-pub const Z999: f64 = 3.290_527;
+pub(crate) const Z999: f64 = 3.290_527;
 
 /// A figure with its 95 % confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Estimate {
-    pub value: f64,
-    pub low: f64,
-    pub high: f64,
+pub(crate) struct Estimate {
+    pub(crate) value: f64,
+    pub(crate) low: f64,
+    pub(crate) high: f64,
 }
 
 impl std::fmt::Display for Estimate {
@@ -29,12 +29,12 @@ impl std::fmt::Display for Estimate {
 /// `±precision` in quantile terms (`0.01` around p99: from p98 up). From the
 /// normal approximation of the binomial count of samples below the quantile:
 /// `n = z² q (1 − q) / precision²`.
-pub fn requests_for(q: f64, precision: f64) -> u64 {
+pub(crate) fn requests_for(q: f64, precision: f64) -> u64 {
     (Z95 * Z95 * q * (1.0 - q) / (precision * precision)).ceil() as u64
 }
 
 /// The q-quantile of sorted samples by nearest rank.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     match sorted.len() {
         0 => f64::NAN,
         n => sorted[rank(n, q)],
@@ -50,12 +50,12 @@ fn rank(n: usize, q: f64) -> usize {
 /// the order statistics at ranks `n q ± z √(n q (1 − q))`. Where the sample
 /// is too small for the interval to close, an end is the smallest or largest
 /// sample, and so wider than 95 %, never narrower.
-pub fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
+pub(crate) fn quantile_interval(sorted: &[f64], q: f64) -> Estimate {
     quantile_interval_at(sorted, q, Z95)
 }
 
 /// As `quantile_interval`, at the confidence of the normal quantile `z`.
-pub fn quantile_interval_at(sorted: &[f64], q: f64, z: f64) -> Estimate {
+pub(crate) fn quantile_interval_at(sorted: &[f64], q: f64, z: f64) -> Estimate {
     let n = sorted.len();
     if n == 0 {
         return Estimate {
@@ -80,7 +80,12 @@ pub fn quantile_interval_at(sorted: &[f64], q: f64, z: f64) -> Estimate {
 /// candidate's lower bound to the baseline's upper bound, and the other way
 /// round. Wider than the paired bootstrap, and exact where the bootstrap of a
 /// tail quantile from a few hundred samples is too narrow.
-pub fn ratio_bounds(candidate_sorted: &[f64], baseline_sorted: &[f64], q: f64, z: f64) -> Estimate {
+pub(crate) fn ratio_bounds(
+    candidate_sorted: &[f64],
+    baseline_sorted: &[f64],
+    q: f64,
+    z: f64,
+) -> Estimate {
     let (c, b) = (
         quantile_interval_at(candidate_sorted, q, z),
         quantile_interval_at(baseline_sorted, q, z),
@@ -99,7 +104,7 @@ pub fn ratio_bounds(candidate_sorted: &[f64], baseline_sorted: &[f64], q: f64, z
 /// machine noise lands on both; resampling whole pairs keeps that shared part
 /// in every resample, which is what makes the interval narrow enough to judge
 /// a tail percentile on a busy machine.
-pub fn paired_ratios(
+pub(crate) fn paired_ratios(
     candidate: &[f64],
     baseline: &[f64],
     quantiles: &[f64],
@@ -154,7 +159,7 @@ pub fn paired_ratios(
 
 /// Where an interval lies against a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Against {
+pub(crate) enum Against {
     /// The whole interval is at or below the limit.
     Within,
     /// The whole interval is above the limit.
@@ -170,7 +175,7 @@ impl Estimate {
     /// fails only when both methods put it beyond the limit; the upper end is
     /// the bootstrap's, so a comparison passes when the pairs, which share the
     /// machine's noise, put it within (`docs/harness.md`, "Judging").
-    pub fn judged_with(self, unpaired: Estimate) -> Estimate {
+    pub(crate) fn judged_with(self, unpaired: Estimate) -> Estimate {
         Estimate {
             value: self.value,
             low: self.low.min(unpaired.low),
@@ -182,7 +187,7 @@ impl Estimate {
     /// `limit`: its half on the limit's side, narrowed by `shrink` (the
     /// interval narrows as one over the square root of the samples), would
     /// no longer reach the limit.
-    pub fn could_settle(&self, limit: f64, shrink: f64) -> bool {
+    pub(crate) fn could_settle(&self, limit: f64, shrink: f64) -> bool {
         if self.value > limit {
             self.value - (self.value - self.low) * shrink > limit
         } else {
@@ -192,7 +197,7 @@ impl Estimate {
 }
 
 impl Against {
-    pub fn judge(estimate: Estimate, limit: f64) -> Self {
+    pub(crate) fn judge(estimate: Estimate, limit: f64) -> Self {
         if estimate.high <= limit {
             Against::Within
         } else if estimate.low > limit {
@@ -204,7 +209,7 @@ impl Against {
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of a counter.
-pub fn mix64(x: u64) -> u64 {
+pub(crate) fn mix64(x: u64) -> u64 {
     let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
