@@ -87,6 +87,8 @@ pub(crate) fn build(root: &Path, profile: &str) -> Result<PathBuf> {
     let pure = root.join("target/wheels/pure");
     let _ = std::fs::remove_dir_all(&pure);
     std::fs::create_dir_all(&pure).with_context(|| format!("creating {}", pure.display()))?;
+    // setuptools' build folder would carry a module removed since into the wheel.
+    let _ = std::fs::remove_dir_all(root.join("python/build"));
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     exec(
         Command::new(&python)
