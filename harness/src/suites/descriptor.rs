@@ -23,6 +23,19 @@ pub struct Descriptor {
     pub chart: Option<Chart>,
 }
 
+impl Descriptor {
+    /// A suite of the functional phase that needs nothing prepared, counts
+    /// any check as its purpose, and has neither key figures nor a chart:
+    /// what a suite's own descriptor starts from (`..Descriptor::FUNCTIONAL`).
+    pub const FUNCTIONAL: Descriptor = Descriptor {
+        phase: Phase::Functional,
+        needs: &[],
+        purpose: &[],
+        key_figures: KeyFigures::None,
+        chart: None,
+    };
+}
+
 /// What a suite needs the run to prepare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {

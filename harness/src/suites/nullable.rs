@@ -3,20 +3,13 @@
 
 use preflight_bundle::{Record, Value};
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures};
+use super::descriptor::Descriptor;
 use super::{CHUNK, ModelUnderTest, Suite, out_of_range, skipped};
 use crate::client::Unreachable;
 use crate::report::{Check, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
-pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
-    needs: &[],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
-};
+pub(super) const DESCRIPTOR: Descriptor = Descriptor::FUNCTIONAL;
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();

@@ -11,20 +11,13 @@ use std::time::{Duration, Instant};
 use preflight_bundle::{Datatype, Metric, Record, Stats, Value};
 use serde_json::{Value as Json, json};
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures};
+use super::descriptor::Descriptor;
 use super::{CHUNK, ModelUnderTest, Suite, offers, rows, scoring};
 use crate::client::{Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
-pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
-    needs: &[],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
-};
+pub(super) const DESCRIPTOR: Descriptor = Descriptor::FUNCTIONAL;
 
 /// The PSI above which the alert rules call an input drifted.
 pub const PSI_THRESHOLD: f64 = 0.2;

@@ -5,8 +5,7 @@
 use preflight_bundle::{Record, Tolerance};
 use serde_json::json;
 
-use super::Phase;
-use super::descriptor::{Chart, Descriptor, KeyFigures, Need};
+use super::descriptor::{Chart, Descriptor, Need};
 use super::{CHUNK, ModelUnderTest, Suite, explain, rows, skipped};
 use crate::client::{Answer, FallbackReason, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
@@ -14,11 +13,9 @@ use crate::slots::{SlotKind, agrees, near_tie, slots};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
     needs: &[Need::Artifact],
-    purpose: &[],
-    key_figures: KeyFigures::None,
     chart: Some(Chart::Parity),
+    ..Descriptor::FUNCTIONAL
 };
 
 /// One row per request for every this many samples.

@@ -12,21 +12,14 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde_json::json;
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures};
+use super::descriptor::Descriptor;
 use super::{ModelUnderTest, Suite};
 use crate::client::{Answer, Client, FallbackReason};
 use crate::report::{Check, SuiteReport};
 use crate::slots::SlotKind;
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
-pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
-    needs: &[],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
-};
+pub(super) const DESCRIPTOR: Descriptor = Descriptor::FUNCTIONAL;
 
 /// Generated cases per property; the runner's seed is fixed, so a run repeats.
 const CASES: u32 = 32;

@@ -5,7 +5,6 @@
 
 use preflight_bundle::{Metric, QualityBudget, Record};
 
-use super::Phase;
 use super::descriptor::{Descriptor, KeyFigures};
 use super::{CHUNK, ModelUnderTest, Suite, rows, scoring, skipped};
 use crate::client::Unreachable;
@@ -13,13 +12,10 @@ use crate::report::{Check, Limit, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
-    needs: &[],
-    purpose: &[],
     // The contract's metrics, whatever their names; the others a quality
     // suite reports (a classifier's four) stay in report.json.
     key_figures: KeyFigures::Bounded,
-    chart: None,
+    ..Descriptor::FUNCTIONAL
 };
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {

@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
 use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures};
+use super::descriptor::Descriptor;
 use super::{ModelUnderTest, Suite, offers, skipped};
 use crate::client::{Answer, Client, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
@@ -29,10 +29,7 @@ use crate::report::{Check, Skip, SuiteReport};
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
     // Mostly waiting on steady traffic: many models at once.
     phase: Phase::Rollout,
-    needs: &[],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
+    ..Descriptor::FUNCTIONAL
 };
 
 /// Requests in each phase of the rollout.

@@ -15,8 +15,6 @@ use crate::report::{Check, Limit, Skip, SuiteReport};
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
     // Resident memory is read after the latency run has exercised every model.
     phase: Phase::After,
-    needs: &[],
-    purpose: &[],
     key_figures: KeyFigures::Listed(&[
         KeyFigure {
             metric: "model_bytes",
@@ -31,7 +29,7 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
             compared: Comparison::OnTarget,
         },
     ]),
-    chart: None,
+    ..Descriptor::FUNCTIONAL
 };
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {

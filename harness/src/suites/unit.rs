@@ -5,8 +5,7 @@
 
 use preflight_bundle::Tolerance;
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures, Need};
+use super::descriptor::{Descriptor, Need};
 use super::{ModelUnderTest, Suite};
 use crate::client::expected;
 use crate::report::{Check, Skip, SuiteReport};
@@ -14,11 +13,9 @@ use crate::slots::{SlotKind, agrees, near_tie, slots};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
     needs: &[Need::Artifact],
     purpose: &[ARTIFACT_PARITY],
-    key_figures: KeyFigures::None,
-    chart: None,
+    ..Descriptor::FUNCTIONAL
 };
 
 pub(super) fn run(model: &ModelUnderTest) -> SuiteReport {

@@ -12,17 +12,13 @@ use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::{Client, Unreachable};
 use crate::report::{Check, Skip, SuiteReport};
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures, Need};
+use super::descriptor::{Descriptor, Need};
 use changes::{Change, between};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
     needs: &[Need::LastRelease],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
+    ..Descriptor::FUNCTIONAL
 };
 
 /// Failed requests the replay check names, at most.

@@ -12,21 +12,14 @@ use std::time::Instant;
 use preflight_bundle::Record;
 use serde_json::json;
 
-use super::Phase;
-use super::descriptor::{Descriptor, KeyFigures};
+use super::descriptor::Descriptor;
 use super::quality::{bound_check, score};
 use super::{ModelUnderTest, Suite, offers, rows, skipped};
 use crate::client::{FallbackReason, Unreachable, params};
 use crate::report::{Check, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
-pub(super) const DESCRIPTOR: Descriptor = Descriptor {
-    phase: Phase::Functional,
-    needs: &[],
-    purpose: &[],
-    key_figures: KeyFigures::None,
-    chart: None,
-};
+pub(super) const DESCRIPTOR: Descriptor = Descriptor::FUNCTIONAL;
 
 /// Timed requests per side when comparing the fallback's speed with the
 /// model's: the fastest of nine stays near a batch's own cost on a machine

@@ -30,7 +30,6 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
     // One run of the whole fleet, with nothing else of the harness beside it.
     phase: Phase::Fleet,
     needs: &[Need::LastRelease],
-    purpose: &[],
     key_figures: KeyFigures::Listed(&[
         KeyFigure {
             metric: "p50_ms",
@@ -46,6 +45,7 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
         },
     ]),
     chart: Some(Chart::Latency),
+    ..Descriptor::FUNCTIONAL
 };
 
 /// How a failed comparison with the last release begins.
