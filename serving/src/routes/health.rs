@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, AppResult};
-use crate::model::ModelState;
+use crate::model::{ModelState, Subject};
 use crate::state::AppState;
 
 /// 200 as long as the process answers HTTP.
@@ -96,7 +96,8 @@ fn readiness(state: &AppState, model: &str, version: Option<&str>) -> AppResult<
     match body {
         Value::Object(details) if !ready => Err(ApiError::NotReady {
             message: format!(
-                "model '{model}' version {number} is {}: {}",
+                "{} is {}: {}",
+                Subject::of(&served.manifest),
                 served.state().as_str(),
                 served.failure().unwrap_or("its main model did not load")
             ),
