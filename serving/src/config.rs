@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admission::AdmissionLimits;
+use crate::error::{ApiError, AppResult};
 use crate::monitor::MonitorLimits;
 use crate::registry::VersionPolicy;
 
@@ -34,6 +35,42 @@ pub enum RepositoryAccess {
     Open,
     /// Whoever sends `Authorization: Bearer <token>`.
     Token(String),
+}
+
+impl RepositoryAccess {
+    /// Whether a call that sent `authorization` (the value of its
+    /// `Authorization` header, or its gRPC metadata) may change what is
+    /// served.
+    pub(crate) fn authorize(&self, authorization: Option<&str>) -> AppResult<()> {
+        let token = match self {
+            RepositoryAccess::Open => return Ok(()),
+            RepositoryAccess::Off => {
+                return Err(ApiError::Forbidden(
+                    "the repository API is off: start the server with --repository-token (or \
+                    PREFLIGHT_REPOSITORY_TOKEN), or --open-repository-api on a trusted network"
+                        .to_owned(),
+                ));
+            }
+            RepositoryAccess::Token(token) => token,
+        };
+        let given = authorization.and_then(|v| v.strip_prefix("Bearer "));
+        // In constant time, so that the time of a refusal says nothing of how
+        // much of a guess was right.
+        let matches = given.is_some_and(|given| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                token.as_bytes(),
+            ))
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized(
+                "the repository API needs 'Authorization: Bearer <token>' with the server's token"
+                    .to_owned(),
+            ))
+        }
+    }
 }
 
 impl ServeConfig {

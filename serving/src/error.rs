@@ -1,4 +1,5 @@
-//! Errors of the HTTP API, and the one place they become status codes.
+//! Errors of the API, and the one place they become status codes: HTTP's
+//! for REST, gRPC's for the gRPC service.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -78,6 +79,26 @@ impl ApiError {
         }
     }
 
+    /// The gRPC status code of each kind, as `status` is for REST: the one
+    /// mapping for the gRPC service.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ApiError::BadRequest(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::MethodNotAllowed(_) => Code::Unimplemented,
+            ApiError::PayloadTooLarge(_) => Code::ResourceExhausted,
+            ApiError::Unauthorized(_) => Code::Unauthenticated,
+            ApiError::Forbidden(_) => Code::PermissionDenied,
+            ApiError::Timeout(_) => Code::DeadlineExceeded,
+            ApiError::Conflict(_) => Code::FailedPrecondition,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::NotReady { .. } => {
+                Code::Unavailable
+            }
+            ApiError::Internal(_) => Code::Internal,
+        }
+    }
+
     /// The outcome of a request that ended with this error, for logs and metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -91,6 +112,22 @@ impl ApiError {
             ApiError::Overloaded(_) => Outcome::Shed,
             ApiError::Internal(_) => Outcome::Error,
         }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    /// The code and the same message as over REST; a shed request says,
+    /// as `Retry-After` does, to try again in a second.
+    fn from(error: ApiError) -> Self {
+        let shed = matches!(error, ApiError::Overloaded(_));
+        let mut status = tonic::Status::new(error.code(), error.to_string());
+        if shed {
+            let pushback = tonic::metadata::MetadataValue::from_static("1000");
+            status
+                .metadata_mut()
+                .insert("grpc-retry-pushback-ms", pushback);
+        }
+        status
     }
 }
 

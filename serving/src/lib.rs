@@ -16,8 +16,10 @@
 mod admission;
 mod config;
 mod decode;
+mod describe;
 mod error;
 mod gather;
+pub mod grpc;
 pub mod heap;
 mod infer;
 mod local;
@@ -29,12 +31,14 @@ mod onnx;
 mod placement;
 mod protocol;
 mod registry;
+mod request;
 mod request_data;
 mod rollout;
 mod routes;
 mod serve;
 mod served;
 mod state;
+mod v2;
 
 pub use admission::{AdmissionLimits, QUEUE_WAIT_MS};
 pub use config::{BodyLimits, RepositoryAccess, ServeConfig};

@@ -1,7 +1,8 @@
 //! The server inside the caller's process and async runtime, on a free
-//! loopback port: how tests, benchmarks and tools run it without a child
-//! process. `preflight-serve` itself answers liveness before its models are
-//! loaded; a [`LocalServer`] listens only once they are.
+//! loopback port, and its gRPC service on another: how tests, benchmarks
+//! and tools run it without a child process. `preflight-serve` itself
+//! answers liveness before its models are loaded; a [`LocalServer`] listens
+//! only once they are.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use preflight_ort::OrtInitError;
 pub struct LocalServer {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The gRPC service's `http://127.0.0.1:PORT`, another port.
+    pub grpc: String,
     pub state: Arc<AppState>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -43,11 +46,20 @@ impl LocalServer {
             .map_err(std::io::Error::other)??;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = format!("http://{}", grpc_listener.local_addr()?);
         let router = app(Arc::clone(&state));
+        let (rest, messages) = (Arc::clone(&state), config.body.max_bytes);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let grpc = crate::grpc::serve(grpc_listener, rest, messages, std::future::pending());
+            let _ = tokio::join!(axum::serve(listener, router).into_future(), grpc);
         });
-        Ok(Self { url, state, task })
+        Ok(Self {
+            url,
+            grpc,
+            state,
+            task,
+        })
     }
 }
 

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use preflight_serving::{
-    AdmissionLimits, AppState, BodyLimits, ConnectionLimits, MonitorLimits, OrtBackend, OrtOptions,
-    RepositoryAccess, ServeConfig, VersionPolicy, app, find_library, init_ort, serve,
+    AdmissionLimits, AppState, BodyLimits, MonitorLimits, OrtBackend, OrtOptions, RepositoryAccess,
+    ServeConfig, VersionPolicy, find_library, init_ort,
 };
 
+mod lifecycle;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod malloc;
 
@@ -22,9 +23,9 @@ mod malloc;
 static ALLOCATOR: malloc::Counted = malloc::Counted;
 
 /// Serve every model of a model repository over the Open Inference Protocol
-/// (KServe v2 REST), with ONNX Runtime for the main models and the native
-/// fast fallback when a main model errors, overruns its deadline or cannot be
-/// loaded.
+/// (KServe v2 REST, and gRPC with --grpc-addr), with ONNX Runtime for the
+/// main models and the native fast fallback when a main model errors,
+/// overruns its deadline or cannot be loaded.
 ///
 /// Example:
 ///   preflight-serve --models fixtures/models --addr 127.0.0.1:8080
@@ -40,6 +41,13 @@ struct Cli {
     /// printed on standard output as `listening on http://ADDR`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+
+    /// Address to serve the protocol's gRPC service on, beside REST (KServe
+    /// and Triton use port 8081 and 8001); off without it. The address
+    /// bound is printed on standard output, after the REST one, as
+    /// `listening on grpc://ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    grpc_addr: Option<SocketAddr>,
 
     /// The ONNX Runtime shared library (libonnxruntime.so). Default: the
     /// ORT_DYLIB_PATH environment variable, else target/ort/ as fetched by
@@ -213,7 +221,23 @@ fn run(cli: Cli) -> Result<()> {
         sessions_per_model: cli.sessions_per_model.into(),
         intra_op_threads: cli.intra_op_threads.into(),
     });
-    let config = ServeConfig {
+    let config = serve_config(&cli);
+    if !config.models.is_dir() {
+        anyhow::bail!("--models {}: not a folder", config.models.display());
+    }
+    let mut state = AppState::new(&config, Arc::new(backend));
+    state.log = Some(logging.dropped.clone());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(lifecycle::listen(&cli, &config, Arc::new(state)))
+}
+
+/// The server's configuration, from its flags.
+fn serve_config(cli: &Cli) -> ServeConfig {
+    ServeConfig {
         models: cli.models.clone(),
         version_policy: match cli.version_policy {
             Policy::All => VersionPolicy::All,
@@ -243,114 +267,5 @@ fn run(cli: Cli) -> Result<()> {
             ttl: Duration::from_secs(cli.feedback_ttl_seconds),
             ..MonitorLimits::default()
         },
-    };
-    if !config.models.is_dir() {
-        anyhow::bail!("--models {}: not a folder", config.models.display());
     }
-    let mut state = AppState::new(&config, Arc::new(backend));
-    state.log = Some(logging.dropped.clone());
-    let state = Arc::new(state);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cli.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", cli.addr))?;
-        let bound = listener.local_addr()?;
-        // The one line on standard output: how a supervisor finds the port.
-        // Serving goes on without it.
-        let mut stdout = std::io::stdout().lock();
-        if let Err(error) = writeln!(stdout, "listening on http://{bound}").and(stdout.flush()) {
-            tracing::warn!(%error, "cannot write the address to standard output");
-        }
-        drop(stdout);
-        tracing::info!(
-            addr = %bound,
-            models = %config.models.display(),
-            "listening; loading models"
-        );
-
-        // Liveness answers at once; readiness once every model is loaded.
-        let loader_state = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            match loader_state.load() {
-                Ok(()) => {
-                    let states: Vec<String> = loader_state
-                        .registry
-                        .states()
-                        .into_iter()
-                        .map(|(state, n)| format!("{n} {}", state.as_str()))
-                        .collect();
-                    let seconds = started.elapsed().as_secs_f64();
-                    tracing::info!(?states, seconds, "models loaded; ready");
-                }
-                Err(error) => tracing::error!(%error, "cannot read the model repository"),
-            }
-        });
-
-        let drain = Duration::from_secs(cli.drain_seconds);
-        let grace = Duration::from_secs(cli.shutdown_grace_seconds);
-        let draining = Arc::clone(&state);
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let stop = Arc::clone(&stopping);
-        let shutdown = async move {
-            shutdown_signal().await;
-            draining.begin_drain();
-            tracing::info!(
-                seconds = drain.as_secs(),
-                "draining: readiness is 503, still serving"
-            );
-            tokio::time::sleep(drain).await;
-            tracing::info!("drained: finishing the requests already read");
-            // A body still arriving is answered 503 now, not waited for.
-            draining.stop();
-            stop.notify_one();
-        };
-        let limits = ConnectionLimits {
-            header_timeout: Duration::from_secs(cli.header_timeout_seconds),
-            max_connections: cli.max_connections,
-        };
-        let connections = Arc::clone(&state.metrics.connections);
-        let serve = serve(listener, app(state), limits, connections, shutdown);
-        let grace_over = async {
-            stopping.notified().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            () = serve => {},
-            () = grace_over => tracing::warn!(
-                seconds = grace.as_secs(),
-                "the shutdown grace period is over: exiting with requests still open"
-            ),
-        }
-        tracing::info!("stopped");
-        Ok(())
-    })
-}
-
-/// Resolves on SIGINT or SIGTERM; in-flight requests then finish.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -1,6 +1,8 @@
 //! Starting Preflight's binaries from tests and tools: `preflight-serve`
 //! and `preflight-faulty` print `listening on http://ADDR` as their first
-//! line on standard output once bound; [`Listening`] reads it, polls
+//! line on standard output once bound (and `preflight-serve` with
+//! `--grpc-addr` `listening on grpc://ADDR` in the same write); [`Listening`]
+//! reads them, polls
 //! readiness, and stops the process when dropped, however the caller ends.
 //! Also [`fuzz_inputs`], the fuzz corpora that the tests of two crates replay.
 //!
@@ -22,7 +24,12 @@ pub struct Listening {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The gRPC service's `HOST:PORT`, where the process serves one.
+    pub grpc: Option<String>,
 }
+
+/// The prefix of the line that says where the gRPC service listens.
+pub const LISTENING_GRPC: &str = "listening on grpc://";
 
 impl Listening {
     /// Starts `command` with its standard output piped and reads its first
@@ -34,11 +41,20 @@ impl Listening {
             .spawn()
             .map_err(|e| format!("{program}: cannot start it: {e}"))?;
         let stdout = child.stdout.take();
-        let mut line = String::new();
-        let read = stdout.map(|out| BufReader::new(out).read_line(&mut line));
+        let (mut line, mut grpc) = (String::new(), None);
+        let read = stdout.map(|out| {
+            let mut reader = BufReader::new(out);
+            let read = reader.read_line(&mut line);
+            // Written in the same write as the first line, so read with it.
+            let rest = String::from_utf8_lossy(reader.buffer());
+            grpc = (rest.lines().next())
+                .and_then(|l| l.trim().strip_prefix(LISTENING_GRPC))
+                .map(str::to_owned);
+            read
+        });
         let url = line.trim().strip_prefix(LISTENING).map(str::to_owned);
         match (read, url) {
-            (Some(Ok(_)), Some(url)) => Ok(Self { child, url }),
+            (Some(Ok(_)), Some(url)) => Ok(Self { child, url, grpc }),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -10,7 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
-use crate::config::RepositoryAccess;
 use crate::error::ApiError;
 use crate::error::AppResult;
 use crate::registry::{IndexEntry, RouteRequest};
@@ -147,35 +146,8 @@ pub(super) async fn unload(
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
-    let token = match &state.repository {
-        RepositoryAccess::Open => return Ok(()),
-        RepositoryAccess::Off => {
-            return Err(ApiError::Forbidden(
-                "the repository API is off: start the server with --repository-token (or \
-                PREFLIGHT_REPOSITORY_TOKEN), or --open-repository-api on a trusted network"
-                    .to_owned(),
-            ));
-        }
-        RepositoryAccess::Token(token) => token,
-    };
-    let given = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // In constant time, so that the time of a refusal says nothing of how
-    // much of a guess was right.
-    let matches = given.is_some_and(|given| {
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            given.as_bytes(),
-            token.as_bytes(),
-        ))
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized(
-            "the repository API needs 'Authorization: Bearer <token>' with the server's token"
-                .to_owned(),
-        ))
-    }
+        .and_then(|v| v.to_str().ok());
+    state.repository.authorize(authorization)
 }

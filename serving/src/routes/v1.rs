@@ -9,12 +9,13 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::infer::{Protocol, fallback_parameters, serve};
+use super::infer::read_request;
 use crate::decode::{Limits, decode_instances};
 use crate::error::ApiError;
 use crate::error::AppResult;
 use crate::infer::Prediction;
 use crate::model::{Batch, Subject, TensorData};
+use crate::request::{Protocol, fallback_parameters, serve};
 use crate::served::Served;
 use crate::state::AppState;
 
@@ -24,7 +25,9 @@ pub(super) async fn predict(
     body: Body,
 ) -> Response {
     match target.strip_suffix(":predict") {
-        Some(model) => serve::<V1>(&state, model, None, body).await,
+        Some(model) => serve::<V1>(&state, model, None, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
         None => {
             let model = target
                 .split_once(':')
@@ -53,10 +56,16 @@ struct V1;
 const PREDICT_PROBA: &str = "predict_proba";
 
 impl Protocol for V1 {
+    type Input = Body;
     type Request = V1Request;
     /// For a classifier, the output every prediction is: the label, or the
     /// probabilities for `predict_proba`.
     type Plan = Option<usize>;
+    type Answer = Response;
+
+    async fn read(state: &AppState, served: &Served, body: Body) -> AppResult<V1Request> {
+        read_request(body, state, served).await
+    }
 
     fn parameters(request: &V1Request) -> Option<&Map<String, Value>> {
         request.parameters.as_ref()

@@ -1,4 +1,5 @@
-//! Open Inference Protocol (KServe v2) inference: tensors in, tensors out.
+//! Open Inference Protocol (KServe v2) inference over REST: tensors in,
+//! tensors out, as JSON.
 
 use std::sync::Arc;
 
@@ -8,22 +9,24 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::infer::{Protocol, fallback_parameters, serve};
-use crate::decode::{Limits, decode_tensors};
-use crate::error::ApiError;
+use super::infer::read_request;
+use crate::decode::Limits;
 use crate::error::AppResult;
 use crate::infer::Prediction;
-use crate::model::{Batch, Subject};
-use crate::protocol::{InferRequest, InferResponse, ResponseOutput};
+use crate::model::Batch;
+use crate::protocol::InferRequest;
+use crate::request::{Protocol, serve};
 use crate::served::Served;
 use crate::state::AppState;
+use crate::v2;
 
 pub(super) async fn infer(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
     body: Body,
 ) -> Response {
-    serve::<V2>(&state, &model, None, body).await
+    let answer = serve::<V2>(&state, &model, None, body).await;
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn infer_version(
@@ -31,15 +34,22 @@ pub(super) async fn infer_version(
     Path((model, version)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    serve::<V2>(&state, &model, Some(&version), body).await
+    let answer = serve::<V2>(&state, &model, Some(&version), body).await;
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 struct V2;
 
 impl Protocol for V2 {
+    type Input = Body;
     type Request = InferRequest;
     /// The indices of the outputs asked for, in the order asked.
     type Plan = Vec<usize>;
+    type Answer = Response;
+
+    async fn read(state: &AppState, served: &Served, body: Body) -> AppResult<InferRequest> {
+        read_request(body, state, served).await
+    }
 
     fn parameters(request: &InferRequest) -> Option<&Map<String, Value>> {
         request.parameters.as_ref()
@@ -55,12 +65,7 @@ impl Protocol for V2 {
         request: &InferRequest,
         limits: Limits,
     ) -> AppResult<(Batch, Vec<usize>)> {
-        let names = request
-            .outputs
-            .as_ref()
-            .map(|o| o.iter().map(|o| o.name.as_str()).collect());
-        let selected = select_outputs(served, names)?;
-        Ok((decode_tensors(&served.manifest, request, limits)?, selected))
+        v2::decode(served, request, limits)
     }
 
     fn answer(
@@ -71,59 +76,7 @@ impl Protocol for V2 {
         prediction: Prediction,
         rows: usize,
     ) -> AppResult<Response> {
-        let Prediction {
-            outputs: mut values,
-            fallback,
-        } = prediction;
-        let mut outputs = Vec::with_capacity(selected.len());
-        for index in selected {
-            let feature = &served.manifest.outputs[index];
-            let Some(data) = values[index].take() else {
-                return Err(ApiError::Unavailable(format!(
-                    "{}: the fallback answered and has no value for output '{}'",
-                    Subject::of(&served.manifest),
-                    feature.name
-                )));
-            };
-            outputs.push(ResponseOutput {
-                name: feature.name.clone(),
-                shape: vec![rows, data.len() / rows.max(1)],
-                datatype: feature.datatype.as_str(),
-                data,
-            });
-        }
-        let response = InferResponse {
-            model_name: model.to_owned(),
-            model_version: served.manifest.model.version.to_string(),
-            id: request.id,
-            parameters: fallback_parameters(fallback),
-            outputs,
-        };
+        let response = v2::answer(model, served, request.id, selected, prediction, rows)?;
         Ok(Json(response).into_response())
     }
-}
-
-/// Indices of the requested outputs, all of them when none are named.
-fn select_outputs(served: &Served, names: Option<Vec<&str>>) -> AppResult<Vec<usize>> {
-    let Some(names) = names else {
-        return Ok((0..served.manifest.outputs.len()).collect());
-    };
-    names
-        .into_iter()
-        .map(|name| {
-            served.manifest.output(name).map(|(i, _)| i).ok_or_else(|| {
-                let known: Vec<&str> = served
-                    .manifest
-                    .outputs
-                    .iter()
-                    .map(|o| o.name.as_str())
-                    .collect();
-                ApiError::BadRequest(format!(
-                    "{}: output '{name}' is not an output of the model (outputs: {})",
-                    Subject::of(&served.manifest),
-                    known.join(", ")
-                ))
-            })
-        })
-        .collect()
 }

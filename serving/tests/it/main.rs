@@ -8,6 +8,7 @@ mod deploy;
 mod fallback;
 mod fuzz_corpus;
 mod gather;
+mod grpc;
 mod monitor;
 mod parity;
 mod process;
@@ -27,6 +28,8 @@ pub fn fixtures() -> PathBuf {
 #[derive(Debug)]
 pub struct Server {
     pub url: String,
+    /// The gRPC service's `http://127.0.0.1:PORT`.
+    pub grpc: String,
     pub client: reqwest::Client,
     _local: LocalServer,
 }
@@ -52,6 +55,7 @@ impl Server {
         let local = local.unwrap_or_else(|e| panic!("{e}"));
         Server {
             url: local.url.clone(),
+            grpc: local.grpc.clone(),
             client: reqwest::Client::new(),
             _local: local,
         }

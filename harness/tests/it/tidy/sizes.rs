@@ -10,7 +10,9 @@ pub(super) const MAX_FILE: usize = 400;
 pub(super) const MAX_FN: usize = 60;
 
 /// The crates whose sources are held to the limits.
-pub(super) const CRATES: [&str; 6] = ["bundle", "serving", "harness", "ort", "testkit", "xtask"];
+pub(super) const CRATES: [&str; 7] = [
+    "bundle", "serving", "harness", "ort", "grpc", "testkit", "xtask",
+];
 
 /// Table-like functions, a family or a check per entry, that read best
 /// whole (ARCHITECTURE.md, "Rooms"): `path::function`.
@@ -40,7 +42,7 @@ pub(super) const LONG_FILES: [&str; 12] = [
 ];
 
 /// Functions over [`MAX_FN`] lines today, to be split: `path::function`.
-pub(super) const LONG_FNS: [&str; 44] = [
+pub(super) const LONG_FNS: [&str; 43] = [
     "bundle/src/classes.rs::check",
     "bundle/src/fallback.rs::bind",
     "bundle/src/manifest.rs::features",
@@ -76,7 +78,6 @@ pub(super) const LONG_FNS: [&str; 44] = [
     "harness/src/verify/mod.rs::verify",
     "serving/src/decode.rs::decode_tensors",
     "serving/src/infer.rs::predict",
-    "serving/src/main.rs::run",
     "serving/src/monitor/mod.rs::join",
     "serving/src/serve.rs::serve",
     "xtask/src/abuse.rs::run",

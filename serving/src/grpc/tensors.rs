@@ -1,0 +1,376 @@
+//! Tensors between gRPC's messages and the REST request and answer they
+//! mean, so that both protocols decode, check and answer through the same
+//! code (`crate::v2`), and a mistake reads the same over either.
+//!
+//! A request's values come typed (`contents`, the field of the tensor's
+//! datatype) or raw (`raw_input_contents`: one little-endian byte string
+//! per input; a BYTES value is a 4-byte length and its bytes). NaN in a
+//! float input is a missing value: gRPC has no null.
+
+use preflight_bundle::Manifest;
+use preflight_grpc::model_infer_request::InferInputTensor;
+use preflight_grpc::model_infer_response::InferOutputTensor;
+use preflight_grpc::{
+    InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
+    infer_parameter::ParameterChoice,
+};
+use serde_json::{Map, Number, Value as Json};
+
+use crate::model::TensorData;
+use crate::protocol::{InferRequest, InferResponse, RequestInput, RequestOutput};
+use crate::request_data::{Nesting, RequestData, Scalar};
+
+/// A gRPC request as the REST request it means, and whether its values
+/// came raw (then so does the answer's).
+pub(super) struct Read {
+    pub request: InferRequest,
+    pub raw: bool,
+}
+
+/// Reads `message` for the model of `manifest`; on a mistake, what it is
+/// (the caller names the model and version).
+pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Read, String> {
+    let raw = !message.raw_input_contents.is_empty();
+    if raw && message.raw_input_contents.len() != message.inputs.len() {
+        return Err(format!(
+            "the request has {} raw_input_contents for {} inputs: give one per input, in the \
+             order of inputs",
+            message.raw_input_contents.len(),
+            message.inputs.len()
+        ));
+    }
+    let mut raws = message.raw_input_contents.into_iter();
+    let mut inputs = Vec::with_capacity(message.inputs.len());
+    for tensor in message.inputs {
+        let name = tensor.name.clone();
+        let values = match raws.next() {
+            Some(bytes) => {
+                if has_contents(&tensor) {
+                    return Err(format!(
+                        "input '{name}' has both contents and raw_input_contents: give one"
+                    ));
+                }
+                raw_values(&tensor.datatype, &bytes)
+            }
+            None => typed_values(&tensor),
+        }
+        .map_err(|why| format!("input '{name}' {why}"))?;
+        // Checked only where the input and its datatype are the model's:
+        // otherwise the check against the model says what is wrong.
+        let feature = manifest.input(&name).map(|(_, feature)| feature);
+        let values = match feature.filter(|f| f.datatype.as_str() == tensor.datatype) {
+            Some(feature) => missing_as_null(values, &tensor.datatype, feature.nullable)
+                .map_err(|why| format!("input '{name}' {why}"))?,
+            None => values,
+        };
+        inputs.push(RequestInput {
+            name,
+            shape: tensor.shape,
+            datatype: tensor.datatype,
+            parameters: None,
+            data: RequestData {
+                values,
+                nesting: Nesting::Flat,
+            },
+        });
+    }
+    let outputs = (!message.outputs.is_empty()).then(|| {
+        let names = message
+            .outputs
+            .into_iter()
+            .map(|o| RequestOutput { name: o.name });
+        names.collect()
+    });
+    let request = InferRequest {
+        id: Some(message.id).filter(|id| !id.is_empty()),
+        parameters: Some(parameters_to_json(message.parameters)).filter(|p| !p.is_empty()),
+        inputs,
+        outputs,
+    };
+    Ok(Read { request, raw })
+}
+
+/// Whether a tensor carries typed values.
+fn has_contents(tensor: &InferInputTensor) -> bool {
+    tensor.contents.as_ref().is_some_and(|c| {
+        let lengths = [
+            c.bool_contents.len(),
+            c.int_contents.len(),
+            c.int64_contents.len(),
+            c.uint_contents.len(),
+            c.uint64_contents.len(),
+            c.fp32_contents.len(),
+            c.fp64_contents.len(),
+            c.bytes_contents.len(),
+        ];
+        lengths.iter().any(|&n| n > 0)
+    })
+}
+
+/// The field of `contents` a datatype's values travel in.
+fn field_of(datatype: &str) -> Option<&'static str> {
+    Some(match datatype {
+        "BOOL" => "bool_contents",
+        "INT8" | "INT16" | "INT32" => "int_contents",
+        "INT64" => "int64_contents",
+        "UINT8" | "UINT16" | "UINT32" => "uint_contents",
+        "UINT64" => "uint64_contents",
+        "FP32" => "fp32_contents",
+        "FP64" => "fp64_contents",
+        "BYTES" => "bytes_contents",
+        _ => return None,
+    })
+}
+
+/// A tensor's typed values; every field but its datatype's must be empty.
+fn typed_values(tensor: &InferInputTensor) -> Result<Vec<Scalar>, String> {
+    let empty = InferTensorContents::default();
+    let c = tensor.contents.as_ref().unwrap_or(&empty);
+    let fields: [(&str, usize); 8] = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ];
+    let own = field_of(&tensor.datatype);
+    if let Some((stray, _)) = fields.iter().find(|(f, n)| *n > 0 && Some(*f) != own) {
+        let own = own.map_or_else(
+            || {
+                format!(
+                    "datatype {} has no typed field: send it raw",
+                    tensor.datatype
+                )
+            },
+            |own| format!("datatype {} travels in {own}", tensor.datatype),
+        );
+        return Err(format!("fills {stray}, but {own}"));
+    }
+    let float = |x: f64| Scalar::Float(x);
+    Ok(match tensor.datatype.as_str() {
+        "BOOL" => c.bool_contents.iter().map(|&b| Scalar::Bool(b)).collect(),
+        "INT8" | "INT16" | "INT32" => c
+            .int_contents
+            .iter()
+            .map(|&i| Scalar::Int(i.into()))
+            .collect(),
+        "INT64" => c.int64_contents.iter().map(|&i| Scalar::Int(i)).collect(),
+        "UINT8" | "UINT16" | "UINT32" => c
+            .uint_contents
+            .iter()
+            .map(|&u| Scalar::Int(u.into()))
+            .collect(),
+        "UINT64" => c.uint64_contents.iter().map(|&u| Scalar::UInt(u)).collect(),
+        "FP32" => c.fp32_contents.iter().map(|&x| float(x.into())).collect(),
+        "FP64" => c.fp64_contents.iter().copied().map(float).collect(),
+        "BYTES" => c
+            .bytes_contents
+            .iter()
+            .enumerate()
+            .map(|(row, b)| text(row, b))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    })
+}
+
+/// A tensor's raw values, little-endian, flat.
+fn raw_values(datatype: &str, bytes: &[u8]) -> Result<Vec<Scalar>, String> {
+    let int = |i: i64| Scalar::Int(i);
+    match datatype {
+        "FP32" => fixed(datatype, bytes, |b| {
+            Scalar::Float(f32::from_le_bytes(b).into())
+        }),
+        "FP64" => fixed(datatype, bytes, |b| Scalar::Float(f64::from_le_bytes(b))),
+        "INT64" => fixed(datatype, bytes, |b| int(i64::from_le_bytes(b))),
+        "INT32" => fixed(datatype, bytes, |b| int(i32::from_le_bytes(b).into())),
+        "INT16" => fixed(datatype, bytes, |b| int(i16::from_le_bytes(b).into())),
+        "INT8" => fixed(datatype, bytes, |b| int(i8::from_le_bytes(b).into())),
+        "UINT64" => fixed(datatype, bytes, |b| Scalar::UInt(u64::from_le_bytes(b))),
+        "UINT32" => fixed(datatype, bytes, |b| int(u32::from_le_bytes(b).into())),
+        "UINT16" => fixed(datatype, bytes, |b| int(u16::from_le_bytes(b).into())),
+        "UINT8" => fixed(datatype, bytes, |[b]: [u8; 1]| int(b.into())),
+        "BOOL" => raw_bools(bytes),
+        "BYTES" => raw_texts(bytes),
+        // A datatype no model here takes: the check against the model's
+        // datatype names it.
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Values of `N` bytes each.
+fn fixed<const N: usize>(
+    datatype: &str,
+    bytes: &[u8],
+    value: impl Fn([u8; N]) -> Scalar,
+) -> Result<Vec<Scalar>, String> {
+    let (values, rest) = bytes.as_chunks::<N>();
+    if !rest.is_empty() {
+        return Err(format!(
+            "has {} bytes of raw contents, not a whole number of {N}-byte {datatype} values",
+            bytes.len()
+        ));
+    }
+    Ok(values.iter().map(|&b| value(b)).collect())
+}
+
+fn raw_bools(bytes: &[u8]) -> Result<Vec<Scalar>, String> {
+    let bools = bytes.iter().enumerate().map(|(row, &b)| match b {
+        0 | 1 => Ok(Scalar::Bool(b == 1)),
+        _ => Err(format!("row {row}: the raw BOOL byte is {b}, not 0 or 1")),
+    });
+    bools.collect()
+}
+
+/// BYTES values, each a 4-byte little-endian length and that many bytes.
+fn raw_texts(mut bytes: &[u8]) -> Result<Vec<Scalar>, String> {
+    let mut values = Vec::new();
+    while !bytes.is_empty() {
+        let row = values.len();
+        let Some((length, rest)) = bytes.split_first_chunk::<4>() else {
+            return Err(format!(
+                "row {row}: {} bytes left where a BYTES value's 4-byte length belongs",
+                bytes.len()
+            ));
+        };
+        let length = u32::from_le_bytes(*length) as usize;
+        if rest.len() < length {
+            return Err(format!(
+                "row {row}: the BYTES value's length says {length} bytes, but {} are left",
+                rest.len()
+            ));
+        }
+        let (value, rest) = rest.split_at(length);
+        values.push(text(row, value)?);
+        bytes = rest;
+    }
+    Ok(values)
+}
+
+fn text(row: usize, bytes: &[u8]) -> Result<Scalar, String> {
+    std::str::from_utf8(bytes)
+        .map(|s| Scalar::Text(s.into()))
+        .map_err(|_| format!("row {row}: the BYTES value is not UTF-8 text"))
+}
+
+/// NaN, gRPC's missing value, as the null a nullable input takes; where the
+/// input is not nullable, or the value is infinite, what is wrong.
+fn missing_as_null(
+    mut values: Vec<Scalar>,
+    datatype: &str,
+    nullable: bool,
+) -> Result<Vec<Scalar>, String> {
+    for (row, value) in values.iter_mut().enumerate() {
+        let Scalar::Float(x) = *value else { continue };
+        if x.is_nan() && nullable {
+            *value = Scalar::Null;
+        } else if x.is_nan() {
+            return Err(format!(
+                "row {row}: the value is NaN, a missing value, but the input is not nullable"
+            ));
+        } else if x.is_infinite() {
+            return Err(format!(
+                "row {row}: the value is {x}, beyond the range of finite {datatype} values"
+            ));
+        }
+    }
+    Ok(values)
+}
+
+fn parameters_to_json(
+    parameters: std::collections::HashMap<String, InferParameter>,
+) -> Map<String, Json> {
+    let value = |choice: ParameterChoice| match choice {
+        ParameterChoice::BoolParam(b) => Json::Bool(b),
+        ParameterChoice::Int64Param(i) => Json::from(i),
+        ParameterChoice::StringParam(s) => Json::String(s),
+        ParameterChoice::DoubleParam(x) => Number::from_f64(x).map_or(Json::Null, Json::Number),
+        ParameterChoice::Uint64Param(u) => Json::from(u),
+    };
+    let known = parameters
+        .into_iter()
+        .filter_map(|(name, p)| Some((name, value(p.parameter_choice?))));
+    known.collect()
+}
+
+fn parameter_of(json: Json) -> Option<InferParameter> {
+    let choice = match json {
+        Json::Bool(b) => ParameterChoice::BoolParam(b),
+        Json::String(s) => ParameterChoice::StringParam(s),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => ParameterChoice::Int64Param(i),
+            None => ParameterChoice::DoubleParam(n.as_f64()?),
+        },
+        _ => return None,
+    };
+    Some(InferParameter {
+        parameter_choice: Some(choice),
+    })
+}
+
+/// The answer as gRPC's message: each output's values typed, or raw when
+/// the request's were.
+pub(super) fn answer(response: InferResponse, raw: bool) -> ModelInferResponse {
+    let mut raw_output_contents = Vec::new();
+    let outputs = response.outputs.into_iter().map(|output| {
+        let contents = if raw {
+            raw_output_contents.push(raw_bytes(&output.data));
+            None
+        } else {
+            Some(contents_of(output.data))
+        };
+        InferOutputTensor {
+            name: output.name,
+            datatype: output.datatype.to_owned(),
+            shape: output.shape.iter().map(|&d| d as i64).collect(),
+            parameters: Default::default(),
+            contents,
+        }
+    });
+    let outputs = outputs.collect();
+    let parameters = response.parameters.unwrap_or_default().into_iter();
+    ModelInferResponse {
+        model_name: response.model_name,
+        model_version: response.model_version,
+        id: response.id.unwrap_or_default(),
+        parameters: parameters
+            .filter_map(|(name, value)| Some((name, parameter_of(value)?)))
+            .collect(),
+        outputs,
+        raw_output_contents,
+    }
+}
+
+fn contents_of(data: TensorData) -> InferTensorContents {
+    let mut contents = InferTensorContents::default();
+    match data {
+        TensorData::F32(v) => contents.fp32_contents = v,
+        TensorData::F64(v) => contents.fp64_contents = v,
+        TensorData::I64(v) => contents.int64_contents = v,
+        TensorData::I32(v) => contents.int_contents = v,
+        TensorData::Bool(v) => contents.bool_contents = v,
+        TensorData::Text(v) => {
+            contents.bytes_contents = v.into_iter().map(String::into_bytes).collect()
+        }
+    }
+    contents
+}
+
+fn raw_bytes(data: &TensorData) -> Vec<u8> {
+    match data {
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+        TensorData::Text(v) => v
+            .iter()
+            .flat_map(|s| {
+                let length = u32::try_from(s.len()).unwrap_or(u32::MAX);
+                length.to_le_bytes().into_iter().chain(s.bytes())
+            })
+            .collect(),
+    }
+}
