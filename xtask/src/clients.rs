@@ -1,11 +1,11 @@
 //! `cargo xtask client-check`: a real third-party client (NVIDIA's
-//! `tritonclient[http]` from PyPI) gets correct predictions from
-//! `preflight-serve` running on the fixtures.
+//! `tritonclient` from PyPI, its HTTP and its gRPC client) gets correct
+//! predictions from `preflight-serve` running on the fixtures.
 
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::server::Server;
 use crate::{cargo, exec, ort, python_env};
@@ -35,19 +35,23 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "preflight-serve",
     ]))?;
 
-    let server = Server::start(
+    let server = Server::start_with(
         &root.join("target/debug/preflight-serve"),
         &root.join("fixtures/models"),
         &lib,
+        &["--log", "warn", "--grpc-addr", "127.0.0.1:0"],
     )?;
-    let url = server.url();
-    for bundle in BUNDLES {
-        exec(
-            Command::new(&python)
-                .arg(root.join("xtask/clients/tritonclient_check.py"))
-                .arg(url)
-                .arg(root.join(bundle)),
-        )?;
+    let grpc = (server.grpc()).context("preflight-serve did not say where its gRPC service is")?;
+    for (url, protocol) in [(server.url(), "http"), (grpc, "grpc")] {
+        for bundle in BUNDLES {
+            exec(
+                Command::new(&python)
+                    .arg(root.join("xtask/clients/tritonclient_check.py"))
+                    .arg(url)
+                    .arg(root.join(bundle))
+                    .arg(protocol),
+            )?;
+        }
     }
     Ok(())
 }

@@ -64,7 +64,8 @@ commands:
              CPU per request, open-loop p50/p99/p99.9
   bench scale  300 and 1,000 models, their trees as exported and compact:
              time to ready, resident memory, heap, single-row latency
-  client-check  a real third-party client (tritonclient) against preflight-serve
+  client-check  a real third-party client (tritonclient, HTTP and gRPC) against
+                preflight-serve
   servers [--bless]
              `preflight verify --target url=` against real third-party servers
              (KServe's Python server) serving a fixture's model; fails when the

@@ -59,6 +59,11 @@ impl Server {
         &self.0.url
     }
 
+    /// The gRPC service's `HOST:PORT`, when the server was started with one.
+    pub(crate) fn grpc(&self) -> Option<&str> {
+        self.0.grpc.as_deref()
+    }
+
     pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }
