@@ -20,6 +20,6 @@ COPY --from=build /src/target/release/preflight-serve /usr/local/bin/preflight-s
 COPY --from=build /src/target/ort/libonnxruntime.so.1.32.0 /usr/local/lib/libonnxruntime.so
 ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/preflight-serve"]
-CMD ["--models", "/models", "--addr", "0.0.0.0:8080", "--log-format", "json"]
+CMD ["--models", "/models", "--addr", "0.0.0.0:8080", "--grpc-addr", "0.0.0.0:8081", "--log-format", "json"]
