@@ -7,6 +7,10 @@
 //! `tests/codegen.rs` generates it afresh with a compiler written in Rust
 //! and fails when the committed file differs.
 //!
+//! `request_from_json` and `response_to_json` turn the protocol's REST
+//! (JSON) inference into its gRPC form and back, for clients that build the
+//! JSON request: the load generator and the tests.
+//!
 //! `preflight-serve` serves the service; this crate knows nothing of models.
 
 #[allow(
@@ -21,6 +25,10 @@ mod generated {
 }
 
 pub use generated::*;
+
+mod json;
+
+pub use json::{request_from_json, response_to_json};
 
 /// The path of the proto file, from this crate's folder.
 pub const PROTO: &str = "proto/inference.proto";

@@ -6,11 +6,10 @@ mod bad_input;
 
 use preflight_bundle::{Bundle, Record, Repository};
 use preflight_grpc::grpc_inference_service_client::GrpcInferenceServiceClient;
-use preflight_grpc::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use preflight_grpc::model_infer_request::InferRequestedOutputTensor;
 use preflight_grpc::{
-    InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
-    ModelMetadataRequest, ModelReadyRequest, ServerLiveRequest, ServerMetadataRequest,
-    ServerReadyRequest, infer_parameter::ParameterChoice,
+    InferParameter, ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelReadyRequest,
+    ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest, infer_parameter::ParameterChoice,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -28,149 +27,17 @@ pub(crate) async fn client(server: &Server) -> Client {
     GrpcInferenceServiceClient::new(channel)
 }
 
-/// A REST request body as the gRPC request that means the same: null as
-/// NaN, the values typed, or raw (little-endian; BYTES with a 4-byte
-/// length before each value).
+/// A REST request body as the gRPC request that means the same.
 pub(crate) fn to_grpc(rest: &Value, model: &str, version: &str, raw: bool) -> ModelInferRequest {
-    let mut request = ModelInferRequest {
-        model_name: model.to_owned(),
-        model_version: version.to_owned(),
-        id: rest["id"].as_str().unwrap_or_default().to_owned(),
-        ..ModelInferRequest::default()
-    };
-    for input in rest["inputs"].as_array().expect("inputs") {
-        let values: Vec<&Value> = flat(&input["data"]);
-        let datatype = input["datatype"].as_str().expect("datatype").to_owned();
-        let mut contents = InferTensorContents::default();
-        let float = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-        match datatype.as_str() {
-            "FP32" => contents.fp32_contents = values.iter().map(|v| float(v) as f32).collect(),
-            "FP64" => contents.fp64_contents = values.iter().map(|v| float(v)).collect(),
-            "INT64" => contents.int64_contents = values.iter().filter_map(|v| v.as_i64()).collect(),
-            "INT32" => {
-                let ints = values.iter().filter_map(|v| v.as_i64());
-                contents.int_contents = ints.map(|i| i as i32).collect();
-            }
-            "BOOL" => contents.bool_contents = values.iter().filter_map(|v| v.as_bool()).collect(),
-            "BYTES" => {
-                let texts = values.iter().filter_map(|v| v.as_str());
-                contents.bytes_contents = texts.map(|s| s.as_bytes().to_vec()).collect();
-            }
-            other => panic!("no fixture input is {other}"),
-        }
-        if raw {
-            request.raw_input_contents.push(raw_of(&contents));
-        }
-        request.inputs.push(InferInputTensor {
-            name: input["name"].as_str().expect("name").to_owned(),
-            datatype,
-            shape: input["shape"]
-                .as_array()
-                .expect("shape")
-                .iter()
-                .map(|d| d.as_i64().expect("dim"))
-                .collect(),
-            parameters: Default::default(),
-            contents: (!raw).then_some(contents),
-        });
-    }
-    request
+    preflight_grpc::request_from_json(rest, model, version, raw).expect("a fixture's request")
 }
 
-fn flat(data: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-        match v {
-            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            other => out.push(other),
-        }
-    }
-    walk(data, &mut out);
-    out
-}
-
-fn raw_of(c: &InferTensorContents) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend(c.fp32_contents.iter().flat_map(|x| x.to_le_bytes()));
-    bytes.extend(c.fp64_contents.iter().flat_map(|x| x.to_le_bytes()));
-    bytes.extend(c.int64_contents.iter().flat_map(|x| x.to_le_bytes()));
-    bytes.extend(c.int_contents.iter().flat_map(|x| x.to_le_bytes()));
-    bytes.extend(c.bool_contents.iter().map(|&b| u8::from(b)));
-    for text in &c.bytes_contents {
-        bytes.extend((text.len() as u32).to_le_bytes());
-        bytes.extend(text);
-    }
-    bytes
-}
-
-/// A gRPC answer as REST's JSON answer would write it; FP32 values as the
-/// f64 of the f32, as REST's shortest decimals read back.
+/// A gRPC answer as REST's JSON answer writes it, with only what both
+/// protocols carry alike.
 fn to_rest(response: &ModelInferResponse) -> Value {
-    let outputs: Vec<Value> = (response.outputs.iter().enumerate())
-        .map(|(i, output)| {
-            let contents = match response.raw_output_contents.get(i) {
-                Some(raw) => contents_of_raw(&output.datatype, raw),
-                None => output.contents.clone().expect("typed contents"),
-            };
-            let data: Vec<Value> = match output.datatype.as_str() {
-                "FP32" => contents
-                    .fp32_contents
-                    .iter()
-                    .map(|&x| json!(f64::from(x)))
-                    .collect(),
-                "FP64" => contents.fp64_contents.iter().map(|&x| json!(x)).collect(),
-                "INT64" => contents.int64_contents.iter().map(|&x| json!(x)).collect(),
-                "BYTES" => (contents.bytes_contents.iter())
-                    .map(|b| json!(String::from_utf8(b.clone()).expect("UTF-8")))
-                    .collect(),
-                other => panic!("no fixture output is {other}"),
-            };
-            let (name, datatype, shape) = (&output.name, &output.datatype, &output.shape);
-            json!({"name": name, "datatype": datatype, "shape": shape, "data": data})
-        })
-        .collect();
-    let (model, version) = (&response.model_name, &response.model_version);
-    json!({"model_name": model, "model_version": version, "outputs": outputs})
-}
-
-fn contents_of_raw(datatype: &str, raw: &[u8]) -> InferTensorContents {
-    let mut c = InferTensorContents::default();
-    match datatype {
-        "FP32" => {
-            c.fp32_contents = raw
-                .as_chunks::<4>()
-                .0
-                .iter()
-                .map(|b| f32::from_le_bytes(*b))
-                .collect()
-        }
-        "FP64" => {
-            c.fp64_contents = raw
-                .as_chunks::<8>()
-                .0
-                .iter()
-                .map(|b| f64::from_le_bytes(*b))
-                .collect()
-        }
-        "INT64" => {
-            c.int64_contents = raw
-                .as_chunks::<8>()
-                .0
-                .iter()
-                .map(|b| i64::from_le_bytes(*b))
-                .collect()
-        }
-        "BYTES" => {
-            let mut rest = raw;
-            while let Some((length, tail)) = rest.split_first_chunk::<4>() {
-                let (text, tail) = tail.split_at(u32::from_le_bytes(*length) as usize);
-                c.bytes_contents.push(text.to_vec());
-                rest = tail;
-            }
-        }
-        other => panic!("no fixture output is {other}"),
-    }
-    c
+    let json = preflight_grpc::response_to_json(response).expect("an answer");
+    let (model, version) = (&json["model_name"], &json["model_version"]);
+    json!({"model_name": model, "model_version": version, "outputs": json["outputs"]})
 }
 
 /// REST's answer with only what both protocols carry alike, FP32 values
@@ -178,7 +45,9 @@ fn contents_of_raw(datatype: &str, raw: &[u8]) -> InferTensorContents {
 fn comparable(rest: &Value) -> Value {
     let outputs: Vec<Value> = (rest["outputs"].as_array().expect("outputs").iter())
         .map(|o| {
-            let data: Vec<Value> = flat(&o["data"])
+            let mut values = Vec::new();
+            flat(&o["data"], &mut values);
+            let data: Vec<Value> = values
                 .into_iter()
                 .map(|v| match (v.as_f64(), o["datatype"].as_str()) {
                     (Some(x), Some("FP32")) => json!(f64::from(x as f32)),
@@ -369,4 +238,11 @@ async fn health_metadata_ids_and_fallback_go_as_over_rest() {
         before + 2,
         "gRPC requests are counted per version"
     );
+}
+
+fn flat<'a>(data: &'a Value, out: &mut Vec<&'a Value>) {
+    match data {
+        Value::Array(items) => items.iter().for_each(|item| flat(item, out)),
+        other => out.push(other),
+    }
 }
