@@ -2,7 +2,8 @@
 //! stack and a peer, measured in one run on the same machine with the same
 //! load generator: a bare axum server that echoes the request body on the
 //! same path (`benches/src/bin/echo.rs`), `preflight-serve` on two fixture
-//! GBDTs, and Seldon MLServer (pinned, in `target/mlserver-peer-venv`)
+//! GBDTs, over REST and over the protocol's gRPC service (the same requests,
+//! made into messages before the clock starts), and Seldon MLServer (pinned, in `target/mlserver-peer-venv`)
 //! serving eta-lisbon/2's LightGBM booster (`fixtures/peers/`). For each: the
 //! closed-loop rate at 16 connections, the CPU time of the server's process
 //! tree per request over that run, and open-loop p50, p99 and p99.9 at 1,000
@@ -63,16 +64,32 @@ fn cpu_seconds(root: u32) -> Result<f64> {
         .sum())
 }
 
-/// What a server is sent: a bundle's samples, or request bodies to a path.
+/// What a server is sent: a bundle's samples (over REST, or over the
+/// protocol's gRPC service), or request bodies to a path.
 enum Traffic<'a> {
     Bundle(&'a Path),
+    Grpc(&'a Path),
     Bodies(&'a Path, &'a str),
 }
 
 impl Traffic<'_> {
+    /// Where the traffic goes on `server`.
+    fn url(&self, server: &Server) -> Result<String> {
+        match self {
+            Traffic::Grpc(_) => {
+                let grpc = server.grpc().context("the server has no gRPC service")?;
+                Ok(format!("http://{grpc}"))
+            }
+            _ => Ok(server.url().to_owned()),
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         match self {
             Traffic::Bundle(dir) => vec!["--bundle".into(), dir.display().to_string()],
+            Traffic::Grpc(dir) => {
+                vec!["--bundle".into(), dir.display().to_string(), "--grpc".into()]
+            }
             Traffic::Bodies(file, path) => vec![
                 "--bodies".into(),
                 file.display().to_string(),
@@ -116,7 +133,7 @@ struct Row {
 }
 
 fn measure(release: &Path, server: &Server, traffic: &Traffic<'_>) -> Result<Measured> {
-    let url = server.url();
+    let url = &traffic.url(server)?;
     // Warm: connections open, sessions grown, code paged in.
     load(release, url, traffic, "1", &["--connections", CONNECTIONS])?;
     let before = cpu_seconds(server.id())?;
@@ -146,7 +163,12 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
     build_release(root, &[("preflight-benches", "echo")])?;
     let models = root.join("fixtures/models");
     let echo = Server::spawn(Command::new(release.join("echo")))?;
-    let serve = Server::start(&release.join("preflight-serve"), &models, &lib)?;
+    let serve = Server::start_with(
+        &release.join("preflight-serve"),
+        &models,
+        &lib,
+        &["--log", "warn", "--grpc-addr", "127.0.0.1:0"],
+    )?;
     serve.wait_ready(Duration::from_secs(60))?;
     let (madrid, lisbon) = (models.join("eta-madrid/2"), models.join("eta-lisbon/2"));
     let servers = [
@@ -164,6 +186,16 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
             "preflight-serve, eta-lisbon/2 (LightGBM)",
             &serve,
             Traffic::Bundle(&lisbon),
+        ),
+        (
+            "preflight-serve over gRPC, eta-madrid/2",
+            &serve,
+            Traffic::Grpc(&madrid),
+        ),
+        (
+            "preflight-serve over gRPC, eta-lisbon/2",
+            &serve,
+            Traffic::Grpc(&lisbon),
         ),
     ];
     let mut rows: Vec<Row> = servers

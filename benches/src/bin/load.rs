@@ -9,6 +9,14 @@
 //! Answers are counted by kind: 200, shed (503 with `Retry-After`), and
 //! anything else; the percentiles are of the 200s, then of all answers.
 //! `--json` prints the figures as one JSON object, for `cargo xtask bench`.
+//!
+//! With `--grpc` the same requests go to the protocol's gRPC service at
+//! `--url` (`http://HOST:PORT`), made from the same JSON bodies before the
+//! clock starts (`preflight_grpc::request_from_json`); a call answered OK
+//! counts as a 200, one answered `UNAVAILABLE` with a retry pushback as shed.
+//! A closed loop gives each of its loops a connection of its own, as over
+//! HTTP/1.1; the open loop multiplexes its calls over `GRPC_CHANNELS`
+//! connections, as a gRPC client does.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -60,6 +68,9 @@ struct Cli {
     /// pin or a route of the repository API moves, not to the bundle's version.
     #[arg(long)]
     default_route: bool,
+    /// Send over the protocol's gRPC service at `--url` instead of REST.
+    #[arg(long, conflicts_with_all = ["bodies", "unknown_models"])]
+    grpc: bool,
 }
 
 /// How the requests ended.
@@ -120,12 +131,24 @@ async fn main() -> Result<()> {
             known.clone()
         }
     };
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let bodies = if cli.grpc {
+        let version = if cli.default_route {
+            ""
+        } else {
+            version.as_str()
+        };
+        grpc_bodies(&bodies, &model, version)?
+    } else {
+        bodies.into_iter().map(Body::Json).collect()
+    };
+    let channels = match cli.connections {
+        Some(connections) if cli.grpc => connections.max(1),
+        _ => GRPC_CHANNELS,
+    };
+    let sender = Sender::new(&cli, &base, channels).await?;
 
     if let Some(connections) = cli.connections {
-        return closed_loop(&cli, &client, &known, &bodies, connections.max(1)).await;
+        return closed_loop(&cli, &sender, &known, &bodies, connections.max(1)).await;
     }
     let total = (cli.rate * cli.seconds).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / cli.rate);
@@ -157,27 +180,14 @@ async fn main() -> Result<()> {
     let mut tasks = Vec::with_capacity(total as usize);
     while let Some((i, intended)) = leave.recv().await {
         let intended = tokio::time::Instant::from_std(intended);
-        let (client, url, body) = (
-            client.clone(),
+        let (sender, url, body) = (
+            sender.clone(),
             url(i),
             bodies[i as usize % bodies.len()].clone(),
         );
         let tally = Arc::clone(&tally);
         tasks.push(tokio::spawn(async move {
-            let status = match client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(response) => {
-                    let shed = response.headers().contains_key("retry-after");
-                    let status = response.status().as_u16();
-                    response.bytes().await.ok().map(|_| (status, shed))
-                }
-                Err(_) => None,
-            };
+            let status = sender.send(&url, body, i as usize).await;
             let micros = u64::try_from(intended.elapsed().as_micros()).unwrap_or(u64::MAX);
             let mut tally = tally
                 .lock()
@@ -250,16 +260,16 @@ async fn main() -> Result<()> {
 /// answered 200 per second, and their latency.
 async fn closed_loop(
     cli: &Cli,
-    client: &reqwest::Client,
+    sender: &Sender,
     url: &str,
-    bodies: &[bytes::Bytes],
+    bodies: &[Body],
     connections: usize,
 ) -> Result<()> {
     let until = tokio::time::Instant::now() + Duration::from_secs_f64(cli.seconds.max(0.1));
     let started = Instant::now();
     let mut loops = Vec::with_capacity(connections);
     for c in 0..connections {
-        let (client, url, bodies) = (client.clone(), url.to_owned(), bodies.to_vec());
+        let (sender, url, bodies) = (sender.clone(), url.to_owned(), bodies.to_vec());
         loops.push(tokio::spawn(async move {
             let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut other = 0u64;
@@ -268,19 +278,8 @@ async fn closed_loop(
                 let body = bodies[i % bodies.len()].clone();
                 i += connections;
                 let sent = Instant::now();
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let status = match answer {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        response.bytes().await.ok().map(|_| status)
-                    }
-                    Err(_) => None,
-                };
+                // Loop `c` keeps to connection `c`: one in flight on each.
+                let status = sender.send(&url, body, c).await.map(|(status, _)| status);
                 let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                 if status == Some(200) {
                     let _ = ok.record(micros.max(1));
@@ -324,6 +323,86 @@ async fn closed_loop(
         );
     }
     Ok(())
+}
+
+/// How many connections the open loop spreads its gRPC calls over.
+const GRPC_CHANNELS: usize = 4;
+
+/// One request, as its protocol sends it.
+#[derive(Clone)]
+enum Body {
+    Json(bytes::Bytes),
+    Grpc(Box<preflight_grpc::ModelInferRequest>),
+}
+
+/// The JSON bodies as gRPC requests to `model` at `version` (empty: its
+/// default route).
+fn grpc_bodies(bodies: &[bytes::Bytes], model: &str, version: &str) -> Result<Vec<Body>> {
+    let grpc = bodies.iter().map(|body| {
+        let json: serde_json::Value = serde_json::from_slice(body)?;
+        let request = preflight_grpc::request_from_json(&json, model, version, false)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Body::Grpc(Box::new(request)))
+    });
+    grpc.collect()
+}
+
+/// Where requests go, and how.
+#[derive(Clone)]
+enum Sender {
+    Rest(reqwest::Client),
+    /// One client per connection.
+    Grpc(Vec<GrpcClient>),
+}
+
+type GrpcClient = preflight_grpc::grpc_inference_service_client::GrpcInferenceServiceClient<
+    tonic::transport::Channel,
+>;
+
+impl Sender {
+    async fn new(cli: &Cli, base: &str, channels: usize) -> Result<Self> {
+        if !cli.grpc {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(256);
+            return Ok(Sender::Rest(client.build()?));
+        }
+        let mut clients = Vec::with_capacity(channels);
+        for _ in 0..channels {
+            let endpoint = tonic::transport::Endpoint::new(base.to_owned())?.tcp_nodelay(true);
+            let channel = endpoint
+                .connect()
+                .await
+                .with_context(|| format!("{base}: cannot connect to the gRPC service"))?;
+            clients.push(GrpcClient::new(channel).max_decoding_message_size(usize::MAX));
+        }
+        Ok(Sender::Grpc(clients))
+    }
+
+    /// Sends `body` (to `url`, over REST) on connection `lane` (over gRPC):
+    /// the status and whether the server shed it, or `None` where nothing
+    /// answered. A gRPC call answered OK is a 200.
+    async fn send(&self, url: &str, body: Body, lane: usize) -> Option<(u16, bool)> {
+        match (self, body) {
+            (Sender::Rest(client), Body::Json(body)) => {
+                let sent = client.post(url).header("content-type", "application/json");
+                let response = sent.body(body).send().await.ok()?;
+                let shed = response.headers().contains_key("retry-after");
+                let status = response.status().as_u16();
+                response.bytes().await.ok().map(|_| (status, shed))
+            }
+            (Sender::Grpc(clients), Body::Grpc(request)) => {
+                let mut client = clients[lane % clients.len()].clone();
+                match client.model_infer(*request).await {
+                    Ok(_) => Some((200, false)),
+                    Err(status) if status.code() == tonic::Code::Unavailable => {
+                        let shed = status.metadata().contains_key("grpc-retry-pushback-ms");
+                        Some((503, shed))
+                    }
+                    Err(_) => Some((500, false)),
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Request bodies of `rows` rows each, the bundle's samples in turn.
