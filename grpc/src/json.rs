@@ -162,33 +162,12 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
     let mut outputs = Vec::with_capacity(response.outputs.len());
     for (i, output) in response.outputs.iter().enumerate() {
         let contents = match response.raw_output_contents.get(i) {
-            Some(raw) => contents_of_raw(&output.datatype, raw)
-                .map_err(|why| format!("output '{}' {why}", output.name))?,
-            None => output.contents.clone().unwrap_or_default(),
+            Some(raw) => contents_of_raw(&output.datatype, raw),
+            None => Ok(output.contents.clone().unwrap_or_default()),
         };
-        let c = contents;
-        let data: Vec<Value> = match output.datatype.as_str() {
-            "FP32" => c
-                .fp32_contents
-                .iter()
-                .map(|&x| json!(f64::from(x)))
-                .collect(),
-            "FP64" => c.fp64_contents.iter().map(|&x| json!(x)).collect(),
-            "INT64" => c.int64_contents.iter().map(|&x| json!(x)).collect(),
-            "INT32" | "INT16" | "INT8" => c.int_contents.iter().map(|&x| json!(x)).collect(),
-            "BOOL" => c.bool_contents.iter().map(|&x| json!(x)).collect(),
-            "BYTES" => c
-                .bytes_contents
-                .iter()
-                .map(|b| json!(String::from_utf8_lossy(b)))
-                .collect(),
-            other => {
-                return Err(format!(
-                    "output '{}' has datatype {other}, which this client cannot read",
-                    output.name
-                ));
-            }
-        };
+        let data = contents
+            .and_then(|contents| values_of(&output.datatype, &contents))
+            .map_err(|why| format!("output '{}' {why}", output.name))?;
         outputs.push(json!({
             "name": output.name,
             "datatype": output.datatype,
@@ -220,6 +199,29 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
         body["parameters"] = Value::Object(parameters);
     }
     Ok(body)
+}
+
+/// The values of typed contents of `datatype`, as JSON writes them.
+fn values_of(datatype: &str, c: &InferTensorContents) -> Result<Vec<Value>, String> {
+    Ok(match datatype {
+        "FP32" => c
+            .fp32_contents
+            .iter()
+            .map(|&x| json!(f64::from(x)))
+            .collect(),
+        "FP64" => c.fp64_contents.iter().map(|&x| json!(x)).collect(),
+        "INT64" => c.int64_contents.iter().map(|&x| json!(x)).collect(),
+        "INT32" | "INT16" | "INT8" => c.int_contents.iter().map(|&x| json!(x)).collect(),
+        "BOOL" => c.bool_contents.iter().map(|&x| json!(x)).collect(),
+        "BYTES" => (c.bytes_contents.iter())
+            .map(|b| json!(String::from_utf8_lossy(b)))
+            .collect(),
+        other => {
+            return Err(format!(
+                "has datatype {other}, which this client cannot read"
+            ));
+        }
+    })
 }
 
 fn contents_of_raw(datatype: &str, raw: &[u8]) -> Result<InferTensorContents, String> {

@@ -176,6 +176,7 @@ mod tests {
             verdict: Verdict::Passed,
             repository: String::new(),
             target: String::new(),
+            protocol: "REST".to_owned(),
             required: Vec::new(),
             started_at: String::new(),
             duration_ms: 0.0,

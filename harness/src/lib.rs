@@ -31,5 +31,5 @@ pub use gate::Policy;
 pub use report::{Check, LatencyRun, ModelReport, Report, Skip, SuiteReport, Verdict};
 pub use shard::Shard;
 pub use suites::Suite;
-pub use target::{TargetOptions, TargetSpec};
+pub use target::{Protocol, TargetOptions, TargetSpec};
 pub use verify::{VerifyConfig, VerifyError, aborted, verify};

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use preflight_harness::container::Limits;
 use preflight_harness::terminal::Terminal;
 use preflight_harness::{
-    Policy, Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, aborted, exit,
-    output, verify,
+    Policy, Protocol, Report, Shard, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig,
+    aborted, exit, output, verify,
 };
 
 /// Release verification for ML model services.
@@ -111,6 +111,15 @@ struct VerifyArgs {
     /// container target gets a token of its own).
     #[arg(long, env = "PREFLIGHT_REPOSITORY_TOKEN", hide_env_values = true)]
     repository_token: Option<String>,
+    /// What the suites' inference goes over: `rest`, or `grpc`, the
+    /// protocol's gRPC service (of the server a process target starts, or at
+    /// --grpc-addr for a url= target); health, metadata and Preflight's
+    /// extensions stay on REST.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Rest)]
+    protocol: ProtocolArg,
+    /// The gRPC service of a `url=` target, HOST:PORT, for --protocol grpc.
+    #[arg(long, value_name = "HOST:PORT")]
+    grpc_addr: Option<String>,
     /// Seconds a `url=` target may take to answer 200 on /v2/health/ready.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
@@ -158,9 +167,20 @@ impl VerifyArgs {
                     memory_bytes: self.memory_mib * 1024 * 1024,
                 },
                 repository_token: self.repository_token,
+                protocol: match self.protocol {
+                    ProtocolArg::Rest => Protocol::Rest,
+                    ProtocolArg::Grpc => Protocol::Grpc,
+                },
+                grpc_addr: self.grpc_addr,
             },
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Rest,
+    Grpc,
 }
 
 #[derive(Debug, Subcommand)]

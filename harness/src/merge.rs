@@ -56,6 +56,7 @@ pub fn merge(shards: Vec<(PathBuf, Report)>) -> Result<Report, String> {
         verdict,
         repository: first.repository.clone(),
         target: first.target.clone(),
+        protocol: first.protocol.clone(),
         required: first.required.clone(),
         started_at: shards
             .iter()
@@ -108,6 +109,7 @@ fn check_split(shards: &[(PathBuf, Report)]) -> Result<(), String> {
                 first.repository.clone(),
             ),
             ("target", report.target.clone(), first.target.clone()),
+            ("protocol", report.protocol.clone(), first.protocol.clone()),
             (
                 "--require",
                 report.required.join(","),

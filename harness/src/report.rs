@@ -233,6 +233,10 @@ pub struct Report {
     /// What was verified: the repository and the endpoint.
     pub repository: String,
     pub target: String,
+    /// What inference was verified over: `REST`, or `gRPC` (`--protocol
+    /// grpc`); a report from before gRPC was REST.
+    #[serde(default = "rest")]
+    pub protocol: String,
     pub started_at: String,
     pub duration_ms: f64,
     /// The commit verified: `GITHUB_SHA` in GitHub Actions, else the
@@ -317,6 +321,11 @@ impl SkipGroup {
     }
 }
 
+/// What a report that does not say its protocol was verified over.
+fn rest() -> String {
+    "REST".to_owned()
+}
+
 impl Report {
     /// The kind of target the figures were measured on: `process`,
     /// `container` or `url`, from `target`.
@@ -324,6 +333,15 @@ impl Report {
         self.target
             .split_once('=')
             .map_or(&self.target, |(kind, _)| kind)
+    }
+
+    /// How the figures were measured, for comparing them: the target's kind,
+    /// with ` over gRPC` where inference went over gRPC.
+    pub fn measured_on(&self) -> String {
+        match self.protocol.as_str() {
+            "REST" => self.target_kind().to_owned(),
+            protocol => format!("{} over {protocol}", self.target_kind()),
+        }
     }
 
     /// Every skipped check of the report, grouped by suite, check and kind.

@@ -94,13 +94,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Where the endpoint is, and for a container how it is reached.
+    /// Where the endpoint is, for a container how it is reached, and where
+    /// inference goes over gRPC.
     pub fn describe(&self) -> String {
         let base = &self.client.base;
-        match self.container.as_ref().map(|c| c.reached) {
+        let at = match self.container.as_ref().map(|c| c.reached) {
             Some(Reached::Directly) => format!("{base}, the container's own address"),
             Some(Reached::Published) => format!("{base}, the container's published port"),
             None => base.clone(),
+        };
+        match self.client.grpc_addr() {
+            Some(grpc) => format!("{at}; inference over gRPC at {grpc}"),
+            None => at,
         }
     }
 }
@@ -120,6 +125,30 @@ pub struct TargetOptions {
     /// change what it serves (rollout); a process or container target gets
     /// one of its own.
     pub repository_token: Option<String>,
+    /// What inference goes over.
+    pub protocol: Protocol,
+    /// The gRPC service of a `url=` target, `HOST:PORT`, for
+    /// `--protocol grpc`; a process target serves its own.
+    pub grpc_addr: Option<String>,
+}
+
+/// What the suites' inference goes over: REST, or the protocol's gRPC
+/// service, with health, metadata and Preflight's extensions on REST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Rest,
+    Grpc,
+}
+
+impl Protocol {
+    /// `REST` or `gRPC`, as the reports say.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rest => "REST",
+            Protocol::Grpc => "gRPC",
+        }
+    }
 }
 
 impl Default for TargetOptions {
@@ -130,6 +159,8 @@ impl Default for TargetOptions {
             ready_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             repository_token: None,
+            protocol: Protocol::Rest,
+            grpc_addr: None,
         }
     }
 }
@@ -163,14 +194,26 @@ impl Endpoint {
     ) -> Result<Self, String> {
         match spec {
             TargetSpec::Url(url) => {
-                let client = match &options.repository_token {
+                let mut client = match &options.repository_token {
                     Some(token) => Client::new(url).with_repository_token(token),
                     None => Client::new(url),
                 };
+                if options.protocol == Protocol::Grpc {
+                    let addr = (options.grpc_addr.as_deref()).ok_or(
+                        "--protocol grpc with a url= target needs --grpc-addr HOST:PORT, where \
+                         its gRPC service listens",
+                    )?;
+                    client = client.with_grpc(addr)?;
+                }
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }
             TargetSpec::Process => start_process(models, out, options).await,
+            TargetSpec::Container(_) if options.protocol == Protocol::Grpc => Err(
+                "--protocol grpc is for the process and url= targets; the container target \
+                 verifies over REST"
+                    .to_owned(),
+            ),
             TargetSpec::Container(image) => {
                 start_container(image, models, out, options.limits).await
             }
@@ -301,6 +344,9 @@ async fn start_process(
     command
         .args(["--addr", "127.0.0.1:0", "--log-format", "json", "--models"])
         .arg(models);
+    if options.protocol == Protocol::Grpc {
+        command.args(["--grpc-addr", "127.0.0.1:0"]);
+    }
     if let Some(library) = &options.ort_lib {
         command.arg("--ort-lib").arg(library);
     }
@@ -310,34 +356,17 @@ async fn start_process(
         .stderr(log)
         .spawn()
         .map_err(|e| format!("{}: cannot start: {e}", binary.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    // The first line is `listening on http://ADDR`; read it off the async workers.
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = match tokio::time::timeout(Duration::from_secs(30), first).await {
-        Ok(Ok(Ok(line))) => line,
-        _ => {
+    let client = match client_of(&mut child, &token, options.protocol, &log_path).await {
+        Ok(client) => client,
+        Err(why) => {
             let _ = child.kill();
-            return Err(format!(
-                "preflight-serve did not start listening within 30 s; its log: {}",
-                log_path.display()
-            ));
+            let _ = child.wait();
+            return Err(why);
         }
-    };
-    let Some(url) = line.trim().strip_prefix("listening on ") else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!(
-            "preflight-serve exited at start{}; its log: {}",
-            last_lines(&log_path),
-            log_path.display()
-        ));
     };
     let pid = child.id();
     let memory: MemoryProbe = Arc::new(move || resident_bytes(pid));
-    let mut endpoint = Endpoint::bare(Client::new(url).with_repository_token(&token));
+    let mut endpoint = Endpoint::bare(client);
     endpoint.memory = Some(memory);
     endpoint.log = Some(log_path.clone());
     endpoint.child = Some(child);
@@ -345,6 +374,71 @@ async fn start_process(
     waited.map_err(|e| format!("{e}; its log: {}", log_path.display()))?;
     endpoint.memory_after_load = resident_bytes(pid);
     Ok(endpoint)
+}
+
+/// The client of a started `preflight-serve`, from where it says it
+/// listens; or why there is none, with where its `log` is.
+async fn client_of(
+    child: &mut Child,
+    token: &str,
+    protocol: Protocol,
+    log: &Path,
+) -> Result<Client, String> {
+    let at = log.display();
+    let (url, grpc) = match listening(child).await {
+        Ok(Listening::Said { url, grpc }) => (url, grpc),
+        Ok(Listening::Exited) => {
+            let last = last_lines(log);
+            return Err(format!(
+                "preflight-serve exited at start{last}; its log: {at}"
+            ));
+        }
+        Err(why) => return Err(format!("{why}; its log: {at}")),
+    };
+    let client = Client::new(&url).with_repository_token(token);
+    match (protocol, grpc) {
+        (Protocol::Rest, _) => Ok(client),
+        (Protocol::Grpc, Some(grpc)) => client.with_grpc(&grpc),
+        (Protocol::Grpc, None) => Err(format!(
+            "preflight-serve did not say where its gRPC service listens; its log: {at}"
+        )),
+    }
+}
+
+/// What a started `preflight-serve` said on standard output.
+enum Listening {
+    /// Where it listens: REST's `http://ADDR`, and its gRPC service's
+    /// `ADDR` where it serves one.
+    Said { url: String, grpc: Option<String> },
+    /// Nothing: it exited.
+    Exited,
+}
+
+/// Reads where `child` listens: `listening on http://ADDR` first, and with
+/// `--grpc-addr` `listening on grpc://ADDR`, which comes in the same write;
+/// off the async workers, within 30 s.
+async fn listening(child: &mut Child) -> Result<Listening, String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line)?;
+        let rest = String::from_utf8_lossy(reader.buffer()).into_owned();
+        std::io::Result::Ok((line, rest))
+    });
+    let Ok(Ok(Ok((line, rest)))) = tokio::time::timeout(Duration::from_secs(30), read).await else {
+        return Err("preflight-serve did not start listening within 30 s".to_owned());
+    };
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        return Ok(Listening::Exited);
+    };
+    let grpc = (rest.lines().next())
+        .and_then(|l| l.trim().strip_prefix("listening on grpc://"))
+        .map(str::to_owned);
+    Ok(Listening::Said {
+        url: url.to_owned(),
+        grpc,
+    })
 }
 
 /// The end of a log, as `: <line> / <line>`, for an error that would

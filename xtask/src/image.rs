@@ -22,7 +22,8 @@ ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so
 USER 10001:10001
 EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/preflight-serve"]
-CMD ["--models", "/models", "--addr", "0.0.0.0:8080", "--grpc-addr", "0.0.0.0:8081", "--log-format", "json"]
+CMD ["--models", "/models", "--addr", "0.0.0.0:8080", "--grpc-addr", "0.0.0.0:8081", \
+    "--log-format", "json"]
 "#;
 
 /// Builds the image; returns the `name:version` tag.

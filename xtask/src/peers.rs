@@ -3,11 +3,12 @@
 //! load generator: a bare axum server that echoes the request body on the
 //! same path (`benches/src/bin/echo.rs`), `preflight-serve` on two fixture
 //! GBDTs, over REST and over the protocol's gRPC service (the same requests,
-//! made into messages before the clock starts), and Seldon MLServer (pinned, in `target/mlserver-peer-venv`)
-//! serving eta-lisbon/2's LightGBM booster (`fixtures/peers/`). For each: the
-//! closed-loop rate at 16 connections, the CPU time of the server's process
-//! tree per request over that run, and open-loop p50, p99 and p99.9 at 1,000
-//! requests/s (timed from when each request was due). The echo and
+//! made into messages before the clock starts), and Seldon MLServer
+//! (pinned, in `target/mlserver-peer-venv`) serving eta-lisbon/2's
+//! LightGBM booster (`fixtures/peers/`). For each: the closed-loop rate at
+//! 16 connections, the CPU time of the server's process tree per request
+//! over that run, and open-loop p50, p99 and p99.9 at 1,000 requests/s
+//! (timed from when each request was due). The echo and
 //! `preflight-serve` are measured in rounds, in turn (`--runs`, default 3),
 //! since the machines this runs on drift by a fifth within minutes; each
 //! rate's ratio to the echo's is taken against the same round's echo. Both
@@ -88,7 +89,11 @@ impl Traffic<'_> {
         match self {
             Traffic::Bundle(dir) => vec!["--bundle".into(), dir.display().to_string()],
             Traffic::Grpc(dir) => {
-                vec!["--bundle".into(), dir.display().to_string(), "--grpc".into()]
+                vec![
+                    "--bundle".into(),
+                    dir.display().to_string(),
+                    "--grpc".into(),
+                ]
             }
             Traffic::Bodies(file, path) => vec![
                 "--bodies".into(),

@@ -83,7 +83,7 @@ fn header(report: &Report, baseline: Option<&Report>) -> Markup {
             dl.meta {
                 dt { "Date" } dd { (human::date(&report.started_at)) ", took "
                     (human::ms(report.duration_ms)) }
-                dt { "Target" } dd { code { (report.target) } }
+                dt { "Target" } dd { code { (report.target) } ", over " (report.protocol) }
                 dt { "Baseline" } dd #baseline {
                     @match (baseline, &report.baseline) {
                         (Some(b), path) => {

@@ -24,6 +24,7 @@ pub fn junit(report: &Report) -> Result<String, String> {
     }
     let common = [
         Some(("target", report.target.clone())),
+        Some(("protocol", report.protocol.clone())),
         Some(("repository", report.repository.clone())),
         report.commit.clone().map(|c| ("commit", c)),
         report.baseline.clone().map(|b| ("baseline", b)),

@@ -45,9 +45,13 @@ pub fn markdown(report: &Report, baseline: Option<&Report>, link: Option<&str>) 
         ),
         _ => String::new(),
     };
+    let over = match report.protocol.as_str() {
+        "REST" => String::new(),
+        protocol => format!(" over {protocol}"),
+    };
     let _ = writeln!(
         md,
-        "{} verified against `{}`, {failed} failed{compared}.\n",
+        "{} verified against `{}`{over}, {failed} failed{compared}.\n",
         human::plural(report.models.len(), "model"),
         report.target
     );

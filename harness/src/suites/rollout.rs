@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use super::Phase;
 use super::descriptor::Descriptor;
 use super::{ModelUnderTest, Suite, offers, skipped};
-use crate::client::{Answer, Client, Unreachable, expected};
+use crate::client::{Answer, Client, Prepared, Unreachable, expected};
 use crate::report::{Check, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
@@ -68,10 +68,13 @@ struct Traffic {
 impl Traffic {
     fn start(model: &ModelUnderTest, samples: &[Record], rate: f64) -> Result<Self, Unreachable> {
         let manifest = model.bundle.manifest().clone();
-        let url = model.client.infer_url(&manifest.model.name, None)?;
         let client: Client = model.client.clone();
-        let rows: Vec<Vec<preflight_bundle::Value>> =
-            samples.iter().map(|r| r.inputs.clone()).collect();
+        let name = &manifest.model.name;
+        let requests = samples.iter().map(|r| {
+            let body = manifest.infer_request(&[r.inputs.as_slice()]);
+            client.prepare(name, None, &body)
+        });
+        let requests: Vec<Prepared> = requests.collect::<Result<_, _>>()?;
         let sent = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
@@ -83,12 +86,11 @@ impl Traffic {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let sample = i % rows.len();
+                    let sample = i % requests.len();
                     i += 1;
-                    let body = manifest.infer_request(&[&rows[sample]]).to_string();
                     let at = Instant::now();
                     let answer = client
-                        .post_body(&url, &manifest, bytes::Bytes::from(body), 1)
+                        .send(&requests[sample], &manifest, 1)
                         .await
                         .map_err(|e| e.to_string());
                     sent.lock().await.push(Sent { at, sample, answer });

@@ -15,7 +15,7 @@ use crate::progress::{Event, Progress};
 use crate::report::{ModelReport, Report, SuiteReport, Verdict};
 use crate::suites::latency::run::{self as fleet, FleetOptions};
 use crate::suites::{self, BaselineReport, ModelUnderTest, Need, Phase, Suite};
-use crate::target::Endpoint;
+use crate::target::{Endpoint, Protocol};
 
 type Phased = (Vec<ModelReport>, Option<crate::report::LatencyRun>);
 
@@ -138,8 +138,13 @@ async fn functional(
         let baseline = match baseline {
             None => BaselineReport::NotGiven,
             Some(report) => {
-                let elsewhere = (report.target_kind() != config.target.kind())
-                    .then(|| report.target_kind().to_owned());
+                // Figures compare only with figures measured alike: on the
+                // same kind of target, over the same protocol.
+                let here = match config.target_options.protocol {
+                    Protocol::Rest => config.target.kind().to_owned(),
+                    protocol => format!("{} over {}", config.target.kind(), protocol.as_str()),
+                };
+                let elsewhere = (report.measured_on() != here).then(|| report.measured_on());
                 report.model(selected.bundle.name()).cloned().map_or(
                     BaselineReport::NewModel,
                     |model| BaselineReport::Found { model, elsewhere },

@@ -3,6 +3,7 @@
 
 mod browser;
 mod container;
+mod grpc;
 mod tidy;
 
 use std::path::{Path, PathBuf};

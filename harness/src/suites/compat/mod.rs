@@ -206,9 +206,9 @@ async fn answered(
     records: &[&Record],
 ) -> Result<Option<String>, Unreachable> {
     let model = &manifest.model;
-    let path = client.infer_path(&model.name, Some(model.version));
     let body = manifest.infer_request(&rows(records));
-    let (status, text) = client.post_json(&path, &body).await?;
+    let request = client.prepare(&model.name, Some(model.version), &body)?;
+    let (status, text) = client.send_text(&request).await?;
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if status != 200 {
         let error = answer["error"].as_str().unwrap_or(text.as_str());

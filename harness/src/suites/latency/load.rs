@@ -5,30 +5,45 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use preflight_bundle::Manifest;
 
 use super::schedule::Send;
-use crate::client::{Answer, Client, FallbackReason, Unreachable};
+use crate::client::{Answer, Client, FallbackReason, Prepared, Unreachable};
 
 /// One version of one model, as the fleet run sends to it.
 #[derive(Debug)]
 pub(crate) struct Arm {
     pub(crate) client: Client,
-    /// The infer URL of this version.
-    pub(crate) url: reqwest::Url,
     /// The manifest the answers are read against.
     pub(crate) manifest: Arc<Manifest>,
-    /// Single-row request bodies, serialized once; request `i` sends body `i % len`.
-    pub(crate) bodies: Arc<[Bytes]>,
+    /// Single-row requests, made ready before the clock starts; request `i`
+    /// sends request `i % len`.
+    pub(crate) requests: Arc<[Prepared]>,
 }
 
 impl Arm {
+    /// The arm of the manifest's model at `version` (`None`: the version
+    /// `client`'s endpoint serves by default), sending `bodies`.
+    pub(crate) fn new(
+        client: &Client,
+        version: Option<u64>,
+        manifest: Arc<Manifest>,
+        bodies: &[serde_json::Value],
+    ) -> Result<Self, Unreachable> {
+        let name = &manifest.model.name;
+        let requests = bodies
+            .iter()
+            .map(|body| client.prepare(name, version, body));
+        Ok(Self {
+            client: client.clone(),
+            requests: requests.collect::<Result<_, _>>()?,
+            manifest,
+        })
+    }
+
     async fn send(&self, index: u64) -> Result<Answer, Unreachable> {
-        let body = self.bodies[index as usize % self.bodies.len()].clone();
-        self.client
-            .post_body(&self.url, &self.manifest, body, 1)
-            .await
+        let request = &self.requests[index as usize % self.requests.len()];
+        self.client.send(request, &self.manifest, 1).await
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use preflight_bundle::{LatencyBudget, Manifest, Record};
+use serde_json::Value;
 
 use super::load::{self, Arm, Sample};
 use super::schedule::{self, Lane, Offer};
@@ -234,13 +234,8 @@ impl Entry {
         let manifest = Arc::new(model.bundle.manifest().clone());
         let samples = model.samples.as_deref().unwrap_or_default();
         let bodies = bodies(&manifest, samples);
-        let name = manifest.model.name.clone();
-        arms.push(Arm {
-            client: client.clone(),
-            url: client.infer_url(&name, Some(manifest.model.version))?,
-            manifest: Arc::clone(&manifest),
-            bodies: Arc::clone(&bodies),
-        });
+        let version = Some(manifest.model.version);
+        arms.push(Arm::new(&client, version, Arc::clone(&manifest), &bodies)?);
         let candidate = arms.len() - 1;
         let baseline_target = options.baseline_target.as_ref().map(|c| clients.to(c));
         let found = baseline_arm(model, &client, baseline_target, &manifest, &bodies)
@@ -333,11 +328,11 @@ impl Entry {
     }
 }
 
-/// Single-row bodies of every sample, serialized once.
-fn bodies(manifest: &Manifest, samples: &[Record]) -> Arc<[Bytes]> {
+/// Single-row bodies of every sample, made once.
+fn bodies(manifest: &Manifest, samples: &[Record]) -> Arc<[Value]> {
     samples
         .iter()
-        .map(|s| Bytes::from(manifest.infer_request(&[s.inputs.as_slice()]).to_string()))
+        .map(|s| manifest.infer_request(&[s.inputs.as_slice()]))
         .collect()
 }
 
@@ -349,7 +344,7 @@ async fn baseline_arm(
     client: &Client,
     baseline_target: Option<Client>,
     manifest: &Arc<Manifest>,
-    bodies: &Arc<[Bytes]>,
+    bodies: &Arc<[Value]>,
 ) -> Result<Result<(Arm, Baseline), String>, Unreachable> {
     let name = &manifest.model.name;
     let below = match &model.previous {
@@ -370,12 +365,7 @@ async fn baseline_arm(
             "{why}, and the last release's endpoint does not serve it"
         )));
     }
-    let arm = Arm {
-        url: target.infer_url(name, None)?,
-        client: target.clone(),
-        manifest: Arc::clone(manifest),
-        bodies: Arc::clone(bodies),
-    };
+    let arm = Arm::new(&target, None, Arc::clone(manifest), bodies)?;
     Ok(Ok((arm, Baseline::Target(target.base))))
 }
 
@@ -385,7 +375,7 @@ async fn version_below(
     previous: &preflight_bundle::Bundle,
     client: &Client,
     manifest: &Arc<Manifest>,
-    bodies: &Arc<[Bytes]>,
+    bodies: &Arc<[Value]>,
 ) -> Result<Result<(Arm, Baseline), String>, Unreachable> {
     let name = &manifest.model.name;
     let version = previous.version();
@@ -410,12 +400,7 @@ async fn version_below(
             }
         }
     };
-    let arm = Arm {
-        client: client.clone(),
-        url: client.infer_url(name, Some(version))?,
-        manifest: Arc::new(theirs.clone()),
-        bodies,
-    };
+    let arm = Arm::new(client, Some(version), Arc::new(theirs.clone()), &bodies)?;
     Ok(Ok((arm, Baseline::Version(version))))
 }
 

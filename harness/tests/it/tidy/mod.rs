@@ -94,7 +94,7 @@ fn suites_are_listed_only_by_the_suite_enum() {
     let names: Vec<&str> = Suite::all().iter().map(|s| s.name()).collect();
     let harness = workspace().join("harness/src");
     let suites = harness.join("suites");
-    let wire = harness.join("client.rs");
+    let wire = harness.join("client/answer.rs");
     let mut found = Vec::new();
     for path in rust_sources().into_iter().filter(|p| *p != home) {
         if path.components().any(|c| c.as_os_str() == "tests") {

@@ -1,0 +1,150 @@
+//! Inference over the protocol's gRPC service: the JSON request the suites
+//! build, sent as the message that means the same, and the answer read back
+//! as the JSON REST would have written (`preflight_grpc`), so that every
+//! suite reads both protocols alike. A gRPC code is read as the HTTP status
+//! REST gives the same mistake (docs/harness.md, "Over gRPC").
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use preflight_grpc::ModelInferRequest;
+use preflight_grpc::grpc_inference_service_client::GrpcInferenceServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{REQUEST_TIMEOUT, Sent, Unreachable};
+
+/// The gRPC service of an endpoint, over one HTTP/2 connection that its
+/// calls share, made when first used.
+#[derive(Debug, Clone)]
+pub(super) struct Grpc {
+    /// `HOST:PORT`.
+    pub(super) addr: String,
+    client: GrpcInferenceServiceClient<Channel>,
+}
+
+impl Grpc {
+    pub(super) fn new(addr: &str) -> Result<Self, String> {
+        let endpoint = Endpoint::new(format!("http://{addr}"))
+            .map_err(|e| format!("{addr}: not an address of a gRPC service: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let client = GrpcInferenceServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX);
+        Ok(Self {
+            addr: addr.to_owned(),
+            client,
+        })
+    }
+
+    /// One call: the answer as REST's status and JSON body, or why nothing
+    /// answered. A call that failed below gRPC (the connection) is
+    /// `Unreachable`; a status the server sent is an answer.
+    pub(super) async fn call(&self, request: &ModelInferRequest) -> Result<Sent, Unreachable> {
+        let url = format!("grpc://{}", self.addr);
+        let mut client = self.client.clone();
+        let called = tokio::time::timeout(REQUEST_TIMEOUT, client.model_infer(request.clone()));
+        let Ok(answered) = called.await else {
+            let reason = format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
+            return Err(Unreachable { url, reason });
+        };
+        let status = match answered {
+            Ok(response) => {
+                // An answer that cannot be read says why, as a 200 whose
+                // body has no outputs.
+                let json = preflight_grpc::response_to_json(response.get_ref());
+                let text = json.map_or_else(
+                    |why| serde_json::json!({ "error": why }).to_string(),
+                    |json| json.to_string(),
+                );
+                return Ok(Sent {
+                    status: 200,
+                    text,
+                    retry_after: None,
+                });
+            }
+            Err(status) => status,
+        };
+        if std::error::Error::source(&status).is_some() {
+            // The connection, not the server: it never answered.
+            let reason = format!("{:?}: {}", status.code(), status.message());
+            return Err(Unreachable { url, reason });
+        }
+        let retry_after = (status.metadata().get("grpc-retry-pushback-ms"))
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let error = format!("{:?}: {}", status.code(), status.message());
+        Ok(Sent {
+            status: http_status(status.code()),
+            text: serde_json::json!({ "error": error }).to_string(),
+            retry_after,
+        })
+    }
+}
+
+/// The `grpcurl` command that sends the REST request `body` to `model`'s
+/// `version` at `addr`, run from the workspace's root: the message in
+/// protobuf's JSON form, a missing value as `"NaN"`.
+pub(super) fn grpcurl(addr: &str, body: &serde_json::Value, model: &str, version: u64) -> String {
+    use serde_json::{Value, json};
+    let inputs: Vec<Value> = (body["inputs"].as_array().into_iter().flatten())
+        .map(|input| {
+            let field = match input["datatype"].as_str().unwrap_or_default() {
+                "FP32" => "fp32_contents",
+                "FP64" => "fp64_contents",
+                "INT64" => "int64_contents",
+                "BOOL" => "bool_contents",
+                "BYTES" => "bytes_contents",
+                _ => "int_contents",
+            };
+            let mut values = Vec::new();
+            flatten(&input["data"], &mut values);
+            let values: Vec<Value> = values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Null => json!("NaN"),
+                    // protobuf's JSON form writes bytes in base64.
+                    Value::String(s) if field == "bytes_contents" => {
+                        json!(BASE64.encode(s.as_bytes()))
+                    }
+                    other => other.clone(),
+                })
+                .collect();
+            let (name, datatype, shape) = (&input["name"], &input["datatype"], &input["shape"]);
+            json!({"name": name, "datatype": datatype, "shape": shape, "contents": {field: values}})
+        })
+        .collect();
+    let message =
+        json!({"model_name": model, "model_version": version.to_string(), "inputs": inputs});
+    let message = message.to_string().replace('\'', "'\\''");
+    format!(
+        "grpcurl -plaintext -import-path grpc/proto -proto inference.proto \\\n  \
+         -d '{message}' \\\n  {addr} inference.GRPCInferenceService/ModelInfer",
+    )
+}
+
+fn flatten<'a>(data: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    match data {
+        serde_json::Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
+        other => out.push(other),
+    }
+}
+
+/// The HTTP status REST answers for what gRPC says with `code`.
+pub(super) fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::DeadlineExceeded => 408,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
+        Code::OutOfRange => 413,
+        Code::ResourceExhausted => 429,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss => 500,
+    }
+}
