@@ -155,9 +155,10 @@ fn parameter_of(value: &Value) -> Option<InferParameter> {
 }
 
 /// A gRPC answer as REST's JSON answer body: `model_name`,
-/// `model_version`, `id`, `parameters` and each output's `name`,
-/// `datatype`, `shape` and flat `data` (an FP32 value as the f64 of its
-/// f32). An output whose raw bytes do not fit its datatype is an error.
+/// `model_version` and `id` where they are not empty, `parameters`, and
+/// each output's `name`, `datatype`, `shape` and flat `data` (an FP32 value
+/// as the f64 of its f32). An output whose raw bytes do not fit its
+/// datatype is an error.
 pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> {
     let mut outputs = Vec::with_capacity(response.outputs.len());
     for (i, output) in response.outputs.iter().enumerate() {
@@ -177,9 +178,13 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
     }
     let mut body = json!({
         "model_name": response.model_name,
-        "model_version": response.model_version,
         "outputs": outputs,
     });
+    // proto3 cannot tell a string left out from an empty one: empty is
+    // "not said", as JSON's null or absence is.
+    if !response.model_version.is_empty() {
+        body["model_version"] = json!(response.model_version);
+    }
     if !response.id.is_empty() {
         body["id"] = json!(response.id);
     }

@@ -341,6 +341,8 @@ fn mlserver(root: &Path) -> Result<Server> {
             &root.join("xtask/bench/mlserver/requirements.txt"),
         ),
         &root.join("xtask/bench/mlserver/serve.py"),
-        &[&root.join("fixtures/peers/eta-lisbon-2/booster.txt")],
+        &[root
+            .join("fixtures/peers/eta-lisbon-2/booster.txt")
+            .as_os_str()],
     )
 }

@@ -44,14 +44,11 @@ impl Server {
         root: &Path,
         (venv, requirements): (&str, &Path),
         script: &Path,
-        args: &[&Path],
+        args: &[&std::ffi::OsStr],
     ) -> Result<Self> {
         let python = crate::python_env(root, venv, requirements)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
         let mut command = Command::new(python);
-        command.arg(script).arg(port.to_string()).args(args);
+        command.arg(script).arg(free_port()?.to_string()).args(args);
         Self::spawn(command)
     }
 
@@ -71,4 +68,12 @@ impl Server {
     pub(crate) fn wait_ready(&self, limit: Duration) -> Result<()> {
         self.0.wait_ready(limit).map_err(|e| anyhow!(e))
     }
+}
+
+/// A port free now, for a server that must be told one: the next bind may
+/// take it first, which the server's start then says.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -42,10 +42,15 @@ impl Client {
     /// manifest's model and version as the harness does, to reproduce a row
     /// the reports single out: `curl`, or `grpcurl` over gRPC.
     pub fn curl(&self, manifest: &Manifest, row: &[preflight_bundle::Value]) -> String {
-        let body = manifest.infer_request(&[row]);
+        self.command_for(manifest, &manifest.infer_request(&[row]))
+    }
+
+    /// The command that sends the request `body` to the manifest's model
+    /// and version as the harness does: `curl`, or `grpcurl` over gRPC.
+    pub fn command_for(&self, manifest: &Manifest, body: &Value) -> String {
         let (model, version) = (&manifest.model.name, manifest.model.version);
         if let Some(grpc) = &self.grpc {
-            return grpc::grpcurl(&grpc.addr, &body, model, version);
+            return grpc::grpcurl(&grpc.addr, body, model, version);
         }
         format!(
             "curl -sS {}{} \\\n  -H 'content-type: application/json' -d '{}'",
@@ -75,6 +80,7 @@ impl Client {
         body: &Value,
     ) -> Result<Prepared, Unreachable> {
         if self.grpc.is_some() {
+            let version = self.called_version(model, version);
             let version = version.map_or_else(String::new, |v| v.to_string());
             let request = preflight_grpc::request_from_json(body, model, &version, false);
             return Ok(match request {

@@ -115,14 +115,20 @@ impl Client {
     /// version the server serves by default, and always the latter for a
     /// model whose metadata lists no versions.
     pub fn infer_path(&self, model: &str, version: Option<u64>) -> String {
+        match self.called_version(model, version) {
+            Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
+            None => format!("/v2/models/{model}/infer"),
+        }
+    }
+
+    /// The version a request for `version` of `model` names: none for a
+    /// model whose metadata lists no versions, over either protocol.
+    pub(crate) fn called_version(&self, model: &str, version: Option<u64>) -> Option<u64> {
         let unversioned = self
             .unversioned
             .lock()
             .is_ok_and(|models| models.contains(model));
-        match version.filter(|_| !unversioned) {
-            Some(v) => format!("/v2/models/{model}/versions/{v}/infer"),
-            None => format!("/v2/models/{model}/infer"),
-        }
+        version.filter(|_| !unversioned)
     }
 
     /// The same client, sending `token` on repository calls.

@@ -421,25 +421,16 @@ trait Curl {
     fn curl(&self, manifest: &Manifest, client: &Client) -> String;
 }
 
-fn curl_for(manifest: &Manifest, client: &Client, body: &serde_json::Value) -> String {
-    format!(
-        "curl -s -X POST {}{} -H 'content-type: application/json' -d '{}'",
-        client.base,
-        client.infer_path(&manifest.model.name, Some(manifest.model.version)),
-        body.to_string().replace('\'', "'\\''")
-    )
-}
-
 impl Curl for Vec<Vec<Value>> {
     fn curl(&self, manifest: &Manifest, client: &Client) -> String {
         let rows: Vec<&[Value]> = self.iter().map(Vec::as_slice).collect();
-        curl_for(manifest, client, &manifest.infer_request(&rows))
+        client.command_for(manifest, &manifest.infer_request(&rows))
     }
 }
 
 impl Curl for (serde_json::Value, String) {
     fn curl(&self, manifest: &Manifest, client: &Client) -> String {
-        curl_for(manifest, client, &self.0)
+        client.command_for(manifest, &self.0)
     }
 }
 

@@ -1,23 +1,27 @@
 """Serves one bundle's ONNX model with KServe's Python model server, as a team
 that already runs KServe would: a `kserve.Model` that runs ONNX Runtime.
 
-Usage: python serve.py PORT BUNDLE_DIR
+Usage: python serve.py PORT BUNDLE_DIR [GRPC_PORT]
 
 Run it with the Python of a virtual environment that has
 `xtask/servers/kserve/requirements.txt` installed. The model is served under
-its manifest's name on 127.0.0.1:PORT over REST (KServe's gRPC server is off).
+its manifest's name on 127.0.0.1:PORT over REST, and with GRPC_PORT over
+KServe's gRPC server too (off without it).
 It takes the Open Inference Protocol's named inputs, one `[rows, 1]` tensor
 each, feeds them to the graph as the graph's own input types, and answers
 each graph output under its name. Nothing here adapts KServe to Preflight:
 its routes, its metadata (`"versions": null`), its errors and its handling of
 nulls are KServe's own. It prints `listening on http://127.0.0.1:PORT` once
-`GET /v2/health/ready` answers, and stays in the foreground.
+`GET /v2/health/ready` answers (and `listening on grpc://127.0.0.1:GRPC_PORT`
+in the same write, once that port takes connections), and stays in the
+foreground.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -73,25 +77,46 @@ class OnnxModel(Model):
         return InferResponse(response_id=payload.id or str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs)
 
 
-def announce_when_ready(port: int) -> None:
+def rest_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/v2/health/ready", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def grpc_listening(port: int | None) -> bool:
+    if port is None:
+        return True
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def announce_when_ready(port: int, grpc_port: int | None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    print(f"listening on http://{HOST}:{port}", file=ANNOUNCE, flush=True)
-                    return
-        except OSError:
-            time.sleep(0.1)
+        if rest_ready(port) and grpc_listening(grpc_port):
+            lines = f"listening on http://{HOST}:{port}\n"
+            if grpc_port is not None:
+                lines += f"listening on grpc://{HOST}:{grpc_port}\n"
+            ANNOUNCE.write(lines)
+            ANNOUNCE.flush()
+            return
+        time.sleep(0.1)
     print(f"KServe was not ready within {READY_TIMEOUT_S} s", file=sys.stderr, flush=True)
 
 
 def main() -> None:
     port, bundle = int(sys.argv[1]), Path(sys.argv[2])
+    grpc_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
     manifest = tomllib.loads((bundle / "manifest.toml").read_text())
     model = OnnxModel(manifest["model"]["name"], bundle / manifest["runtime"]["model"])
-    threading.Thread(target=announce_when_ready, args=(port,), daemon=True).start()
-    server = ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
+    threading.Thread(target=announce_when_ready, args=(port, grpc_port), daemon=True).start()
+    grpc = {"enable_grpc": True, "grpc_port": grpc_port} if grpc_port is not None else {"enable_grpc": False}
+    server = ModelServer(http_port=port, workers=1, enable_latency_logging=False, **grpc)
     # A line per request would bury the run's own output.
     for name in ("uvicorn.access", "kserve.trace"):
         logging.getLogger(name).setLevel(logging.WARNING)
