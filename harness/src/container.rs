@@ -16,6 +16,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The port the image's server listens on inside the container.
 const PORT: u16 = 8080;
+/// The port of its gRPC service, as the image's own command has it.
+const GRPC_PORT: u16 = 8081;
 /// How long the container's own address is tried before the published
 /// port is taken instead.
 const ROUTE_PROBE: Duration = Duration::from_secs(2);
@@ -48,6 +50,8 @@ impl Default for Limits {
 pub struct Container {
     inner: ContainerAsync<GenericImage>,
     pub url: String,
+    /// The gRPC service's `HOST:PORT`, reached as `url` is.
+    pub grpc: String,
     /// How `url` reaches the container.
     pub reached: Reached,
     pub image_bytes: Option<u64>,
@@ -137,11 +141,14 @@ pub async fn start(
     let (cpus, memory) = (limits.cpus, limits.memory_bytes);
     let request = GenericImage::new(name, tag)
         .with_exposed_port(PORT.tcp())
+        .with_exposed_port(GRPC_PORT.tcp())
         .with_cmd([
             "--models",
             "/models",
             "--addr",
             "0.0.0.0:8080",
+            "--grpc-addr",
+            "0.0.0.0:8081",
             "--log-format",
             "json",
         ])
@@ -160,8 +167,9 @@ pub async fn start(
                 host_ip: Some("127.0.0.1".to_owned()),
                 host_port: Some(String::new()),
             };
-            let published = (format!("{PORT}/tcp"), Some(vec![loopback]));
-            host.port_bindings = Some(std::collections::HashMap::from([published]));
+            let published = |port: u16| (format!("{port}/tcp"), Some(vec![loopback.clone()]));
+            let ports = [published(PORT), published(GRPC_PORT)];
+            host.port_bindings = Some(std::collections::HashMap::from(ports));
             host.nano_cpus = Some((cpus * 1e9) as i64);
             host.memory = Some(memory as i64);
             host.memory_swap = Some(memory as i64);
@@ -171,24 +179,38 @@ pub async fn start(
         .await
         .map_err(|e| format!("container of {image} did not start: {e}"))?;
     let image_bytes = inspected.size.and_then(|s| u64::try_from(s).ok());
-    match inner.get_host_port_ipv4(PORT.tcp()).await {
-        Ok(port) => {
-            let (url, reached) = match own_address(&inner).await {
-                Some(address) => (format!("http://{address}"), Reached::Directly),
-                None => (format!("http://127.0.0.1:{port}"), Reached::Published),
+    let ports = (
+        inner.get_host_port_ipv4(PORT.tcp()).await,
+        inner.get_host_port_ipv4(GRPC_PORT.tcp()).await,
+    );
+    match ports {
+        (Ok(port), Ok(grpc_port)) => {
+            let (url, grpc, reached) = match own_address(&inner).await {
+                Some(address) => (
+                    format!("http://{address}"),
+                    SocketAddr::new(address.ip(), GRPC_PORT).to_string(),
+                    Reached::Directly,
+                ),
+                None => (
+                    format!("http://127.0.0.1:{port}"),
+                    format!("127.0.0.1:{grpc_port}"),
+                    Reached::Published,
+                ),
             };
             Ok(Container {
                 inner,
                 url,
+                grpc,
                 reached,
                 image_bytes,
             })
         }
         // An exited container has no port: say so, and keep what it printed.
-        Err(e) => {
+        (Err(e), _) | (_, Err(e)) => {
             let container = Container {
                 inner,
                 url: String::new(),
+                grpc: String::new(),
                 reached: Reached::Published,
                 image_bytes,
             };

@@ -209,14 +209,7 @@ impl Endpoint {
                 Ok(Self::bare(client))
             }
             TargetSpec::Process => start_process(models, out, options).await,
-            TargetSpec::Container(_) if options.protocol == Protocol::Grpc => Err(
-                "--protocol grpc is for the process and url= targets; the container target \
-                 verifies over REST"
-                    .to_owned(),
-            ),
-            TargetSpec::Container(image) => {
-                start_container(image, models, out, options.limits).await
-            }
+            TargetSpec::Container(image) => start_container(image, models, out, options).await,
         }
     }
 
@@ -255,12 +248,15 @@ async fn start_container(
     image: &str,
     models: &Path,
     out: &Path,
-    limits: Limits,
+    options: &TargetOptions,
 ) -> Result<Endpoint, String> {
     let log = out.join("container.log");
     let token = fresh_token();
-    let container = crate::container::start(image, models, limits, &log, &token).await?;
-    let client = Client::new(&container.url).with_repository_token(&token);
+    let container = crate::container::start(image, models, options.limits, &log, &token).await?;
+    let mut client = Client::new(&container.url).with_repository_token(&token);
+    if options.protocol == Protocol::Grpc {
+        client = client.with_grpc(&container.grpc)?;
+    }
     let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
         loaded(&client).await.is_ok()
     })

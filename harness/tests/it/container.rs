@@ -93,6 +93,32 @@ fn container_target() {
     );
     assert_eq!(leftovers(), "", "no container is left after a run");
 
+    // The same over the image's gRPC service.
+    let out_dir = tmp.path().join("grpc");
+    let out = preflight(&[
+        "verify",
+        "--models",
+        &models,
+        "--target",
+        &target,
+        "--protocol",
+        "grpc",
+        "--only",
+        "eta-nairobi",
+        "--suites",
+        "unit,parity,nullable",
+        "--out",
+        &out_dir.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = std::fs::read_to_string(out_dir.join("report.json")).expect("report");
+    assert!(report.contains(r#""protocol": "gRPC""#), "{report}");
+    assert_eq!(
+        leftovers(),
+        "",
+        "no container is left after a run over gRPC"
+    );
+
     // An image that does not exist: nothing is pulled.
     let out = preflight(&[
         "verify",
