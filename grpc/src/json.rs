@@ -188,18 +188,7 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
     if !response.id.is_empty() {
         body["id"] = json!(response.id);
     }
-    let parameters: serde_json::Map<String, Value> = (response.parameters.iter())
-        .filter_map(|(name, p)| {
-            let value = match p.parameter_choice.clone()? {
-                ParameterChoice::BoolParam(b) => json!(b),
-                ParameterChoice::Int64Param(i) => json!(i),
-                ParameterChoice::StringParam(s) => json!(s),
-                ParameterChoice::DoubleParam(x) => json!(x),
-                ParameterChoice::Uint64Param(u) => json!(u),
-            };
-            Some((name.clone(), value))
-        })
-        .collect();
+    let parameters = parameters_to_json(&response.parameters);
     if !parameters.is_empty() {
         body["parameters"] = Value::Object(parameters);
     }
@@ -268,4 +257,108 @@ fn contents_of_raw(datatype: &str, raw: &[u8]) -> Result<InferTensorContents, St
         }
     }
     Ok(c)
+}
+
+/// The REST (JSON) request a gRPC request means, and the REST path it goes
+/// to: the inverse of [`request_from_json`], a float's NaN written as null.
+pub fn request_to_json(request: &ModelInferRequest) -> Result<(String, Value), String> {
+    let raw = !request.raw_input_contents.is_empty();
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for (i, input) in request.inputs.iter().enumerate() {
+        let contents = match request.raw_input_contents.get(i) {
+            Some(bytes) => contents_of_raw(&input.datatype, bytes),
+            None if raw => Err("has no raw contents".to_owned()),
+            None => Ok(input.contents.clone().unwrap_or_default()),
+        };
+        // A float's NaN is written as null, as JSON has no NaN.
+        let data = contents
+            .and_then(|c| values_of(&input.datatype, &c))
+            .map_err(|why| format!("input '{}' {why}", input.name))?;
+        inputs.push(json!({
+            "name": input.name,
+            "datatype": input.datatype,
+            "shape": input.shape,
+            "data": data,
+        }));
+    }
+    let mut body = json!({ "inputs": inputs });
+    if !request.id.is_empty() {
+        body["id"] = json!(request.id);
+    }
+    let parameters = parameters_to_json(&request.parameters);
+    if !parameters.is_empty() {
+        body["parameters"] = Value::Object(parameters);
+    }
+    if !request.outputs.is_empty() {
+        let names = request.outputs.iter().map(|o| json!({ "name": o.name }));
+        body["outputs"] = Value::Array(names.collect());
+    }
+    let model = &request.model_name;
+    let path = match request.model_version.as_str() {
+        "" => format!("/v2/models/{model}/infer"),
+        version => format!("/v2/models/{model}/versions/{version}/infer"),
+    };
+    Ok((path, body))
+}
+
+/// The gRPC answer REST's JSON answer `body` means: the inverse of
+/// [`response_to_json`].
+pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, String> {
+    let text = |key: &str| body[key].as_str().map(str::to_owned).unwrap_or_default();
+    let mut response = ModelInferResponse {
+        model_name: text("model_name"),
+        model_version: match &body["model_version"] {
+            Value::Number(n) => n.to_string(),
+            _ => text("model_version"),
+        },
+        id: text("id"),
+        ..ModelInferResponse::default()
+    };
+    if let Some(parameters) = body["parameters"].as_object() {
+        for (name, value) in parameters {
+            if let Some(parameter) = parameter_of(value) {
+                response.parameters.insert(name.clone(), parameter);
+            }
+        }
+    }
+    let outputs = body["outputs"]
+        .as_array()
+        .ok_or("the answer has no outputs")?;
+    for output in outputs {
+        let name = output["name"].as_str().unwrap_or_default();
+        let datatype = output["datatype"].as_str().unwrap_or_default();
+        let mut values = Vec::new();
+        flatten(&output["data"], &mut values);
+        let contents =
+            contents_of(datatype, &values).map_err(|why| format!("output '{name}' {why}"))?;
+        let shape = output["shape"].as_array().map_or_else(Vec::new, |dims| {
+            dims.iter().filter_map(Value::as_i64).collect()
+        });
+        response
+            .outputs
+            .push(crate::model_infer_response::InferOutputTensor {
+                name: name.to_owned(),
+                datatype: datatype.to_owned(),
+                shape,
+                parameters: Default::default(),
+                contents: Some(contents),
+            });
+    }
+    Ok(response)
+}
+
+fn parameters_to_json(
+    parameters: &std::collections::HashMap<String, InferParameter>,
+) -> serde_json::Map<String, Value> {
+    let known = parameters.iter().filter_map(|(name, p)| {
+        let value = match p.parameter_choice.clone()? {
+            ParameterChoice::BoolParam(b) => json!(b),
+            ParameterChoice::Int64Param(i) => json!(i),
+            ParameterChoice::StringParam(s) => json!(s),
+            ParameterChoice::DoubleParam(x) => json!(x),
+            ParameterChoice::Uint64Param(u) => json!(u),
+        };
+        Some((name.clone(), value))
+    });
+    known.collect()
 }

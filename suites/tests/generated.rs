@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use libtest_mimic::{Arguments, Failed, Trial};
 use preflight_bundle::Repository;
 use preflight_harness::{
-    Policy, Report, Shard, Skip, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig, verify,
+    Policy, Protocol, Report, Shard, Skip, Suite, TargetOptions, TargetSpec, Verdict, VerifyConfig,
+    verify,
 };
 use preflight_testkit::Listening;
 use serde::Deserialize;
@@ -365,6 +366,13 @@ fn defect(d: &Defect) -> Result<(), Failed> {
             )?
         }
     };
+    judge(d, &report, &d.fails, &d.passes)
+}
+
+/// Whether `report` says what the catalogue says of `d`: every suite of
+/// `fails` failed, with its reasons, unless its decisive timed check was
+/// inconclusive; every suite of `passes` passed; nothing else failed.
+fn judge(d: &Defect, report: &Report, fails: &[Suite], passes: &[Suite]) -> Result<(), Failed> {
     let model = report
         .model(&d.model)
         .ok_or_else(|| format!("no report for {}", d.model))?;
@@ -374,7 +382,7 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         .filter(|s| s.verdict == Verdict::Failed)
         .map(|s| s.suite.as_str())
         .collect();
-    let expected: BTreeSet<&str> = d.fails.iter().map(|s| s.name()).collect();
+    let expected: BTreeSet<&str> = fails.iter().map(|s| s.name()).collect();
     let mut problems = Vec::new();
     for missed in expected.difference(&failed) {
         let suite = model.suite(missed);
@@ -412,7 +420,7 @@ fn defect(d: &Defect) -> Result<(), Failed> {
             "missed: '{missed}' should fail but did not: {said}"
         ));
     }
-    for suite in &d.passes {
+    for suite in passes {
         match model.suite(suite.name()) {
             Some(s) if s.verdict == Verdict::Passed => {}
             Some(s) => problems.push(format!(
@@ -431,9 +439,8 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         let suite = model.suite(alarm).map(|s| s.failures()).unwrap_or_default();
         problems.push(format!("false alarm: '{alarm}' failed: {suite}"));
     }
-    let reasons = d
-        .reasons
-        .iter()
+    let reasons = (d.reasons.iter())
+        .filter(|(suite, _)| fails.contains(suite))
         .flat_map(|(suite, phrases)| phrases.all().iter().map(move |r| (suite, r)));
     for (suite, reason) in reasons {
         if !failed.contains(suite.name()) {
@@ -466,6 +473,78 @@ fn defect(d: &Defect) -> Result<(), Failed> {
     } else {
         Err(problems.join("\n").into())
     }
+}
+
+/// A serving-side defect over the protocol's gRPC service: the same
+/// server, the same fault (`preflight-faulty --grpc-addr`), the harness's
+/// inference over gRPC. Every suite but latency runs (the machine's load
+/// decides latency's verdicts, and the REST trial times it), and the
+/// catalogue's verdict holds for them as over REST.
+fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
+    let serve = binary("preflight-serve")?;
+    let models = root().join("fixtures/models");
+    let server = start(
+        &serve,
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--models",
+            &models.display().to_string(),
+            "--repository-token",
+            DEFECT_TOKEN,
+        ],
+    )?;
+    let fault = d
+        .fault
+        .as_deref()
+        .ok_or("an endpoint defect needs a fault")?;
+    let proxy = start(
+        &binary("preflight-faulty")?,
+        &[
+            "--upstream",
+            &server.url,
+            "--fault",
+            fault,
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ],
+    )?;
+    let grpc = proxy
+        .grpc
+        .clone()
+        .ok_or("preflight-faulty did not say where its gRPC is")?;
+    let untimed = |suites: &[Suite]| -> Vec<Suite> {
+        suites
+            .iter()
+            .copied()
+            .filter(|s| *s != Suite::Latency)
+            .collect()
+    };
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = VerifyConfig {
+        models: models.clone(),
+        target: TargetSpec::Url(proxy.url.clone()),
+        baseline: None,
+        baseline_target: None,
+        baseline_models: None,
+        out: out.path().to_path_buf(),
+        only: vec![d.model.clone()],
+        shard: None,
+        suites: untimed(Suite::all()),
+        jobs: 2,
+        policy: Policy::new(&d.require, Suite::all()).map_err(Failed::from)?,
+        target_options: TargetOptions {
+            serve_bin: Some(serve),
+            repository_token: Some(DEFECT_TOKEN.to_owned()),
+            protocol: Protocol::Grpc,
+            grpc_addr: Some(grpc),
+            ..TargetOptions::default()
+        },
+    };
+    let report = runtime()
+        .block_on(verify(&config, &preflight_harness::progress::silent()))
+        .map_err(|e| Failed::from(e.to_string()))?;
+    judge(d, &report, &untimed(&d.fails), &untimed(&d.passes))
 }
 
 /// Where the clean run of `model` says `reason` too, in `suite`'s check
@@ -565,6 +644,16 @@ fn main() {
         std::fs::read_to_string(root().join("fixtures/defects/catalogue.toml")).expect("catalogue");
     let catalogue: Catalogue = toml::from_str(&text).expect("catalogue parses");
     for d in catalogue.defect {
+        // A serving-side defect that breaks more than timing, over gRPC too.
+        let over_grpc =
+            matches!(d.lives_in, LivesIn::Endpoint) && d.fails.iter().any(|s| *s != Suite::Latency);
+        if over_grpc {
+            let d = d.clone();
+            trials.push(Trial::test(
+                format!("grpc::defect::{}", d.name),
+                move || defect_over_grpc(&d),
+            ));
+        }
         trials.push(Trial::test(format!("defect::{}", d.name), move || {
             defect(&d)
         }));

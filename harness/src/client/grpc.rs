@@ -68,13 +68,14 @@ impl Grpc {
         };
         if std::error::Error::source(&status).is_some() {
             // The connection, not the server: it never answered.
-            let reason = format!("{:?}: {}", status.code(), status.message());
+            let reason = format!("{} ({})", status.message(), code_name(status.code()));
             return Err(Unreachable { url, reason });
         }
         let retry_after = (status.metadata().get("grpc-retry-pushback-ms"))
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .map(Duration::from_millis);
-        let error = format!("{:?}: {}", status.code(), status.message());
+        // The server's message first, as over REST, then the code it came with.
+        let error = format!("{} (gRPC {})", status.message(), code_name(status.code()));
         Ok(Sent {
             status: http_status(status.code()),
             text: serde_json::json!({ "error": error }).to_string(),
@@ -129,6 +130,19 @@ fn flatten<'a>(data: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>
         serde_json::Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
         other => out.push(other),
     }
+}
+
+/// A code as gRPC names it: `INVALID_ARGUMENT`, `UNAVAILABLE`.
+fn code_name(code: Code) -> String {
+    let camel = format!("{code:?}");
+    let mut name = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 /// The HTTP status REST answers for what gRPC says with `code`.
