@@ -249,11 +249,7 @@ fn peer(root: &Path, release: &Path) -> Result<Measured> {
     let requests = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
     let traffic = Traffic::Bodies(&requests, "/v2/models/eta-lisbon/infer");
     let measured = measure(release, &mlserver, &traffic);
-    // SIGTERM, which serve.py passes on to MLServer and its workers; the
-    // drop's SIGKILL would leave them running.
-    let pid = mlserver.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    std::thread::sleep(Duration::from_secs(3));
+    mlserver.terminate(Duration::from_secs(25));
     measured
 }
 
@@ -331,16 +327,16 @@ fn print(rows: &[Row], peer: Option<&Row>) {
     }
 }
 
-/// MLServer on a free port, from `xtask/bench/mlserver/serve.py` in its
+/// MLServer on a free port, from `xtask/servers/mlserver/serve.py` in its
 /// pinned environment.
 fn mlserver(root: &Path) -> Result<Server> {
     Server::python(
         root,
         (
             "mlserver-peer-venv",
-            &root.join("xtask/bench/mlserver/requirements.txt"),
+            &root.join("xtask/servers/mlserver/requirements.txt"),
         ),
-        &root.join("xtask/bench/mlserver/serve.py"),
+        &root.join("xtask/servers/mlserver/serve.py"),
         &[root
             .join("fixtures/peers/eta-lisbon-2/booster.txt")
             .as_os_str()],

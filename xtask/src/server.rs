@@ -65,6 +65,22 @@ impl Server {
         self.0.id()
     }
 
+    /// Stops a server that passes SIGTERM on to processes of its own (the
+    /// Python servers start theirs in sessions of their own, which the
+    /// drop's SIGKILL of the script would leave running): SIGTERM, and up to
+    /// `grace` for it to exit, before the drop.
+    pub(crate) fn terminate(mut self, grace: Duration) {
+        let pid = self.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < grace {
+            if matches!(self.0.child().try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub(crate) fn wait_ready(&self, limit: Duration) -> Result<()> {
         self.0.wait_ready(limit).map_err(|e| anyhow!(e))
     }

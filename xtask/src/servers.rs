@@ -6,8 +6,10 @@
 //! every `cargo xtask test`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -34,7 +36,7 @@ struct ThirdParty {
     grpc: bool,
 }
 
-const SERVERS: [ThirdParty; 2] = [
+const SERVERS: [ThirdParty; 4] = [
     ThirdParty {
         name: "KServe 0.21.0, Python model server (`kserve.Model` running ONNX Runtime), REST",
         venv: "kserve-venv",
@@ -45,6 +47,18 @@ const SERVERS: [ThirdParty; 2] = [
         name: "KServe 0.21.0, the same, gRPC",
         venv: "kserve-venv",
         folder: "xtask/servers/kserve",
+        grpc: true,
+    },
+    ThirdParty {
+        name: "Seldon MLServer 1.7.1 (a `MLModel` running ONNX Runtime), REST",
+        venv: "mlserver-peer-venv",
+        folder: "xtask/servers/mlserver",
+        grpc: false,
+    },
+    ThirdParty {
+        name: "Seldon MLServer 1.7.1, the same, gRPC",
+        venv: "mlserver-peer-venv",
+        folder: "xtask/servers/mlserver",
         grpc: true,
     },
 ];
@@ -102,7 +116,7 @@ fn verify_one(
     let grpc_port = free_port()?.to_string();
     let mut args = vec![bundle.as_os_str()];
     if server.grpc {
-        args.push(grpc_port.as_ref());
+        args.extend([OsStr::new("--grpc-port"), OsStr::new(&grpc_port)]);
     }
     let running = Server::python(
         root,
@@ -124,7 +138,9 @@ fn verify_one(
         ),
         false => None,
     };
-    verify(root, lib, models, (running.url(), grpc), &out)
+    let verdicts = verify(root, lib, models, (running.url(), grpc), &out);
+    running.terminate(Duration::from_secs(25));
+    verdicts
 }
 
 /// A repository that holds only the bundle: the model as a team ships it.

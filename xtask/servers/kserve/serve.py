@@ -1,7 +1,7 @@
 """Serves one bundle's ONNX model with KServe's Python model server, as a team
 that already runs KServe would: a `kserve.Model` that runs ONNX Runtime.
 
-Usage: python serve.py PORT BUNDLE_DIR [GRPC_PORT]
+Usage: python serve.py PORT BUNDLE_DIR [--grpc-port GRPC_PORT]
 
 Run it with the Python of a virtual environment that has
 `xtask/servers/kserve/requirements.txt` installed. The model is served under
@@ -111,7 +111,7 @@ def announce_when_ready(port: int, grpc_port: int | None) -> None:
 
 def main() -> None:
     port, bundle = int(sys.argv[1]), Path(sys.argv[2])
-    grpc_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    grpc_port = int(sys.argv[4]) if sys.argv[3:4] == ["--grpc-port"] else None
     manifest = tomllib.loads((bundle / "manifest.toml").read_text())
     model = OnnxModel(manifest["model"]["name"], bundle / manifest["runtime"]["model"])
     threading.Thread(target=announce_when_ready, args=(port, grpc_port), daemon=True).start()

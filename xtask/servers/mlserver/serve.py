@@ -1,9 +1,11 @@
-"""Serves a LightGBM booster with Seldon MLServer, the peer of `cargo xtask bench peers`.
+"""Serves a model with Seldon MLServer: a LightGBM booster, the peer of
+`cargo xtask bench peers`, or a Preflight bundle's ONNX model, for
+`cargo xtask servers`.
 
-Usage: python serve.py PORT MODEL_FILE [--parallel-workers N]
+Usage: python serve.py PORT MODEL [--grpc-port N] [--parallel-workers N]
 
 Run it with the Python of a virtual environment that has
-`xtask/bench/mlserver/requirements.txt` installed. It writes MLServer's
+`xtask/servers/mlserver/requirements.txt` installed. It writes MLServer's
 `settings.json` and the model's `model-settings.json` into a temporary
 folder, starts `mlserver start` on 127.0.0.1 with the HTTP port PORT (gRPC on
 a free port), and waits until `GET /v2/health/ready` answers 200. Then it
@@ -11,10 +13,14 @@ prints `listening on http://127.0.0.1:PORT` as the first line on stdout and
 stays in the foreground until it is sent SIGTERM or SIGINT, which it forwards
 to MLServer. MLServer's own logs go to stderr.
 
-The model is served as `eta-lisbon` by `mlserver_lightgbm.LightGBMModel`,
-which takes one FP32 `[rows, features]` input and answers with an output named
-`predict` (fixtures/peers/eta-lisbon-2/ holds requests and the answers to
-expect). The settings are lean: no debug logging or access log, no metrics
+A MODEL that is a file is a booster, served as `eta-lisbon` by
+`mlserver_lightgbm.LightGBMModel`, which takes one FP32 `[rows, features]`
+input and answers with an output named `predict` (fixtures/peers/eta-lisbon-2/
+holds requests and the answers to expect). A MODEL that is a bundle folder is
+served under its manifest's name and version by `onnx_runtime.OnnxModel`
+(beside this file), which runs its `model.onnx` on the bundle's named inputs.
+With `--grpc-port` MLServer's gRPC server listens there, and
+`listening on grpc://127.0.0.1:N` follows the first line in the same write. The settings are lean: no debug logging or access log, no metrics
 server or metrics middleware, no gzip; `parallel_workers` keeps MLServer's
 default (1: inference runs in one worker process) unless `--parallel-workers`
 says otherwise (0 runs inference in the server's own process). LightGBM runs
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tomllib
 import os
 import shutil
 import signal
@@ -65,6 +72,18 @@ def port_taken(port: int) -> bool:
     return False
 
 
+def model_settings(model: Path) -> dict:
+    """The model's `model-settings.json`: a booster's, or a bundle's."""
+    if model.is_file():
+        return {"name": MODEL_NAME, "implementation": "mlserver_lightgbm.LightGBMModel", "parameters": {"uri": str(model)}}
+    manifest = tomllib.loads((model / "manifest.toml").read_text())
+    return {
+        "name": manifest["model"]["name"],
+        "implementation": "onnx_runtime.OnnxModel",
+        "parameters": {"uri": str(model / manifest["runtime"]["model"]), "version": str(manifest["model"]["version"])},
+    }
+
+
 def write_settings(folder: Path, http_port: int, grpc_port: int, model_file: Path, parallel_workers: int | None) -> None:
     settings = {
         "debug": False,
@@ -82,14 +101,10 @@ def write_settings(folder: Path, http_port: int, grpc_port: int, model_file: Pat
     if parallel_workers is not None:
         settings["parallel_workers"] = parallel_workers
     (folder / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    model = folder / MODEL_NAME
+    settings = model_settings(model_file)
+    model = folder / settings["name"]
     model.mkdir()
-    model_settings = {
-        "name": MODEL_NAME,
-        "implementation": "mlserver_lightgbm.LightGBMModel",
-        "parameters": {"uri": str(model_file)},
-    }
-    (model / "model-settings.json").write_text(json.dumps(model_settings, indent=2) + "\n")
+    (model / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def mlserver_command() -> str:
@@ -131,20 +146,24 @@ def stop(server: subprocess.Popen, signalled: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("port", type=int, help="HTTP port on 127.0.0.1")
-    parser.add_argument("model_file", type=Path, help="LightGBM text model file (booster.txt)")
+    parser.add_argument("model_file", type=Path, help="LightGBM text model file (booster.txt), or a bundle folder")
+    parser.add_argument("--grpc-port", type=int, default=None, help="MLServer's gRPC port, announced (default: a free one, not announced)")
     parser.add_argument("--parallel-workers", type=int, default=None, help="MLServer's parallel_workers (default: MLServer's)")
     args = parser.parse_args()
     model_file = args.model_file.resolve()
-    if not model_file.is_file():
-        sys.exit(f"serve.py: {args.model_file}: no such file")
+    if not model_file.is_file() and not (model_file / "manifest.toml").is_file():
+        sys.exit(f"serve.py: {args.model_file}: neither a booster file nor a bundle folder")
 
     if port_taken(args.port):
         sys.exit(f"serve.py: {HOST}:{args.port} is in use")
 
     folder = Path(tempfile.mkdtemp(prefix="preflight-mlserver-"))
     try:
-        write_settings(folder, args.port, free_port(), model_file, args.parallel_workers)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        grpc_port = args.grpc_port if args.grpc_port is not None else free_port()
+        write_settings(folder, args.port, grpc_port, model_file, args.parallel_workers)
+        # The bundle's runtime, `onnx_runtime.py`, is importable from beside this file.
+        path = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")] if p)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         started = time.monotonic()
         # Its own session, so that what it leaves behind can be killed as a group.
         server = subprocess.Popen(
@@ -177,7 +196,11 @@ def main() -> None:
                 stop(server, signalled=False)
                 sys.exit(f"serve.py: mlserver was not ready within {READY_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
-        print(f"listening on http://{HOST}:{args.port}", flush=True)
+        lines = f"listening on http://{HOST}:{args.port}\n"
+        if args.grpc_port is not None:
+            lines += f"listening on grpc://{HOST}:{grpc_port}\n"
+        sys.stdout.write(lines)
+        sys.stdout.flush()
         print(f"serve.py: mlserver ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
         while server.poll() is None:
