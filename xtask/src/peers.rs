@@ -18,6 +18,7 @@
 //! standard output gets a table of ranges over the rounds, with each rate
 //! as a ratio to the echo's and to MLServer's, for benches/README.md.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use serde_json::Value;
 
 use crate::bench::{load_json, server_and_load};
 use crate::build_release;
-use crate::server::Server;
+use crate::server::{Server, free_port};
 
 const CONNECTIONS: &str = "16";
 const SECONDS: &str = "5";
@@ -65,43 +66,47 @@ fn cpu_seconds(root: u32) -> Result<f64> {
         .sum())
 }
 
-/// What a server is sent: a bundle's samples (over REST, or over the
-/// protocol's gRPC service), or request bodies to a path.
-enum Traffic<'a> {
+/// What a server is sent: a bundle's samples, or request bodies to a path;
+/// over REST, or over the protocol's gRPC service (`grpc`).
+struct Traffic<'a> {
+    requests: Requests<'a>,
+    grpc: bool,
+}
+
+enum Requests<'a> {
     Bundle(&'a Path),
-    Grpc(&'a Path),
     Bodies(&'a Path, &'a str),
 }
 
-impl Traffic<'_> {
+impl<'a> Traffic<'a> {
+    fn bundle(dir: &'a Path, grpc: bool) -> Self {
+        let requests = Requests::Bundle(dir);
+        Self { requests, grpc }
+    }
+
     /// Where the traffic goes on `server`.
     fn url(&self, server: &Server) -> Result<String> {
-        match self {
-            Traffic::Grpc(_) => {
-                let grpc = server.grpc().context("the server has no gRPC service")?;
-                Ok(format!("http://{grpc}"))
-            }
-            _ => Ok(server.url().to_owned()),
+        if !self.grpc {
+            return Ok(server.url().to_owned());
         }
+        let grpc = server.grpc().context("the server has no gRPC service")?;
+        Ok(format!("http://{grpc}"))
     }
 
     fn args(&self) -> Vec<String> {
-        match self {
-            Traffic::Bundle(dir) => vec!["--bundle".into(), dir.display().to_string()],
-            Traffic::Grpc(dir) => {
-                vec![
-                    "--bundle".into(),
-                    dir.display().to_string(),
-                    "--grpc".into(),
-                ]
-            }
-            Traffic::Bodies(file, path) => vec![
+        let mut args: Vec<String> = match self.requests {
+            Requests::Bundle(dir) => vec!["--bundle".into(), dir.display().to_string()],
+            Requests::Bodies(file, path) => vec![
                 "--bodies".into(),
                 file.display().to_string(),
                 "--path".into(),
-                (*path).to_owned(),
+                path.to_owned(),
             ],
+        };
+        if self.grpc {
+            args.push("--grpc".into());
         }
+        args
     }
 }
 
@@ -180,27 +185,27 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
         (
             "bare axum echo (the ceiling)",
             &echo,
-            Traffic::Bundle(&madrid),
+            Traffic::bundle(&madrid, false),
         ),
         (
             "preflight-serve, eta-madrid/2 (scikit-learn GBDT)",
             &serve,
-            Traffic::Bundle(&madrid),
+            Traffic::bundle(&madrid, false),
         ),
         (
             "preflight-serve, eta-lisbon/2 (LightGBM)",
             &serve,
-            Traffic::Bundle(&lisbon),
+            Traffic::bundle(&lisbon, false),
         ),
         (
             "preflight-serve over gRPC, eta-madrid/2",
             &serve,
-            Traffic::Grpc(&madrid),
+            Traffic::bundle(&madrid, true),
         ),
         (
             "preflight-serve over gRPC, eta-lisbon/2",
             &serve,
-            Traffic::Grpc(&lisbon),
+            Traffic::bundle(&lisbon, true),
         ),
     ];
     let mut rows: Vec<Row> = servers
@@ -235,22 +240,28 @@ pub(crate) fn run(root: &Path, rounds: usize) -> Result<()> {
     drop((echo, serve));
     // The rounds are printed whatever becomes of MLServer, and its failure
     // is the bench's.
-    let peer = peer(root, &release).map(|measured| Row {
-        name: "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime)".to_owned(),
-        rounds: vec![measured],
-    });
-    print(&rows, peer.as_ref().ok());
-    peer.map(drop).context("MLServer")
+    let peers = peer(root, &release);
+    print(&rows, peers.as_deref().unwrap_or_default());
+    peers.map(drop).context("MLServer")
 }
 
-/// MLServer's one round.
-fn peer(root: &Path, release: &Path) -> Result<Measured> {
+/// MLServer's one round, over REST and over gRPC.
+fn peer(root: &Path, release: &Path) -> Result<Vec<Row>> {
     let mlserver = mlserver(root)?;
     let requests = root.join("fixtures/peers/eta-lisbon-2/requests.jsonl");
-    let traffic = Traffic::Bodies(&requests, "/v2/models/eta-lisbon/infer");
-    let measured = measure(release, &mlserver, &traffic);
+    let mut rows = Vec::new();
+    for (grpc, protocol) in [(false, "REST"), (true, "gRPC")] {
+        let requests = Requests::Bodies(&requests, "/v2/models/eta-lisbon/infer");
+        let measured = measure(release, &mlserver, &Traffic { requests, grpc })?;
+        rows.push(Row {
+            name: format!(
+                "Seldon MLServer 1.7.1, eta-lisbon/2's booster (LightGBM runtime), {protocol}"
+            ),
+            rounds: vec![measured],
+        });
+    }
     mlserver.terminate(Duration::from_secs(25));
-    measured
+    Ok(rows)
 }
 
 /// The lowest and highest of `values`, as `low–high` (one figure when they
@@ -275,13 +286,13 @@ fn range(values: impl Iterator<Item = f64>, format: impl Fn(f64) -> String) -> S
 /// The table, one row per server with the range over its rounds. A rate's
 /// ratio to the echo's is taken round by round, against the echo of the
 /// same round (MLServer's one round against each of the echo's); its
-/// ratio to MLServer's against MLServer's, where `peer` was measured (its
-/// row comes last).
-fn print(rows: &[Row], peer: Option<&Row>) {
+/// ratio to MLServer's against MLServer's over REST, where `peers` were
+/// measured (their rows come last).
+fn print(rows: &[Row], peers: &[Row]) {
     let Some(echo) = rows.first() else {
         return;
     };
-    let rate = peer
+    let rate = (peers.first())
         .and_then(|p| p.rounds.first())
         .map_or(f64::NAN, |m| m.closed_per_s.max(1.0));
     let ms = |m: &Measured, k: &str| m.open[k].as_f64().unwrap_or(f64::NAN);
@@ -293,7 +304,7 @@ fn print(rows: &[Row], peer: Option<&Row>) {
          | errors |"
     );
     eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for r in rows.iter().chain(peer) {
+    for r in rows.iter().chain(peers) {
         let of_ceiling: Vec<f64> = if r.rounds.len() == echo.rounds.len() {
             let pairs = r.rounds.iter().zip(&echo.rounds);
             pairs
@@ -330,6 +341,8 @@ fn print(rows: &[Row], peer: Option<&Row>) {
 /// MLServer on a free port, from `xtask/servers/mlserver/serve.py` in its
 /// pinned environment.
 fn mlserver(root: &Path) -> Result<Server> {
+    let booster = root.join("fixtures/peers/eta-lisbon-2/booster.txt");
+    let grpc_port = free_port()?.to_string();
     Server::python(
         root,
         (
@@ -337,8 +350,10 @@ fn mlserver(root: &Path) -> Result<Server> {
             &root.join("xtask/servers/mlserver/requirements.txt"),
         ),
         &root.join("xtask/servers/mlserver/serve.py"),
-        &[root
-            .join("fixtures/peers/eta-lisbon-2/booster.txt")
-            .as_os_str()],
+        &[
+            booster.as_os_str(),
+            OsStr::new("--grpc-port"),
+            OsStr::new(&grpc_port),
+        ],
     )
 }

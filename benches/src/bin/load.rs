@@ -69,7 +69,9 @@ struct Cli {
     #[arg(long)]
     default_route: bool,
     /// Send over the protocol's gRPC service at `--url` instead of REST.
-    #[arg(long, conflicts_with_all = ["bodies", "unknown_models"])]
+    /// With `--bodies`, the model and version are read from `--path`
+    /// (`/v2/models/{m}[/versions/{v}]/infer`).
+    #[arg(long, conflicts_with = "unknown_models")]
     grpc: bool,
 }
 
@@ -132,12 +134,12 @@ async fn main() -> Result<()> {
         }
     };
     let bodies = if cli.grpc {
-        let version = if cli.default_route {
-            ""
-        } else {
-            version.as_str()
+        let (model, version) = match &cli.path {
+            Some(path) => model_of(path)?,
+            None if cli.default_route => (model.clone(), String::new()),
+            None => (model.clone(), version.clone()),
         };
-        grpc_bodies(&bodies, &model, version)?
+        grpc_bodies(&bodies, &model, &version)?
     } else {
         bodies.into_iter().map(Body::Json).collect()
     };
@@ -333,6 +335,17 @@ const GRPC_CHANNELS: usize = 4;
 enum Body {
     Json(bytes::Bytes),
     Grpc(Box<preflight_grpc::ModelInferRequest>),
+}
+
+/// The model and version (empty: the default) of an infer path,
+/// `/v2/models/{m}[/versions/{v}]/infer`.
+fn model_of(path: &str) -> Result<(String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v2", "models", m, "infer"] => Ok(((*m).to_owned(), String::new())),
+        ["v2", "models", m, "versions", v, "infer"] => Ok(((*m).to_owned(), (*v).to_owned())),
+        _ => bail!("--path {path}: not /v2/models/{{m}}[/versions/{{v}}]/infer"),
+    }
 }
 
 /// The JSON bodies as gRPC requests to `model` at `version` (empty: its
