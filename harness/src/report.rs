@@ -328,8 +328,11 @@ fn rest() -> String {
 
 impl Report {
     /// The kind of target the figures were measured on: `process`,
-    /// `container` or `url`, from `target`.
+    /// `container`, `url` or `grpc`, from `target`.
     pub fn target_kind(&self) -> &str {
+        if self.target.starts_with("grpc://") {
+            return "grpc";
+        }
         self.target
             .split_once('=')
             .map_or(&self.target, |(kind, _)| kind)

@@ -30,10 +30,22 @@ pub enum TargetSpec {
     Process,
     /// The serving image, run by the local Docker engine (never pulled).
     Container(String),
+    /// Any server of the protocol's gRPC half, already running, `HOST:PORT`:
+    /// everything over gRPC, REST not at all.
+    Grpc(String),
 }
 
 impl TargetSpec {
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(addr) = text.strip_prefix("grpc://") {
+            let addr = addr.trim_end_matches('/');
+            return match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(Self::Grpc(addr.to_owned()))
+                }
+                _ => Err(format!("--target {text}: expected grpc://HOST:PORT")),
+            };
+        }
         match text.split_once('=') {
             Some(("url", url)) if url.starts_with("http://") || url.starts_with("https://") => {
                 Ok(Self::Url(url.trim_end_matches('/').to_owned()))
@@ -53,20 +65,21 @@ impl TargetSpec {
                     .map(|known| format!("; did you mean '{known}'?"))
                     .unwrap_or_default();
                 Err(format!(
-                    "--target {text}: expected url=http://HOST:PORT, process or \
-                     container=IMAGE{hint}"
+                    "--target {text}: expected url=http://HOST:PORT, grpc://HOST:PORT, process \
+                     or container=IMAGE{hint}"
                 ))
             }
         }
     }
 
-    /// `process`, `container` or `url`: what `Report::target_kind` reads
-    /// back from [`Self::describe`].
+    /// `process`, `container`, `url` or `grpc`: what `Report::target_kind`
+    /// reads back from [`Self::describe`].
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Url(_) => "url",
             Self::Process => "process",
             Self::Container(_) => "container",
+            Self::Grpc(_) => "grpc",
         }
     }
 
@@ -75,6 +88,16 @@ impl TargetSpec {
             Self::Url(url) => format!("url={url}"),
             Self::Process => "process".to_owned(),
             Self::Container(image) => format!("container={image}"),
+            Self::Grpc(addr) => format!("grpc://{addr}"),
+        }
+    }
+
+    /// What the suites' inference goes over: a `grpc://` target's is
+    /// gRPC whatever `--protocol` says.
+    pub fn protocol(&self, options: &TargetOptions) -> Protocol {
+        match self {
+            Self::Grpc(_) => Protocol::Grpc,
+            _ => options.protocol,
         }
     }
 }
@@ -205,6 +228,11 @@ impl Endpoint {
                     )?;
                     client = client.with_grpc(addr)?;
                 }
+                wait_ready(&client, options.ready_timeout, None).await?;
+                Ok(Self::bare(client))
+            }
+            TargetSpec::Grpc(addr) => {
+                let client = Client::grpc_only(addr)?;
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use preflight_grpc::ModelInferRequest;
 use preflight_grpc::grpc_inference_service_client::GrpcInferenceServiceClient;
+use preflight_grpc::model_metadata_response::TensorMetadata;
+use preflight_grpc::{
+    ModelInferRequest, ModelMetadataRequest, ModelMetadataResponse, ModelReadyRequest,
+    ServerLiveRequest, ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest,
+};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
@@ -82,6 +86,108 @@ impl Grpc {
             retry_after,
         })
     }
+}
+
+impl Grpc {
+    /// A core REST call of the protocol, `GET path`, made through its gRPC
+    /// equivalent, for an endpoint without REST: health, readiness and
+    /// metadata, answered as REST's status and JSON body. The extensions
+    /// a gRPC client cannot reach (the monitor, the repository, routes) are
+    /// left out of the server's list, so that their suites skip.
+    pub(super) async fn core(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        let mut client = self.client.clone();
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let answered = match parts.as_slice() {
+            ["v2", "health", "live"] => client
+                .server_live(ServerLiveRequest {})
+                .await
+                .map(|r| ready_json(r.get_ref().live)),
+            ["v2", "health", "ready"] => client
+                .server_ready(ServerReadyRequest {})
+                .await
+                .map(|r| ready_json(r.get_ref().ready)),
+            ["v2"] => client
+                .server_metadata(ServerMetadataRequest {})
+                .await
+                .map(|r| server_json(r.get_ref())),
+            ["v2", "models", model, rest @ ..] => {
+                let (version, ready) = match rest {
+                    [] => ("", false),
+                    ["ready"] => ("", true),
+                    ["versions", v] => (*v, false),
+                    ["versions", v, "ready"] => (*v, true),
+                    _ => return Ok(not_over_grpc(path)),
+                };
+                let (name, version) = ((*model).to_owned(), version.to_owned());
+                if ready {
+                    let request = ModelReadyRequest { name, version };
+                    let answer = client.model_ready(request).await;
+                    answer.map(|r| ready_json(r.get_ref().ready))
+                } else {
+                    let request = ModelMetadataRequest { name, version };
+                    let answer = client.model_metadata(request).await;
+                    answer.map(|r| model_json(r.get_ref()))
+                }
+            }
+            _ => return Ok(not_over_grpc(path)),
+        };
+        match answered {
+            Ok(answer) => Ok(answer),
+            Err(status) if std::error::Error::source(&status).is_some() => Err(Unreachable {
+                url: format!("grpc://{}", self.addr),
+                reason: format!("{} ({})", status.message(), code_name(status.code())),
+            }),
+            Err(status) => {
+                let error = format!("{} (gRPC {})", status.message(), code_name(status.code()));
+                let body = serde_json::json!({ "error": error }).to_string();
+                Ok((http_status(status.code()), body))
+            }
+        }
+    }
+}
+
+/// A REST call an endpoint without REST cannot answer.
+pub(super) fn not_over_grpc(path: &str) -> (u16, String) {
+    let error = format!("{path} is not served over gRPC, and the endpoint has no REST");
+    (404, serde_json::json!({ "error": error }).to_string())
+}
+
+/// Readiness as REST says it: 200, or 503.
+fn ready_json(ready: bool) -> (u16, String) {
+    match ready {
+        true => (200, serde_json::json!({ "ready": true }).to_string()),
+        false => (503, serde_json::json!({ "error": "not ready" }).to_string()),
+    }
+}
+
+/// The extensions a client of the gRPC half reaches: answers' parameters
+/// (the fallback) and nulls as NaN; the others are REST routes.
+const OVER_GRPC: [&str; 2] = ["preflight_fallback", "preflight_nulls"];
+
+fn server_json(metadata: &ServerMetadataResponse) -> (u16, String) {
+    let extensions: Vec<&String> = (metadata.extensions.iter())
+        .filter(|e| OVER_GRPC.contains(&e.as_str()))
+        .collect();
+    let (name, version) = (&metadata.name, &metadata.version);
+    let body = serde_json::json!({ "name": name, "version": version, "extensions": extensions });
+    (200, body.to_string())
+}
+
+fn model_json(metadata: &ModelMetadataResponse) -> (u16, String) {
+    let tensors = |list: &[TensorMetadata]| -> Vec<serde_json::Value> {
+        let each = list.iter().map(
+            |t| serde_json::json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape }),
+        );
+        each.collect()
+    };
+    let body = serde_json::json!({
+        "name": metadata.name,
+        "versions": metadata.versions,
+        "platform": metadata.platform,
+        "inputs": tensors(&metadata.inputs),
+        "outputs": tensors(&metadata.outputs),
+    });
+    (200, body.to_string())
 }
 
 /// The `grpcurl` command that sends the REST request `body` to `model`'s

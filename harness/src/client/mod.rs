@@ -40,6 +40,9 @@ pub struct Client {
     unversioned: Arc<Mutex<BTreeSet<String>>>,
     /// Where inference goes instead of REST: the endpoint's gRPC service.
     grpc: Option<grpc::Grpc>,
+    /// Whether the endpoint has REST at all: a `grpc://` target has not,
+    /// and answers the protocol's core calls over gRPC instead.
+    rest: bool,
 }
 
 impl Client {
@@ -56,7 +59,18 @@ impl Client {
             repository_token: None,
             unversioned: Arc::default(),
             grpc: None,
+            rest: true,
         }
+    }
+
+    /// A client of an endpoint that speaks only the protocol's gRPC half,
+    /// at `HOST:PORT`: inference over gRPC, and the core REST calls the
+    /// suites make (health, readiness, metadata) through their gRPC
+    /// equivalents; every other REST call is answered 404.
+    pub fn grpc_only(addr: &str) -> Result<Self, String> {
+        let mut client = Self::new(&format!("grpc://{addr}")).with_grpc(addr)?;
+        client.rest = false;
+        Ok(client)
     }
 
     /// The same client, sending inference to the gRPC service at
@@ -86,6 +100,7 @@ impl Client {
             repository_token: self.repository_token.clone(),
             unversioned: Arc::clone(&self.unversioned),
             grpc,
+            rest: self.rest,
             ..Self::new(&self.base)
         }
     }
@@ -144,6 +159,9 @@ impl Client {
 
     /// `GET path`: the status, or why nothing answered.
     pub async fn status(&self, path: &str) -> Result<u16, Unreachable> {
+        if let Some(grpc) = self.grpc.as_ref().filter(|_| !self.rest) {
+            return grpc.core(path).await.map(|(status, _)| status);
+        }
         let url = format!("{}{path}", self.base);
         self.http
             .get(&url)
@@ -155,6 +173,9 @@ impl Client {
 
     /// `GET path`: the status and the body as text.
     pub async fn get_text(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        if let Some(grpc) = self.grpc.as_ref().filter(|_| !self.rest) {
+            return grpc.core(path).await;
+        }
         let url = format!("{}{path}", self.base);
         text(self.http.get(&url), &url).await
     }
@@ -162,6 +183,9 @@ impl Client {
     /// `POST path` with no body, for the repository API (with its token,
     /// where the client has one): the status and the body as text.
     pub async fn post_empty(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        if !self.rest {
+            return Ok(grpc::not_over_grpc(path));
+        }
         let url = format!("{}{path}", self.base);
         let mut request = self.http.post(&url);
         if let Some(token) = &self.repository_token {
@@ -177,6 +201,9 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> Result<(u16, String), Unreachable> {
+        if !self.rest {
+            return Ok(grpc::not_over_grpc(path));
+        }
         let url = format!("{}{path}", self.base);
         let mut request = self.http.post(&url).json(body);
         if let Some(token) = &self.repository_token {
@@ -187,6 +214,9 @@ impl Client {
 
     /// `POST path` with a JSON body: the status and the body as text.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, String), Unreachable> {
+        if !self.rest {
+            return Ok(grpc::not_over_grpc(path));
+        }
         let url = format!("{}{path}", self.base);
         text(self.http.post(&url).json(body), &url).await
     }

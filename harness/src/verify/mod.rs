@@ -173,7 +173,7 @@ fn header(config: &VerifyConfig, started_at: SystemTime) -> Report {
         verdict: Verdict::Failed,
         repository: config.models.display().to_string(),
         target: config.target.describe(),
-        protocol: config.target_options.protocol.as_str().to_owned(),
+        protocol: (config.target.protocol(&config.target_options).as_str()).to_owned(),
         required: config.policy.describe(),
         started_at: started_at
             .duration_since(UNIX_EPOCH)

@@ -140,7 +140,7 @@ async fn functional(
             Some(report) => {
                 // Figures compare only with figures measured alike: on the
                 // same kind of target, over the same protocol.
-                let here = match config.target_options.protocol {
+                let here = match config.target.protocol(&config.target_options) {
                     Protocol::Rest => config.target.kind().to_owned(),
                     protocol => format!("{} over {}", config.target.kind(), protocol.as_str()),
                 };

@@ -102,3 +102,66 @@ fn a_broken_bundle_fails_the_same_suites_over_grpc_as_over_rest() {
         assert_eq!(grpc, rest, "{defect}: over gRPC as over REST");
     }
 }
+
+/// `grpc://HOST:PORT`: an endpoint reached only over gRPC. Readiness and
+/// metadata go through their gRPC calls, the suites of extensions only REST
+/// reaches skip, and the rest pass.
+#[test]
+fn a_grpc_only_target_is_verified() {
+    let models = fixtures().join("models");
+    let binary = Path::new(crate::PREFLIGHT).with_file_name("preflight-serve");
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--models",
+    ];
+    let mut command = std::process::Command::new(binary);
+    command
+        .args(args)
+        .arg(&models)
+        .stderr(std::process::Stdio::null());
+    let server = preflight_testkit::Listening::start(command).expect("preflight-serve starts");
+    let grpc = server
+        .grpc
+        .clone()
+        .expect("it says where its gRPC service is");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = preflight(&[
+        "verify",
+        "--models",
+        &models.display().to_string(),
+        "--target",
+        &format!("grpc://{grpc}"),
+        "--only",
+        "eta-madrid,late-madrid",
+        "--suites",
+        "unit,parity,property,nullable,quality,fallback,observability,compat",
+        "--out",
+        &tmp.path().display().to_string(),
+    ]);
+    let text = std::fs::read_to_string(tmp.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e}): {}", stderr(&run)));
+    let report: Value = serde_json::from_str(&text).expect("report.json is JSON");
+    assert_eq!(run.status.code(), Some(0), "{:?}", failed(&report));
+    assert_eq!(report["protocol"], "gRPC");
+    assert_eq!(report["target"], format!("grpc://{grpc}"));
+    let observability = (report["models"][0]["suites"]
+        .as_array()
+        .expect("suites")
+        .iter())
+    .find(|s| s["suite"] == "observability")
+    .expect("observability ran");
+    assert_eq!(observability["verdict"], "skipped", "{observability}");
+    let fallback = (report["models"][0]["suites"]
+        .as_array()
+        .expect("suites")
+        .iter())
+    .find(|s| s["suite"] == "fallback")
+    .expect("fallback ran");
+    assert_eq!(
+        fallback["verdict"], "passed",
+        "the fallback's parameters travel over gRPC"
+    );
+}

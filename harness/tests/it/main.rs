@@ -51,7 +51,9 @@ fn usage_and_bundle_errors_exit_2() {
     let out = preflight(&["verify", "--models", "x", "--target", "carrier-pigeon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("expected url=http://HOST:PORT, process or container=IMAGE"),
+        stderr(&out).contains(
+            "expected url=http://HOST:PORT, grpc://HOST:PORT, process or container=IMAGE"
+        ),
         "{}",
         stderr(&out)
     );
