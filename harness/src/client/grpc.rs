@@ -95,9 +95,32 @@ impl Grpc {
     /// a gRPC client cannot reach (the monitor, the repository, routes) are
     /// left out of the server's list, so that their suites skip.
     pub(super) async fn core(&self, path: &str) -> Result<(u16, String), Unreachable> {
+        let url = format!("grpc://{}", self.addr);
+        let called = tokio::time::timeout(REQUEST_TIMEOUT, self.core_call(path)).await;
+        let Ok(answered) = called else {
+            let reason = format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
+            return Err(Unreachable { url, reason });
+        };
+        match answered {
+            None => Ok(not_over_grpc(path)),
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(status)) if std::error::Error::source(&status).is_some() => {
+                let reason = format!("{} ({})", status.message(), code_name(status.code()));
+                Err(Unreachable { url, reason })
+            }
+            Some(Err(status)) => {
+                let error = format!("{} (gRPC {})", status.message(), code_name(status.code()));
+                let body = serde_json::json!({ "error": error }).to_string();
+                Ok((http_status(status.code()), body))
+            }
+        }
+    }
+
+    /// The gRPC call that stands for `GET path`, made; `None` where none does.
+    async fn core_call(&self, path: &str) -> Option<Result<(u16, String), tonic::Status>> {
         let mut client = self.client.clone();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let answered = match parts.as_slice() {
+        Some(match parts.as_slice() {
             ["v2", "health", "live"] => client
                 .server_live(ServerLiveRequest {})
                 .await
@@ -116,7 +139,7 @@ impl Grpc {
                     ["ready"] => ("", true),
                     ["versions", v] => (*v, false),
                     ["versions", v, "ready"] => (*v, true),
-                    _ => return Ok(not_over_grpc(path)),
+                    _ => return None,
                 };
                 let (name, version) = ((*model).to_owned(), version.to_owned());
                 if ready {
@@ -129,20 +152,8 @@ impl Grpc {
                     answer.map(|r| model_json(r.get_ref()))
                 }
             }
-            _ => return Ok(not_over_grpc(path)),
-        };
-        match answered {
-            Ok(answer) => Ok(answer),
-            Err(status) if std::error::Error::source(&status).is_some() => Err(Unreachable {
-                url: format!("grpc://{}", self.addr),
-                reason: format!("{} ({})", status.message(), code_name(status.code())),
-            }),
-            Err(status) => {
-                let error = format!("{} (gRPC {})", status.message(), code_name(status.code()));
-                let body = serde_json::json!({ "error": error }).to_string();
-                Ok((http_status(status.code()), body))
-            }
-        }
+            _ => return None,
+        })
     }
 }
 
