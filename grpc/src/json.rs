@@ -26,11 +26,7 @@ pub fn request_from_json(
         ..ModelInferRequest::default()
     };
     if let Some(parameters) = body["parameters"].as_object() {
-        for (name, value) in parameters {
-            if let Some(parameter) = parameter_of(value) {
-                request.parameters.insert(name.clone(), parameter);
-            }
-        }
+        request.parameters = parameters_from_json(parameters);
     }
     let inputs = body["inputs"]
         .as_array()
@@ -136,6 +132,17 @@ fn raw_bytes(c: &InferTensorContents) -> Vec<u8> {
         bytes.extend(text);
     }
     bytes
+}
+
+/// JSON `parameters` as gRPC's: booleans, strings and numbers; other
+/// values have no parameter type and are left out.
+pub fn parameters_from_json(
+    parameters: &serde_json::Map<String, Value>,
+) -> std::collections::HashMap<String, InferParameter> {
+    let known = parameters
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), parameter_of(value)?)));
+    known.collect()
 }
 
 fn parameter_of(value: &Value) -> Option<InferParameter> {
@@ -315,11 +322,7 @@ pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, String> {
         ..ModelInferResponse::default()
     };
     if let Some(parameters) = body["parameters"].as_object() {
-        for (name, value) in parameters {
-            if let Some(parameter) = parameter_of(value) {
-                response.parameters.insert(name.clone(), parameter);
-            }
-        }
+        response.parameters = parameters_from_json(parameters);
     }
     let outputs = body["outputs"]
         .as_array()
@@ -347,7 +350,8 @@ pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, String> {
     Ok(response)
 }
 
-fn parameters_to_json(
+/// gRPC `parameters` as JSON's; a double that is not finite is null.
+pub fn parameters_to_json(
     parameters: &std::collections::HashMap<String, InferParameter>,
 ) -> serde_json::Map<String, Value> {
     let known = parameters.iter().filter_map(|(name, p)| {

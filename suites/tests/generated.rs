@@ -334,27 +334,8 @@ fn defect(d: &Defect) -> Result<(), Failed> {
             )?
         }
         LivesIn::Endpoint => {
-            let serve = binary("preflight-serve")?;
             let models = root().join("fixtures/models");
-            let server = start(
-                &serve,
-                &[
-                    "--addr",
-                    "127.0.0.1:0",
-                    "--models",
-                    &models.display().to_string(),
-                    "--repository-token",
-                    DEFECT_TOKEN,
-                ],
-            )?;
-            let fault = d
-                .fault
-                .as_deref()
-                .ok_or("an endpoint defect needs a fault")?;
-            let proxy = start(
-                &binary("preflight-faulty")?,
-                &["--upstream", &server.url, "--fault", fault],
-            )?;
+            let (_server, proxy) = faulty_endpoint(d, &models, &[])?;
             run_shard(
                 &models,
                 TargetSpec::Url(proxy.url.clone()),
@@ -475,16 +456,16 @@ fn judge(d: &Defect, report: &Report, fails: &[Suite], passes: &[Suite]) -> Resu
     }
 }
 
-/// A serving-side defect over the protocol's gRPC service: the same
-/// server, the same fault (`preflight-faulty --grpc-addr`), the harness's
-/// inference over gRPC. Every suite but latency runs (the machine's load
-/// decides latency's verdicts, and the REST trial times it), and the
-/// catalogue's verdict holds for them as over REST.
-fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
-    let serve = binary("preflight-serve")?;
-    let models = root().join("fixtures/models");
+/// The endpoint of a serving-side defect: `preflight-serve` on `models`
+/// with the catalogue's token, and `preflight-faulty` with the defect's
+/// fault in front of it, given `proxy_args` too; both stop when dropped.
+fn faulty_endpoint(
+    d: &Defect,
+    models: &Path,
+    proxy_args: &[&str],
+) -> Result<(Listening, Listening), Failed> {
     let server = start(
-        &serve,
+        &binary("preflight-serve")?,
         &[
             "--addr",
             "127.0.0.1:0",
@@ -498,17 +479,20 @@ fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
         .fault
         .as_deref()
         .ok_or("an endpoint defect needs a fault")?;
-    let proxy = start(
-        &binary("preflight-faulty")?,
-        &[
-            "--upstream",
-            &server.url,
-            "--fault",
-            fault,
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ],
-    )?;
+    let mut args = vec!["--upstream", &server.url, "--fault", fault];
+    args.extend_from_slice(proxy_args);
+    let proxy = start(&binary("preflight-faulty")?, &args)?;
+    Ok((server, proxy))
+}
+
+/// A serving-side defect over the protocol's gRPC service: the same
+/// server, the same fault (`preflight-faulty --grpc-addr`), the harness's
+/// inference over gRPC. Every suite but latency runs (the machine's load
+/// decides latency's verdicts, and the REST trial times it), and the
+/// catalogue's verdict holds for them as over REST.
+fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
+    let models = root().join("fixtures/models");
+    let (_server, proxy) = faulty_endpoint(d, &models, &["--grpc-addr", "127.0.0.1:0"])?;
     let grpc = proxy
         .grpc
         .clone()
@@ -534,7 +518,7 @@ fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
         jobs: 2,
         policy: Policy::new(&d.require, Suite::all()).map_err(Failed::from)?,
         target_options: TargetOptions {
-            serve_bin: Some(serve),
+            serve_bin: Some(binary("preflight-serve")?),
             repository_token: Some(DEFECT_TOKEN.to_owned()),
             protocol: Protocol::Grpc,
             grpc_addr: Some(grpc),

@@ -192,7 +192,7 @@ impl Client {
 
 /// The status of an answer to a request that was never sent: its
 /// protocol cannot carry it.
-pub const UNSENT: u16 = 0;
+const UNSENT: u16 = 0;
 
 /// How often a shed request is sent again, and the longest wait between
 /// two: about 1, 2, 4 and 4 s from a server that asks for 1 s. Two retries

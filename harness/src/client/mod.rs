@@ -14,7 +14,7 @@ mod infer;
 
 pub use answer::{Answer, FallbackReason, expected, params};
 use infer::Sent;
-pub use infer::{Prepared, SHED_RETRIES, UNSENT};
+pub use infer::{Prepared, SHED_RETRIES};
 
 /// How long one request may take before the endpoint counts as hanging.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,11 +79,6 @@ impl Client {
     pub fn with_grpc(mut self, addr: &str) -> Result<Self, String> {
         self.grpc = Some(grpc::Grpc::new(addr)?);
         Ok(self)
-    }
-
-    /// The protocol inference travels by, for reports: `REST` or `gRPC`.
-    pub fn protocol(&self) -> &'static str {
-        if self.grpc.is_some() { "gRPC" } else { "REST" }
     }
 
     /// The gRPC service's `HOST:PORT`, where inference goes over gRPC.

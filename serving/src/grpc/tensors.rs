@@ -11,10 +11,9 @@ use preflight_bundle::Manifest;
 use preflight_grpc::model_infer_request::InferInputTensor;
 use preflight_grpc::model_infer_response::InferOutputTensor;
 use preflight_grpc::{
-    InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
-    infer_parameter::ParameterChoice,
+    InferTensorContents, ModelInferRequest, ModelInferResponse, parameters_from_json,
+    parameters_to_json,
 };
-use serde_json::{Map, Number, Value as Json};
 
 use crate::model::TensorData;
 use crate::protocol::{InferRequest, InferResponse, RequestInput, RequestOutput};
@@ -83,7 +82,7 @@ pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Re
     });
     let request = InferRequest {
         id: Some(message.id).filter(|id| !id.is_empty()),
-        parameters: Some(parameters_to_json(message.parameters)).filter(|p| !p.is_empty()),
+        parameters: Some(parameters_to_json(&message.parameters)).filter(|p| !p.is_empty()),
         inputs,
         outputs,
     };
@@ -279,37 +278,6 @@ fn missing_as_null(
     Ok(values)
 }
 
-fn parameters_to_json(
-    parameters: std::collections::HashMap<String, InferParameter>,
-) -> Map<String, Json> {
-    let value = |choice: ParameterChoice| match choice {
-        ParameterChoice::BoolParam(b) => Json::Bool(b),
-        ParameterChoice::Int64Param(i) => Json::from(i),
-        ParameterChoice::StringParam(s) => Json::String(s),
-        ParameterChoice::DoubleParam(x) => Number::from_f64(x).map_or(Json::Null, Json::Number),
-        ParameterChoice::Uint64Param(u) => Json::from(u),
-    };
-    let known = parameters
-        .into_iter()
-        .filter_map(|(name, p)| Some((name, value(p.parameter_choice?))));
-    known.collect()
-}
-
-fn parameter_of(json: Json) -> Option<InferParameter> {
-    let choice = match json {
-        Json::Bool(b) => ParameterChoice::BoolParam(b),
-        Json::String(s) => ParameterChoice::StringParam(s),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => ParameterChoice::Int64Param(i),
-            None => ParameterChoice::DoubleParam(n.as_f64()?),
-        },
-        _ => return None,
-    };
-    Some(InferParameter {
-        parameter_choice: Some(choice),
-    })
-}
-
 /// The answer as gRPC's message: each output's values typed, or raw when
 /// the request's were.
 pub(super) fn answer(response: InferResponse, raw: bool) -> ModelInferResponse {
@@ -330,14 +298,11 @@ pub(super) fn answer(response: InferResponse, raw: bool) -> ModelInferResponse {
         }
     });
     let outputs = outputs.collect();
-    let parameters = response.parameters.unwrap_or_default().into_iter();
     ModelInferResponse {
         model_name: response.model_name,
         model_version: response.model_version,
         id: response.id.unwrap_or_default(),
-        parameters: parameters
-            .filter_map(|(name, value)| Some((name, parameter_of(value)?)))
-            .collect(),
+        parameters: parameters_from_json(&response.parameters.unwrap_or_default()),
         outputs,
         raw_output_contents,
     }
