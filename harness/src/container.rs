@@ -261,7 +261,10 @@ pub async fn wait<F: std::future::Future<Output = bool>>(
             return Ok(());
         }
         if !container.running().await {
-            return Err("the container exited before it was ready".to_owned());
+            return Err(format!(
+                "the container exited before it was ready{}",
+                exit_cause(container.id()).await
+            ));
         }
         if started.elapsed() > limit {
             return Err(format!(
@@ -270,6 +273,29 @@ pub async fn wait<F: std::future::Future<Output = bool>>(
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Why the engine says an exited container stopped, as a clause: killed
+/// for lack of memory (with its limit), or its exit code; empty when the
+/// engine does not say.
+async fn exit_cause(id: &str) -> String {
+    let Ok(docker) = testcontainers::core::client::docker_client_instance().await else {
+        return String::new();
+    };
+    let Ok(inspected) = docker.inspect_container(id, None).await else {
+        return String::new();
+    };
+    let state = inspected.state.unwrap_or_default();
+    let limit = inspected.host_config.and_then(|h| h.memory).unwrap_or(0);
+    match (state.oom_killed, state.exit_code) {
+        (Some(true), _) if limit > 0 => format!(
+            ": the engine killed it for lack of memory, over its limit of {} MiB (--memory-mib)",
+            limit / (1024 * 1024)
+        ),
+        (Some(true), _) => ": the engine killed it for lack of memory".to_owned(),
+        (_, Some(code)) => format!(" (exit code {code})"),
+        _ => String::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::server::Server;
-use crate::{cargo, exec, ort, python_env};
+use crate::{build_debug, exec, ort, python_env};
 
 /// Bundles the client checks: a scikit-learn and a LightGBM regressor, a
 /// binary scikit-learn classifier and a four-class LightGBM one.
@@ -26,17 +26,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         "client-venv",
         &root.join("xtask/clients/requirements.txt"),
     )?;
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--locked",
-        "--package",
-        "preflight-serving",
-        "--bin",
-        "preflight-serve",
-    ]))?;
-
+    let bin = build_debug(root)?;
     let server = Server::start_with(
-        &root.join("target/debug/preflight-serve"),
+        &bin.join("preflight-serve"),
         &root.join("fixtures/models"),
         &lib,
         &["--log", "warn", "--grpc-addr", "127.0.0.1:0"],

@@ -189,15 +189,9 @@ fn ci(root: &Path) -> Result<()> {
         "--deny",
         "warnings",
     ])?;
-    cargo(&[
-        "test",
-        "--locked",
-        "--package",
-        "preflight-harness",
-        "--test",
-        "it",
-        "tidy::",
-    ])
+    // With the workspace's features, as `cargo xtask test` builds: what
+    // tidy builds here is not built again there.
+    cargo(&["test", "--workspace", "--locked", "--test", "it", "tidy::"])
 }
 
 /// `cargo xtask test [ARGS]`: every test of the workspace, then the
@@ -270,6 +264,19 @@ fn docker_answers() -> bool {
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// The workspace's binaries in the dev profile, built as `cargo test
+/// --workspace` builds them (with the tests' features, so that nothing is
+/// compiled twice for another feature set); returns `target/debug`.
+fn build_debug(root: &Path) -> Result<PathBuf> {
+    exec(Command::new(cargo()).current_dir(root).args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--no-run",
+    ]))?;
+    Ok(root.join("target/debug"))
 }
 
 /// Builds binaries in release mode, each `(package, binary)`; returns `target/release`.

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::server::{Server, free_port};
-use crate::{cargo, exec, ort};
+use crate::{build_debug, ort};
 
 /// The suites the matrix holds: every suite whose verdict does not depend
 /// on the machine's load. Latency and size are measured, not judged, here.
@@ -65,14 +65,7 @@ const SERVERS: [ThirdParty; 4] = [
 
 pub(crate) fn run(root: &Path, bless: bool) -> Result<()> {
     let lib = ort::ensure(root)?;
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--locked",
-        "--package",
-        "preflight-harness",
-        "--bin",
-        "preflight",
-    ]))?;
+    build_debug(root)?;
     let models = repository(root)?;
     let mut rows = Vec::new();
     for server in &SERVERS {

@@ -18,7 +18,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, exec, pip_install};
+use crate::{build_debug, cargo, exec, pip_install};
 
 /// The two binaries the wheel carries, each `(package, binary)`.
 const BINARIES: [(&str, &str); 2] = [
@@ -72,17 +72,19 @@ print(out)
 /// (`release`, or `dev` for the tests, which have built them already);
 /// returns its path.
 pub(crate) fn build(root: &Path, profile: &str) -> Result<PathBuf> {
-    let mut command = Command::new(cargo());
-    command
-        .current_dir(root)
-        .args(["build", "--locked", "--profile", profile]);
-    for (package, binary) in BINARIES {
-        command.args(["--package", package, "--bin", binary]);
-    }
-    exec(&mut command)?;
-    let bin_dir = root
-        .join("target")
-        .join(if profile == "dev" { "debug" } else { profile });
+    let bin_dir = if profile == "dev" {
+        build_debug(root)?
+    } else {
+        let mut command = Command::new(cargo());
+        command
+            .current_dir(root)
+            .args(["build", "--locked", "--profile", profile]);
+        for (package, binary) in BINARIES {
+            command.args(["--package", package, "--bin", binary]);
+        }
+        exec(&mut command)?;
+        root.join("target").join(profile)
+    };
     let out = root.join("target/wheels");
     let pure = root.join("target/wheels/pure");
     let _ = std::fs::remove_dir_all(&pure);
