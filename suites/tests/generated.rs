@@ -2,7 +2,9 @@
 //!
 //! - `parity::eta-madrid` and so on: every clean bundle passes every suite;
 //! - `defect::imputer-skipped` and so on: every defect of the catalogue fails
-//!   exactly the suites its entry names, each with the reason it names.
+//!   exactly the suites its entry names, each with the reason it names;
+//! - `grpc::defect::slow-1-in-20` and so on: every serving-side defect, the
+//!   same again with the suites' inference over gRPC.
 //!
 //! The endpoints are real: `preflight-serve` on the fixtures, and for the
 //! serving-side defects `preflight-faulty` in front of it. Both binaries are
@@ -157,7 +159,7 @@ fn run_verify(
 ) -> Result<Report, Failed> {
     run_shard(
         models,
-        target,
+        target.into(),
         only,
         baseline,
         None,
@@ -169,9 +171,22 @@ fn run_verify(
 /// The repository token of the servers behind serving-side defects.
 const DEFECT_TOKEN: &str = "defect-catalogue-token";
 
+/// What a trial verifies: its target, and the gRPC service the suites'
+/// inference goes over (`--protocol grpc`), when not REST.
+struct Endpoint {
+    target: TargetSpec,
+    grpc: Option<String>,
+}
+
+impl From<TargetSpec> for Endpoint {
+    fn from(target: TargetSpec) -> Self {
+        Self { target, grpc: None }
+    }
+}
+
 fn run_shard(
     models: &Path,
-    target: TargetSpec,
+    Endpoint { target, grpc }: Endpoint,
     only: &[&str],
     baseline: Option<PathBuf>,
     shard: Option<Shard>,
@@ -197,6 +212,12 @@ fn run_shard(
         target_options: TargetOptions {
             serve_bin: Some(binary("preflight-serve")?),
             repository_token,
+            protocol: if grpc.is_some() {
+                Protocol::Grpc
+            } else {
+                Protocol::Rest
+            },
+            grpc_addr: grpc,
             ..TargetOptions::default()
         },
     };
@@ -300,7 +321,10 @@ fn apart(bundles: &Path, model: &str, dir: &Path) -> Result<(PathBuf, PathBuf), 
     Ok((candidate, last))
 }
 
-fn defect(d: &Defect) -> Result<(), Failed> {
+/// Runs `d` and judges the report; a serving-side defect's inference goes
+/// over `protocol` (`preflight-faulty --grpc-addr` is the same fault in
+/// front of the gRPC service).
+fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
     let problems = d.problems();
     if !problems.is_empty() {
         return Err(format!("the catalogue entry is wrong: {}", problems.join("; ")).into());
@@ -325,7 +349,7 @@ fn defect(d: &Defect) -> Result<(), Failed> {
             };
             run_shard(
                 &models,
-                TargetSpec::Process,
+                TargetSpec::Process.into(),
                 &[&d.model],
                 baseline,
                 None,
@@ -335,25 +359,31 @@ fn defect(d: &Defect) -> Result<(), Failed> {
         }
         LivesIn::Endpoint => {
             let models = root().join("fixtures/models");
-            let (_server, proxy) = faulty_endpoint(d, &models, &[])?;
-            run_shard(
-                &models,
-                TargetSpec::Url(proxy.url.clone()),
-                &[&d.model],
-                baseline,
-                None,
-                policy,
-                None,
-            )?
+            let grpc = protocol == Protocol::Grpc;
+            let proxy_args: &[&str] = if grpc {
+                &["--grpc-addr", "127.0.0.1:0"]
+            } else {
+                &[]
+            };
+            let (_server, proxy) = faulty_endpoint(d, &models, proxy_args)?;
+            let endpoint = Endpoint {
+                target: TargetSpec::Url(proxy.url.clone()),
+                grpc: match grpc {
+                    true => Some(proxy.grpc.clone().ok_or("preflight-faulty gave no gRPC")?),
+                    false => None,
+                },
+            };
+            run_shard(&models, endpoint, &[&d.model], baseline, None, policy, None)?
         }
     };
-    judge(d, &report, &d.fails, &d.passes)
+    judge(d, &report)
 }
 
 /// Whether `report` says what the catalogue says of `d`: every suite of
 /// `fails` failed, with its reasons, unless its decisive timed check was
 /// inconclusive; every suite of `passes` passed; nothing else failed.
-fn judge(d: &Defect, report: &Report, fails: &[Suite], passes: &[Suite]) -> Result<(), Failed> {
+fn judge(d: &Defect, report: &Report) -> Result<(), Failed> {
+    let (fails, passes) = (&d.fails, &d.passes);
     let model = report
         .model(&d.model)
         .ok_or_else(|| format!("no report for {}", d.model))?;
@@ -485,52 +515,6 @@ fn faulty_endpoint(
     Ok((server, proxy))
 }
 
-/// A serving-side defect over the protocol's gRPC service: the same
-/// server, the same fault (`preflight-faulty --grpc-addr`), the harness's
-/// inference over gRPC. Every suite but latency runs (the machine's load
-/// decides latency's verdicts, and the REST trial times it), and the
-/// catalogue's verdict holds for them as over REST.
-fn defect_over_grpc(d: &Defect) -> Result<(), Failed> {
-    let models = root().join("fixtures/models");
-    let (_server, proxy) = faulty_endpoint(d, &models, &["--grpc-addr", "127.0.0.1:0"])?;
-    let grpc = proxy
-        .grpc
-        .clone()
-        .ok_or("preflight-faulty did not say where its gRPC is")?;
-    let untimed = |suites: &[Suite]| -> Vec<Suite> {
-        suites
-            .iter()
-            .copied()
-            .filter(|s| *s != Suite::Latency)
-            .collect()
-    };
-    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let config = VerifyConfig {
-        models: models.clone(),
-        target: TargetSpec::Url(proxy.url.clone()),
-        baseline: None,
-        baseline_target: None,
-        baseline_models: None,
-        out: out.path().to_path_buf(),
-        only: vec![d.model.clone()],
-        shard: None,
-        suites: untimed(Suite::all()),
-        jobs: 2,
-        policy: Policy::new(&d.require, Suite::all()).map_err(Failed::from)?,
-        target_options: TargetOptions {
-            serve_bin: Some(binary("preflight-serve")?),
-            repository_token: Some(DEFECT_TOKEN.to_owned()),
-            protocol: Protocol::Grpc,
-            grpc_addr: Some(grpc),
-            ..TargetOptions::default()
-        },
-    };
-    let report = runtime()
-        .block_on(verify(&config, &preflight_harness::progress::silent()))
-        .map_err(|e| Failed::from(e.to_string()))?;
-    judge(d, &report, &untimed(&d.fails), &untimed(&d.passes))
-}
-
 /// Where the clean run of `model` says `reason` too, in `suite`'s check
 /// names or its explanations: a phrase any run may hold names no cause.
 fn unspecific(suite: Suite, model: &str, reason: &str) -> Result<Option<String>, Failed> {
@@ -557,7 +541,7 @@ fn merged_shards() -> Result<(), Failed> {
         let shard = Shard::parse(&format!("{k}/4")).map_err(Failed::from)?;
         let report = run_shard(
             &root().join("fixtures/models"),
-            TargetSpec::Process,
+            TargetSpec::Process.into(),
             &[],
             None,
             Some(shard),
@@ -628,18 +612,16 @@ fn main() {
         std::fs::read_to_string(root().join("fixtures/defects/catalogue.toml")).expect("catalogue");
     let catalogue: Catalogue = toml::from_str(&text).expect("catalogue parses");
     for d in catalogue.defect {
-        // A serving-side defect that breaks more than timing, over gRPC too.
-        let over_grpc =
-            matches!(d.lives_in, LivesIn::Endpoint) && d.fails.iter().any(|s| *s != Suite::Latency);
-        if over_grpc {
+        // A serving-side defect, over the protocol's gRPC half too.
+        if matches!(d.lives_in, LivesIn::Endpoint) {
             let d = d.clone();
             trials.push(Trial::test(
                 format!("grpc::defect::{}", d.name),
-                move || defect_over_grpc(&d),
+                move || defect(&d, Protocol::Grpc),
             ));
         }
         trials.push(Trial::test(format!("defect::{}", d.name), move || {
-            defect(&d)
+            defect(&d, Protocol::Rest)
         }));
     }
     trials.push(Trial::test("merge::four-shards", merged_shards));
