@@ -11,18 +11,19 @@
 //! harness may call (one this run started, or a `url=` target given
 //! `--repository-token`), with Preflight's rollout extension.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod shadow;
+mod traffic;
+
 use std::time::{Duration, Instant};
 
 use preflight_bundle::{Record, Tolerance};
 use serde_json::{Value as Json, json};
-use tokio::sync::Mutex;
 
+use self::traffic::{Sent, Traffic};
 use super::Phase;
 use super::descriptor::Descriptor;
 use super::{ModelUnderTest, Suite, offers, skipped};
-use crate::client::{Answer, Client, Prepared, Unreachable, expected};
+use crate::client::{Answer, Unreachable};
 use crate::report::{Check, Skip, SuiteReport};
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
@@ -44,87 +45,6 @@ const DOES_NOT: &str = "the shadow does not compute the candidate";
 /// How long a switch may take before the suite stops waiting for it.
 const SWITCH_LIMIT: Duration = Duration::from_secs(10);
 
-/// One answer of the steady traffic.
-#[derive(Debug, Clone)]
-struct Sent {
-    at: Instant,
-    sample: usize,
-    answer: Result<Answer, String>,
-}
-
-impl Sent {
-    fn version(&self) -> Option<&str> {
-        self.answer.as_ref().ok()?.model_version.as_deref()
-    }
-}
-
-/// Default-route requests at a steady rate until stopped, one sample each.
-struct Traffic {
-    sent: Arc<Mutex<Vec<Sent>>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    fn start(model: &ModelUnderTest, samples: &[Record], rate: f64) -> Result<Self, Unreachable> {
-        let manifest = model.bundle.manifest().clone();
-        let client: Client = model.client.clone();
-        let name = &manifest.model.name;
-        let requests = samples.iter().map(|r| {
-            let body = manifest.infer_request(&[r.inputs.as_slice()]);
-            client.prepare(name, None, &body)
-        });
-        let requests: Vec<Prepared> = requests.collect::<Result<_, _>>()?;
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn({
-            let (sent, stop) = (Arc::clone(&sent), Arc::clone(&stop));
-            async move {
-                let period = Duration::from_secs_f64(1.0 / rate);
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    let sample = i % requests.len();
-                    i += 1;
-                    let at = Instant::now();
-                    let answer = client
-                        .send(&requests[sample], &manifest, 1)
-                        .await
-                        .map_err(|e| e.to_string());
-                    sent.lock().await.push(Sent { at, sample, answer });
-                }
-            }
-        });
-        Ok(Self { sent, stop, task })
-    }
-
-    async fn count(&self) -> usize {
-        self.sent.lock().await.len()
-    }
-
-    /// Waits until `n` more requests have been answered.
-    async fn wait(&self, n: usize) {
-        let target = self.count().await + n;
-        while self.count().await < target {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The answers from the `from`-th on.
-    async fn since(&self, from: usize) -> Vec<Sent> {
-        self.sent.lock().await[from..].to_vec()
-    }
-
-    async fn finish(self) -> Vec<Sent> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        let sent = self.sent.lock().await;
-        sent.clone()
-    }
-}
-
 /// Requests per second of steady traffic all rollouts of a run send
 /// together at most: a third of what this project's 2-core machine serves,
 /// so that the traffic never queues behind itself.
@@ -142,42 +62,16 @@ pub(crate) fn rate(manifest: &preflight_bundle::Manifest) -> f64 {
 }
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
+    let (previous, samples) = match cannot_run(model).await? {
+        Ok(ready) => ready,
+        Err(skip) => return Ok(skip),
+    };
     let manifest = model.bundle.manifest();
-    let Some(previous) = &model.previous else {
-        return Ok(skipped(
-            Suite::Rollout,
-            Skip::NotApplicable,
-            format!(
-                "the repository holds no version of '{}' below {} to roll back to",
-                manifest.model.name, manifest.model.version
-            ),
-        ));
-    };
-    let Some(samples) = model.samples.as_ref().filter(|s| !s.is_empty()) else {
-        return Ok(skipped(
-            Suite::Rollout,
-            Skip::Missing,
-            "needs samples.jsonl",
-        ));
-    };
-    if !model.client.has_repository_token() {
-        return Ok(skipped(
-            Suite::Rollout,
-            Skip::Endpoint,
-            "the suite changes what the endpoint serves through its repository API: it runs on \
-             an endpoint this run started, or a url= target given --repository-token",
-        ));
-    }
-    if let Some(skip) = offers(model, Suite::Rollout, "preflight_rollout", "rollout").await? {
-        return Ok(skip);
-    }
     let rate = rate(manifest);
-    let candidate = manifest.model.version;
-    let last = previous.version();
     let rollout = Rollout {
         model,
-        candidate,
-        last,
+        candidate: manifest.model.version,
+        last: previous,
         tolerance: manifest.contract.parity.unwrap_or(Tolerance::new(0.0, 0.0)),
         samples,
     };
@@ -193,13 +87,63 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     if let Err(why) = restored? {
         checks.push(Check::new("loaded as before", false, why));
     }
+    checks.push(none_lost(&sent, rate, &mut metrics));
+    let mut report = SuiteReport::new(Suite::Rollout.name(), checks);
+    report.metrics = metrics;
+    Ok(report)
+}
+
+/// The last release's version and the samples, when the suite can run on
+/// this model and endpoint; otherwise the report of its skip.
+async fn cannot_run(
+    model: &ModelUnderTest,
+) -> Result<Result<(u64, &[Record]), SuiteReport>, Unreachable> {
+    let manifest = model.bundle.manifest();
+    let Some(previous) = &model.previous else {
+        return Ok(Err(skipped(
+            Suite::Rollout,
+            Skip::NotApplicable,
+            format!(
+                "the repository holds no version of '{}' below {} to roll back to",
+                manifest.model.name, manifest.model.version
+            ),
+        )));
+    };
+    let Some(samples) = model.samples.as_ref().filter(|s| !s.is_empty()) else {
+        return Ok(Err(skipped(
+            Suite::Rollout,
+            Skip::Missing,
+            "needs samples.jsonl",
+        )));
+    };
+    if !model.client.has_repository_token() {
+        return Ok(Err(skipped(
+            Suite::Rollout,
+            Skip::Endpoint,
+            "the suite changes what the endpoint serves through its repository API: it runs on \
+             an endpoint this run started, or a url= target given --repository-token",
+        )));
+    }
+    if let Some(skip) = offers(model, Suite::Rollout, "preflight_rollout", "rollout").await? {
+        return Ok(Err(skip));
+    }
+    Ok(Ok((previous.version(), samples)))
+}
+
+/// "no request failed or was lost": every request of the steady traffic
+/// answered.
+fn none_lost(
+    sent: &[Sent],
+    rate: f64,
+    metrics: &mut std::collections::BTreeMap<String, f64>,
+) -> Check {
     let failed: Vec<&Sent> = sent
         .iter()
         .filter(|s| !s.answer.as_ref().is_ok_and(Answer::ok))
         .collect();
     metrics.insert("requests".to_owned(), sent.len() as f64);
     metrics.insert("failed".to_owned(), failed.len() as f64);
-    checks.push(Check::new(
+    Check::new(
         "no request failed or was lost",
         failed.is_empty(),
         match failed.first() {
@@ -217,10 +161,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
                 }
             ),
         },
-    ));
-    let mut report = SuiteReport::new(Suite::Rollout.name(), checks);
-    report.metrics = metrics;
-    Ok(report)
+    )
 }
 
 struct Rollout<'a> {
@@ -327,117 +268,6 @@ impl Rollout<'_> {
             traffic.wait(PHASE_REQUESTS / 4).await;
         }
         Ok(())
-    }
-
-    /// The candidate in shadow for every default request: the endpoint's
-    /// divergence must be what the candidate's training-time outputs give
-    /// against the answers served.
-    async fn shadow(
-        &self,
-        traffic: &Traffic,
-        metrics: &mut std::collections::BTreeMap<String, f64>,
-    ) -> Result<Check, Unreachable> {
-        const NAME: &str = "shadow computes the candidate";
-        let route =
-            json!({"version": self.candidate.to_string(), "mode": "shadow", "percent": 100});
-        let routed = match self.call("route", route).await? {
-            Ok(text) => serde_json::from_str::<Json>(&text).unwrap_or_default(),
-            Err(why) => return Ok(Check::new(NAME, false, why)),
-        };
-        let candidate = self.candidate.to_string();
-        if routed["version"] != candidate.as_str() {
-            return Ok(Check::new(
-                NAME,
-                false,
-                format!(
-                    "asked the endpoint to shadow version {candidate}; it set {routed}: {DOES_NOT}"
-                ),
-            ));
-        }
-        let from = traffic.count().await;
-        traffic.wait(PHASE_REQUESTS).await;
-        let sent = traffic.since(from).await;
-        // The shadow runs after the answer: give the last ones a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let figures = self.shadow_figures().await?;
-        let Some((rows, divergent)) = figures else {
-            return Ok(Check::new(
-                NAME,
-                false,
-                format!("/metrics has no shadow figures of version {candidate}: {DOES_NOT}"),
-            ));
-        };
-        let answered: Vec<(f64, f64)> = sent
-            .iter()
-            .filter_map(|s| {
-                let answer = s.answer.as_ref().ok().filter(|a| a.ok())?;
-                let served = *answer.outputs.first()?.first()?;
-                Some((
-                    expected(self.model.bundle.manifest(), &self.samples[s.sample], 0),
-                    served,
-                ))
-            })
-            .collect();
-        let off = answered
-            .iter()
-            .filter(|(candidate, served)| !self.tolerance.accepts(*candidate, *served))
-            .count();
-        let expected_share = off as f64 / answered.len().max(1) as f64;
-        let share = divergent as f64 / rows.max(1) as f64;
-        metrics.insert("shadow_rows".to_owned(), rows as f64);
-        metrics.insert("shadow_divergent_share".to_owned(), share);
-        let served_by_last = sent
-            .iter()
-            .all(|s| s.version().is_none_or(|v| v == self.last.to_string()));
-        let figures = format!(
-            "{rows} rows in shadow, {divergent} ({:.0}%) outside the candidate's tolerance of the \
-             answers served; the candidate's training-time outputs give {off} of {} ({:.0}%)",
-            share * 100.0,
-            answered.len(),
-            expected_share * 100.0
-        );
-        Ok(if rows == 0 {
-            Check::new(
-                NAME,
-                false,
-                format!("{figures}: the shadow computed nothing"),
-            )
-        } else if (share - expected_share).abs() > SHARE_MARGIN {
-            Check::new(NAME, false, format!("{figures}: {DOES_NOT}"))
-        } else if !served_by_last {
-            Check::new(
-                NAME,
-                false,
-                format!("{figures}; but the candidate answered requests in shadow mode"),
-            )
-        } else {
-            Check::new(NAME, true, figures)
-        })
-    }
-
-    /// `preflight_shadow_rows_total` and `preflight_shadow_divergent_rows_total`
-    /// of the candidate's route.
-    async fn shadow_figures(&self) -> Result<Option<(u64, u64)>, Unreachable> {
-        let (status, text) = self.model.client.get_text("/metrics").await?;
-        if status != 200 {
-            return Ok(None);
-        }
-        let name = &self.model.bundle.manifest().model.name;
-        let labels = format!(
-            "{{model=\"{name}\",version=\"{}\",mode=\"shadow\"}}",
-            self.candidate
-        );
-        let value = |family: &str| {
-            let series = format!("{family}{labels} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(&series))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|v| v as u64)
-        };
-        Ok(
-            value("preflight_shadow_rows_total")
-                .zip(value("preflight_shadow_divergent_rows_total")),
-        )
     }
 
     /// The candidate answers its share of the default requests.
