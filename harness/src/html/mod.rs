@@ -5,25 +5,21 @@
 //! folded), the skips, and each model's suites with their charts and worst
 //! rows. No script and no external asset.
 
+mod changes;
 mod charts;
+mod model;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::diff::changes;
-use crate::figures::{Compared, Figure, key_figures};
+use self::changes::changed;
+use self::model::model_section;
 use crate::human;
-use crate::report::{ModelReport, Report, SuiteReport, Verdict};
-use crate::suites::Suite;
-use crate::suites::descriptor::Chart;
+use crate::report::{ModelReport, Report, Verdict};
 
 const STYLE: &str = include_str!("report.css");
 
 /// Beyond this many models, the passing ones fold.
 const UNFOLDED_MODELS: usize = 10;
-/// A figure this much worse than the baseline's, relative, is marked worse.
-const WORSE: f64 = 0.05;
-/// Beyond this many key figures, the ones neither failed nor worse fold.
-const UNFOLDED_FIGURES: usize = 20;
 
 pub(crate) fn render_html(report: &Report, baseline: Option<&Report>) -> String {
     let title = format!(
@@ -154,104 +150,6 @@ fn failures(report: &Report) -> Markup {
     }
 }
 
-/// What changed since the last release, for the models verified: verdicts
-/// and versions that changed, then the key figures against the baseline's
-/// and the limit, worst first.
-fn changed(report: &Report, baseline: Option<&Report>) -> Markup {
-    let figures = key_figures(report, baseline);
-    let verdicts: Vec<_> = baseline
-        .map(|old| changes(old, report))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.what == "version" || c.what.ends_with(" verdict") || c.what == "model")
-        .filter(|c| report.model(&c.model).is_some())
-        .collect();
-    let folds = figures.len() > UNFOLDED_FIGURES;
-    let (shown, folded): (Vec<&Figure<'_>>, Vec<&Figure<'_>>) = figures
-        .iter()
-        .partition(|f| !folds || f.verdict == Verdict::Failed || worse(f));
-    html! {
-        section #changes {
-            h2 {
-                @if baseline.is_some() { "What changed since the last release" }
-                @else { "Key figures" }
-            }
-            @if baseline.is_none() {
-                p { "No baseline report was given (" code { "--baseline" } "): the figures \
-                    stand against their limits only." }
-            }
-            @if !verdicts.is_empty() {
-                ul.verdict-changes {
-                    @for c in &verdicts {
-                        li class=(if c.worse { "failed" } else { "" }) {
-                            strong { (c.model) } " " (c.what) ": " (c.before) " → " (c.after)
-                        }
-                    }
-                }
-            }
-            @if !shown.is_empty() { (figure_table(&shown, baseline.is_some())) }
-            @if !folded.is_empty() {
-                details {
-                    summary { (folded.len()) " more figures, none failed or more than 5% worse" }
-                    (figure_table(&folded, baseline.is_some()))
-                }
-            }
-        }
-    }
-}
-
-/// In the change column of a figure measured otherwise than the last
-/// release's: no change, and why.
-fn unalike(figure: &Figure<'_>) -> String {
-    match &figure.compared {
-        Some(Compared::Context { .. }) => "not alike".to_owned(),
-        Some(Compared::Paired { judged: false, .. }) => "inconclusive".to_owned(),
-        _ => String::new(),
-    }
-}
-
-/// Worse than the baseline's by more than [`WORSE`].
-fn worse(figure: &Figure<'_>) -> bool {
-    figure.worse_by().is_some_and(|w| w > WORSE)
-}
-
-fn figure_table(figures: &[&Figure<'_>], with_baseline: bool) -> Markup {
-    html! {
-        div.scroll {
-            table.figures {
-                thead { tr {
-                    th { "model" } th { "figure" }
-                    @if with_baseline { th { "baseline" } }
-                    th { "now" }
-                    @if with_baseline { th { "change" } }
-                    th { "limit" } th { "verdict" }
-                } }
-                tbody {
-                    @for f in figures {
-                        tr class=(f.verdict.as_str()) {
-                            td {
-                                a href={ "#" (anchor(f.model, Some(f.suite))) } { (f.model.name) }
-                            }
-                            td { (f.label) }
-                            @if with_baseline {
-                                td.num { (f.baseline_text().unwrap_or_default()) }
-                            }
-                            td.num { (f.show(f.now)) }
-                            @if with_baseline {
-                                td.num class=(if worse(f) { "worse" } else { "" }) {
-                                    (f.delta().unwrap_or_else(|| unalike(f)))
-                                }
-                            }
-                            td.num { (f.limit_text().unwrap_or_default()) }
-                            td { (f.verdict.as_str()) }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The matrix of models and suites: failed models first; in a large fleet
 /// the passing ones fold.
 fn verdicts(report: &Report) -> Markup {
@@ -337,120 +235,6 @@ fn skipped(report: &Report) -> Markup {
             section #warnings {
                 h2 { "Warnings" }
                 ul { @for (m, w) in &warnings { li { strong { (m.name) } " " (w) } } }
-            }
-        }
-    }
-}
-
-/// One model's suites, the failed ones open, with their figures, charts
-/// and worst rows.
-fn model_section(model: &ModelReport, baseline: Option<&Report>) -> Markup {
-    let before = baseline.and_then(|b| b.model(&model.name));
-    html! {
-        section.model id=(anchor(model, None)) {
-            h2 {
-                (model.name) " version " (model.version) ": "
-                span class=(model.verdict.as_str()) { (model.verdict.as_str()) }
-            }
-            @for suite in &model.suites {
-                details id=(anchor(model, Some(&suite.suite)))
-                    open[suite.verdict == Verdict::Failed] {
-                    summary class=(suite.verdict.as_str()) {
-                        (suite.suite) ": " (suite.verdict.as_str())
-                        " (" (human::ms(suite.duration_ms)) ")"
-                    }
-                    div.scroll { table.checks {
-                        @for c in &suite.checks {
-                            tr class=(c.verdict.as_str()) { td { (c.name) } td { (c.message) } }
-                        }
-                    } }
-                    (figures(suite, before.and_then(|b| b.suite(&suite.suite))))
-                    @if let Some(chart) = charts::of(suite) { (chart) }
-                    (worst_rows(suite))
-                }
-            }
-        }
-    }
-}
-
-/// The suite's figures in their units, with their limits, and a chart of
-/// each limited figure against its limit and the baseline's.
-fn figures(suite: &SuiteReport, before: Option<&SuiteReport>) -> Markup {
-    if suite.metrics.is_empty() {
-        return html! {};
-    }
-    html! {
-        dl.figures {
-            @for (name, value) in &suite.metrics {
-                dt { (name) }
-                dd {
-                    (human::metric(name, *value))
-                    @if let Some(limit) = suite.limits.get(name) {
-                        span.limit {
-                            " (" (limit.label()) " " (human::metric(name, limit.value())) ")"
-                        }
-                    }
-                }
-            }
-        }
-        @for (name, limit) in &suite.limits {
-            // A chart that draws the limits (latency's histogram) needs no bar.
-            @if let (false, Some(value)) = (charted_limits(suite), suite.metrics.get(name)) {
-                (charts::against_limit(
-                    &format!("{} {name}: this release against its limit", suite.suite),
-                    *value,
-                    before.and_then(|b| b.metrics.get(name).copied()),
-                    Some(*limit),
-                    &|v| human::metric(name, v),
-                ))
-            }
-        }
-    }
-}
-
-/// Whether the suite's chart draws its limits, which then get no bar.
-fn charted_limits(suite: &SuiteReport) -> bool {
-    Suite::named(&suite.suite)
-        .and_then(|s| s.descriptor().chart)
-        .is_some_and(Chart::draws_limits)
-}
-
-/// Parity's worst rows: output, served and expected, the inputs, and the
-/// curl that sends the row again.
-fn worst_rows(suite: &SuiteReport) -> Markup {
-    let rows: Vec<&serde_json::Value> = ["batch_worst_rows", "single_worst_rows"]
-        .iter()
-        .filter_map(|key| suite.details.get(*key)?.as_array())
-        .flatten()
-        .collect();
-    if rows.is_empty() {
-        return html! {};
-    }
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), human::number),
-        other => other.to_string(),
-    };
-    html! {
-        h3 { "Worst rows" }
-        @for row in rows {
-            div.row {
-                p {
-                    // Served and expected whole: the difference may be in the
-                    // fifth digit.
-                    strong { "row " code { (text(&row["id"])) } } ": "
-                    code { (text(&row["output"])) } " served " (row["served"])
-                    ", expected " (row["expected"])
-                }
-                @if let Some(inputs) = row["inputs"].as_object() {
-                    div.scroll { table.inputs {
-                        tr { @for name in inputs.keys() { th { (name) } } }
-                        tr { @for value in inputs.values() { td { (text(value)) } } }
-                    } }
-                }
-                @if let Some(curl) = row["curl"].as_str() {
-                    pre.curl { code { (curl) } }
-                }
             }
         }
     }
