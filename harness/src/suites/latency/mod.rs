@@ -9,6 +9,7 @@
 //! same run, or, where only a baseline report exists, on both runs'
 //! intervals. Answers from the fallback are not the main model's.
 
+mod arms;
 mod budgets;
 mod compare;
 mod load;
