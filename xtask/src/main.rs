@@ -189,9 +189,15 @@ fn ci(root: &Path) -> Result<()> {
         "--deny",
         "warnings",
     ])?;
-    // With the workspace's features, as `cargo xtask test` builds: what
-    // tidy builds here is not built again there.
-    cargo(&["test", "--workspace", "--locked", "--test", "it", "tidy::"])
+    cargo(&[
+        "test",
+        "--locked",
+        "--package",
+        "preflight-harness",
+        "--test",
+        "it",
+        "tidy::",
+    ])
 }
 
 /// `cargo xtask test [ARGS]`: every test of the workspace, then the
