@@ -359,19 +359,18 @@ fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
         }
         LivesIn::Endpoint => {
             let models = root().join("fixtures/models");
-            let grpc = protocol == Protocol::Grpc;
-            let proxy_args: &[&str] = if grpc {
-                &["--grpc-addr", "127.0.0.1:0"]
-            } else {
-                &[]
+            let over_grpc = protocol == Protocol::Grpc;
+            let proxy_args: &[&str] = match over_grpc {
+                true => &["--grpc-addr", "127.0.0.1:0"],
+                false => &[],
             };
             let (_server, proxy) = faulty_endpoint(d, &models, proxy_args)?;
+            let grpc = over_grpc
+                .then(|| proxy.grpc.clone().ok_or("preflight-faulty gave no gRPC"))
+                .transpose()?;
             let endpoint = Endpoint {
                 target: TargetSpec::Url(proxy.url.clone()),
-                grpc: match grpc {
-                    true => Some(proxy.grpc.clone().ok_or("preflight-faulty gave no gRPC")?),
-                    false => None,
-                },
+                grpc,
             };
             run_shard(&models, endpoint, &[&d.model], baseline, None, policy, None)?
         }

@@ -147,19 +147,17 @@ fn a_grpc_only_target_is_verified() {
     assert_eq!(run.status.code(), Some(0), "{:?}", failed(&report));
     assert_eq!(report["protocol"], "gRPC");
     assert_eq!(report["target"], format!("grpc://{grpc}"));
-    let observability = (report["models"][0]["suites"]
-        .as_array()
-        .expect("suites")
-        .iter())
-    .find(|s| s["suite"] == "observability")
-    .expect("observability ran");
+    let suite = |name: &str| {
+        (report["models"][0]["suites"]
+            .as_array()
+            .expect("suites")
+            .iter())
+        .find(|s| s["suite"] == name)
+        .unwrap_or_else(|| panic!("{name} did not run"))
+    };
+    let observability = suite("observability");
     assert_eq!(observability["verdict"], "skipped", "{observability}");
-    let fallback = (report["models"][0]["suites"]
-        .as_array()
-        .expect("suites")
-        .iter())
-    .find(|s| s["suite"] == "fallback")
-    .expect("fallback ran");
+    let fallback = suite("fallback");
     assert_eq!(
         fallback["verdict"], "passed",
         "the fallback's parameters travel over gRPC"
