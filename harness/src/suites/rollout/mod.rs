@@ -33,8 +33,16 @@ pub(super) const DESCRIPTOR: Descriptor = Descriptor {
     ..Descriptor::FUNCTIONAL
 };
 
-/// Requests in each phase of the rollout.
-const PHASE_REQUESTS: usize = 100;
+/// Requests the canary is judged on: the endpoint splits each run of 100
+/// default requests, so any 100 in a row hold the canary's exact share.
+const CANARY_REQUESTS: usize = 100;
+/// Requests the shadow is judged on: its divergent share is compared with
+/// the one the same requests give, so only the rows in flight at the
+/// switch blur it, one or two of 50.
+const SHADOW_REQUESTS: usize = 50;
+/// Requests answered after a switch before the next step: the new route
+/// serves steadily, not only its first answer.
+const SETTLE_REQUESTS: usize = 10;
 /// The canary's share, in percent.
 const CANARY_PERCENT: u64 = 50;
 /// How far the share of the canary's answers, and the shadow's divergent
@@ -244,7 +252,7 @@ impl Rollout<'_> {
             checks.push(Check::new("end the route", false, why));
             return Ok(());
         }
-        traffic.wait(PHASE_REQUESTS / 4).await;
+        traffic.wait(SETTLE_REQUESTS).await;
         for (name, key, version) in [
             ("pin the candidate", "pin_switch_ms", candidate),
             ("roll back", "rollback_switch_ms", last),
@@ -265,7 +273,7 @@ impl Rollout<'_> {
                 Err(why) => Check::new(name, false, why),
             };
             checks.push(check);
-            traffic.wait(PHASE_REQUESTS / 4).await;
+            traffic.wait(SETTLE_REQUESTS).await;
         }
         Ok(())
     }
@@ -286,7 +294,7 @@ impl Rollout<'_> {
             return Ok(Check::new(NAME, false, why));
         }
         let from = traffic.count().await;
-        traffic.wait(PHASE_REQUESTS).await;
+        traffic.wait(CANARY_REQUESTS).await;
         let sent = traffic.since(from).await;
         let candidate = self.candidate.to_string();
         let by_candidate = sent

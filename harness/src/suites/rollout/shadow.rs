@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use super::traffic::{Sent, Traffic};
-use super::{DOES_NOT, PHASE_REQUESTS, Rollout, SHARE_MARGIN};
+use super::{DOES_NOT, Rollout, SHADOW_REQUESTS, SHARE_MARGIN};
 use crate::client::{Unreachable, expected};
 use crate::report::Check;
 
@@ -26,7 +26,7 @@ impl Rollout<'_> {
         }
         let candidate = self.candidate.to_string();
         let from = traffic.count().await;
-        traffic.wait(PHASE_REQUESTS).await;
+        traffic.wait(SHADOW_REQUESTS).await;
         let sent = traffic.since(from).await;
         // The shadow runs after the answer: give the last ones a moment.
         tokio::time::sleep(Duration::from_millis(200)).await;
