@@ -131,6 +131,17 @@ impl Defect {
         }
         problems
     }
+
+    /// The suites the trial runs: every one but latency, which runs where
+    /// the entry names it. Elsewhere the defect leaves timing as the clean
+    /// model's, whose latency the clean trials judge, and a latency run
+    /// would measure only the machine, for 4 to 5 s a trial.
+    fn suites(&self) -> Vec<Suite> {
+        let named = |suite: &Suite| self.fails.contains(suite) || self.passes.contains(suite);
+        (Suite::all().iter().copied())
+            .filter(|s| *s != Suite::Latency || named(s))
+            .collect()
+    }
 }
 
 /// Where a defect of the catalogue is.
@@ -151,23 +162,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn run_verify(
-    models: &Path,
-    target: TargetSpec,
-    only: &[&str],
-    baseline: Option<PathBuf>,
-) -> Result<Report, Failed> {
-    run_shard(
-        models,
-        target.into(),
-        only,
-        baseline,
-        None,
-        Policy::default(),
-        None,
-    )
-}
-
 /// The repository token of the servers behind serving-side defects.
 const DEFECT_TOKEN: &str = "defect-catalogue-token";
 
@@ -184,31 +178,24 @@ impl From<TargetSpec> for Endpoint {
     }
 }
 
-fn run_shard(
-    models: &Path,
-    Endpoint { target, grpc }: Endpoint,
-    only: &[&str],
-    baseline: Option<PathBuf>,
-    shard: Option<Shard>,
-    policy: Policy,
-    baseline_models: Option<PathBuf>,
-) -> Result<Report, Failed> {
-    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+/// What a trial verifies at `models` on `endpoint`: every model, every
+/// suite, no baseline, the default policy.
+fn config(models: &Path, Endpoint { target, grpc }: Endpoint) -> Result<VerifyConfig, Failed> {
     // A serving-side defect's server takes the harness's token, as a
     // staging server would, so that the rollout suite runs against it.
     let repository_token = matches!(target, TargetSpec::Url(_)).then(|| DEFECT_TOKEN.to_owned());
-    let config = VerifyConfig {
+    Ok(VerifyConfig {
         models: models.to_path_buf(),
         target,
-        baseline,
+        baseline: None,
         baseline_target: None,
-        baseline_models,
-        out: out.path().to_path_buf(),
-        only: only.iter().map(|s| (*s).to_owned()).collect(),
-        shard,
+        baseline_models: None,
+        out: PathBuf::new(),
+        only: Vec::new(),
+        shard: None,
         suites: Suite::all().to_vec(),
         jobs: 2,
-        policy,
+        policy: Policy::default(),
         target_options: TargetOptions {
             serve_bin: Some(binary("preflight-serve")?),
             repository_token,
@@ -220,7 +207,13 @@ fn run_shard(
             grpc_addr: grpc,
             ..TargetOptions::default()
         },
-    };
+    })
+}
+
+/// Runs `config`, its report files written to a folder of their own.
+fn run(mut config: VerifyConfig) -> Result<Report, Failed> {
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    config.out = out.path().to_path_buf();
     runtime()
         .block_on(verify(&config, &preflight_harness::progress::silent()))
         .map_err(|e| Failed::from(e.to_string()))
@@ -231,13 +224,9 @@ fn clean_report() -> Result<&'static Report, Failed> {
     static REPORT: OnceLock<Result<Report, String>> = OnceLock::new();
     REPORT
         .get_or_init(|| {
-            run_verify(
-                &root().join("fixtures/models"),
-                TargetSpec::Process,
-                &[],
-                None,
-            )
-            .map_err(|e| e.message().unwrap_or("verify failed").to_owned())
+            config(&root().join("fixtures/models"), TargetSpec::Process.into())
+                .and_then(run)
+                .map_err(|e| e.message().unwrap_or("verify failed").to_owned())
         })
         .as_ref()
         .map_err(|e| Failed::from(e.clone()))
@@ -286,7 +275,7 @@ fn baseline_report(spec: &str, dir: &Path) -> Result<PathBuf, Failed> {
         &bundle,
     )
     .map_err(|e| e.to_string())?;
-    let report = run_verify(&repo, TargetSpec::Process, &[], None)?;
+    let report = run(config(&repo, TargetSpec::Process.into())?)?;
     let path = dir.join("baseline.json");
     std::fs::write(
         &path,
@@ -336,7 +325,8 @@ fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
         .map(|b| baseline_report(b, tmp.path()))
         .transpose()?;
     let policy = Policy::new(&d.require, Suite::all()).map_err(Failed::from)?;
-    let report = match d.lives_in {
+    // A serving-side defect's server and proxy stop when `_serving` drops.
+    let (config, _serving) = match d.lives_in {
         LivesIn::Bundle => {
             let bundles = root()
                 .join("fixtures/defects/bundles")
@@ -347,15 +337,11 @@ fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
             } else {
                 (bundles, None)
             };
-            run_shard(
-                &models,
-                TargetSpec::Process.into(),
-                &[&d.model],
-                baseline,
-                None,
-                policy,
-                last_release,
-            )?
+            let config = VerifyConfig {
+                baseline_models: last_release,
+                ..config(&models, TargetSpec::Process.into())?
+            };
+            (config, None)
         }
         LivesIn::Endpoint => {
             let models = root().join("fixtures/models");
@@ -364,7 +350,7 @@ fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
                 true => &["--grpc-addr", "127.0.0.1:0"],
                 false => &[],
             };
-            let (_server, proxy) = faulty_endpoint(d, &models, proxy_args)?;
+            let (server, proxy) = faulty_endpoint(d, &models, proxy_args)?;
             let grpc = over_grpc
                 .then(|| proxy.grpc.clone().ok_or("preflight-faulty gave no gRPC"))
                 .transpose()?;
@@ -372,9 +358,16 @@ fn defect(d: &Defect, protocol: Protocol) -> Result<(), Failed> {
                 target: TargetSpec::Url(proxy.url.clone()),
                 grpc,
             };
-            run_shard(&models, endpoint, &[&d.model], baseline, None, policy, None)?
+            (config(&models, endpoint)?, Some((server, proxy)))
         }
     };
+    let report = run(VerifyConfig {
+        only: vec![d.model.clone()],
+        baseline,
+        policy,
+        suites: d.suites(),
+        ..config
+    })?;
     judge(d, &report)
 }
 
@@ -538,15 +531,10 @@ fn merged_shards() -> Result<(), Failed> {
     let mut reports = Vec::new();
     for k in 1..=4 {
         let shard = Shard::parse(&format!("{k}/4")).map_err(Failed::from)?;
-        let report = run_shard(
-            &root().join("fixtures/models"),
-            TargetSpec::Process.into(),
-            &[],
-            None,
-            Some(shard),
-            Policy::default(),
-            None,
-        )?;
+        let report = run(VerifyConfig {
+            shard: Some(shard),
+            ..config(&root().join("fixtures/models"), TargetSpec::Process.into())?
+        })?;
         reports.push((PathBuf::from(format!("shard-{k}/report.json")), report));
     }
     let merged = preflight_harness::merge::merge(reports).map_err(Failed::from)?;
