@@ -36,7 +36,7 @@ pub use manifest::{Feature, Manifest, ModelInfo, Producer, Runtime, Task, is_val
 pub use records::{Record, RecordFile, parse_records, read_records};
 pub use reference::{Bins, CategoricalStats, NumericStats, Reference, Stats};
 pub use repository::{ModelEntry, Repository, VersionEntry};
-pub use value::Value;
+pub use value::{DomainError, ReadError, Value};
 
 fn fs_read_to_string(path: &std::path::Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, "read the file", e))

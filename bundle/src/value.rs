@@ -64,10 +64,80 @@ impl Value {
     }
 }
 
+/// Why a JSON value cannot be read as a feature's datatype
+/// (`Feature::read`). Its text continues the feature's name: "'distance_km'
+/// is null but not nullable".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReadError {
+    #[error("is null but not nullable")]
+    Null,
+    #[error("holds a NUL character, which a BYTES value cannot carry")]
+    Nul,
+    /// A number beyond `f64`, as JSON allows.
+    #[error("is {number}, which is not representable as {datatype}")]
+    Unrepresentable {
+        number: serde_json::Number,
+        datatype: Datatype,
+    },
+    /// A float beyond the datatype's largest finite value: the model would
+    /// read infinity.
+    #[error("is {number}, beyond the range of finite {datatype} values")]
+    NotFinite {
+        number: serde_json::Number,
+        datatype: Datatype,
+    },
+    #[error("is {number}, which does not fit in {datatype}")]
+    DoesNotFit {
+        number: serde_json::Number,
+        datatype: Datatype,
+    },
+    #[error("is {number}, not an integer ({datatype})")]
+    NotInteger {
+        number: serde_json::Number,
+        datatype: Datatype,
+    },
+    /// Another JSON kind than the datatype's: `kind` is "a string", "an
+    /// array" and the like.
+    #[error("is {kind}, but the datatype is {datatype}")]
+    WrongKind {
+        kind: &'static str,
+        datatype: Datatype,
+    },
+    /// A row of a `[-1, K]` feature that is not a list.
+    #[error("is not a list of {width} values (shape [-1, {width}])")]
+    NotAList { width: usize },
+    #[error("holds {len} values, not {width} (shape [-1, {width}])")]
+    WrongWidth { len: usize, width: usize },
+    /// The `index`-th value of a row of a `[-1, K]` feature.
+    #[error("[{index}] {error}")]
+    Item { index: usize, error: Box<ReadError> },
+}
+
+/// Why a value is outside a feature's declared domain
+/// (`Feature::check_domain`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    #[error("'{text}' is not one of the categories {categories:?}")]
+    NotACategory {
+        text: String,
+        categories: Vec<String>,
+    },
+    #[error("{value} is below min {min}")]
+    BelowMin { value: f64, min: f64 },
+    #[error("{value} is above max {max}")]
+    AboveMax { value: f64, max: f64 },
+    /// The `index`-th value of a row of a `[-1, K]` feature.
+    #[error("[{index}] {error}")]
+    Item {
+        index: usize,
+        error: Box<DomainError>,
+    },
+}
+
 impl Feature {
     /// Reads a JSON value as this feature's datatype, without checking its
     /// domain (bounds and categories): a server accepts an unseen category.
-    pub fn read(&self, json: &Json) -> Result<Value, String> {
+    pub fn read(&self, json: &Json) -> Result<Value, ReadError> {
         let width = self.width();
         if width > 1 {
             return self.read_list(json, width);
@@ -83,16 +153,15 @@ impl Feature {
         };
         match json {
             Json::Null if self.nullable => Ok(Value::Null),
-            Json::Null => Err("is null but not nullable".to_owned()),
+            Json::Null => Err(ReadError::Null),
             Json::Bool(b) if dt == Datatype::Bool => Ok(Value::Bool(*b)),
-            Json::String(s) if dt == Datatype::Bytes && s.contains('\0') => {
-                Err("holds a NUL character, which a BYTES value cannot carry".to_owned())
-            }
+            Json::String(s) if dt == Datatype::Bytes && s.contains('\0') => Err(ReadError::Nul),
             Json::String(s) if dt == Datatype::Bytes => Ok(Value::Text(s.clone())),
             Json::Number(n) if dt.is_float() => {
-                let x = n
-                    .as_f64()
-                    .ok_or_else(|| format!("is {n}, which is not representable as {dt}"))?;
+                let x = n.as_f64().ok_or_else(|| ReadError::Unrepresentable {
+                    number: n.clone(),
+                    datatype: dt,
+                })?;
                 // Beyond the type's largest finite value it would reach the model as infinity.
                 let largest = match dt {
                     Datatype::Fp16 => 65504.0,
@@ -100,7 +169,10 @@ impl Feature {
                     _ => f64::MAX,
                 };
                 if x.abs() > largest {
-                    return Err(format!("is {n}, beyond the range of finite {dt} values"));
+                    return Err(ReadError::NotFinite {
+                        number: n.clone(),
+                        datatype: dt,
+                    });
                 }
                 Ok(Value::Float(x))
             }
@@ -115,34 +187,46 @@ impl Feature {
                             if x.fract() == 0.0
                                 && (x <= i64::MIN as f64 || x >= u64::MAX as f64) =>
                         {
-                            return Err(format!("is {n}, which does not fit in {dt}"));
+                            return Err(ReadError::DoesNotFit {
+                                number: n.clone(),
+                                datatype: dt,
+                            });
                         }
-                        _ => return Err(format!("is {n}, not an integer ({dt})")),
+                        _ => {
+                            return Err(ReadError::NotInteger {
+                                number: n.clone(),
+                                datatype: dt,
+                            });
+                        }
                     },
                 };
                 let (lo, hi) = dt.integer_range().unwrap_or((f64::MIN, f64::MAX));
                 let x = value.as_f64().unwrap_or(f64::NAN);
                 if x < lo || x > hi {
-                    return Err(format!("is {n}, which does not fit in {dt}"));
+                    return Err(ReadError::DoesNotFit {
+                        number: n.clone(),
+                        datatype: dt,
+                    });
                 }
                 Ok(value)
             }
-            _ => Err(format!("is {}, but the datatype is {dt}", kind())),
+            _ => Err(ReadError::WrongKind {
+                kind: kind(),
+                datatype: dt,
+            }),
         }
     }
 
     /// A row of K values, each of the datatype, as a list.
-    fn read_list(&self, json: &Json, width: usize) -> Result<Value, String> {
+    fn read_list(&self, json: &Json, width: usize) -> Result<Value, ReadError> {
         let Json::Array(items) = json else {
-            return Err(format!(
-                "is not a list of {width} values (shape [-1, {width}])"
-            ));
+            return Err(ReadError::NotAList { width });
         };
         if items.len() != width {
-            return Err(format!(
-                "holds {} values, not {width} (shape [-1, {width}])",
-                items.len()
-            ));
+            return Err(ReadError::WrongWidth {
+                len: items.len(),
+                width,
+            });
         }
         let one = Feature {
             shape: None,
@@ -155,36 +239,43 @@ impl Feature {
             .map(|(k, item)| {
                 one.read(item)
                     .map(|v| v.as_f64().unwrap_or(f64::NAN))
-                    .map_err(|m| format!("[{k}] {m}"))
+                    .map_err(|error| ReadError::Item {
+                        index: k,
+                        error: Box::new(error),
+                    })
             })
-            .collect::<Result<Vec<f64>, String>>()
+            .collect::<Result<Vec<f64>, ReadError>>()
             .map(Value::List)
     }
 
     /// Checks a value against the declared bounds and categories.
-    pub fn check_domain(&self, value: &Value) -> Result<(), String> {
+    pub fn check_domain(&self, value: &Value) -> Result<(), DomainError> {
         if let Value::List(values) = value {
             return values.iter().enumerate().try_for_each(|(k, x)| {
                 self.check_domain(&Value::Float(*x))
-                    .map_err(|m| format!("[{k}] {m}"))
+                    .map_err(|error| DomainError::Item {
+                        index: k,
+                        error: Box::new(error),
+                    })
             });
         }
         if let (Some(categories), Some(text)) = (&self.categories, value.as_str())
             && !categories.iter().any(|c| c == text)
         {
-            return Err(format!(
-                "'{text}' is not one of the categories {categories:?}"
-            ));
+            return Err(DomainError::NotACategory {
+                text: text.to_owned(),
+                categories: categories.clone(),
+            });
         }
         if value.is_null() {
             return Ok(());
         }
         if let Some(x) = value.as_f64() {
             if let Some(min) = self.min.filter(|&min| x < min) {
-                return Err(format!("{x} is below min {min}"));
+                return Err(DomainError::BelowMin { value: x, min });
             }
             if let Some(max) = self.max.filter(|&max| x > max) {
-                return Err(format!("{x} is above max {max}"));
+                return Err(DomainError::AboveMax { value: x, max });
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! A batch of rows in columns, decoded from a request and checked against
 //! the manifest before any model sees it.
 
-use preflight_bundle::{Datatype, Feature, Manifest, Value};
+use preflight_bundle::{Datatype, Feature, Manifest, ReadError, Value};
 use serde_json::Value as Json;
 
 use crate::error::ApiError;
@@ -13,6 +13,59 @@ use crate::request_data::{Nesting, Scalar};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_rows: usize,
+}
+
+/// What is wrong with one value of a request; the text continues "input
+/// 'x' row r: the value", which the caller puts in front.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValueError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The one mistake worth a hint: NaN and Infinity smuggled in as strings.
+    #[error(
+        "is the string {json}: numbers must be JSON numbers, and NaN and Infinity are not \
+         JSON{hint}",
+        hint = if *.nullable { "; send null for a missing value" } else { "" }
+    )]
+    NumberAsString { json: Json, nullable: bool },
+    /// Read as the datatype, but not as the column's type (an INT32 beyond
+    /// its range).
+    #[error("is {json}, which does not fit in {datatype}")]
+    DoesNotFit { json: Json, datatype: Datatype },
+}
+
+/// What is wrong with a tensor's datatype or shape; the text continues
+/// "input 'x': ".
+#[derive(Debug, thiserror::Error)]
+enum ShapeError {
+    #[error("datatype {given} does not match the model's {datatype}")]
+    Datatype { given: String, datatype: Datatype },
+    #[error("shape {0:?} is too large")]
+    TooLarge(Vec<i64>),
+    #[error("shape {0:?} is not [N] or [N, 1]: tabular inputs are one column per feature")]
+    NotAColumn(Vec<i64>),
+}
+
+/// How a tensor's data is nested where its shape wants otherwise; the text
+/// continues "input 'x' ".
+#[derive(Debug, thiserror::Error)]
+enum NestingError {
+    #[error(
+        "row 0: a list where shape {0:?} wants one value: data is flat, or one list of one \
+         value per row for shape [N, 1]"
+    )]
+    ListForValue(Vec<i64>),
+    #[error("row {row}: {found}: data is flat, or one list of one value per row for shape [N, 1]")]
+    Mixed { row: usize, found: &'static str },
+}
+
+/// A value of a bundle's rows that does not decode (`decode_rows`).
+#[derive(Debug, thiserror::Error)]
+#[error("input '{input}' row {row}: the value {error}")]
+pub(crate) struct RowError {
+    input: String,
+    row: usize,
+    error: ValueError,
 }
 
 /// Appends checked JSON values to one column of the feature's type.
@@ -38,7 +91,7 @@ impl<'a> ColumnBuilder<'a> {
     /// Reads one value of a v2 tensor. The values a column takes as they
     /// are go straight in; any other goes the way of [`Self::push`], so
     /// that both protocols accept and refuse alike, with the same words.
-    fn push_scalar(&mut self, scalar: &Scalar) -> Result<(), String> {
+    fn push_scalar(&mut self, scalar: &Scalar) -> Result<(), ValueError> {
         let nullable = self.feature.nullable;
         match (&mut self.data, scalar) {
             (TensorData::F32(v), Scalar::Null) if nullable => v.push(f32::NAN),
@@ -61,39 +114,34 @@ impl<'a> ColumnBuilder<'a> {
     }
 
     /// Reads one value; on failure, why (the caller adds model, input and row).
-    fn push(&mut self, json: &Json) -> Result<(), String> {
-        let value = self.feature.read(json).map_err(|message| match json {
-            // The one mistake worth a hint: NaN and Infinity smuggled in as strings.
+    fn push(&mut self, json: &Json) -> Result<(), ValueError> {
+        let value = self.feature.read(json).map_err(|error| match json {
             Json::String(s)
                 if self.feature.datatype.is_float() && s.trim().parse::<f64>().is_ok() =>
             {
-                let hint = if self.feature.nullable {
-                    "; send null for a missing value"
-                } else {
-                    ""
-                };
-                format!(
-                    "is the string {json}: numbers must be JSON numbers, and NaN and Infinity \
-                    are not JSON{hint}"
-                )
+                ValueError::NumberAsString {
+                    json: json.clone(),
+                    nullable: self.feature.nullable,
+                }
             }
-            _ => message,
+            _ => ValueError::Read(error),
         })?;
+        let does_not_fit = || ValueError::DoesNotFit {
+            json: json.clone(),
+            datatype: self.feature.datatype,
+        };
         match (&mut self.data, value) {
             (TensorData::F32(v), Value::Null) => v.push(f32::NAN),
             (TensorData::F64(v), Value::Null) => v.push(f64::NAN),
             (TensorData::F32(v), Value::Float(x)) => v.push(x as f32),
             (TensorData::F64(v), Value::Float(x)) => v.push(x),
             (TensorData::I64(v), Value::Int(x)) => v.push(x),
-            (TensorData::I32(v), Value::Int(x)) => v.push(
-                i32::try_from(x).map_err(|_| format!("is {x}, which does not fit in INT32"))?,
-            ),
+            (TensorData::I32(v), Value::Int(x)) => {
+                v.push(i32::try_from(x).map_err(|_| does_not_fit())?);
+            }
             (TensorData::Bool(v), Value::Bool(x)) => v.push(x),
             (TensorData::Text(v), Value::Text(x)) => v.push(x),
-            (_, _) => {
-                let datatype = self.feature.datatype;
-                return Err(format!("is {json}, which does not fit in {datatype}"));
-            }
+            (_, _) => return Err(does_not_fit()),
         }
         Ok(())
     }
@@ -133,7 +181,7 @@ pub(crate) fn decode_tensors(
             .find(|i| i.name == feature.name)
             .ok_or_else(|| bad(format!("input '{}' is required but missing", feature.name)))?;
         let n = tensor_rows(feature, input)
-            .map_err(|m| bad(format!("input '{}': {m}", feature.name)))?;
+            .map_err(|e| bad(format!("input '{}': {e}", feature.name)))?;
         if n > limits.max_rows {
             return Err(bad(format!(
                 "input '{}' has {n} rows; this server takes at most {} per request",
@@ -151,7 +199,7 @@ pub(crate) fn decode_tensors(
             }
             Some(_) => {}
         }
-        let values = values(input).map_err(|m| bad(format!("input '{}' {m}", feature.name)))?;
+        let values = values(input).map_err(|e| bad(format!("input '{}' {e}", feature.name)))?;
         if values.len() != n {
             return Err(bad(format!(
                 "input '{}' has shape {:?} but {} values",
@@ -177,7 +225,7 @@ pub(crate) fn decode_tensors(
 
 /// Decodes rows of values in manifest input order, such as a bundle's
 /// samples; the error names the input and row.
-pub(crate) fn decode_rows(manifest: &Manifest, rows: &[&[Value]]) -> Result<Batch, String> {
+pub(crate) fn decode_rows(manifest: &Manifest, rows: &[&[Value]]) -> Result<Batch, RowError> {
     let mut columns: Vec<ColumnBuilder<'_>> = manifest
         .inputs
         .iter()
@@ -185,9 +233,11 @@ pub(crate) fn decode_rows(manifest: &Manifest, rows: &[&[Value]]) -> Result<Batc
         .collect();
     for (row, values) in rows.iter().enumerate() {
         for (column, value) in columns.iter_mut().zip(values.iter()) {
-            column
-                .push(&value.to_json())
-                .map_err(|m| format!("input '{}' row {row}: the value {m}", column.feature.name))?;
+            column.push(&value.to_json()).map_err(|error| RowError {
+                input: column.feature.name.clone(),
+                row,
+                error,
+            })?;
         }
     }
     Ok(Batch {
@@ -247,38 +297,29 @@ pub(crate) fn decode_instances(
 }
 
 /// The number of rows a tensor declares, checking its datatype and shape.
-fn tensor_rows(feature: &Feature, input: &RequestInput) -> Result<usize, String> {
+fn tensor_rows(feature: &Feature, input: &RequestInput) -> Result<usize, ShapeError> {
     if input.datatype != feature.datatype.as_str() {
-        return Err(format!(
-            "datatype {} does not match the model's {}",
-            input.datatype, feature.datatype
-        ));
+        return Err(ShapeError::Datatype {
+            given: input.datatype.clone(),
+            datatype: feature.datatype,
+        });
     }
     match input.shape.as_slice() {
         [n] | [n, 1] if *n >= 0 => {
-            usize::try_from(*n).map_err(|_| format!("shape {:?} is too large", input.shape))
+            usize::try_from(*n).map_err(|_| ShapeError::TooLarge(input.shape.clone()))
         }
-        _ => Err(format!(
-            "shape {:?} is not [N] or [N, 1]: tabular inputs are one column per feature",
-            input.shape
-        )),
+        _ => Err(ShapeError::NotAColumn(input.shape.clone())),
     }
 }
 
 /// A tensor's values in row order: `data` flat, or, for shape `[N, 1]`,
 /// one list of one value per row.
-fn values(input: &RequestInput) -> Result<&[Scalar], String> {
+fn values(input: &RequestInput) -> Result<&[Scalar], NestingError> {
     let data = &input.data;
     match data.nesting {
         Nesting::Flat => Ok(&data.values),
         Nesting::Rows if input.shape.len() == 2 => Ok(&data.values),
-        Nesting::Rows => Err(format!(
-            "row 0: a list where shape {:?} wants one value: data is flat, or one list of one \
-             value per row for shape [N, 1]",
-            input.shape
-        )),
-        Nesting::Bad { row, found } => Err(format!(
-            "row {row}: {found}: data is flat, or one list of one value per row for shape [N, 1]"
-        )),
+        Nesting::Rows => Err(NestingError::ListForValue(input.shape.clone())),
+        Nesting::Bad { row, found } => Err(NestingError::Mixed { row, found }),
     }
 }
