@@ -19,6 +19,63 @@ use crate::model::TensorData;
 use crate::protocol::{InferRequest, InferResponse, RequestInput, RequestOutput};
 use crate::request_data::{Nesting, RequestData, Scalar};
 
+/// What is wrong with a request's tensors (the caller names the model and
+/// version).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TensorsError {
+    #[error(
+        "the request has {raw} raw_input_contents for {inputs} inputs: give one per input, in \
+         the order of inputs"
+    )]
+    RawCount { raw: usize, inputs: usize },
+    #[error("input '{input}' has both contents and raw_input_contents: give one")]
+    BothContents { input: String },
+    #[error("input '{input}' {error}")]
+    Input { input: String, error: ContentsError },
+}
+
+/// What is wrong with one tensor's values; the text continues "input 'x' ".
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ContentsError {
+    #[error("fills {stray}, but datatype {datatype} has no typed field: send it raw")]
+    NoTypedField {
+        stray: &'static str,
+        datatype: String,
+    },
+    #[error("fills {stray}, but datatype {datatype} travels in {own}")]
+    OtherField {
+        stray: &'static str,
+        datatype: String,
+        own: &'static str,
+    },
+    #[error("has {len} bytes of raw contents, not a whole number of {size}-byte {datatype} values")]
+    Partial {
+        len: usize,
+        size: usize,
+        datatype: String,
+    },
+    #[error("row {row}: the raw BOOL byte is {byte}, not 0 or 1")]
+    Bool { row: usize, byte: u8 },
+    #[error("row {row}: {left} bytes left where a BYTES value's 4-byte length belongs")]
+    NoLength { row: usize, left: usize },
+    #[error("row {row}: the BYTES value's length says {length} bytes, but {left} are left")]
+    Short {
+        row: usize,
+        length: usize,
+        left: usize,
+    },
+    #[error("row {row}: the BYTES value is not UTF-8 text")]
+    NotUtf8 { row: usize },
+    #[error("row {row}: the value is NaN, a missing value, but the input is not nullable")]
+    NotNullable { row: usize },
+    #[error("row {row}: the value is {value}, beyond the range of finite {datatype} values")]
+    Infinite {
+        row: usize,
+        value: f64,
+        datatype: String,
+    },
+}
+
 /// A gRPC request as the REST request it means, and whether its values
 /// came raw (then so does the answer's).
 pub(super) struct Read {
@@ -28,15 +85,13 @@ pub(super) struct Read {
 
 /// Reads `message` for the model of `manifest`; on a mistake, what it is
 /// (the caller names the model and version).
-pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Read, String> {
+pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Read, TensorsError> {
     let raw = !message.raw_input_contents.is_empty();
     if raw && message.raw_input_contents.len() != message.inputs.len() {
-        return Err(format!(
-            "the request has {} raw_input_contents for {} inputs: give one per input, in the \
-             order of inputs",
-            message.raw_input_contents.len(),
-            message.inputs.len()
-        ));
+        return Err(TensorsError::RawCount {
+            raw: message.raw_input_contents.len(),
+            inputs: message.inputs.len(),
+        });
     }
     let mut raws = message.raw_input_contents.into_iter();
     let mut inputs = Vec::with_capacity(message.inputs.len());
@@ -45,23 +100,28 @@ pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Re
         let values = match raws.next() {
             Some(bytes) => {
                 if has_contents(&tensor) {
-                    return Err(format!(
-                        "input '{name}' has both contents and raw_input_contents: give one"
-                    ));
+                    return Err(TensorsError::BothContents { input: name });
                 }
                 raw_values(&tensor.datatype, &bytes)
             }
             None => typed_values(&tensor),
         }
-        .map_err(|why| format!("input '{name}' {why}"))?;
+        .map_err(|error| TensorsError::Input {
+            input: name.clone(),
+            error,
+        })?;
         // Checked only where the input and its datatype are the model's:
         // otherwise the check against the model says what is wrong.
         let feature = manifest.input(&name).map(|(_, feature)| feature);
-        let values = match feature.filter(|f| f.datatype.as_str() == tensor.datatype) {
-            Some(feature) => missing_as_null(values, &tensor.datatype, feature.nullable)
-                .map_err(|why| format!("input '{name}' {why}"))?,
-            None => values,
-        };
+        let values =
+            match feature.filter(|f| f.datatype.as_str() == tensor.datatype) {
+                Some(feature) => missing_as_null(values, &tensor.datatype, feature.nullable)
+                    .map_err(|error| TensorsError::Input {
+                        input: name.clone(),
+                        error,
+                    })?,
+                None => values,
+            };
         inputs.push(RequestInput {
             name,
             shape: tensor.shape,
@@ -122,10 +182,10 @@ fn field_of(datatype: &str) -> Option<&'static str> {
 }
 
 /// A tensor's typed values; every field but its datatype's must be empty.
-fn typed_values(tensor: &InferInputTensor) -> Result<Vec<Scalar>, String> {
+fn typed_values(tensor: &InferInputTensor) -> Result<Vec<Scalar>, ContentsError> {
     let empty = InferTensorContents::default();
     let c = tensor.contents.as_ref().unwrap_or(&empty);
-    let fields: [(&str, usize); 8] = [
+    let fields: [(&'static str, usize); 8] = [
         ("bool_contents", c.bool_contents.len()),
         ("int_contents", c.int_contents.len()),
         ("int64_contents", c.int64_contents.len()),
@@ -136,17 +196,16 @@ fn typed_values(tensor: &InferInputTensor) -> Result<Vec<Scalar>, String> {
         ("bytes_contents", c.bytes_contents.len()),
     ];
     let own = field_of(&tensor.datatype);
-    if let Some((stray, _)) = fields.iter().find(|(f, n)| *n > 0 && Some(*f) != own) {
-        let own = own.map_or_else(
-            || {
-                format!(
-                    "datatype {} has no typed field: send it raw",
-                    tensor.datatype
-                )
+    if let Some(&(stray, _)) = fields.iter().find(|(f, n)| *n > 0 && Some(*f) != own) {
+        let datatype = tensor.datatype.clone();
+        return Err(match own {
+            Some(own) => ContentsError::OtherField {
+                stray,
+                datatype,
+                own,
             },
-            |own| format!("datatype {} travels in {own}", tensor.datatype),
-        );
-        return Err(format!("fills {stray}, but {own}"));
+            None => ContentsError::NoTypedField { stray, datatype },
+        });
     }
     let float = |x: f64| Scalar::Float(x);
     Ok(match tensor.datatype.as_str() {
@@ -176,7 +235,7 @@ fn typed_values(tensor: &InferInputTensor) -> Result<Vec<Scalar>, String> {
 }
 
 /// A tensor's raw values, little-endian, flat.
-fn raw_values(datatype: &str, bytes: &[u8]) -> Result<Vec<Scalar>, String> {
+fn raw_values(datatype: &str, bytes: &[u8]) -> Result<Vec<Scalar>, ContentsError> {
     let int = |i: i64| Scalar::Int(i);
     match datatype {
         "FP32" => fixed(datatype, bytes, |b| {
@@ -204,42 +263,44 @@ fn fixed<const N: usize>(
     datatype: &str,
     bytes: &[u8],
     value: impl Fn([u8; N]) -> Scalar,
-) -> Result<Vec<Scalar>, String> {
+) -> Result<Vec<Scalar>, ContentsError> {
     let (values, rest) = bytes.as_chunks::<N>();
     if !rest.is_empty() {
-        return Err(format!(
-            "has {} bytes of raw contents, not a whole number of {N}-byte {datatype} values",
-            bytes.len()
-        ));
+        return Err(ContentsError::Partial {
+            len: bytes.len(),
+            size: N,
+            datatype: datatype.to_owned(),
+        });
     }
     Ok(values.iter().map(|&b| value(b)).collect())
 }
 
-fn raw_bools(bytes: &[u8]) -> Result<Vec<Scalar>, String> {
-    let bools = bytes.iter().enumerate().map(|(row, &b)| match b {
-        0 | 1 => Ok(Scalar::Bool(b == 1)),
-        _ => Err(format!("row {row}: the raw BOOL byte is {b}, not 0 or 1")),
+fn raw_bools(bytes: &[u8]) -> Result<Vec<Scalar>, ContentsError> {
+    let bools = bytes.iter().enumerate().map(|(row, &byte)| match byte {
+        0 | 1 => Ok(Scalar::Bool(byte == 1)),
+        _ => Err(ContentsError::Bool { row, byte }),
     });
     bools.collect()
 }
 
 /// BYTES values, each a 4-byte little-endian length and that many bytes.
-fn raw_texts(mut bytes: &[u8]) -> Result<Vec<Scalar>, String> {
+fn raw_texts(mut bytes: &[u8]) -> Result<Vec<Scalar>, ContentsError> {
     let mut values = Vec::new();
     while !bytes.is_empty() {
         let row = values.len();
         let Some((length, rest)) = bytes.split_first_chunk::<4>() else {
-            return Err(format!(
-                "row {row}: {} bytes left where a BYTES value's 4-byte length belongs",
-                bytes.len()
-            ));
+            return Err(ContentsError::NoLength {
+                row,
+                left: bytes.len(),
+            });
         };
         let length = u32::from_le_bytes(*length) as usize;
         if rest.len() < length {
-            return Err(format!(
-                "row {row}: the BYTES value's length says {length} bytes, but {} are left",
-                rest.len()
-            ));
+            return Err(ContentsError::Short {
+                row,
+                length,
+                left: rest.len(),
+            });
         }
         let (value, rest) = rest.split_at(length);
         values.push(text(row, value)?);
@@ -248,10 +309,10 @@ fn raw_texts(mut bytes: &[u8]) -> Result<Vec<Scalar>, String> {
     Ok(values)
 }
 
-fn text(row: usize, bytes: &[u8]) -> Result<Scalar, String> {
+fn text(row: usize, bytes: &[u8]) -> Result<Scalar, ContentsError> {
     std::str::from_utf8(bytes)
         .map(|s| Scalar::Text(s.into()))
-        .map_err(|_| format!("row {row}: the BYTES value is not UTF-8 text"))
+        .map_err(|_| ContentsError::NotUtf8 { row })
 }
 
 /// NaN, gRPC's missing value, as the null a nullable input takes; where the
@@ -260,19 +321,19 @@ fn missing_as_null(
     mut values: Vec<Scalar>,
     datatype: &str,
     nullable: bool,
-) -> Result<Vec<Scalar>, String> {
+) -> Result<Vec<Scalar>, ContentsError> {
     for (row, value) in values.iter_mut().enumerate() {
         let Scalar::Float(x) = *value else { continue };
         if x.is_nan() && nullable {
             *value = Scalar::Null;
         } else if x.is_nan() {
-            return Err(format!(
-                "row {row}: the value is NaN, a missing value, but the input is not nullable"
-            ));
+            return Err(ContentsError::NotNullable { row });
         } else if x.is_infinite() {
-            return Err(format!(
-                "row {row}: the value is {x}, beyond the range of finite {datatype} values"
-            ));
+            return Err(ContentsError::Infinite {
+                row,
+                value: x,
+                datatype: datatype.to_owned(),
+            });
         }
     }
     Ok(values)
