@@ -29,8 +29,8 @@ pub use generated::*;
 mod json;
 
 pub use json::{
-    parameters_from_json, parameters_to_json, request_from_json, request_to_json,
-    response_from_json, response_to_json,
+    ConvertError, Side, TensorError, parameters_from_json, parameters_to_json, request_from_json,
+    request_to_json, response_from_json, response_to_json,
 };
 
 /// The path of the proto file, from this crate's folder.

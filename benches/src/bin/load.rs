@@ -353,8 +353,7 @@ fn model_of(path: &str) -> Result<(String, String)> {
 fn grpc_bodies(bodies: &[bytes::Bytes], model: &str, version: &str) -> Result<Vec<Body>> {
     let grpc = bodies.iter().map(|body| {
         let json: serde_json::Value = serde_json::from_slice(body)?;
-        let request = preflight_grpc::request_from_json(&json, model, version, false)
-            .map_err(anyhow::Error::msg)?;
+        let request = preflight_grpc::request_from_json(&json, model, version, false)?;
         Ok(Body::Grpc(Box::new(request)))
     });
     grpc.collect()

@@ -59,7 +59,7 @@ impl Grpc {
                 // body has no outputs.
                 let json = preflight_grpc::response_to_json(response.get_ref());
                 let text = json.map_or_else(
-                    |why| serde_json::json!({ "error": why }).to_string(),
+                    |why| serde_json::json!({ "error": why.to_string() }).to_string(),
                     |json| json.to_string(),
                 );
                 return Ok(Sent {

@@ -5,6 +5,7 @@
 //! through `crate::describe`, the repository behind the same token; an error
 //! carries REST's message with the code `ApiError::code` gives it.
 
+mod mistakes;
 mod tensors;
 
 use tensors::Read;

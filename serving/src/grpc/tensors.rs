@@ -15,66 +15,10 @@ use preflight_grpc::{
     parameters_to_json,
 };
 
+use super::mistakes::{ContentsError, TensorsError};
 use crate::model::TensorData;
 use crate::protocol::{InferRequest, InferResponse, RequestInput, RequestOutput};
 use crate::request_data::{Nesting, RequestData, Scalar};
-
-/// What is wrong with a request's tensors (the caller names the model and
-/// version).
-#[derive(Debug, thiserror::Error)]
-pub(super) enum TensorsError {
-    #[error(
-        "the request has {raw} raw_input_contents for {inputs} inputs: give one per input, in \
-         the order of inputs"
-    )]
-    RawCount { raw: usize, inputs: usize },
-    #[error("input '{input}' has both contents and raw_input_contents: give one")]
-    BothContents { input: String },
-    #[error("input '{input}' {error}")]
-    Input { input: String, error: ContentsError },
-}
-
-/// What is wrong with one tensor's values; the text continues "input 'x' ".
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ContentsError {
-    #[error("fills {stray}, but datatype {datatype} has no typed field: send it raw")]
-    NoTypedField {
-        stray: &'static str,
-        datatype: String,
-    },
-    #[error("fills {stray}, but datatype {datatype} travels in {own}")]
-    OtherField {
-        stray: &'static str,
-        datatype: String,
-        own: &'static str,
-    },
-    #[error("has {len} bytes of raw contents, not a whole number of {size}-byte {datatype} values")]
-    Partial {
-        len: usize,
-        size: usize,
-        datatype: String,
-    },
-    #[error("row {row}: the raw BOOL byte is {byte}, not 0 or 1")]
-    Bool { row: usize, byte: u8 },
-    #[error("row {row}: {left} bytes left where a BYTES value's 4-byte length belongs")]
-    NoLength { row: usize, left: usize },
-    #[error("row {row}: the BYTES value's length says {length} bytes, but {left} are left")]
-    Short {
-        row: usize,
-        length: usize,
-        left: usize,
-    },
-    #[error("row {row}: the BYTES value is not UTF-8 text")]
-    NotUtf8 { row: usize },
-    #[error("row {row}: the value is NaN, a missing value, but the input is not nullable")]
-    NotNullable { row: usize },
-    #[error("row {row}: the value is {value}, beyond the range of finite {datatype} values")]
-    Infinite {
-        row: usize,
-        value: f64,
-        datatype: String,
-    },
-}
 
 /// A gRPC request as the REST request it means, and whether its values
 /// came raw (then so does the answer's).
@@ -106,10 +50,7 @@ pub(super) fn read(message: ModelInferRequest, manifest: &Manifest) -> Result<Re
             }
             None => typed_values(&tensor),
         }
-        .map_err(|error| TensorsError::Input {
-            input: name.clone(),
-            error,
-        })?;
+        .map_err(TensorsError::input(&name))?;
         // Checked only where the input and its datatype are the model's:
         // otherwise the check against the model says what is wrong.
         let feature = manifest.input(&name).map(|(_, feature)| feature);

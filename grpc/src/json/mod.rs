@@ -5,6 +5,10 @@
 
 use serde_json::{Value, json};
 
+mod error;
+
+pub use error::{ConvertError, Side, TensorError};
+
 use crate::infer_parameter::ParameterChoice;
 use crate::model_infer_request::InferInputTensor;
 use crate::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
@@ -18,7 +22,7 @@ pub fn request_from_json(
     model: &str,
     version: &str,
     raw: bool,
-) -> Result<ModelInferRequest, String> {
+) -> Result<ModelInferRequest, ConvertError> {
     let mut request = ModelInferRequest {
         model_name: model.to_owned(),
         model_version: version.to_owned(),
@@ -28,16 +32,14 @@ pub fn request_from_json(
     if let Some(parameters) = body["parameters"].as_object() {
         request.parameters = parameters_from_json(parameters);
     }
-    let inputs = body["inputs"]
-        .as_array()
-        .ok_or("the request has no inputs")?;
+    let inputs = body["inputs"].as_array().ok_or(ConvertError::NoInputs)?;
     for input in inputs {
-        let name = input["name"].as_str().ok_or("an input has no name")?;
+        let name = input["name"].as_str().ok_or(ConvertError::NoName)?;
         let datatype = input["datatype"].as_str().unwrap_or_default();
         let mut values = Vec::new();
         flatten(&input["data"], &mut values);
         let contents =
-            contents_of(datatype, &values).map_err(|why| format!("input '{name}' {why}"))?;
+            contents_of(datatype, &values).map_err(ConvertError::tensor(Side::Input, name))?;
         if raw {
             request.raw_input_contents.push(raw_bytes(&contents));
         }
@@ -74,9 +76,13 @@ fn flatten<'a>(data: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 /// The typed contents of `values` of `datatype`.
-fn contents_of(datatype: &str, values: &[&Value]) -> Result<InferTensorContents, String> {
+fn contents_of(datatype: &str, values: &[&Value]) -> Result<InferTensorContents, TensorError> {
     let mut c = InferTensorContents::default();
-    let wrong = |at: usize| format!("value {at}: {} cannot travel as {datatype}", values[at]);
+    let wrong = |at: usize| TensorError::Value {
+        at,
+        value: values[at].clone(),
+        datatype: datatype.to_owned(),
+    };
     let float = |(at, v): (usize, &&Value)| match v {
         Value::Null => Ok(f64::NAN),
         v => v.as_f64().ok_or_else(|| wrong(at)),
@@ -108,11 +114,7 @@ fn contents_of(datatype: &str, values: &[&Value]) -> Result<InferTensorContents,
             };
             c.bytes_contents = all.map(text).collect::<Result<_, _>>()?;
         }
-        other => {
-            return Err(format!(
-                "has datatype {other}, which this client cannot send over gRPC"
-            ));
-        }
+        other => return Err(TensorError::CannotSend(other.to_owned())),
     }
     Ok(c)
 }
@@ -166,7 +168,7 @@ fn parameter_of(value: &Value) -> Option<InferParameter> {
 /// each output's `name`, `datatype`, `shape` and flat `data` (an FP32 value
 /// as the f64 of its f32). An output whose raw bytes do not fit its
 /// datatype is an error.
-pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> {
+pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, ConvertError> {
     let mut outputs = Vec::with_capacity(response.outputs.len());
     for (i, output) in response.outputs.iter().enumerate() {
         let contents = match response.raw_output_contents.get(i) {
@@ -175,7 +177,7 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
         };
         let data = contents
             .and_then(|contents| values_of(&output.datatype, &contents))
-            .map_err(|why| format!("output '{}' {why}", output.name))?;
+            .map_err(ConvertError::tensor(Side::Output, &output.name))?;
         outputs.push(json!({
             "name": output.name,
             "datatype": output.datatype,
@@ -203,7 +205,7 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, String> 
 }
 
 /// The values of typed contents of `datatype`, as JSON writes them.
-fn values_of(datatype: &str, c: &InferTensorContents) -> Result<Vec<Value>, String> {
+fn values_of(datatype: &str, c: &InferTensorContents) -> Result<Vec<Value>, TensorError> {
     Ok(match datatype {
         "FP32" => c
             .fp32_contents
@@ -217,22 +219,21 @@ fn values_of(datatype: &str, c: &InferTensorContents) -> Result<Vec<Value>, Stri
         "BYTES" => (c.bytes_contents.iter())
             .map(|b| json!(String::from_utf8_lossy(b)))
             .collect(),
-        other => {
-            return Err(format!(
-                "has datatype {other}, which this client cannot read"
-            ));
-        }
+        other => return Err(TensorError::CannotRead(other.to_owned())),
     })
 }
 
-fn contents_of_raw(datatype: &str, raw: &[u8]) -> Result<InferTensorContents, String> {
-    fn fixed<const N: usize, T>(raw: &[u8], read: impl Fn([u8; N]) -> T) -> Result<Vec<T>, String> {
+fn contents_of_raw(datatype: &str, raw: &[u8]) -> Result<InferTensorContents, TensorError> {
+    fn fixed<const N: usize, T>(
+        raw: &[u8],
+        read: impl Fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, TensorError> {
         let (values, rest) = raw.as_chunks::<N>();
         if !rest.is_empty() {
-            return Err(format!(
-                "has {} raw bytes, not a whole number of {N}-byte values",
-                raw.len()
-            ));
+            return Err(TensorError::Partial {
+                len: raw.len(),
+                size: N,
+            });
         }
         Ok(values.iter().map(|&b| read(b)).collect())
     }
@@ -247,40 +248,34 @@ fn contents_of_raw(datatype: &str, raw: &[u8]) -> Result<InferTensorContents, St
             let mut rest = raw;
             while !rest.is_empty() {
                 let Some((length, tail)) = rest.split_first_chunk::<4>() else {
-                    return Err("ends inside a BYTES value's length".to_owned());
+                    return Err(TensorError::CutLength);
                 };
                 let length = u32::from_le_bytes(*length) as usize;
-                let (text, tail) = tail
-                    .split_at_checked(length)
-                    .ok_or("has a BYTES value longer than what is left")?;
+                let (text, tail) = tail.split_at_checked(length).ok_or(TensorError::CutValue)?;
                 c.bytes_contents.push(text.to_vec());
                 rest = tail;
             }
         }
-        other => {
-            return Err(format!(
-                "has datatype {other}, which this client cannot read"
-            ));
-        }
+        other => return Err(TensorError::CannotRead(other.to_owned())),
     }
     Ok(c)
 }
 
 /// The REST (JSON) request a gRPC request means, and the REST path it goes
 /// to: the inverse of [`request_from_json`], a float's NaN written as null.
-pub fn request_to_json(request: &ModelInferRequest) -> Result<(String, Value), String> {
+pub fn request_to_json(request: &ModelInferRequest) -> Result<(String, Value), ConvertError> {
     let raw = !request.raw_input_contents.is_empty();
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (i, input) in request.inputs.iter().enumerate() {
         let contents = match request.raw_input_contents.get(i) {
             Some(bytes) => contents_of_raw(&input.datatype, bytes),
-            None if raw => Err("has no raw contents".to_owned()),
+            None if raw => Err(TensorError::NoRaw),
             None => Ok(input.contents.clone().unwrap_or_default()),
         };
         // A float's NaN is written as null, as JSON has no NaN.
         let data = contents
             .and_then(|c| values_of(&input.datatype, &c))
-            .map_err(|why| format!("input '{}' {why}", input.name))?;
+            .map_err(ConvertError::tensor(Side::Input, &input.name))?;
         inputs.push(json!({
             "name": input.name,
             "datatype": input.datatype,
@@ -310,7 +305,7 @@ pub fn request_to_json(request: &ModelInferRequest) -> Result<(String, Value), S
 
 /// The gRPC answer REST's JSON answer `body` means: the inverse of
 /// [`response_to_json`].
-pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, String> {
+pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, ConvertError> {
     let text = |key: &str| body[key].as_str().map(str::to_owned).unwrap_or_default();
     let mut response = ModelInferResponse {
         model_name: text("model_name"),
@@ -324,16 +319,14 @@ pub fn response_from_json(body: &Value) -> Result<ModelInferResponse, String> {
     if let Some(parameters) = body["parameters"].as_object() {
         response.parameters = parameters_from_json(parameters);
     }
-    let outputs = body["outputs"]
-        .as_array()
-        .ok_or("the answer has no outputs")?;
+    let outputs = body["outputs"].as_array().ok_or(ConvertError::NoOutputs)?;
     for output in outputs {
         let name = output["name"].as_str().unwrap_or_default();
         let datatype = output["datatype"].as_str().unwrap_or_default();
         let mut values = Vec::new();
         flatten(&output["data"], &mut values);
         let contents =
-            contents_of(datatype, &values).map_err(|why| format!("output '{name}' {why}"))?;
+            contents_of(datatype, &values).map_err(ConvertError::tensor(Side::Output, name))?;
         let shape = output["shape"].as_array().map_or_else(Vec::new, |dims| {
             dims.iter().filter_map(Value::as_i64).collect()
         });
