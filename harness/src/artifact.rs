@@ -49,7 +49,7 @@ pub(crate) fn predict(bundle: &Bundle, records: &[Record]) -> Result<Vec<Vec<f64
 fn predict_with(
     bundle: &Bundle,
     records: &[Record],
-    make: fn(&Path, usize) -> Result<Session, String>,
+    make: fn(&Path, usize) -> Result<Session, preflight_ort::SessionError>,
 ) -> Result<Vec<Vec<f64>>, String> {
     environment()?;
     let manifest = bundle.manifest();

@@ -32,6 +32,21 @@ pub enum OrtInitError {
     NotStarted,
 }
 
+/// Why ONNX Runtime cannot make a session of a model (the caller names the
+/// model and its file).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error(transparent)]
+    NotStarted(#[from] OrtInitError),
+    #[error("ONNX Runtime cannot load it: {0}")]
+    Load(ort::Error),
+    #[error("cannot read back its ONNX Runtime form: {0}")]
+    ReadBack(std::io::Error),
+    #[error("ONNX Runtime cannot load its own form of it: {0}")]
+    LoadOwnForm(ort::Error),
+}
+
 /// Where the library is: `explicit`, else `ORT_DYLIB_PATH`, else `ort/`,
 /// `target/ort/` or `lib/` beside or above the running executable (so the
 /// tests, `cargo run` and an installed `bin/` + `lib/` layout all find it),
@@ -135,15 +150,15 @@ pub fn environment() -> Result<&'static Environment, OrtInitError> {
 /// `intra_op_threads` threads per operator (1 leaves parallelism to the
 /// caller) and one between operators; the error says why ONNX Runtime
 /// cannot load it.
-pub fn session(path: &Path, intra_op_threads: usize) -> Result<Session, String> {
-    let environment = environment().map_err(|e| e.to_string())?;
+pub fn session(path: &Path, intra_op_threads: usize) -> Result<Session, SessionError> {
+    let environment = environment()?;
     builder(
         environment,
         intra_op_threads,
         GraphOptimizationLevel::Level3,
     )
     .and_then(|mut b| b.commit_from_file(path))
-    .map_err(cannot_load)
+    .map_err(SessionError::Load)
 }
 
 /// [`session`], made from ONNX Runtime's own format rather than from the
@@ -160,8 +175,8 @@ pub fn session(path: &Path, intra_op_threads: usize) -> Result<Session, String> 
 /// kernels on the same values. Where no in-memory file can be made or named
 /// (not Linux, or no `/proc`), the session is made from the ONNX file, with a
 /// warning.
-pub fn lean_session(path: &Path, intra_op_threads: usize) -> Result<Session, String> {
-    let environment = environment().map_err(|e| e.to_string())?;
+pub fn lean_session(path: &Path, intra_op_threads: usize) -> Result<Session, SessionError> {
+    let environment = environment()?;
     let mut scratch = match scratch::File::new() {
         Ok(file) => file,
         Err(error) => {
@@ -182,10 +197,8 @@ pub fn lean_session(path: &Path, intra_op_threads: usize) -> Result<Session, Str
         .with_config_entry("session.save_model_format", "ORT")?
         .commit_from_file(path)
     };
-    drop(convert().map_err(cannot_load)?);
-    let bytes = scratch
-        .read()
-        .map_err(|e| format!("cannot read back its ONNX Runtime form: {e}"))?;
+    drop(convert().map_err(SessionError::Load)?);
+    let bytes = scratch.read().map_err(SessionError::ReadBack)?;
     // Loaded from ONNX Runtime's format, the saved graph is given only the
     // optimisations ONNX Runtime makes at load, up to this level.
     builder(
@@ -194,7 +207,7 @@ pub fn lean_session(path: &Path, intra_op_threads: usize) -> Result<Session, Str
         GraphOptimizationLevel::Level3,
     )
     .and_then(|mut b| b.commit_from_memory(&bytes))
-    .map_err(|e| format!("ONNX Runtime cannot load its own form of it: {e}"))
+    .map_err(SessionError::LoadOwnForm)
 }
 
 fn builder(
@@ -206,10 +219,6 @@ fn builder(
         .with_optimization_level(level)?
         .with_intra_threads(intra_op_threads)?
         .with_inter_threads(1)?)
-}
-
-fn cannot_load(error: ort::Error) -> String {
-    format!("ONNX Runtime cannot load it: {error}")
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ impl Backend for OrtBackend {
     fn load(&self, bundle: &Bundle) -> Result<Arc<dyn Predictor>, BackendError> {
         let file = &bundle.manifest().runtime.model;
         let failed = |e: String| BackendError::Load(format!("{file}: {e}"));
-        let pool = Pool::new(bundle.model_path(), self.options).map_err(failed)?;
+        let pool =
+            Pool::new(bundle.model_path(), self.options).map_err(|e| failed(e.to_string()))?;
         let binding = match pool.first().as_ref() {
             Some(session) => Binding::new(session, bundle).map_err(failed)?,
             None => return Err(failed("no session".to_owned())),

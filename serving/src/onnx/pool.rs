@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ort::session::Session;
+use preflight_ort::SessionError;
 
 /// Session settings.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +59,7 @@ impl Pool {
     /// A pool of one session on the ONNX file at `path`, lean (see
     /// `preflight_ort::lean_session`); the error says why ONNX Runtime cannot
     /// load it.
-    pub(super) fn new(path: PathBuf, options: OrtOptions) -> Result<Self, String> {
+    pub(super) fn new(path: PathBuf, options: OrtOptions) -> Result<Self, SessionError> {
         let session = preflight_ort::lean_session(&path, options.intra_op_threads)?;
         let mut slots: Vec<Mutex<Option<Session>>> = (0..options.sessions_per_model.max(1))
             .map(|_| Mutex::new(None))
