@@ -48,7 +48,7 @@ impl Backend for OrtBackend {
         let pool =
             Pool::new(bundle.model_path(), self.options).map_err(|e| failed(e.to_string()))?;
         let binding = match pool.first().as_ref() {
-            Some(session) => Binding::new(session, bundle).map_err(failed)?,
+            Some(session) => Binding::new(session, bundle).map_err(|e| failed(e.to_string()))?,
             None => return Err(failed("no session".to_owned())),
         };
         Ok(Arc::new(OrtPredictor { pool, binding }))
