@@ -68,7 +68,8 @@ struct OrtPredictor {
 impl Predictor for OrtPredictor {
     fn predict(&self, batch: &Batch, stop: Option<&Stop>) -> Result<Vec<TensorData>, BackendError> {
         let failed = |e: ort::Error| BackendError::Run(e.to_string().trim_end().to_owned());
-        let inputs = tensors::inputs(&self.binding.inputs, batch).map_err(BackendError::Run)?;
+        let inputs = tensors::inputs(&self.binding.inputs, batch)
+            .map_err(|e| BackendError::Run(e.to_string()))?;
         let mut guard = self.pool.session();
         let session = guard
             .as_mut()
@@ -90,6 +91,7 @@ impl Predictor for OrtPredictor {
             None => session.run(inputs),
         }
         .map_err(failed)?;
-        tensors::outputs(&self.binding.outputs, &outputs).map_err(BackendError::Run)
+        tensors::outputs(&self.binding.outputs, &outputs)
+            .map_err(|e| BackendError::Run(e.to_string()))
     }
 }

@@ -16,7 +16,7 @@ use crate::model::{Batch, TensorData};
 pub(super) fn inputs<'a>(
     binding: &'a InputBinding,
     batch: &'a Batch,
-) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>, String> {
+) -> ort::Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>> {
     let n = batch.rows;
     match binding {
         InputBinding::PerColumn(columns) => columns
@@ -41,27 +41,23 @@ pub(super) fn inputs<'a>(
 fn column_tensor<const R: usize>(
     shape: [usize; R],
     column: &TensorData,
-) -> Result<SessionInputValue<'_>, String> {
+) -> ort::Result<SessionInputValue<'_>> {
     match column {
         TensorData::F32(v) => lent(shape, v),
         TensorData::F64(v) => lent(shape, v),
         TensorData::I64(v) => lent(shape, v),
         TensorData::I32(v) => lent(shape, v),
         TensorData::Bool(v) => lent(shape, v),
-        TensorData::Text(v) => Tensor::from_string_array((shape, v.as_slice()))
-            .map(Into::into)
-            .map_err(|e| e.to_string()),
+        TensorData::Text(v) => Tensor::from_string_array((shape, v.as_slice())).map(Into::into),
     }
 }
 
 /// Numbers lent to ONNX Runtime as they are.
-fn lent<T, const R: usize>(shape: [usize; R], data: &[T]) -> Result<SessionInputValue<'_>, String>
+fn lent<T, const R: usize>(shape: [usize; R], data: &[T]) -> ort::Result<SessionInputValue<'_>>
 where
     T: PrimitiveTensorElementType + Clone + Debug + 'static,
 {
-    TensorRef::from_array_view((shape, data))
-        .map(Into::into)
-        .map_err(|e| e.to_string())
+    TensorRef::from_array_view((shape, data)).map(Into::into)
 }
 
 /// The columns side by side in one `[n, k]` float tensor; the binding has
@@ -70,8 +66,7 @@ fn stacked_tensor(
     n: usize,
     columns: &[TensorData],
     element: TensorElementType,
-) -> Result<SessionInputValue<'static>, String> {
-    let e = |e: ort::Error| e.to_string();
+) -> ort::Result<SessionInputValue<'static>> {
     let k = columns.len();
     let value = |column: &TensorData, i: usize| match column {
         TensorData::F32(v) => f64::from(v[i]),
@@ -84,25 +79,42 @@ fn stacked_tensor(
     let rows = (0..n).flat_map(|i| columns.iter().map(move |column| (column, i)));
     Ok(if element == TensorElementType::Float32 {
         let stacked: Vec<f32> = rows.map(|(c, i)| value(c, i) as f32).collect();
-        Tensor::from_array(([n, k], stacked)).map_err(e)?.into()
+        Tensor::from_array(([n, k], stacked))?.into()
     } else {
         let stacked: Vec<f64> = rows.map(|(c, i)| value(c, i)).collect();
-        Tensor::from_array(([n, k], stacked)).map_err(e)?.into()
+        Tensor::from_array(([n, k], stacked))?.into()
     })
+}
+
+/// Why an output of a run cannot be read as its column.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OutputError {
+    #[error("the graph gave no output '{0}'")]
+    Missing(String),
+    #[error("output '{name}': {error}")]
+    Extract { name: String, error: ort::Error },
+    #[error("output '{name}' holds {element:?}, which is not supported")]
+    Unsupported {
+        name: String,
+        element: TensorElementType,
+    },
 }
 
 /// Each bound output as a typed column, in manifest order.
 pub(super) fn outputs(
     bound: &[(String, TensorElementType)],
     outputs: &SessionOutputs<'_>,
-) -> Result<Vec<TensorData>, String> {
+) -> Result<Vec<TensorData>, OutputError> {
     bound
         .iter()
         .map(|(name, element)| {
             let value = outputs
                 .get(name.as_str())
-                .ok_or_else(|| format!("the graph gave no output '{name}'"))?;
-            let e = |e: ort::Error| format!("output '{name}': {e}");
+                .ok_or_else(|| OutputError::Missing(name.clone()))?;
+            let e = |error| OutputError::Extract {
+                name: name.clone(),
+                error,
+            };
             Ok(match element {
                 TensorElementType::Float32 => {
                     TensorData::F32(value.try_extract_tensor::<f32>().map_err(e)?.1.to_vec())
@@ -122,10 +134,11 @@ pub(super) fn outputs(
                 TensorElementType::String => {
                     TensorData::Text(value.try_extract_strings().map_err(e)?.1)
                 }
-                other => {
-                    return Err(format!(
-                        "output '{name}' holds {other:?}, which is not supported"
-                    ));
+                &element => {
+                    return Err(OutputError::Unsupported {
+                        name: name.clone(),
+                        element,
+                    });
                 }
             })
         })
