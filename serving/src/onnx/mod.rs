@@ -68,8 +68,7 @@ struct OrtPredictor {
 impl Predictor for OrtPredictor {
     fn predict(&self, batch: &Batch, stop: Option<&Stop>) -> Result<Vec<TensorData>, BackendError> {
         let failed = |e: ort::Error| BackendError::Run(e.to_string().trim_end().to_owned());
-        let inputs = tensors::inputs(&self.binding.inputs, batch)
-            .map_err(|e| BackendError::Run(e.to_string()))?;
+        let inputs = tensors::inputs(&self.binding.inputs, batch).map_err(failed)?;
         let mut guard = self.pool.session();
         let session = guard
             .as_mut()
