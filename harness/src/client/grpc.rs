@@ -28,10 +28,21 @@ pub(super) struct Grpc {
     client: GrpcInferenceServiceClient<Channel>,
 }
 
+/// `--grpc-addr` names no gRPC service a client can be made for.
+#[derive(Debug, thiserror::Error)]
+#[error("{addr}: not an address of a gRPC service: {source}")]
+pub struct NotAnAddress {
+    addr: String,
+    source: tonic::transport::Error,
+}
+
 impl Grpc {
-    pub(super) fn new(addr: &str) -> Result<Self, String> {
+    pub(super) fn new(addr: &str) -> Result<Self, NotAnAddress> {
         let endpoint = Endpoint::new(format!("http://{addr}"))
-            .map_err(|e| format!("{addr}: not an address of a gRPC service: {e}"))?
+            .map_err(|source| NotAnAddress {
+                addr: addr.to_owned(),
+                source,
+            })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let client = GrpcInferenceServiceClient::new(endpoint.connect_lazy())

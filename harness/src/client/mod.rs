@@ -13,6 +13,7 @@ mod grpc;
 mod infer;
 
 pub use answer::{Answer, FallbackReason, expected, params};
+pub use grpc::NotAnAddress;
 use infer::Sent;
 pub use infer::{Prepared, SHED_RETRIES};
 
@@ -67,7 +68,7 @@ impl Client {
     /// at `HOST:PORT`: inference over gRPC, and the core REST calls the
     /// suites make (health, readiness, metadata) through their gRPC
     /// equivalents; every other REST call is answered 404.
-    pub fn grpc_only(addr: &str) -> Result<Self, String> {
+    pub fn grpc_only(addr: &str) -> Result<Self, NotAnAddress> {
         let mut client = Self::new(&format!("grpc://{addr}")).with_grpc(addr)?;
         client.rest = false;
         Ok(client)
@@ -76,7 +77,7 @@ impl Client {
     /// The same client, sending inference to the gRPC service at
     /// `HOST:PORT` instead of REST; health, metadata and Preflight's
     /// extensions stay on REST.
-    pub fn with_grpc(mut self, addr: &str) -> Result<Self, String> {
+    pub fn with_grpc(mut self, addr: &str) -> Result<Self, NotAnAddress> {
         self.grpc = Some(grpc::Grpc::new(addr)?);
         Ok(self)
     }

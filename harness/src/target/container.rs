@@ -28,7 +28,9 @@ pub(super) async fn start_container(
     let container = crate::container::start(image, models, options.limits, &log, &token).await?;
     let mut client = Client::new(&container.url).with_repository_token(&token);
     if options.protocol == Protocol::Grpc {
-        client = client.with_grpc(&container.grpc)?;
+        client = client
+            .with_grpc(&container.grpc)
+            .map_err(|e| e.to_string())?;
     }
     let ready = crate::container::wait(&container, READY_TIMEOUT, || async {
         loaded(&client).await.is_ok()

@@ -221,13 +221,13 @@ impl Endpoint {
                         "--protocol grpc with a url= target needs --grpc-addr HOST:PORT, where \
                          its gRPC service listens",
                     )?;
-                    client = client.with_grpc(addr)?;
+                    client = client.with_grpc(addr).map_err(|e| e.to_string())?;
                 }
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }
             TargetSpec::Grpc(addr) => {
-                let client = Client::grpc_only(addr)?;
+                let client = Client::grpc_only(addr).map_err(|e| e.to_string())?;
                 wait_ready(&client, options.ready_timeout, None).await?;
                 Ok(Self::bare(client))
             }

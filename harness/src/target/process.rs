@@ -111,7 +111,7 @@ async fn client_of(
     let client = Client::new(&url).with_repository_token(token);
     match (protocol, grpc) {
         (Protocol::Rest, _) => Ok(client),
-        (Protocol::Grpc, Some(grpc)) => client.with_grpc(&grpc),
+        (Protocol::Grpc, Some(grpc)) => client.with_grpc(&grpc).map_err(|e| e.to_string()),
         (Protocol::Grpc, None) => Err(format!(
             "preflight-serve did not say where its gRPC service listens; its log: {at}"
         )),
