@@ -52,7 +52,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         let scored = match scoring::score(manifest, budget.metric, &answers) {
             Ok(value) => value,
             Err(why) => {
-                checks.push(Check::new(budget.metric.as_str(), false, why));
+                checks.push(Check::new(budget.metric.as_str(), false, why.to_string()));
                 continue;
             }
         };
@@ -173,7 +173,7 @@ pub(super) async fn score(
     let manifest = model.bundle.manifest();
     Ok(answered(model, holdout, parameters)
         .await?
-        .and_then(|answers| scoring::score(manifest, metric, &answers)))
+        .and_then(|answers| scoring::score(manifest, metric, &answers).map_err(|e| e.to_string())))
 }
 
 /// The hold-out's answers, sent in chunks with `parameters`; `Ok(Err)` when

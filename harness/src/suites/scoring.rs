@@ -57,10 +57,29 @@ pub(super) fn reported(manifest: &Manifest) -> Vec<Metric> {
     }
 }
 
+/// Why a metric cannot be computed over the answers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(super) enum ScoreError {
+    #[error("no hold-out row was answered")]
+    NothingAnswered,
+    #[error("no hold-out row has a target that is a class of the model")]
+    NoClass,
+    #[error("ROC AUC needs both a class and another in the hold-out")]
+    OneClass,
+    #[error("{} applies to a classifier, not a regression model", .0.as_str())]
+    ForClassifiers(Metric),
+    #[error("{} applies to a regression model, not a classifier", .0.as_str())]
+    ForRegression(Metric),
+}
+
 /// `metric` over the answers, or why it cannot be computed.
-pub(super) fn score(manifest: &Manifest, metric: Metric, answers: &Answers) -> Result<f64, String> {
+pub(super) fn score(
+    manifest: &Manifest,
+    metric: Metric,
+    answers: &Answers,
+) -> Result<f64, ScoreError> {
     if answers.served.is_empty() {
-        return Err("no hold-out row was answered".to_owned());
+        return Err(ScoreError::NothingAnswered);
     }
     match manifest.classifier() {
         None => regression(metric, answers),
@@ -68,7 +87,7 @@ pub(super) fn score(manifest: &Manifest, metric: Metric, answers: &Answers) -> R
     }
 }
 
-fn regression(metric: Metric, answers: &Answers) -> Result<f64, String> {
+fn regression(metric: Metric, answers: &Answers) -> Result<f64, ScoreError> {
     let pairs: Vec<(f64, f64)> = answers
         .truth
         .iter()
@@ -87,10 +106,7 @@ fn regression(metric: Metric, answers: &Answers) -> Result<f64, String> {
                 .collect();
             Ok(100.0 * nonzero.iter().sum::<f64>() / nonzero.len().max(1) as f64)
         }
-        other => Err(format!(
-            "{} applies to a classifier, not a regression model",
-            other.as_str()
-        )),
+        other => Err(ScoreError::ForClassifiers(other)),
     }
 }
 
@@ -101,7 +117,11 @@ fn first(values: &[f64]) -> f64 {
 /// The smallest probability a log loss takes: the log of 0 is no number.
 const EPS: f64 = f64::EPSILON;
 
-fn classification(manifest: &Manifest, metric: Metric, answers: &Answers) -> Result<f64, String> {
+fn classification(
+    manifest: &Manifest,
+    metric: Metric,
+    answers: &Answers,
+) -> Result<f64, ScoreError> {
     let rows: Vec<(usize, slots::Classified<'_>)> = answers
         .truth
         .iter()
@@ -113,7 +133,7 @@ fn classification(manifest: &Manifest, metric: Metric, answers: &Answers) -> Res
         })
         .collect();
     if rows.is_empty() {
-        return Err("no hold-out row has a target that is a class of the model".to_owned());
+        return Err(ScoreError::NoClass);
     }
     let n = rows.len() as f64;
     let k = manifest.classifier().map_or(0, |c| c.k());
@@ -151,16 +171,11 @@ fn classification(manifest: &Manifest, metric: Metric, answers: &Answers) -> Res
                 })
                 .collect();
             if aucs.is_empty() {
-                return Err("ROC AUC needs both a class and another in the hold-out".to_owned());
+                return Err(ScoreError::OneClass);
             }
             aucs.iter().sum::<f64>() / aucs.len() as f64
         }
-        other => {
-            return Err(format!(
-                "{} applies to a regression model, not a classifier",
-                other.as_str()
-            ));
-        }
+        other => return Err(ScoreError::ForRegression(other)),
     })
 }
 
