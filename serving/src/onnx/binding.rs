@@ -28,7 +28,10 @@ pub(super) struct Binding {
 /// Where the graph and the manifest disagree, naming both sides.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum BindingError {
-    #[error("the manifest's inputs {} are not inputs of the graph (graph inputs: {graph})", .missing.join(", "))]
+    #[error(
+        "the manifest's inputs {} are not inputs of the graph (graph inputs: {graph})",
+        .missing.join(", ")
+    )]
     MissingInputs { missing: Vec<String>, graph: String },
     #[error("the graph's input '{0}' is not declared in the manifest's [[inputs]]")]
     Undeclared(String),
