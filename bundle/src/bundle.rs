@@ -8,6 +8,7 @@ use crate::{Fallback, Manifest, Record, RecordFile, Reference, read_records};
 pub const MANIFEST_FILE: &str = "manifest.toml";
 pub const SAMPLES_FILE: &str = "samples.jsonl";
 pub const HOLDOUT_FILE: &str = "holdout.jsonl";
+pub const PROBES_FILE: &str = "probes.jsonl";
 pub const REFERENCE_FILE: &str = "reference.json";
 
 /// A bundle whose manifest and fallback are loaded and checked.
@@ -108,6 +109,14 @@ impl Bundle {
         })
     }
 
+    /// The probe rows at the trees' split thresholds, or `None` where the
+    /// bundle has none.
+    pub fn probes(&self) -> Result<Option<Vec<Record>>, Error> {
+        self.optional(PROBES_FILE, |path| {
+            read_records(path, &self.manifest, RecordFile::Probes)
+        })
+    }
+
     /// The hold-out rows, or `None` where the bundle has none.
     pub fn holdout(&self) -> Result<Option<Vec<Record>>, Error> {
         self.optional(HOLDOUT_FILE, |path| {
@@ -121,7 +130,7 @@ impl Bundle {
     }
 
     /// Reads every file of the bundle in the order a reader meets them
-    /// (the fallback, the samples, the hold-out, the reference; the manifest
+    /// (the fallback, the samples, the probes, the hold-out, the reference; the manifest
     /// and the model file were read by [`Bundle::open`]) and returns the
     /// first problem, with its file, line and key: what `preflight check`
     /// and the Python package's `check` report.
@@ -131,6 +140,7 @@ impl Bundle {
         }
         let errors = [
             self.samples().err(),
+            self.probes().err(),
             self.holdout().err(),
             self.reference().err(),
         ];

@@ -24,7 +24,7 @@ mod request;
 mod unknown;
 mod value;
 
-pub use bundle::{Bundle, HOLDOUT_FILE, MANIFEST_FILE, REFERENCE_FILE, SAMPLES_FILE};
+pub use bundle::{Bundle, HOLDOUT_FILE, MANIFEST_FILE, PROBES_FILE, REFERENCE_FILE, SAMPLES_FILE};
 pub use classes::{Class, Classifier, arg_max};
 pub use contract::{
     Contract, Direction, LatencyBudget, Metric, Monotonic, QualityBudget, SizeBudget, Tolerance,
@@ -33,7 +33,7 @@ pub use datatype::{Datatype, UnknownDatatype};
 pub use error::{Error, ErrorKind, Location, Warning};
 pub use fallback::{CategoricalTerm, Fallback, LinearFallback, NumericTerm, OTHER_CATEGORY};
 pub use manifest::{Feature, Manifest, ModelInfo, Producer, Runtime, Task, is_valid_model_name};
-pub use records::{Record, RecordFile, parse_records, read_records};
+pub use records::{Record, RecordFile, Split, parse_records, read_records};
 pub use reference::{Bins, CategoricalStats, NumericStats, Reference, Stats};
 pub use repository::{ModelEntry, Repository, VersionEntry};
 pub use value::{DomainError, ReadError, Value};

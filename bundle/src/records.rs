@@ -1,5 +1,5 @@
-//! `samples.jsonl` and `holdout.jsonl`: rows of inputs with the outputs the
-//! training process gave, or the true target.
+//! `samples.jsonl`, `probes.jsonl` and `holdout.jsonl`: rows of inputs with
+//! the outputs the training process gave, or the true target.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -27,6 +27,20 @@ pub struct Record {
     pub fallback_outputs: Option<Vec<Value>>,
     /// One value per manifest output: the true target (hold-out rows).
     pub target: Option<Vec<Value>>,
+    /// The split a probe row sits beside (probe rows).
+    pub probe: Option<Split>,
+}
+
+/// One split of the model's trees, as a probe row names it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// The manifest input the probe moved.
+    pub input: String,
+    /// The column of the trees' input matrix the split reads.
+    pub column: u64,
+    /// The split's threshold on that column.
+    pub threshold: f64,
 }
 
 /// Which file a set of records comes from, and so what each row must carry.
@@ -36,6 +50,8 @@ pub enum RecordFile {
     Samples,
     /// `holdout.jsonl`: every row has `target`.
     Holdout,
+    /// `probes.jsonl`: every row has `outputs` and the `probe` it sits at.
+    Probes,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +65,8 @@ struct RawRecord {
     fallback_outputs: Option<Map<String, Json>>,
     #[serde(default)]
     target: Option<Map<String, Json>>,
+    #[serde(default)]
+    probe: Option<Json>,
 }
 
 /// Reads a JSON Lines file of records and checks each against the manifest.
@@ -170,7 +188,33 @@ pub fn parse_records(
                 }
             }
         }
+        let probe = raw
+            .probe
+            .map(|json| read_split(json, &manifest.inputs))
+            .transpose()
+            .map_err(|message| {
+                fail(
+                    ErrorKind::Conformance,
+                    "probe",
+                    format!("row '{id}': {message}"),
+                )
+            })?;
         match file {
+            RecordFile::Probes if outputs.is_none() || probe.is_none() => {
+                let missing = if outputs.is_none() {
+                    "outputs"
+                } else {
+                    "probe"
+                };
+                return Err(fail(
+                    ErrorKind::Conformance,
+                    missing,
+                    format!(
+                        "row '{id}' has no {missing}; a probe row needs the training process's \
+                            prediction and the split it sits at"
+                    ),
+                ));
+            }
             RecordFile::Samples if outputs.is_none() => {
                 return Err(fail(
                     ErrorKind::Conformance,
@@ -197,6 +241,7 @@ pub fn parse_records(
             outputs,
             fallback_outputs,
             target,
+            probe,
         });
     }
     if records.is_empty() {
@@ -207,6 +252,19 @@ pub fn parse_records(
         ));
     }
     Ok(records)
+}
+
+/// A probe row's `probe`: its split, on an input the manifest declares.
+fn read_split(json: Json, inputs: &[Feature]) -> Result<Split, String> {
+    let split: Split = serde_json::from_value(json)
+        .map_err(|e| format!("'probe' is not {{input, column, threshold}}: {e}"))?;
+    if !inputs.iter().any(|f| f.name == split.input) {
+        return Err(format!(
+            "'probe.input' = '{}' is not declared in the manifest",
+            split.input
+        ));
+    }
+    Ok(split)
 }
 
 /// Reads a map of name to value into manifest order; on failure, the name at fault and why.

@@ -101,8 +101,10 @@ FAMILIES = [
 ]
 LINEAR = ["sklearn-linear-regression", "sklearn-lasso", "sklearn-elastic-net"]
 # The families whose trees are summed and whose export of the test data is
-# float32, which `compact_trees` rewrites (HistGradientBoosting's is float64).
-BOOSTED = ["sklearn-gbdt", "lightgbm", "xgboost"]
+# float32, which `compact_trees` rewrites (HistGradientBoosting's is float64;
+# so is LightGBM's, whose float32 export answers otherwise than training
+# beside its splits: test_probes.py).
+BOOSTED = ["sklearn-gbdt", "xgboost"]
 
 
 def fitted(family: str, x: pd.DataFrame, y: pd.Series, scaled: bool = False) -> Pipeline:

@@ -79,7 +79,10 @@ def test_each_family_exports_a_bundle_that_checks(repository, family):
     assert checked.warnings == []
     assert written[family].onnx_max_abs_err < 1e-3
     files = sorted(p.name for p in bundle.iterdir())
-    assert files == ["fallback.json", "holdout.jsonl", "manifest.toml", "model.onnx", "reference.json", "samples.jsonl"]
+    probes = [] if family == "sklearn-linear" else ["probes.jsonl"]
+    assert files == sorted(["fallback.json", "holdout.jsonl", "manifest.toml", "model.onnx", "reference.json", "samples.jsonl", *probes])
+    if probes:
+        assert 0 < len(read_rows(bundle / "probes.jsonl")) <= 2000
     manifest = tomllib.loads((bundle / "manifest.toml").read_text())
     packages = manifest["producer"]["packages"]
     assert {"scikit-learn", "skl2onnx", "onnx", "onnxruntime"} <= set(packages)
@@ -94,7 +97,7 @@ def test_each_family_exports_a_bundle_that_checks(repository, family):
 
 def test_inferred_schema(repository):
     root, _ = repository
-    manifest = tomllib.loads((root / "eta-lightgbm" / "1" / "manifest.toml").read_text())
+    manifest = tomllib.loads((root / "eta-sklearn-gbdt" / "1" / "manifest.toml").read_text())
     inputs = {i["name"]: i for i in manifest["inputs"]}
     # The DataFrame's column order, the datatypes its dtypes map to.
     assert [i["name"] for i in manifest["inputs"]] == ["distance_km", "hour", "vehicle", "prep_time_min"]

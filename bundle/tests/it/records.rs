@@ -113,3 +113,54 @@ fn holdout_rows_need_a_target() {
     .expect_err("empty");
     assert_eq!(empty.to_string(), "holdout.jsonl: the file has no rows");
 }
+
+#[test]
+fn probe_rows_name_the_split_they_sit_beside() {
+    let manifest =
+        Manifest::parse(BUNDLE_MD_MANIFEST, Path::new("manifest.toml")).expect("manifest");
+    let parse = |text: &str| {
+        parse_records(
+            text,
+            Path::new("probes.jsonl"),
+            &manifest,
+            RecordFile::Probes,
+        )
+    };
+    let probe = |split: &str| {
+        format!(
+                "{}, \"probe\": {split}}}",
+        let open = GOOD.strip_suffix('}').expect("an object");
+        let probe = |split: &str| format!("{open}, \"probe\": {split}}}");
+            )
+    };
+    let rows = parse(&probe(
+        r#"{"input": "distance_km", "column": 1, "threshold": 6.5}"#,
+    ))
+    .expect("a probe row");
+    let split = rows[0].probe.as_ref().expect("its split");
+    assert_eq!(
+        (split.input.as_str(), split.column, split.threshold),
+        ("distance_km", 1, 6.5)
+    );
+
+    let refused = |text: &str| parse(text).expect_err("refused").to_string();
+    assert_eq!(
+        refused(GOOD),
+        "probes.jsonl:1: probe: row 's1' has no probe; a probe row needs the training process's \
+            prediction and the split it sits at"
+    );
+    assert_eq!(
+        refused(&probe(
+            r#"{"input": "speed", "column": 1, "threshold": 6.5}"#
+        )),
+        "probes.jsonl:1: probe: row 's1': 'probe.input' = 'speed' is not declared in the manifest"
+    );
+    let misspelt = refused(&probe(r#"{"input": "hour", "col": 1, "threshold": 6.5}"#));
+    assert!(
+        misspelt.starts_with(
+            "probes.jsonl:1: probe: row 's1': 'probe' is not {input, column, threshold}: unknown \
+                field `col`"
+        ),
+        "{misspelt}"
+    );
+}

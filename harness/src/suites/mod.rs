@@ -154,9 +154,13 @@ pub struct ModelUnderTest {
     /// why there is none.
     pub last_release: Result<Bundle, String>,
     pub samples: Option<Vec<Record>>,
+    /// The rows at the trees' split thresholds (`probes.jsonl`).
+    pub probes: Option<Vec<Record>>,
     pub holdout: Option<Vec<Record>>,
     /// The artifact's own outputs for the samples, or why it could not run them.
     pub artifact: Option<Result<Vec<Vec<f64>>, String>>,
+    /// The same for the probes.
+    pub probes_artifact: Option<Result<Vec<Vec<f64>>, String>>,
     pub baseline: BaselineReport,
     pub client: Client,
     pub memory: Option<MemoryProbe>,

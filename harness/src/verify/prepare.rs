@@ -2,7 +2,7 @@
 //! samples and hold-out, the artifact's own outputs, the last release and
 //! the endpoint.
 
-use preflight_bundle::Bundle;
+use preflight_bundle::{Bundle, Record};
 
 use super::VerifyError;
 use super::phases::stopped;
@@ -48,25 +48,19 @@ pub(super) async fn prepare(
         .map_err(stopped)?;
     let usage = |e: preflight_bundle::Error| VerifyError::Usage(e.to_string());
     let samples = bundle.samples().map_err(usage)?;
+    let probes = bundle.probes().map_err(usage)?;
     let holdout = bundle.holdout().map_err(usage)?;
-    let artifact = match (&samples, needs_artifact) {
-        (Some(records), true) => {
-            let (bundle, records) = (bundle.clone(), records.clone());
-            Some(
-                tokio::task::spawn_blocking(move || crate::artifact::predict(&bundle, &records))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string())),
-            )
-        }
-        _ => None,
-    };
+    let artifact = run_artifact(&bundle, samples.as_deref(), needs_artifact).await;
+    let probes_artifact = run_artifact(&bundle, probes.as_deref(), needs_artifact).await;
     Ok(ModelUnderTest {
         bundle,
         previous,
         last_release,
         samples,
+        probes,
         holdout,
         artifact,
+        probes_artifact,
         baseline,
         client: endpoint.client,
         memory: endpoint.memory,
@@ -74,4 +68,20 @@ pub(super) async fn prepare(
         image_bytes: endpoint.image_bytes,
         owns_endpoint: endpoint.owned,
     })
+}
+
+/// The artifact's own outputs for `records`, run in-process, where the
+/// suites need them and there are rows.
+async fn run_artifact(
+    bundle: &Bundle,
+    records: Option<&[Record]>,
+    needed: bool,
+) -> Option<Result<Vec<Vec<f64>>, String>> {
+    let records = records.filter(|_| needed)?.to_vec();
+    let bundle = bundle.clone();
+    Some(
+        tokio::task::spawn_blocking(move || crate::artifact::predict(&bundle, &records))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+    )
 }

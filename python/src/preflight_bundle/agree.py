@@ -20,6 +20,7 @@ import pandas as pd
 
 from .contract import Parity
 from .export import PRECISIONS, UnsupportedStep, export_onnx, session, with_precision
+from .probes import Probes, probe_rows
 from .schema import Input, onnx_feed
 
 
@@ -108,11 +109,20 @@ def check_parity(task, pipe, model, frames: list[tuple[str, pd.DataFrame]], inpu
         raise ParityError(
             f"the exported ONNX model disagrees with the training process on {int(bad.sum())} of {len(frame)} "
             f"{label} rows beyond the parity tolerance (abs {parity.abs}, rel {parity.rel}); largest difference "
-            f"{float(err[bad].max()):.6g}{blame}. Worst rows:\n" + worst.to_string(index=False),
+            f"{float(err[bad].max()):.6g}{blame}{PROBE_HINT if label == 'probe' else ''}. Worst rows:\n"
+            + worst.to_string(index=False),
             worst,
             culprits,
         )
     return worst_err
+
+
+#: What a disagreement at the probe rows means, and the way to accept it.
+PROBE_HINT = (
+    ". Probe rows sit either side of the trees' split thresholds, where a split rounded to float32 sends "
+    "a row the other way than training does; write_bundle(probes=0) writes the bundle without them, "
+    "accepting that"
+)
 
 
 def _shown(task, values: np.ndarray):
@@ -131,12 +141,15 @@ class Exported:
     #: For float64: why, for the manifest; and why with what it costs, for the caller.
     reason: str | None = None
     note: str | None = None
+    #: The rows at the trees' split thresholds the export was checked on too.
+    probes: Probes | None = None
 
 
-def export_agreeing(task, pipe, schema, parity, frames, reference, precision, compact) -> Exported:
+def export_agreeing(task, pipe, schema, parity, frames, reference, precision, compact, probes=0) -> Exported:
     """The first export, in the precisions `precision` allows, that agrees
-    with training on `frames`; else the float32 export's ParityError, with
-    what the float64 export found."""
+    with training on `frames`, and on up to `probes` rows at its trees' split
+    thresholds made from the first frame (`probes.py`); else the float32
+    export's ParityError, with what the float64 export found."""
     tried = list(PRECISIONS) if precision == "auto" else [precision]
     outputs = task.outputs if task.label_slot is not None else task.outputs[0].name
     refusals: list[Exception] = []
@@ -146,10 +159,12 @@ def export_agreeing(task, pipe, schema, parity, frames, reference, precision, co
         try:
             models[p] = export_onnx(pipe, inputs, outputs, compact=compact, precision=p)
             err = check_parity(task, pipe, models[p], frames, inputs, parity, reference)
+            probed = probe_rows(models[p], frames[0][1], inputs, probes)
+            err = max(err, check_parity(task, pipe, models[p], [("probe", probed.frame)], inputs, parity, reference))
         except (ParityError, UnsupportedStep) as e:
             refusals.append(e)
             continue
-        exported = Exported(models[p], inputs, err, p)
+        exported = Exported(models[p], inputs, err, p, probes=probed)
         if refusals:
             exported.reason, exported.note = _precision_note(refusals[0], models, schema, inputs, frames)
         return exported

@@ -18,6 +18,7 @@ from .check import check_bundle, evaluate_fallback, is_valid_model_name, parse_f
 from .agree import ParityError, export_agreeing, measure_latency
 from .contract import Contract, Latency, Parity, Quality, Size
 from .export import PRECISIONS, check_pipeline, session
+from .probes import DEFAULT_BUDGET, Probes, write_probes
 from .parts import installed_versions, manifest_toml, reference_json, sig_ceil, write_json, write_jsonl
 from .schema import Input, apply_override, infer_input, onnx_feed, row_inputs
 from .tasks import task_of
@@ -42,6 +43,8 @@ class Written:
     precision: str = "float32"
     #: Why float64 was chosen and what it costs, when it was.
     precision_note: str | None = None
+    #: The probe rows written to probes.jsonl, and the splits they reach.
+    probes: Probes | None = None
 
 
 def _split(data, what: str) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -108,6 +111,7 @@ def write_bundle(
     quiet: bool = False,
     compact_trees: bool = False,
     precision: str = "auto",
+    probes: int = DEFAULT_BUDGET,
 ) -> Written:
     """Exports a fitted pipeline and writes a verified Preflight bundle to `out`.
 
@@ -142,6 +146,9 @@ def write_bundle(
       training, in float64 (FP64 inputs, splits as the learner makes them);
       "float32" or "float64" forces one. The result says which was chosen
       and, for float64, what it costs.
+    - `probes`: at most this many rows at the trees' split thresholds
+      (`probes.jsonl`; 0 writes none). The export must agree with training
+      on them too, so "auto" moves to float64 where float32 rounds a split.
 
     Before anything is written the export is run in ONNX Runtime on the
     samples and hold-out and compared with the pipeline's predictions; beyond
@@ -207,7 +214,7 @@ def write_bundle(
     suggested: list[str] = []
     parity = c.parity or DEFAULT_PARITY
     exported = export_agreeing(
-        task, model, schema, parity, [("sample", x_samples), ("hold-out", x_hold)], x_train, precision, compact_trees
+        task, model, schema, parity, [("sample", x_samples), ("hold-out", x_hold)], x_train, precision, compact_trees, probes
     )
     onnx_model, schema, max_err = exported.model, exported.inputs, exported.max_err
     if c.parity is None:
@@ -297,6 +304,7 @@ def write_bundle(
                 row["fallback_outputs"] = sample_fb[n]
             rows.append(row)
         write_jsonl(staging / "samples.jsonl", rows, schema, task.outputs)
+        write_probes(staging / "probes.jsonl", exported.probes, task, model, schema)
         if x_hold is not None:
             targets = task.target_rows(y_hold)
             hold_rows = [
@@ -316,7 +324,8 @@ def write_bundle(
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     written = Written(
-        out, len(model_bytes), max_err, hold_metrics, fb_metrics, c, suggested, exported.precision, exported.note
+        out, len(model_bytes), max_err, hold_metrics, fb_metrics, c, suggested, exported.precision, exported.note,
+        exported.probes,
     )
     if not quiet:
         print(
@@ -326,6 +335,9 @@ def write_bundle(
         )
         if exported.note:
             print(f"  {exported.note}", file=sys.stderr)
+        if exported.probes is not None and len(exported.probes.frame):
+            p = exported.probes
+            print(f"  {len(p.frame)} probe rows at {p.probed} of the trees' {p.thresholds} split thresholds", file=sys.stderr)
         for s in suggested:
             print(f"  suggested {s}", file=sys.stderr)
     return written

@@ -30,12 +30,11 @@ pub(super) fn compare(
     model: &ModelUnderTest,
     tolerance: Tolerance,
     samples: &[Record],
-    positions: &[usize],
+    (positions, artifact): (&[usize], Option<&[Vec<f64>]>),
     columns: &[Vec<f64>],
 ) -> Comparison {
     let manifest = model.bundle.manifest();
     let slots = slots(manifest);
-    let artifact = model.artifact.as_ref().and_then(|a| a.as_ref().ok());
     let mut found = Comparison {
         passed: 0,
         total: samples.len() * columns.len(),

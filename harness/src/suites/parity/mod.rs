@@ -1,6 +1,7 @@
 //! `parity`: every verification sample through the endpoint, in batches and
-//! one row per request, against the training process's outputs within the
-//! contract's tolerance; and where a row diverges, at which stage.
+//! one row per request, and every probe row at the trees' split thresholds,
+//! against the training process's outputs within the contract's tolerance;
+//! and where a row diverges, at which stage.
 
 mod compare;
 mod why;
@@ -15,6 +16,7 @@ use super::{CHUNK, ModelUnderTest, Suite, rows, skipped};
 use crate::client::{Answer, FallbackReason, Unreachable};
 use crate::report::{Check, Skip, SuiteReport};
 use crate::slots::slots;
+use preflight_bundle::Split;
 
 /// What the rest of the harness knows of the suite (`Suite::descriptor`).
 pub(super) const DESCRIPTOR: Descriptor = Descriptor {
@@ -36,16 +38,21 @@ enum Mode {
     /// Every tenth sample, one row per request: enough to see an endpoint
     /// that answers a row alone differently, at a tenth of the round trips.
     SingleRow,
+    /// Every probe row (`probes.jsonl`), `CHUNK` rows per request: where a
+    /// float32 split answers otherwise than training's, which random
+    /// samples rarely reach.
+    Probes,
 }
 
 impl Mode {
-    const ALL: [Mode; 2] = [Mode::Batch, Mode::SingleRow];
+    const ALL: [Mode; 3] = [Mode::Batch, Mode::SingleRow, Mode::Probes];
 
     /// As the check names it: `parity (batch)`.
     fn label(self) -> &'static str {
         match self {
             Mode::Batch => "batch",
             Mode::SingleRow => "single row",
+            Mode::Probes => "probes",
         }
     }
 
@@ -54,28 +61,43 @@ impl Mode {
         match self {
             Mode::Batch => "batch",
             Mode::SingleRow => "single",
+            Mode::Probes => "probes",
         }
     }
 
-    /// Which samples go: every `step`-th.
+    /// Which rows go: every `step`-th.
     fn step(self) -> usize {
         match self {
-            Mode::Batch => 1,
+            Mode::Batch | Mode::Probes => 1,
             Mode::SingleRow => SINGLE_ROW_STEP,
         }
     }
 
     fn rows_per_request(self) -> usize {
         match self {
-            Mode::Batch => CHUNK,
+            Mode::Batch | Mode::Probes => CHUNK,
             Mode::SingleRow => 1,
         }
     }
+
+    /// The rows the mode sends, and the artifact's own outputs for them;
+    /// `None` for probes where the bundle has none.
+    fn rows(self, model: &ModelUnderTest) -> Option<Rows<'_>> {
+        let (records, artifact) = match self {
+            Mode::Batch | Mode::SingleRow => (model.samples.as_deref()?, &model.artifact),
+            Mode::Probes => (model.probes.as_deref()?, &model.probes_artifact),
+        };
+        let artifact = artifact.as_ref().and_then(|a| a.as_deref().ok());
+        Some((records, artifact))
+    }
 }
+
+/// A mode's rows and, where it ran, the artifact's outputs for them.
+type Rows<'a> = (&'a [Record], Option<&'a [Vec<f64>]>);
 
 pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachable> {
     let manifest = model.bundle.manifest();
-    let (Some(samples), Some(tolerance)) = (&model.samples, manifest.contract.parity) else {
+    let (Some(_), Some(tolerance)) = (&model.samples, manifest.contract.parity) else {
         return Ok(skipped(
             Suite::Parity,
             Skip::Missing,
@@ -90,11 +112,22 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let mut details = serde_json::Map::new();
     let mut versions = std::collections::BTreeSet::new();
     for mode in Mode::ALL {
-        let positions: Vec<usize> = (0..samples.len()).step_by(mode.step()).collect();
-        let chosen: Vec<Record> = positions.iter().map(|&i| samples[i].clone()).collect();
+        let name = format!("parity ({})", mode.label());
+        let Some((rows, artifact)) = mode.rows(model) else {
+            checks.push(Check::skipped(&name, Skip::Missing, NO_PROBES));
+            continue;
+        };
+        let positions: Vec<usize> = (0..rows.len()).step_by(mode.step()).collect();
+        let chosen: Vec<Record> = positions.iter().map(|&i| rows[i].clone()).collect();
         let served = serve(model, &chosen, mode).await?;
         versions.extend(served.versions.iter().cloned());
-        let found = compare(model, tolerance, &chosen, &positions, &served.columns);
+        let found = compare(
+            model,
+            tolerance,
+            &chosen,
+            (&positions, artifact),
+            &served.columns,
+        );
         let key = mode.key();
         if mode == Mode::Batch {
             let histogram = tolerance_histogram(manifest, tolerance, &chosen, &served.columns);
@@ -110,12 +143,14 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         if manifest.classifier().is_some() {
             metrics.insert(format!("{key}_near_ties"), found.near_ties.len() as f64);
         }
-        let message = if found.passed == found.total {
+        let mut message = if found.passed == found.total {
             agreed(tolerance, &chosen, &found)
         } else {
             why::why(model, tolerance, &chosen, &served, &found).await?
         };
-        let name = format!("parity ({})", mode.label());
+        if mode == Mode::Probes {
+            message.push_str(&splits(&chosen, &found));
+        }
         checks.push(Check::new(&name, found.passed == found.total, message));
     }
     checks.push(version_check(model.bundle.version(), &versions));
@@ -123,6 +158,43 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     report.metrics = metrics;
     report.details = serde_json::Value::Object(details);
     Ok(report)
+}
+
+/// Why the probes check is skipped on a bundle without probes.
+const NO_PROBES: &str = "the bundle has no probes.jsonl: preflight-bundle writes one for a \
+    model of trees (docs/bundle-format.md, 'probes.jsonl')";
+
+/// Which splits the probes reached, and the one beside the worst probe.
+fn splits(probes: &[Record], found: &Comparison) -> String {
+    let reached: std::collections::BTreeSet<(&str, u64, u64)> = probes
+        .iter()
+        .filter_map(|r| r.probe.as_ref())
+        .map(|s| (s.input.as_str(), s.column, s.threshold.to_bits()))
+        .collect();
+    let inputs: std::collections::BTreeSet<&str> = reached.iter().map(|s| s.0).collect();
+    let inputs: Vec<&str> = inputs.into_iter().collect();
+    let mut text = format!(
+        "; {} probe rows at {} splits on {}",
+        probes.len(),
+        reached.len(),
+        inputs.join(", ")
+    );
+    let worst = found
+        .worst
+        .first()
+        .and_then(|&(_, i, _)| probes[i].probe.as_ref());
+    if let Some(Split {
+        input,
+        column,
+        threshold,
+    }) = worst
+    {
+        text.push_str(&format!(
+            "; the worst sits beside the split at {threshold} on the trees' column {column} \
+            ('{input}')"
+        ));
+    }
+    text
 }
 
 /// What a mode that passed says: how close, and the near ties not counted.
