@@ -162,7 +162,7 @@ def test_preflight_verify_passes_the_written_classifiers(tmp_path):
         labels = (0, 1) if family == "xgboost-classifier" else ("on_time", "late")
         x, y = late(600, 1, labels)
         xh, yh = late(200, 2, labels)
-        write_bundle(fitted(family, x, y), models / f"late-{family}" / "1", train=(x, y), holdout=(xh, yh), samples=60, quiet=True)
+        write_bundle(fitted(family, x, y), models / f"late-{family}" / "1", train=(x, y), holdout=(xh, yh), samples=60, probes=_probes(family), quiet=True)
     # pytest's folders are the user's alone; the container's user reads the repository too.
     models.chmod(0o755)
     env = dict(os.environ)

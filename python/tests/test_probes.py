@@ -12,7 +12,7 @@ from conftest import fitted, orders
 
 from preflight_bundle import ParityError, write_bundle
 from preflight_bundle.export import export_onnx, with_precision
-from preflight_bundle.probes import _Graph, ensembles, probe_rows
+from preflight_bundle.probes import _Graph, ensembles, probe_rows, reach
 from preflight_bundle.schema import Input
 
 INPUTS = [
@@ -32,23 +32,28 @@ def data():
     return orders(2000, 1), orders(300, 2)
 
 
-def test_each_probe_is_a_sample_with_one_input_moved_to_a_side_of_its_split(data):
+def test_each_probe_is_an_earlier_row_with_one_input_moved_to_a_side_of_its_split(data):
     (x, y), _ = data
     pipe = fitted("sklearn-gbdt", x, y, scaled=True)
     model = export_onnx(pipe, INPUTS, "eta_minutes")
     samples = x.iloc[:200].reset_index(drop=True)
-    probes = probe_rows(model, samples, INPUTS, budget=400)
-    assert 0 < len(probes.frame) <= 400
+    probes = probe_rows(model, samples, INPUTS, budget=1500)
+    assert 0 < len(probes.frame) <= 1500
     assert probes.probed <= probes.thresholds
+    # Within this budget every split is probed from a row that reaches it.
+    assert probes.reached == probes.splits
     (ensemble,) = ensembles(model)
     graph = _Graph(model, INPUTS, [ensemble.input])
     columns = graph.columns(probes.frame)[ensemble.input]
     names = [i.name for i in INPUTS]
+    text = lambda frame: frame[names].astype(str).to_numpy()  # noqa: E731
+    pool = np.vstack([text(samples), text(probes.frame)])
     sides = {}
     for n, at in enumerate(probes.at):
-        row = probes.frame.iloc[n][names]
-        moved = [c for c in names if not any(_same(row[c], s) for s in [samples[c]])]
-        assert moved in ([], [at["input"]]), f"probe {n} moved {moved}, not only {at['input']}"
+        # A sample, or a probe before this one, that differs at most in the probe's input.
+        others = [k for k, name in enumerate(names) if name != at["input"]]
+        earlier = pool[: len(samples) + n][:, others]
+        assert (earlier == pool[len(samples) + n, others]).all(axis=1).any(), f"probe {n} moved more than {at['input']}"
         if at["input"] == "distance_km":
             key = (at["column"], at["threshold"])
             sides.setdefault(key, set()).add(bool(columns[n, at["column"]] > np.float32(at["threshold"])))
@@ -56,10 +61,18 @@ def test_each_probe_is_a_sample_with_one_input_moved_to_a_side_of_its_split(data
     assert sides and all(s == {True, False} for s in sides.values())
 
 
-def _same(value, column) -> bool:
-    if isinstance(value, str):
-        return bool((column == value).any())
-    return bool((column.astype(float) == float(value)).any()) or (value != value and column.isna().any())
+def test_probes_reach_splits_no_sample_reaches(data):
+    """From five samples, earlier probes lead the later ones down paths no
+    sample takes, until every split has a row either side of it."""
+    (x, y), _ = data
+    model = export_onnx(fitted("sklearn-gbdt", x, y, scaled=True), INPUTS, "eta_minutes")
+    samples = x.iloc[:5].reset_index(drop=True)
+    (ensemble,) = ensembles(model)
+    matrix = _Graph(model, INPUTS, [ensemble.input]).columns(samples)[ensemble.input]
+    by_samples = sum(1 for rows in reach(ensemble, matrix).values() if len(rows))
+    probes = probe_rows(model, samples, INPUTS, budget=5000)
+    assert by_samples < probes.splits
+    assert probes.reached == probes.splits
 
 
 def test_a_lightgbm_export_in_float32_is_refused_at_its_splits(data, tmp_path):

@@ -64,6 +64,9 @@ commands:
              CPU per request, open-loop p50/p99/p99.9
   bench scale  300 and 1,000 models, their trees as exported and compact:
              time to ready, resident memory, heap, single-row latency
+  bench probes [--rows N]
+             export defects caught by the probe rows at the trees' splits
+             against as many random rows (default: the package's budget)
   client-check  a real third-party client (tritonclient, HTTP and gRPC) against
                 preflight-serve
   servers [--bless]
@@ -137,7 +140,7 @@ fn run() -> Result<u8> {
     }
 }
 
-/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout|peers|scale] [OPTIONS]`.
+/// `cargo xtask bench [server|fleet|verdicts|abuse|drift|rollout|peers|scale|probes] [OPTIONS]`.
 fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
     let mut args = args.into_iter();
     let which = args.next();
@@ -146,7 +149,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         runs: 1,
         container: false,
     };
-    let mut runs = None;
+    let (mut runs, mut rows) = (None, None);
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> Result<usize> {
             args.next()
@@ -156,6 +159,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         match arg.as_str() {
             "--models" => bench.models = number("--models")?,
             "--runs" => runs = Some(number("--runs")?),
+            "--rows" => rows = Some(number("--rows")?),
             "--container" => bench.container = true,
             other => bail!("unknown option '{other}' of bench\n\n{USAGE}"),
         }
@@ -172,6 +176,7 @@ fn bench_command(root: &Path, args: Vec<String>) -> Result<()> {
         Some("rollout") => rollout::run(root),
         Some("peers") => peers::run(root, runs.unwrap_or(3)),
         Some("scale") => scale::run(root),
+        Some("probes") => python::probes(root, rows),
         Some(other) => bail!("unknown bench '{other}'\n\n{USAGE}"),
     }
 }

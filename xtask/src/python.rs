@@ -41,6 +41,16 @@ pub(crate) fn package(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// `cargo xtask bench probes`: `xtask/bench/probes.py` with the package as
+/// it is now; `rows` probe rows and as many random rows per model.
+pub(crate) fn probes(root: &Path, rows: Option<usize>) -> Result<()> {
+    let python = package(root)?;
+    let mut bench = Command::new(python);
+    bench.arg(root.join("xtask/bench/probes.py"));
+    bench.args(rows.map(|n| n.to_string()));
+    exec(&mut bench)
+}
+
 /// `deploy/validate.py` over every manifest, then its tests.
 pub(crate) fn deploy(root: &Path) -> Result<()> {
     let python = python_env(root, "deploy-venv", &root.join("deploy/requirements.txt"))?;

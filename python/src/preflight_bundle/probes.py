@@ -14,9 +14,11 @@ with one input moved to just either side of one split:
 - a nullable input the tree splits on: the sample with the input null, which
   takes the split's missing-value branch.
 
-Each probe starts from a sample whose path reaches the split, where one does.
-Within the budget, every split that some sample reaches gets its probes
-before any gets its second step, the most-visited first.
+A probe starts from a row whose path reaches the split: a sample, or an
+earlier probe, which reaches splits on its side that no sample does. Within
+the budget, every threshold gets its probes first (the most-visited first),
+then the nullable inputs' nulls, then every split not yet probed from a row
+that reaches it, then the further steps (`probe_rows`).
 """
 
 from __future__ import annotations
@@ -69,9 +71,13 @@ class Probes:
     frame: pd.DataFrame
     #: One `{"input", "column", "threshold"}` per row.
     at: list[dict] = field(default_factory=list)
+    #: Distinct thresholds, and how many of them have a probe row.
     thresholds: int = 0
-    reached: int = 0
     probed: int = 0
+    #: Splits (nodes of the trees), and how many a probe row was sent
+    #: either side of from a row whose path reaches it.
+    splits: int = 0
+    reached: int = 0
 
 
 def ensembles(model: onnx.ModelProto) -> list[Ensemble]:
@@ -246,83 +252,168 @@ def probe_rows(
     model: onnx.ModelProto, samples: pd.DataFrame, inputs: list[Input], budget: int = DEFAULT_BUDGET
 ) -> Probes:
     """Probe rows for the tree ensembles of `model`, from `samples`, at most
-    `budget` of them; an empty frame where the graph has no tree ensemble."""
+    `budget` of them; an empty frame where the graph has no tree ensemble.
+
+    In passes, each while the budget lasts: every threshold from the sample
+    that reaches most of its splits; the nullable inputs' splits; then every
+    split not yet probed from a row that reaches it, a sample or an earlier
+    probe (so that a probe's own path reaches splits no sample does); then
+    one step further out on each side."""
     samples = samples.reset_index(drop=True)
     found = ensembles(model)
     if not found or budget <= 0 or samples.empty:
         return Probes(samples.iloc[:0])
     specs = {i.name: i for i in inputs}
     graph = _Graph(model, inputs, sorted({e.input for e in found}))
-    matrices = graph.columns(samples)
+    groups = _groups(found, graph, samples, inputs, specs)
+    crossings = _all_crossings(graph, samples, groups, specs)
+    plan = _Plan(samples, budget)
+    covered: set[tuple[int, int]] = set()
+    first: dict[tuple, int] = {}
+    reached = _reach(found, graph, plan.pool())
+    ordered = sorted(groups.items(), key=lambda kv: (-_weight(kv[1], reached), kv[0][1], kv[0][2]))
+    for ordinal, (key, g) in enumerate(ordered):
+        base = _best_base(g["nodes"], reached, covered)
+        first[key] = base if base is not None else ordinal % len(samples)
+        plan.add(first[key], _moves(key, g, specs, crossings), g["at"])
+        if base is not None:
+            covered.update(n for n in g["nodes"] if base in reached.get(n, ()))
+    for ordinal, (key, g) in enumerate(ordered):
+        if specs[g["input"]].nullable:
+            base = _best_base(g["nodes"], reached, set()) or ordinal % len(samples)
+            plan.add(base, [{g["input"]: None}], g["at"])
+    for _ in range(8):
+        if plan.full() or not plan.grew():
+            break
+        reached = _reach(found, graph, plan.pool())
+        for key, g in ordered:
+            while not plan.full():
+                base = _best_base(g["nodes"], reached, covered)
+                if base is None:
+                    break
+                plan.add(base, _moves(key, g, specs, crossings), g["at"])
+                covered.update(n for n in g["nodes"] if base in reached.get(n, ()))
+    for key, g in ordered:
+        crossing = crossings.get(key)
+        if crossing is not None:
+            plan.add(first[key], [{g["input"]: v} for v in crossing[2:] if v is not None], g["at"])
+    splits = sum(len(g["nodes"]) for g in groups.values())
+    return plan.probes(inputs, thresholds=len(groups), reached=len(covered), splits=splits)
+
+
+def _groups(found, graph, samples, inputs, specs) -> dict[tuple, dict]:
+    """The splits grouped by threshold: (tensor, column, threshold, above
+    is false) -> the input it moves, the splits, and what a probe names."""
     groups: dict[tuple, dict] = {}
-    for e in found:
+    for e_index, e in enumerate(found):
         depends = _dependencies(graph, samples, e.input, inputs)
-        reached = reach(e, matrices[e.input])
         for key, split in e.splits.items():
             name = depends.get(split.column)
             if name is None:
                 continue
-            spec = specs[name]
-            numeric = spec.datatype != "BYTES"
-            if numeric and split.mode not in _ABOVE_IS_FALSE:
+            if specs[name].datatype != "BYTES" and split.mode not in _ABOVE_IS_FALSE:
                 continue
             group = groups.setdefault(
                 (e.input, split.column, split.threshold, _ABOVE_IS_FALSE.get(split.mode, True)),
-                {"input": name, "rows": set(), "missing": False},
+                {"input": name, "nodes": [], "at": {"input": name, "column": int(split.column), "threshold": float(split.threshold)}},
             )
-            group["rows"].update(reached.get(key, np.array([], dtype=int)).tolist())
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]["rows"]), kv[0][1], kv[0][2]))
-    # (base row, changes, at), in three passes: the crossings and categories,
-    # the nulls, then one step further out.
-    later: list[list[tuple[int, dict, dict]]] = [[], [], []]
-    chosen: list[tuple[int, dict, dict]] = []
-    seen: set = set()
-    crossings = _all_crossings(graph, samples, ordered, specs)
-    for ordinal, ((tensor, column, threshold, above_false), g) in enumerate(ordered):
-        rows = sorted(g["rows"])
-        base = rows[ordinal % len(rows)] if rows else ordinal % len(samples)
-        spec = specs[g["input"]]
-        at = {"input": spec.name, "column": int(column), "threshold": float(threshold)}
-        passes: list[list[dict]] = [[], [], []]
-        if spec.datatype == "BYTES":
-            passes[0] = [{spec.name: c} for c in spec.categories or ()]
-        else:
-            crossing = crossings.get((tensor, column, threshold, above_false))
-            if crossing is not None:
-                below, above, further_below, further_above = crossing
-                passes[0] = [{spec.name: below}, {spec.name: above}]
-                passes[2] = [{spec.name: v} for v in (further_below, further_above) if v is not None]
-            if spec.nullable:
-                passes[1] = [{spec.name: None}]
-        for n, changes in enumerate(passes):
-            later[n].extend((base, c, at) for c in changes)
-    for base, changes, at in later[0] + later[1] + later[2]:
-        signature = (base, tuple(sorted(changes.items(), key=str)))
-        if signature not in seen:
-            seen.add(signature)
-            chosen.append((base, changes, at))
-    chosen = chosen[:budget]
-    frame = samples.iloc[[b for b, _, _ in chosen]].reset_index(drop=True)
-    for n, (_, changes, _) in enumerate(chosen):
-        for name, value in changes.items():
-            frame.at[n, name] = np.nan if value is None else value
-    for i in inputs:
-        if i.datatype != "BYTES":
-            frame[i.name] = frame[i.name].astype(samples[i.name].dtype)
-    probed = {(a["input"], a["column"], a["threshold"]) for _, _, a in chosen}
-    return Probes(
-        frame,
-        [a for _, _, a in chosen],
-        thresholds=len(groups),
-        reached=sum(1 for g in groups.values() if g["rows"]),
-        probed=len(probed),
-    )
+            group["nodes"].append((e_index, key))
+    return groups
 
 
-def _all_crossings(graph: _Graph, samples: pd.DataFrame, ordered, specs) -> dict:
+def _reach(found, graph, pool: pd.DataFrame) -> dict[tuple[int, int], set[int]]:
+    """For each split of each ensemble, the rows of `pool` that reach it."""
+    matrices = graph.columns(pool)
+    reached = {}
+    for e_index, e in enumerate(found):
+        for key, rows in reach(e, matrices[e.input]).items():
+            reached[(e_index, key)] = set(rows.tolist())
+    return reached
+
+
+def _weight(group: dict, reached) -> int:
+    return len(set().union(*(reached.get(n, set()) for n in group["nodes"])))
+
+
+def _best_base(nodes, reached, covered) -> int | None:
+    """The row that reaches most of `nodes` not yet covered; None if no row does."""
+    counts: dict[int, int] = {}
+    for n in nodes:
+        if n not in covered:
+            for row in reached.get(n, ()):
+                counts[row] = counts.get(row, 0) + 1
+    if not counts:
+        return None
+    return min(counts, key=lambda row: (-counts[row], row))
+
+
+def _moves(key, g, specs, crossings) -> list[dict]:
+    """The changes that put a row either side of a split: the crossing
+    values of a number, every category of a category."""
+    spec = specs[g["input"]]
+    if spec.datatype == "BYTES":
+        return [{spec.name: c} for c in spec.categories or ()]
+    crossing = crossings.get(key)
+    return [] if crossing is None else [{spec.name: crossing[0]}, {spec.name: crossing[1]}]
+
+
+class _Plan:
+    """The probe rows chosen so far, each a row of the pool (samples, then
+    probes) with some inputs changed; a probe joins the pool it came from."""
+
+    def __init__(self, samples: pd.DataFrame, budget: int):
+        self.samples = samples
+        self.budget = budget
+        self.rows: list[dict] = []
+        self.at: list[dict] = []
+        self.seen: set = set()
+        self._pooled = 0
+
+    def full(self) -> bool:
+        return len(self.rows) >= self.budget
+
+    def grew(self) -> bool:
+        """Whether rows were added since the pool was last taken."""
+        return len(self.rows) > self._pooled
+
+    def pool(self) -> pd.DataFrame:
+        self._pooled = len(self.rows)
+        if not self.rows:
+            return self.samples
+        probes = pd.DataFrame(self.rows, columns=self.samples.columns)
+        return pd.concat([self.samples, probes.astype(self.samples.dtypes.to_dict(), errors="ignore")], ignore_index=True)
+
+    def _row(self, index: int) -> dict:
+        if index < len(self.samples):
+            return self.samples.iloc[index].to_dict()
+        return dict(self.rows[index - len(self.samples)])
+
+    def add(self, base: int, moves: list[dict], at: dict) -> None:
+        for changes in moves:
+            if self.full():
+                return
+            row = self._row(base)
+            row.update({k: (np.nan if v is None else v) for k, v in changes.items()})
+            signature = tuple((k, str(v)) for k, v in row.items())
+            if signature in self.seen:
+                continue
+            self.seen.add(signature)
+            self.rows.append(row)
+            self.at.append(at)
+
+    def probes(self, inputs: list[Input], **counts) -> Probes:
+        frame = pd.DataFrame(self.rows, columns=self.samples.columns)
+        for i in inputs:
+            if i.datatype != "BYTES":
+                frame[i.name] = frame[i.name].astype(self.samples[i.name].dtype)
+        probed = {(a["input"], a["column"], a["threshold"]) for a in self.at}
+        return Probes(frame, list(self.at), probed=len(probed), **counts)
+
+
+def _all_crossings(graph: _Graph, samples: pd.DataFrame, groups: dict, specs) -> dict:
     """Each numeric group's crossing: (below, above, one further below, one further above)."""
     by_column: dict[tuple, list] = {}
-    for (tensor, column, threshold, above_false), g in ordered:
+    for (tensor, column, threshold, above_false), g in groups.items():
         spec = specs[g["input"]]
         if spec.datatype != "BYTES":
             by_column.setdefault((tensor, column, g["input"]), []).append((threshold, above_false))

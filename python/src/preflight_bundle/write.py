@@ -337,7 +337,11 @@ def write_bundle(
             print(f"  {exported.note}", file=sys.stderr)
         if exported.probes is not None and len(exported.probes.frame):
             p = exported.probes
-            print(f"  {len(p.frame)} probe rows at {p.probed} of the trees' {p.thresholds} split thresholds", file=sys.stderr)
+            print(
+                f"  {len(p.frame)} probe rows at {p.probed} of the trees' {p.thresholds} thresholds, "
+                f"either side of {p.reached} of {p.splits} splits",
+                file=sys.stderr,
+            )
         for s in suggested:
             print(f"  suggested {s}", file=sys.stderr)
     return written
