@@ -31,6 +31,29 @@ pub struct Record {
     pub probe: Option<Split>,
 }
 
+impl Record {
+    /// A probe row made from a sample's inputs rather than read from a file
+    /// (the harness derives them from the graph for a bundle without
+    /// `probes.jsonl`); it has no training-time outputs until given some.
+    pub fn probe(id: String, inputs: Vec<Value>, split: Split) -> Self {
+        Self {
+            line: 0,
+            id,
+            inputs,
+            outputs: None,
+            fallback_outputs: None,
+            target: None,
+            probe: Some(split),
+        }
+    }
+
+    /// The row with `outputs` as the outputs it is expected to give.
+    pub fn with_outputs(mut self, outputs: Vec<Value>) -> Self {
+        self.outputs = Some(outputs);
+        self
+    }
+}
+
 /// One split of the model's trees, as a probe row names it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

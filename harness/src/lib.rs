@@ -22,6 +22,7 @@ pub mod progress;
 pub mod report;
 pub mod shard;
 pub mod slots;
+mod splits;
 pub mod suites;
 pub mod target;
 pub mod terminal;

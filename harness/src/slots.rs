@@ -90,6 +90,29 @@ pub fn values(manifest: &Manifest, outputs: &[Value]) -> Vec<f64> {
         .collect()
 }
 
+/// A row of slot values as manifest outputs: the inverse of [`values`].
+pub fn outputs(manifest: &Manifest, row: &[f64]) -> Vec<Value> {
+    let classifier = manifest.classifier();
+    let slots = slots(manifest);
+    (0..manifest.outputs.len())
+        .map(|output| {
+            let mine: Vec<(SlotKind, f64)> = slots
+                .iter()
+                .zip(row)
+                .filter(|(s, _)| s.output == output)
+                .map(|(s, &v)| (s.kind, v))
+                .collect();
+            match mine.as_slice() {
+                [(SlotKind::Value, v)] => Value::Float(*v),
+                [(SlotKind::Label, k)] => classifier
+                    .and_then(|c| c.classes.get(*k as usize))
+                    .map_or(Value::Null, |class| class.to_value()),
+                probabilities => Value::List(probabilities.iter().map(|(_, p)| *p).collect()),
+            }
+        })
+        .collect()
+}
+
 fn label_index(classifier: Option<Classifier<'_>>, label: &Value) -> f64 {
     classifier
         .and_then(|c| c.index(label))

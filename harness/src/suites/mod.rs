@@ -143,6 +143,17 @@ pub enum Phase {
 /// Reads the endpoint's resident memory in bytes, where the target can tell.
 pub type MemoryProbe = std::sync::Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
+/// The rows either side of the trees' splits a model is verified on.
+#[derive(Debug)]
+pub struct Probes {
+    pub rows: Vec<Record>,
+    /// The artifact's own outputs for the rows, or why it could not run them.
+    pub artifact: Option<Result<Vec<Vec<f64>>, String>>,
+    /// Derived from `model.onnx` for a bundle without `probes.jsonl`
+    /// (`crate::splits`): their outputs are the artifact's, not training's.
+    pub derived: bool,
+}
+
 /// Everything a suite may look at for one model.
 pub struct ModelUnderTest {
     pub bundle: Bundle,
@@ -154,13 +165,11 @@ pub struct ModelUnderTest {
     /// why there is none.
     pub last_release: Result<Bundle, String>,
     pub samples: Option<Vec<Record>>,
-    /// The rows at the trees' split thresholds (`probes.jsonl`).
-    pub probes: Option<Vec<Record>>,
+    /// The rows either side of the trees' splits, or why there are none.
+    pub probes: Result<Probes, String>,
     pub holdout: Option<Vec<Record>>,
     /// The artifact's own outputs for the samples, or why it could not run them.
     pub artifact: Option<Result<Vec<Vec<f64>>, String>>,
-    /// The same for the probes.
-    pub probes_artifact: Option<Result<Vec<Vec<f64>>, String>>,
     pub baseline: BaselineReport,
     pub client: Client,
     pub memory: Option<MemoryProbe>,

@@ -7,7 +7,7 @@ use preflight_bundle::{Bundle, Record};
 use super::VerifyError;
 use super::phases::stopped;
 use super::select::Selected;
-use crate::suites::{self, BaselineReport, ModelUnderTest};
+use crate::suites::{self, BaselineReport, ModelUnderTest, Probes};
 use crate::target::Endpoint;
 
 /// What every model's suites need of the endpoint.
@@ -48,10 +48,17 @@ pub(super) async fn prepare(
         .map_err(stopped)?;
     let usage = |e: preflight_bundle::Error| VerifyError::Usage(e.to_string());
     let samples = bundle.samples().map_err(usage)?;
-    let probes = bundle.probes().map_err(usage)?;
     let holdout = bundle.holdout().map_err(usage)?;
     let artifact = run_artifact(&bundle, samples.as_deref(), needs_artifact).await;
-    let probes_artifact = run_artifact(&bundle, probes.as_deref(), needs_artifact).await;
+    let probes = match bundle.probes().map_err(usage)? {
+        Some(rows) => Ok(Probes {
+            artifact: run_artifact(&bundle, Some(&rows), needs_artifact).await,
+            rows,
+            derived: false,
+        }),
+        None if needs_artifact => derived_probes(&bundle, samples.as_deref()).await,
+        None => Err("the bundle has no probes.jsonl".to_owned()),
+    };
     Ok(ModelUnderTest {
         bundle,
         previous,
@@ -60,7 +67,6 @@ pub(super) async fn prepare(
         probes,
         holdout,
         artifact,
-        probes_artifact,
         baseline,
         client: endpoint.client,
         memory: endpoint.memory,
@@ -84,4 +90,34 @@ async fn run_artifact(
             .await
             .unwrap_or_else(|e| Err(e.to_string())),
     )
+}
+
+/// Rows either side of the splits of the bundle's own graph, with the
+/// artifact's outputs as their expected ones (`crate::splits`); why none,
+/// saying the bundle has no probes.jsonl.
+async fn derived_probes(bundle: &Bundle, samples: Option<&[Record]>) -> Result<Probes, String> {
+    let none =
+        |why: String| format!("the bundle has no probes.jsonl, and none could be derived: {why}");
+    let rows = crate::splits::derive(bundle, samples.unwrap_or_default()).map_err(none)?;
+    let outputs = match run_artifact(bundle, Some(&rows), true).await {
+        Some(Ok(columns)) => columns,
+        Some(Err(why)) => return Err(none(format!("the artifact cannot run them: {why}"))),
+        None => return Err(none("no rows".to_owned())),
+    };
+    let manifest = bundle.manifest();
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.with_outputs(crate::slots::outputs(
+                manifest,
+                &crate::slots::row(&outputs, i),
+            ))
+        })
+        .collect();
+    Ok(Probes {
+        rows,
+        artifact: Some(Ok(outputs)),
+        derived: true,
+    })
 }

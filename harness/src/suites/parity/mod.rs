@@ -82,13 +82,19 @@ impl Mode {
 
     /// The rows the mode sends, and the artifact's own outputs for them;
     /// `None` for probes where the bundle has none.
-    fn rows(self, model: &ModelUnderTest) -> Option<Rows<'_>> {
+    fn rows(self, model: &ModelUnderTest) -> Result<Rows<'_>, &str> {
         let (records, artifact) = match self {
-            Mode::Batch | Mode::SingleRow => (model.samples.as_deref()?, &model.artifact),
-            Mode::Probes => (model.probes.as_deref()?, &model.probes_artifact),
+            Mode::Batch | Mode::SingleRow => (
+                model.samples.as_deref().ok_or("needs samples.jsonl")?,
+                &model.artifact,
+            ),
+            Mode::Probes => {
+                let probes = model.probes.as_ref().map_err(String::as_str)?;
+                (probes.rows.as_slice(), &probes.artifact)
+            }
         };
         let artifact = artifact.as_ref().and_then(|a| a.as_deref().ok());
-        Some((records, artifact))
+        Ok((records, artifact))
     }
 }
 
@@ -113,9 +119,12 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     let mut versions = std::collections::BTreeSet::new();
     for mode in Mode::ALL {
         let name = format!("parity ({})", mode.label());
-        let Some((rows, artifact)) = mode.rows(model) else {
-            checks.push(Check::skipped(&name, Skip::Missing, NO_PROBES));
-            continue;
+        let (rows, artifact) = match mode.rows(model) {
+            Ok(rows) => rows,
+            Err(why) => {
+                checks.push(Check::skipped(&name, Skip::Missing, why));
+                continue;
+            }
         };
         let positions: Vec<usize> = (0..rows.len()).step_by(mode.step()).collect();
         let chosen: Vec<Record> = positions.iter().map(|&i| rows[i].clone()).collect();
@@ -146,10 +155,14 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         let mut message = if found.passed == found.total {
             agreed(tolerance, &chosen, &found)
         } else {
-            why::why(model, tolerance, &chosen, &served, &found).await?
+            let derived = mode == Mode::Probes && model.probes.as_ref().is_ok_and(|p| p.derived);
+            why::why(model, tolerance, (&chosen, derived), &served, &found).await?
         };
         if mode == Mode::Probes {
             message.push_str(&splits(&chosen, &found));
+            if model.probes.as_ref().is_ok_and(|p| p.derived) {
+                message.insert_str(0, DERIVED);
+            }
         }
         checks.push(Check::new(&name, found.passed == found.total, message));
     }
@@ -160,9 +173,9 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     Ok(report)
 }
 
-/// Why the probes check is skipped on a bundle without probes.
-const NO_PROBES: &str = "the bundle has no probes.jsonl: preflight-bundle writes one for a \
-    model of trees (docs/bundle-format.md, 'probes.jsonl')";
+/// What the probes check says first when the harness derived the probes.
+const DERIVED: &str = "derived from model.onnx (the bundle has no probes.jsonl), against the \
+    artifact's own outputs: ";
 
 /// Which splits the probes reached, and the one beside the worst probe.
 fn splits(probes: &[Record], found: &Comparison) -> String {
@@ -174,7 +187,7 @@ fn splits(probes: &[Record], found: &Comparison) -> String {
     let inputs: std::collections::BTreeSet<&str> = reached.iter().map(|s| s.0).collect();
     let inputs: Vec<&str> = inputs.into_iter().collect();
     let mut text = format!(
-        "; {} probe rows at {} splits on {}",
+        "; {} probe rows at {} thresholds on {}",
         probes.len(),
         reached.len(),
         inputs.join(", ")

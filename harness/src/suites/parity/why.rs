@@ -10,11 +10,12 @@ use crate::suites::{ModelUnderTest, explain};
 
 /// Why a mode failed: how many values are off and in which outputs, the
 /// worst, where the divergence starts, what the failing rows share, which
-/// input explains it, and what else went wrong.
+/// input explains it, and what else went wrong. `derived`: the rows'
+/// expected outputs are the artifact's own, not training's.
 pub(super) async fn why(
     model: &ModelUnderTest,
     tolerance: Tolerance,
-    samples: &[Record],
+    (samples, derived): (&[Record], bool),
     served: &Served,
     found: &Comparison,
 ) -> Result<String, Unreachable> {
@@ -30,7 +31,7 @@ pub(super) async fn why(
         return Ok(why.join("; "));
     }
     let mut why = what_is_off(manifest, samples, served, found);
-    why.extend(stage(model, found.stages));
+    why.extend(stage(model, found.stages, derived));
     let failing = failing_rows(found);
     let failing_inputs: Vec<&[preflight_bundle::Value]> = failing
         .iter()
@@ -90,12 +91,17 @@ fn what_is_off(
 }
 
 /// Where the divergence starts, by whether the artifact itself agrees.
-fn stage(model: &ModelUnderTest, stages: (usize, usize)) -> Option<String> {
+fn stage(model: &ModelUnderTest, stages: (usize, usize), derived: bool) -> Option<String> {
     match stages {
         (0, 0) if model.artifact.is_none() => {
             Some("stage unknown: the artifact was not run".to_owned())
         }
         (0, 0) => None,
+        (0, _) if derived => Some(
+            "divergence starts at artifact → endpoint: the endpoint answers these rows \
+            otherwise than the artifact run in-process"
+                .to_owned(),
+        ),
         (0, _) => Some(
             "divergence starts at artifact → endpoint: the artifact itself matches training"
                 .to_owned(),
