@@ -126,13 +126,8 @@ fn probe_rows_name_the_split_they_sit_beside() {
             RecordFile::Probes,
         )
     };
-    let probe = |split: &str| {
-        format!(
-                "{}, \"probe\": {split}}}",
-        let open = GOOD.strip_suffix('}').expect("an object");
-        let probe = |split: &str| format!("{open}, \"probe\": {split}}}");
-            )
-    };
+    let open = GOOD.strip_suffix('}').expect("an object");
+    let probe = |split: &str| format!("{open}, \"probe\": {split}}}");
     let rows = parse(&probe(
         r#"{"input": "distance_km", "column": 1, "threshold": 6.5}"#,
     ))

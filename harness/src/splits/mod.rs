@@ -134,7 +134,11 @@ fn rows(
                 offset,
             } if *scale != 0.0 => (*input, sides(&inputs[*input], (threshold - offset) / scale)),
             Column::Category { input, category } => {
-                (*input, vec![vec![Value::Text(category.clone())]])
+                let value = match category.parse() {
+                    Ok(n) if inputs[*input].datatype.is_integer() => Value::Int(n),
+                    _ => Value::Text(category.clone()),
+                };
+                (*input, vec![vec![value]])
             }
             _ => continue,
         };

@@ -57,95 +57,105 @@ impl<'a> Graph<'a> {
         let Some(node) = self.producers.get(tensor) else {
             return self.input(tensor);
         };
-        let traced = |k: usize| -> Result<Vec<Column>, String> {
-            let name = node
-                .input
-                .get(k)
-                .ok_or_else(|| self.stop(node, "has too few inputs"))?;
-            self.columns(name)
-        };
         match node.op_type.as_str() {
-            "Cast" | "Identity" | "Imputer" | "Reshape" => traced(0),
+            "Cast" | "Identity" | "Imputer" | "Reshape" => self.traced(node, 0),
             // `Where(IsNaN(x), fill, x)`: the float64 imputer; present values pass.
-            "Where" => traced(2),
+            "Where" => self.traced(node, 2),
             "Concat" => (0..node.input.len()).try_fold(Vec::new(), |mut all, k| {
-                all.extend(traced(k)?);
+                all.extend(self.traced(node, k)?);
                 Ok(all)
             }),
-            "Gather" => {
-                let columns = traced(0)?;
-                let indices = self.constant(node, 1)?;
-                indices
-                    .iter()
-                    .map(|&i| {
-                        columns
-                            .get(i as usize)
-                            .cloned()
-                            .ok_or_else(|| self.stop(node, "gathers a column that is not there"))
-                    })
-                    .collect()
-            }
-            "Sub" | "Add" | "Mul" | "Div" => {
-                let constant = self.constant(node, 1)?;
-                let op = node.op_type.as_str();
-                affine(traced(0)?, |k, x| {
-                    let c = *constant.get(k).or(constant.first())?;
-                    Some(match op {
-                        "Sub" => then((1.0, -c), x),
-                        "Add" => then((1.0, c), x),
-                        "Mul" => then((c, 0.0), x),
-                        _ => then((1.0 / c, 0.0), x),
-                    })
-                })
-                .ok_or_else(|| self.stop(node, "is arithmetic on a column that is not a number"))
-            }
-            // `(x - offset) · scale`, per column or for all.
-            "Scaler" => {
-                let offsets = node.numbers("offset").unwrap_or_default();
-                let scales = node.numbers("scale").unwrap_or_default();
-                let pick = |v: &[f64], k: usize, default: f64| {
-                    v.get(k).or(v.first()).copied().unwrap_or(default)
-                };
-                affine(traced(0)?, |k, x| {
-                    let (o, s) = (pick(&offsets, k, 0.0), pick(&scales, k, 1.0));
-                    Some(then((s, -o * s), x))
-                })
-                .ok_or_else(|| self.stop(node, "scales a column that is not a number"))
-            }
-            "OneHotEncoder" => {
-                let categories: Vec<String> = {
-                    let strings = node.strings("cats_strings");
-                    if strings.is_empty() {
-                        node.ints("cats_int64s")
-                            .iter()
-                            .map(i64::to_string)
-                            .collect()
-                    } else {
-                        strings
-                    }
-                };
-                traced(0)?
-                    .into_iter()
-                    .map(|column| match column {
-                        Column::Text { input } => Ok(categories
-                            .iter()
-                            .map(|c| Column::Category {
-                                input,
-                                category: c.clone(),
-                            })
-                            .collect::<Vec<_>>()),
-                        _ => Err(self.stop(node, "encodes a column that is not text")),
-                    })
-                    .try_fold(Vec::new(), |mut all, c| {
-                        all.extend(c?);
-                        Ok(all)
-                    })
-            }
+            "Gather" => self.gather(node),
+            "Sub" | "Add" | "Mul" | "Div" => self.arithmetic(node),
+            "Scaler" => self.scaler(node),
+            "OneHotEncoder" => self.one_hot(node),
             other => Err(self.stop(
                 node,
                 &format!("is a {other}, which the trace does not follow"),
             )),
         }
+    }
+
+    /// The columns of the node's `k`-th input.
+    fn traced(&self, node: &NodeProto, k: usize) -> Result<Vec<Column>, String> {
+        let name = node
+            .input
+            .get(k)
+            .ok_or_else(|| self.stop(node, "has too few inputs"))?;
+        self.columns(name)
+    }
+
+    /// The columns a constant list of indices picks.
+    fn gather(&self, node: &NodeProto) -> Result<Vec<Column>, String> {
+        let columns = self.traced(node, 0)?;
+        self.constant(node, 1)?
+            .iter()
+            .map(|&i| {
+                columns
+                    .get(i as usize)
+                    .cloned()
+                    .ok_or_else(|| self.stop(node, "gathers a column that is not there"))
+            })
+            .collect()
+    }
+
+    /// A column with a constant, per column or for all, subtracted, added,
+    /// multiplied or divided.
+    fn arithmetic(&self, node: &NodeProto) -> Result<Vec<Column>, String> {
+        let constant = self.constant(node, 1)?;
+        let op = node.op_type.as_str();
+        affine(self.traced(node, 0)?, |k, x| {
+            let c = *constant.get(k).or(constant.first())?;
+            Some(match op {
+                "Sub" => then((1.0, -c), x),
+                "Add" => then((1.0, c), x),
+                "Mul" => then((c, 0.0), x),
+                _ => then((1.0 / c, 0.0), x),
+            })
+        })
+        .ok_or_else(|| self.stop(node, "is arithmetic on a column that is not a number"))
+    }
+
+    /// ONNX-ML's `Scaler`: `(x - offset) · scale`, per column or for all.
+    fn scaler(&self, node: &NodeProto) -> Result<Vec<Column>, String> {
+        let offsets = node.numbers("offset").unwrap_or_default();
+        let scales = node.numbers("scale").unwrap_or_default();
+        let pick =
+            |v: &[f64], k: usize, default: f64| v.get(k).or(v.first()).copied().unwrap_or(default);
+        affine(self.traced(node, 0)?, |k, x| {
+            let (o, s) = (pick(&offsets, k, 0.0), pick(&scales, k, 1.0));
+            Some(then((s, -o * s), x))
+        })
+        .ok_or_else(|| self.stop(node, "scales a column that is not a number"))
+    }
+
+    /// ONNX-ML's `OneHotEncoder`: a column per category of each input column.
+    fn one_hot(&self, node: &NodeProto) -> Result<Vec<Column>, String> {
+        let mut categories = node.strings("cats_strings");
+        if categories.is_empty() {
+            categories = node
+                .ints("cats_int64s")
+                .iter()
+                .map(i64::to_string)
+                .collect();
+        }
+        let mut all = Vec::new();
+        for column in self.traced(node, 0)? {
+            let input = match column {
+                Column::Text { input } => input,
+                Column::Number {
+                    input,
+                    scale: 1.0,
+                    offset: 0.0,
+                } => input,
+                _ => return Err(self.stop(node, "encodes a column that is not an input")),
+            };
+            all.extend(categories.iter().map(|c| Column::Category {
+                input,
+                category: c.clone(),
+            }));
+        }
+        Ok(all)
     }
 
     /// A graph input: the manifest input of that name, one column.
