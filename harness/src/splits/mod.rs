@@ -112,53 +112,9 @@ fn rows(
     samples: &[Record],
     splits: &BTreeMap<(usize, u64), Column>,
 ) -> Vec<Record> {
-    let mut passes: [Vec<(usize, Value, Split)>; 3] = Default::default();
-    // Each column's first split, then each one's second, and so on: every
-    // input gets its share of the budget.
-    let mut rank = BTreeMap::new();
-    let mut order: Vec<(usize, &(usize, u64), &Column)> = splits
-        .iter()
-        .map(|(key, traced)| {
-            let r = rank.entry(key.0).or_insert(0);
-            *r += 1;
-            (*r, key, traced)
-        })
-        .collect();
-    order.sort_by_key(|&(r, key, _)| (r, *key));
-    for (_, (column, bits), traced) in order {
-        let threshold = f64::from_bits(*bits);
-        let (input, values) = match traced {
-            Column::Number {
-                input,
-                scale,
-                offset,
-            } if *scale != 0.0 => (*input, sides(&inputs[*input], (threshold - offset) / scale)),
-            Column::Category { input, category } => {
-                let value = match category.parse() {
-                    Ok(n) if inputs[*input].datatype.is_integer() => Value::Int(n),
-                    _ => Value::Text(category.clone()),
-                };
-                (*input, vec![vec![value]])
-            }
-            _ => continue,
-        };
-        let split = Split {
-            input: inputs[input].name.clone(),
-            column: *column as u64,
-            threshold,
-        };
-        for (pass, values) in values.into_iter().enumerate() {
-            for value in values {
-                passes[pass].push((input, value, split.clone()));
-            }
-        }
-        if inputs[input].nullable {
-            passes[2].push((input, Value::Null, split));
-        }
-    }
     let mut made = Vec::new();
     let mut seen = BTreeSet::new();
-    for (input, value, split) in passes.into_iter().flatten() {
+    for (input, value, split) in moves(inputs, splits) {
         if made.len() >= BUDGET {
             break;
         }
@@ -171,13 +127,69 @@ fn rows(
         }
         let mut row = base.inputs.clone();
         row[input] = value;
-        made.push(Record::probe(
-            format!("derived-p{:04}", made.len()),
-            row,
-            split,
-        ));
+        let id = format!("derived-p{:04}", made.len());
+        made.push(Record::probe(id, row, split));
     }
     made
+}
+
+/// `(input, value, split)` for every value a probe sends, in the order the
+/// budget takes them: each column's first split, then each one's second,
+/// and so on, so that every input gets its share; the nearest values first,
+/// the further steps and the nulls after.
+fn moves(
+    inputs: &[Feature],
+    splits: &BTreeMap<(usize, u64), Column>,
+) -> Vec<(usize, Value, Split)> {
+    let mut rank = BTreeMap::new();
+    let mut order: Vec<(usize, &(usize, u64), &Column)> = splits
+        .iter()
+        .map(|(key, traced)| {
+            let r = rank.entry(key.0).or_insert(0);
+            *r += 1;
+            (*r, key, traced)
+        })
+        .collect();
+    order.sort_by_key(|&(r, key, _)| (r, *key));
+    let mut passes: [Vec<(usize, Value, Split)>; 3] = Default::default();
+    for (_, &(column, bits), traced) in order {
+        let threshold = f64::from_bits(bits);
+        let Some((input, values)) = values(inputs, traced, threshold) else {
+            continue;
+        };
+        let split = Split {
+            input: inputs[input].name.clone(),
+            column: column as u64,
+            threshold,
+        };
+        for (pass, values) in values.into_iter().enumerate() {
+            passes[pass].extend(values.into_iter().map(|v| (input, v, split.clone())));
+        }
+        if inputs[input].nullable {
+            passes[2].push((input, Value::Null, split));
+        }
+    }
+    passes.into_iter().flatten().collect()
+}
+
+/// The input a traced column reads, and the values that put it either side
+/// of `threshold`, nearest first; `None` for a column no value moves.
+fn values(inputs: &[Feature], traced: &Column, threshold: f64) -> Option<(usize, Vec<Vec<Value>>)> {
+    match traced {
+        Column::Number {
+            input,
+            scale,
+            offset,
+        } if *scale != 0.0 => Some((*input, sides(&inputs[*input], (threshold - offset) / scale))),
+        Column::Category { input, category } => {
+            let value = match category.parse() {
+                Ok(n) if inputs[*input].datatype.is_integer() => Value::Int(n),
+                _ => Value::Text(category.clone()),
+            };
+            Some((*input, vec![vec![value]]))
+        }
+        _ => None,
+    }
 }
 
 /// The values of `input` either side of `raw`, where its column crosses a

@@ -152,18 +152,7 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
         if manifest.classifier().is_some() {
             metrics.insert(format!("{key}_near_ties"), found.near_ties.len() as f64);
         }
-        let mut message = if found.passed == found.total {
-            agreed(tolerance, &chosen, &found)
-        } else {
-            let derived = mode == Mode::Probes && model.probes.as_ref().is_ok_and(|p| p.derived);
-            why::why(model, tolerance, (&chosen, derived), &served, &found).await?
-        };
-        if mode == Mode::Probes {
-            message.push_str(&splits(&chosen, &found));
-            if model.probes.as_ref().is_ok_and(|p| p.derived) {
-                message.insert_str(0, DERIVED);
-            }
-        }
+        let message = say(model, (tolerance, mode), &chosen, &served, &found).await?;
         checks.push(Check::new(&name, found.passed == found.total, message));
     }
     checks.push(version_check(model.bundle.version(), &versions));
@@ -171,6 +160,30 @@ pub(super) async fn run(model: &ModelUnderTest) -> Result<SuiteReport, Unreachab
     report.metrics = metrics;
     report.details = serde_json::Value::Object(details);
     Ok(report)
+}
+
+/// What a mode's check says: how close where it passed, why where it failed,
+/// and for the probes which splits they reached and where they came from.
+async fn say(
+    model: &ModelUnderTest,
+    (tolerance, mode): (Tolerance, Mode),
+    chosen: &[Record],
+    served: &Served,
+    found: &Comparison,
+) -> Result<String, Unreachable> {
+    let derived = mode == Mode::Probes && model.probes.as_ref().is_ok_and(|p| p.derived);
+    let mut message = if found.passed == found.total {
+        agreed(tolerance, chosen, found)
+    } else {
+        why::why(model, tolerance, (chosen, derived), served, found).await?
+    };
+    if mode == Mode::Probes {
+        message.push_str(&splits(chosen, found));
+    }
+    if derived {
+        message.insert_str(0, DERIVED);
+    }
+    Ok(message)
 }
 
 /// What the probes check says first when the harness derived the probes.
