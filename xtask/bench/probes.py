@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python" / "src"))
 sys.path.insert(0, str(ROOT / "fixtures" / "generate"))
 
-from cities import CITIES, orders  # noqa: E402
+from cities import CITIES, VEHICLES, orders  # noqa: E402
+from generate import INPUTS, PASSTHROUGH, TARGET  # noqa: E402
 from lightgbm import LGBMRegressor  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor  # noqa: E402
@@ -46,20 +47,8 @@ from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 
 from preflight_bundle.export import export_onnx, run_onnx, with_precision  # noqa: E402
 from preflight_bundle.probes import DEFAULT_BUDGET, probe_rows  # noqa: E402
-from preflight_bundle.schema import Input  # noqa: E402
 
-FEATURES = ["distance_km", "hour", "day_of_week", "vehicle", "prep_time_min", "items", "rain"]
-VEHICLES = ["bicycle", "motorbike", "car", "walk"]
-INPUTS = [
-    Input("distance_km", "FP32", min=0.0, max=50.0),
-    Input("hour", "INT64", min=0, max=23),
-    Input("day_of_week", "INT64", min=0, max=6),
-    Input("vehicle", "BYTES", categories=tuple(VEHICLES)),
-    Input("prep_time_min", "FP32", min=0.0, max=240.0, nullable=True),
-    Input("items", "INT64", min=1, max=30),
-    Input("rain", "INT64", min=0, max=1),
-]
-TARGET = "eta_minutes"
+FEATURES = [i.name for i in INPUTS]
 ABS, REL = 7e-4, 1e-5  # the Lisbon fixture's parity tolerance
 LEAVES = 20
 #: Probe rows per model, and as many random rows: `write_bundle`'s default unless given.
@@ -69,7 +58,7 @@ SAMPLES = 500
 
 def pipeline(learner: str) -> tuple[Pipeline, str]:
     """The learner in the fixtures' preprocessing, and its export's precision."""
-    numbers = ["distance_km", "hour", "day_of_week", "items", "rain"]
+    numbers = PASSTHROUGH
     vehicle = ("vehicle", OneHotEncoder(categories=[VEHICLES], handle_unknown="ignore"), ["vehicle"])
     if learner == "hist-gbdt":
         # Sees missing preparation times itself: no imputer.
@@ -214,7 +203,7 @@ def main() -> None:
         # The nullable input reaches the trees as itself only without an imputer.
         nullable = 0 if learner == "hist-gbdt" else None
         rng = np.random.default_rng(7)
-        floats = {a["column"] for a in probes.at if a["input"] in ("distance_km", "prep_time_min")}
+        floats = {a["column"] for a in probes.at if a["input"] in {i.name for i in INPUTS if i.datatype == "FP32"}}
         for kind, broken in corpus(clean, rng, nullable, floats):
             tally = table.setdefault((learner, kind), [0, 0, 0])
             tally[0] += 1

@@ -66,7 +66,11 @@ pub(crate) fn derive(bundle: &Bundle, samples: &[Record]) -> Result<Vec<Record>,
     if samples.is_empty() {
         return Err("no samples to start the probes from".to_owned());
     }
-    Ok(rows(&manifest.inputs, samples, &splits))
+    let made = rows(&manifest.inputs, samples, &splits);
+    if made.is_empty() {
+        return Err("no split's values lie within the inputs' bounds".to_owned());
+    }
+    Ok(made)
 }
 
 /// `(column, threshold)` of every split of a tree ensemble node that a

@@ -93,31 +93,33 @@ async fn run_artifact(
 }
 
 /// Rows either side of the splits of the bundle's own graph, with the
-/// artifact's outputs as their expected ones (`crate::splits`); why none,
-/// saying the bundle has no probes.jsonl.
+/// artifact's outputs as their expected ones (`crate::splits`), made off the
+/// runtime's threads; why none, saying the bundle has no probes.jsonl.
 async fn derived_probes(bundle: &Bundle, samples: Option<&[Record]>) -> Result<Probes, String> {
-    let none =
-        |why: String| format!("the bundle has no probes.jsonl, and none could be derived: {why}");
-    let rows = crate::splits::derive(bundle, samples.unwrap_or_default()).map_err(none)?;
-    let outputs = match run_artifact(bundle, Some(&rows), true).await {
-        Some(Ok(columns)) => columns,
-        Some(Err(why)) => return Err(none(format!("the artifact cannot run them: {why}"))),
-        None => return Err(none("no rows".to_owned())),
-    };
-    let manifest = bundle.manifest();
-    let rows = rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, row)| {
-            row.with_outputs(crate::slots::outputs(
-                manifest,
-                &crate::slots::row(&outputs, i),
-            ))
+    let (bundle, samples) = (bundle.clone(), samples.unwrap_or_default().to_vec());
+    let derived = tokio::task::spawn_blocking(move || {
+        let rows = crate::splits::derive(&bundle, &samples)?;
+        let outputs = crate::artifact::predict(&bundle, &rows)
+            .map_err(|why| format!("the artifact cannot run them: {why}"))?;
+        let manifest = bundle.manifest();
+        let rows = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let expected = crate::slots::outputs(manifest, &crate::slots::row(&outputs, i));
+                row.with_outputs(expected)
+            })
+            .collect();
+        Ok(Probes {
+            rows,
+            artifact: Some(Ok(outputs)),
+            derived: true,
         })
-        .collect();
-    Ok(Probes {
-        rows,
-        artifact: Some(Ok(outputs)),
-        derived: true,
-    })
+    });
+    derived
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .map_err(|why: String| {
+            format!("the bundle has no probes.jsonl, and none could be derived: {why}")
+        })
 }
