@@ -231,18 +231,15 @@ def _crossings(graph, base: pd.DataFrame, tensor, column, spec: Input, bounds, t
         x = graph.columns(rows)[tensor][:, column].astype(np.float64)
         return np.where(above_false, x > thresholds, x >= thresholds)
 
-    at_lo, at_hi = beyond(lo), beyond(hi)
-    rising = ~at_lo & at_hi
-    falling = at_lo & ~at_hi
-    crossing = rising | falling
+    at_lo = beyond(lo)
+    crossing = at_lo != beyond(hi)
     # Bisect for the first key whose side differs from the low end's.
-    start = at_lo.copy()
     while True:
         open_ = crossing & (hi - lo > 1)
         if not open_.any():
             break
         mid = np.where(open_, lo + (hi - lo) // 2, lo)
-        moved = beyond(mid) != start
+        moved = beyond(mid) != at_lo
         hi = np.where(open_ & moved, mid, hi)
         lo = np.where(open_ & ~moved, mid, lo)
     return [(to_value(np.array([l]))[0], to_value(np.array([h]))[0], l, h) if c else None for l, h, c in zip(lo, hi, crossing)], to_value
@@ -280,7 +277,8 @@ def probe_rows(
             covered.update(n for n in g["nodes"] if base in reached.get(n, ()))
     for ordinal, (key, g) in enumerate(ordered):
         if specs[g["input"]].nullable:
-            base = _best_base(g["nodes"], reached, set()) or ordinal % len(samples)
+            base = _best_base(g["nodes"], reached, set())
+            base = ordinal % len(samples) if base is None else base
             plan.add(base, [{g["input"]: None}], g["at"])
     for _ in range(8):
         if plan.full() or not plan.grew():
