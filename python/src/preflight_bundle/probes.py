@@ -280,9 +280,12 @@ def probe_rows(
             base = _best_base(g["nodes"], reached, set())
             base = ordinal % len(samples) if base is None else base
             plan.add(base, [{g["input"]: None}], g["at"])
+    # Each round probes from the rows the one before added, until one adds none.
+    pooled = 0
     for _ in range(8):
-        if plan.full() or not plan.grew():
+        if plan.full() or len(plan.rows) == pooled:
             break
+        pooled = len(plan.rows)
         reached = _reach(found, graph, plan.pool())
         for key, g in ordered:
             while not plan.full():
@@ -365,17 +368,11 @@ class _Plan:
         self.rows: list[dict] = []
         self.at: list[dict] = []
         self.seen: set = set()
-        self._pooled = 0
 
     def full(self) -> bool:
         return len(self.rows) >= self.budget
 
-    def grew(self) -> bool:
-        """Whether rows were added since the pool was last taken."""
-        return len(self.rows) > self._pooled
-
     def pool(self) -> pd.DataFrame:
-        self._pooled = len(self.rows)
         if not self.rows:
             return self.samples
         probes = pd.DataFrame(self.rows, columns=self.samples.columns)
